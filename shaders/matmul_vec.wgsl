@@ -1,0 +1,65 @@
+// Decode matmul for few token rows (T <= 8): y[t, row0 + r] (+)= dot(x[t, :], W[r, :]) + b.
+// Each workgroup owns ROWS weight rows; LANES threads split K of each row in chunks of 8,
+// so every weight is read once for all T tokens.
+//!COMMON
+struct Dims {
+    k8: u32,          // K / 8
+    n: u32,           // full output width (row stride of y)
+    row0: u32,        // first output column of this weight part
+    rows: u32,        // rows in this weight part
+    accumulate: u32,  // 1: y += result (residual add)
+    has_bias: u32,
+    t_from_logits: u32, // 1: T = step.n_out_rows, else step.n_tokens
+    _pad: u32,
+}
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> dims: Dims;
+//!W4 w 2
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+
+const ROWS: u32 = 8u;
+const LANES: u32 = 32u;
+const TMAX: u32 = 8u;
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let lane = lid.x % LANES;
+    let slot = lid.x / LANES;
+    let r = (wid.y * nwg.x + wid.x) * ROWS + slot;
+    var t_count = step.n_tokens;
+    if (dims.t_from_logits != 0u) { t_count = step.n_out_rows; }
+    t_count = min(t_count, TMAX);
+    var acc: array<f32, 8>;
+    for (var t = 0u; t < TMAX; t++) { acc[t] = 0.0; }
+    if (r < dims.rows) {
+        for (var c = lane; c < dims.k8; c += LANES) {
+            let wa = w_load4((r * dims.k8 + c) * 2u);
+            let wb = w_load4((r * dims.k8 + c) * 2u + 1u);
+            for (var t = 0u; t < t_count; t++) {
+                let xi = (t * dims.k8 + c) * 2u;
+                acc[t] += dot(wa, x[xi]) + dot(wb, x[xi + 1u]);
+            }
+        }
+    }
+    for (var t = 0u; t < t_count; t++) {
+        red[lid.x] = acc[t];
+        workgroupBarrier();
+        for (var off = LANES / 2u; off > 0u; off >>= 1u) {
+            if (lane < off) { red[lid.x] += red[lid.x + off]; }
+            workgroupBarrier();
+        }
+        if (lane == 0u && r < dims.rows) {
+            let col = dims.row0 + r;
+            var v = red[lid.x];
+            if (dims.has_bias != 0u) { v += bias[col]; }
+            let yi = t * dims.n + col;
+            if (dims.accumulate != 0u) { v += y[yi]; }
+            y[yi] = v;
+        }
+        workgroupBarrier();
+    }
+}

@@ -1,0 +1,39 @@
+// y[r, :] = x[row0 + r, :] * rsqrt(mean(x^2) + eps) * weight. One workgroup per row.
+//!COMMON
+struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, _pad: u32 }
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> dims: Dims;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+
+const WG: u32 = 256u;
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r = wid.x;
+    var src_row = r;
+    var n_rows = step.n_tokens;
+    if (dims.rows_from_logits != 0u) {
+        src_row = step.out_row0 + r;
+        n_rows = step.n_out_rows;
+    }
+    if (r >= n_rows) { return; }
+    let base = src_row * dims.hidden4;
+    var s = 0.0;
+    for (var i = lid.x; i < dims.hidden4; i += WG) {
+        let v = x[base + i];
+        s += dot(v, v);
+    }
+    partial[lid.x] = s;
+    workgroupBarrier();
+    for (var off = WG / 2u; off > 0u; off >>= 1u) {
+        if (lid.x < off) { partial[lid.x] += partial[lid.x + off]; }
+        workgroupBarrier();
+    }
+    let scale = inverseSqrt(partial[0] / f32(dims.hidden4 * 4u) + dims.eps);
+    for (var i = lid.x; i < dims.hidden4; i += WG) {
+        y[r * dims.hidden4 + i] = x[base + i] * scale * weight[i];
+    }
+}

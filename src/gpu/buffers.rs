@@ -1,0 +1,164 @@
+//! Buffer creation with limit checks, uploads and readback.
+
+use super::{GpuContext, GpuError};
+use wgpu::util::DeviceExt;
+
+/// How floats are stored in a GPU buffer. Arithmetic is always f32; f16 storage is read
+/// with `unpack2x16float`, so it works on every adapter, shader-f16 or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum StorageFormat {
+    F32,
+    F16,
+}
+
+impl StorageFormat {
+    pub fn bytes_per_element(self) -> usize {
+        match self {
+            StorageFormat::F32 => 4,
+            StorageFormat::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageFormat::F32 => "f32",
+            StorageFormat::F16 => "f16",
+        }
+    }
+
+    /// Host f32 values in this format, as bytes.
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            StorageFormat::F32 => bytemuck::cast_slice(values).to_vec(),
+            StorageFormat::F16 => {
+                let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+                bytemuck::cast_slice(&h).to_vec()
+            }
+        }
+    }
+}
+
+impl GpuContext {
+    fn check_binding(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.max_binding();
+        if bytes > limit {
+            return Err(GpuError::OverLimit {
+                what: what.to_string(),
+                bytes,
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(())
+    }
+
+    /// A zeroed storage buffer of `bytes` (rounded up to 16), checked against the limits.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = bytes.max(16).div_ceil(16) * 16;
+        self.check_binding(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data` (padded to 16 bytes), checked against the limits.
+    pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+        let padded = data.len().max(16).div_ceil(16) * 16;
+        self.check_binding(label, padded as u64)?;
+        let mut owned;
+        let contents = if padded == data.len() {
+            data
+        } else {
+            owned = data.to_vec();
+            owned.resize(padded, 0);
+            &owned[..]
+        };
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            }))
+    }
+
+    /// A small uniform buffer of parameters.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Copies `bytes` of `src` back to the host (blocking). For tests and one-off reads.
+    pub fn read_bytes(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        let rb = ReadbackBuffer::new(self, "read_bytes", bytes);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        rb.copy_from(&mut enc, src, bytes);
+        self.queue.submit([enc.finish()]);
+        rb.read(self, bytes)
+    }
+
+    pub fn read_f32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<f32>, GpuError> {
+        let b = self.read_bytes(src, (n * 4) as u64)?;
+        Ok(bytemuck::cast_slice(&b).to_vec())
+    }
+
+    pub fn read_u32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<u32>, GpuError> {
+        let b = self.read_bytes(src, (n * 4) as u64)?;
+        Ok(bytemuck::cast_slice(&b).to_vec())
+    }
+}
+
+/// A MAP_READ buffer reused for small readbacks (the sampled token ids of each step).
+pub struct ReadbackBuffer {
+    buffer: wgpu::Buffer,
+}
+
+impl ReadbackBuffer {
+    pub fn new(gpu: &GpuContext, label: &str, bytes: u64) -> Self {
+        let size = bytes.max(4).div_ceil(4) * 4;
+        ReadbackBuffer {
+            buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
+    }
+
+    pub fn copy_from(&self, enc: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, bytes: u64) {
+        let bytes = bytes.div_ceil(4) * 4;
+        enc.copy_buffer_to_buffer(src, 0, &self.buffer, 0, bytes);
+    }
+
+    /// Maps, copies out and unmaps (blocking; on the web this must be awaited instead).
+    pub fn read(&self, gpu: &GpuContext, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        let bytes = bytes.div_ceil(4) * 4;
+        let slice = self.buffer.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.wait()?;
+        rx.recv()
+            .map_err(|e| GpuError::Other(e.to_string()))?
+            .map_err(|e| GpuError::Other(format!("mapping a readback buffer: {e}")))?;
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Other(format!("{e:?}")))?
+            .to_vec();
+        self.buffer.unmap();
+        Ok(out)
+    }
+}

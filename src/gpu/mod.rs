@@ -1,0 +1,165 @@
+//! Adapter and device choice, features and limits, buffers, pipelines and readback.
+//! Knows nothing of models or tokens.
+
+mod buffers;
+mod pipelines;
+
+pub use buffers::{ReadbackBuffer, StorageFormat};
+pub use pipelines::{KernelSource, PipelineCache};
+
+use std::sync::Arc;
+
+/// How to pick and configure the GPU.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Substring of the adapter name or a backend name ("vulkan", "metal", "dx12", "gl").
+    pub adapter: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no GPU adapter found{0} (on Linux without a GPU, install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers)")]
+    NoAdapter(String),
+    #[error("could not open the GPU device on {adapter}: {message}")]
+    Device { adapter: String, message: String },
+    #[error("{what} needs a buffer of {bytes} bytes, over this GPU's limit of {limit} bytes ({limit_name})")]
+    OverLimit {
+        what: String,
+        bytes: u64,
+        limit: u64,
+        limit_name: &'static str,
+    },
+    #[error("GPU error: {0}")]
+    Other(String),
+}
+
+/// What the adapter offers that the kernels can use.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GpuFeatures {
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
+}
+
+/// The device, its queue and what we learnt about it.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub features: GpuFeatures,
+    pub limits: wgpu::Limits,
+    pub pipelines: PipelineCache,
+}
+
+impl GpuContext {
+    /// Picks an adapter (by `options.adapter` or `HEADROOM_ADAPTER`, else the first
+    /// high-performance one) and opens a device with the adapter's real limits.
+    pub async fn new(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let wanted = options
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("HEADROOM_ADAPTER").ok())
+            .filter(|s| !s.is_empty());
+        let adapter = match &wanted {
+            Some(name) => {
+                let all = instance.enumerate_adapters(wgpu::Backends::all()).await;
+                let needle = name.to_lowercase();
+                let names: Vec<String> = all
+                    .iter()
+                    .map(|a| {
+                        let i = a.get_info();
+                        format!("{} ({:?})", i.name, i.backend)
+                    })
+                    .collect();
+                all.into_iter()
+                    .find(|a| {
+                        let i = a.get_info();
+                        i.name.to_lowercase().contains(&needle)
+                            || format!("{:?}", i.backend).to_lowercase() == needle
+                    })
+                    .ok_or_else(|| {
+                        GpuError::NoAdapter(format!(
+                            " matching {name:?}; available: [{}]",
+                            names.join(", ")
+                        ))
+                    })?
+            }
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| GpuError::NoAdapter(format!(": {e}")))?,
+        };
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let mut required = wgpu::Features::empty();
+        for f in [
+            wgpu::Features::SHADER_F16,
+            wgpu::Features::SUBGROUP,
+            wgpu::Features::TIMESTAMP_QUERY,
+        ] {
+            if available.contains(f) {
+                required |= f;
+            }
+        }
+        // Ask for everything the adapter allows: big weights need big bindings.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("headroom"),
+                required_features: required,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::Device {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        let features = GpuFeatures {
+            shader_f16: required.contains(wgpu::Features::SHADER_F16),
+            subgroups: required.contains(wgpu::Features::SUBGROUP),
+            timestamps: required.contains(wgpu::Features::TIMESTAMP_QUERY),
+        };
+        let limits = device.limits();
+        Ok(Arc::new(GpuContext {
+            pipelines: PipelineCache::new(device.clone()),
+            device,
+            queue,
+            adapter_info: info,
+            features,
+            limits,
+        }))
+    }
+
+    /// Blocking `new`, for the command line and tests.
+    pub fn new_blocking(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)"
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.adapter_info.name, self.adapter_info.backend)
+    }
+
+    /// Largest single storage binding, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Waits for all submitted work.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| GpuError::Other(e.to_string()))
+    }
+}

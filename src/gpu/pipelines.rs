@@ -1,0 +1,145 @@
+//! WGSL source assembly (shared header, storage-format accessors, constants) and a cache
+//! of compiled compute pipelines.
+
+use super::StorageFormat;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// A kernel's WGSL plus how to specialise it. Directives in the source:
+/// `//!COMMON` inserts shaders/common.wgsl; `//!W4 NAME BINDING` declares a read-only
+/// float buffer NAME with `NAME_load4(i)`; `//!KV4 NAME BINDING read|read_write` the same
+/// with `NAME_store4(i, v)` when writable; `{{KEY}}` is replaced by a constant.
+#[derive(Clone, Debug)]
+pub struct KernelSource {
+    pub name: &'static str,
+    pub wgsl: &'static str,
+    pub weights: StorageFormat,
+    pub kv: StorageFormat,
+    pub constants: Vec<(&'static str, String)>,
+}
+
+impl KernelSource {
+    pub fn new(name: &'static str, wgsl: &'static str) -> Self {
+        KernelSource {
+            name,
+            wgsl,
+            weights: StorageFormat::F32,
+            kv: StorageFormat::F32,
+            constants: Vec::new(),
+        }
+    }
+
+    pub fn weights(mut self, f: StorageFormat) -> Self {
+        self.weights = f;
+        self
+    }
+
+    pub fn kv(mut self, f: StorageFormat) -> Self {
+        self.kv = f;
+        self
+    }
+
+    pub fn constant(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.constants.push((key, value.to_string()));
+        self
+    }
+
+    /// The final WGSL text.
+    pub fn assemble(&self) -> String {
+        let mut out = String::new();
+        for line in self.wgsl.lines() {
+            let t = line.trim();
+            if t == "//!COMMON" {
+                out.push_str(COMMON);
+            } else if let Some(rest) = t.strip_prefix("//!W4 ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                out.push_str(&accessor(parts[0], parts[1], self.weights, false));
+            } else if let Some(rest) = t.strip_prefix("//!KV4 ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let writable = parts.get(2) == Some(&"read_write");
+                out.push_str(&accessor(parts[0], parts[1], self.kv, writable));
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        for (k, v) in &self.constants {
+            out = out.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        out
+    }
+}
+
+/// WGSL for a float buffer stored as `format`, read (and written) four values at a time.
+fn accessor(name: &str, binding: &str, format: StorageFormat, writable: bool) -> String {
+    let access = if writable { "read_write" } else { "read" };
+    match format {
+        StorageFormat::F32 => {
+            let mut s = format!(
+                "@group(0) @binding({binding}) var<storage, {access}> {name}: array<vec4<f32>>;\n\
+                 fn {name}_load4(i: u32) -> vec4<f32> {{ return {name}[i]; }}\n"
+            );
+            if writable {
+                s += &format!("fn {name}_store4(i: u32, v: vec4<f32>) {{ {name}[i] = v; }}\n");
+            }
+            s
+        }
+        StorageFormat::F16 => {
+            let mut s = format!(
+                "@group(0) @binding({binding}) var<storage, {access}> {name}: array<vec2<u32>>;\n\
+                 fn {name}_load4(i: u32) -> vec4<f32> {{ let p = {name}[i]; \
+                 return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)); }}\n"
+            );
+            if writable {
+                s += &format!(
+                    "fn {name}_store4(i: u32, v: vec4<f32>) {{ \
+                     {name}[i] = vec2<u32>(pack2x16float(v.xy), pack2x16float(v.zw)); }}\n"
+                );
+            }
+            s
+        }
+    }
+}
+
+/// Compiled pipelines keyed by their assembled source; layouts come from the shader.
+pub struct PipelineCache {
+    device: wgpu::Device,
+    cache: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    pub fn new(device: wgpu::Device) -> Self {
+        PipelineCache {
+            device,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, src: &KernelSource) -> Arc<wgpu::ComputePipeline> {
+        let code = src.assemble();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&code) {
+            return p.clone();
+        }
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(src.name),
+                source: wgpu::ShaderSource::Wgsl(code.clone().into()),
+            });
+        let pipeline = Arc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(src.name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            },
+        ));
+        cache.insert(code, pipeline.clone());
+        pipeline
+    }
+}

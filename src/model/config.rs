@@ -1,0 +1,109 @@
+//! The model's shape and hyper-parameters, independent of the file format it came from.
+
+use serde::Serialize;
+
+/// Architectures headroom runs. Both are llama-family decoders; qwen2 adds q/k/v biases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+}
+
+impl Arch {
+    /// Maps a GGUF `general.architecture` or HF `model_type` string.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        match name {
+            "llama" | "mistral" => Some(Arch::Llama),
+            "qwen2" => Some(Arch::Qwen2),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// Llama-3 style frequency-dependent RoPE scaling (`rope_scaling.rope_type == "llama3"`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Llama3RopeScaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_max_position_embeddings: u32,
+}
+
+/// Everything the forward pass needs to know about a model's shape.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub vocab_size: usize,
+    /// d_model
+    pub hidden_size: usize,
+    /// FFN inner width
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    /// query heads
+    pub num_heads: usize,
+    /// key/value heads: == num_heads is MHA, 1 is MQA, between is GQA
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    /// the context length the model was trained for
+    pub max_position_embeddings: usize,
+    /// lm_head shares the token embedding matrix
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections carry biases (qwen2)
+    pub attention_bias: bool,
+}
+
+impl ModelConfig {
+    /// Query heads per KV head (G).
+    pub fn group_size(&self) -> usize {
+        self.num_heads / self.num_kv_heads
+    }
+
+    /// Bytes of K and V cached per token over all layers, at `bytes_per_element`.
+    pub fn kv_bytes_per_token(&self, bytes_per_element: usize) -> usize {
+        2 * self.num_layers * self.num_kv_heads * self.head_dim * bytes_per_element
+    }
+
+    pub fn attention_kind(&self) -> &'static str {
+        if self.num_kv_heads == self.num_heads {
+            "MHA"
+        } else if self.num_kv_heads == 1 {
+            "MQA"
+        } else {
+            "GQA"
+        }
+    }
+
+    /// Checks the relations the kernels rely on; `source` names the file for the message.
+    pub fn validate(&self, source: &str) -> Result<(), String> {
+        let fail = |what: String| Err(format!("{source}: invalid model config: {what}"));
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_layers == 0 {
+            return fail("heads, kv heads and layers must be > 0".into());
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return fail(format!(
+                "num_heads {} is not a multiple of num_kv_heads {}",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return fail(format!("head_dim {} must be even and > 0", self.head_dim));
+        }
+        if self.hidden_size == 0 || self.intermediate_size == 0 || self.vocab_size == 0 {
+            return fail("hidden_size, intermediate_size and vocab_size must be > 0".into());
+        }
+        if self.hidden_size % 4 != 0 || self.intermediate_size % 4 != 0 || self.head_dim % 4 != 0 {
+            return fail("hidden_size, intermediate_size and head_dim must be multiples of 4".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Token embedding lookup (shaders/embed.wgsl).
+
+use super::{bind, Cost, Op, StepShape};
+use crate::gpu::{GpuContext, KernelSource};
+use crate::ops::matmul::WeightMatrix;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Dims {
+    hidden4: u32,
+    row0: u32,
+    rows: u32,
+    _pad: u32,
+}
+
+/// x[t, :] = table[tokens[t], :]; one dispatch per part of a split table.
+pub struct Embed {
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    groups: Vec<wgpu::BindGroup>,
+    hidden: u32,
+    elem_bytes: u64,
+}
+
+impl Embed {
+    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, table: &WeightMatrix, tokens: &wgpu::Buffer, x: &wgpu::Buffer) -> Self {
+        let src = KernelSource::new("embed", include_str!("../../shaders/embed.wgsl")).weights(table.format);
+        let pipeline = gpu.pipelines.get(&src);
+        let groups = table
+            .parts
+            .iter()
+            .map(|p| {
+                let dims = gpu.uniform(
+                    "embed.dims",
+                    &Dims { hidden4: (table.cols / 4) as u32, row0: p.row0 as u32, rows: p.rows as u32, _pad: 0 },
+                );
+                bind(gpu, &pipeline, "embed", &[step, &dims, &p.buffer, tokens, x])
+            })
+            .collect();
+        Embed { pipeline, groups, hidden: table.cols as u32, elem_bytes: table.format.bytes_per_element() as u64 }
+    }
+}
+
+impl Op for Embed {
+    fn name(&self) -> &'static str {
+        "embed"
+    }
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
+        pass.set_pipeline(&self.pipeline);
+        for g in &self.groups {
+            pass.set_bind_group(0, g, &[]);
+            pass.dispatch_workgroups((self.hidden / 4).div_ceil(64), s.n_tokens, 1);
+        }
+    }
+    fn cost(&self, s: &StepShape) -> Cost {
+        let n = s.n_tokens as u64 * self.hidden as u64;
+        Cost { bytes_read: n * self.elem_bytes + 4 * s.n_tokens as u64, bytes_written: n * 4, flops: 0 }
+    }
+}

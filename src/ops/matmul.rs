@@ -1,0 +1,172 @@
+//! Matrix times activations: `y[t, n] (+)= x[t, :] . W[n, :] (+ b[n])`.
+//! Few token rows use the decode kernel (shaders/matmul_vec.wgsl, every weight read once
+//! for all rows); many use 64x64 tiles (shaders/matmul_tiled.wgsl).
+
+use super::{bind, grid_1d, Cost, Op, StepShape};
+use crate::gpu::{GpuContext, GpuError, KernelSource, StorageFormat};
+use std::sync::Arc;
+
+/// Token rows up to which the decode kernel runs (its TMAX).
+pub const VEC_MAX_ROWS: u32 = 8;
+
+/// A slice of rows of a weight matrix that fits one storage binding.
+pub struct WeightPart {
+    pub buffer: wgpu::Buffer,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+/// A row-major `[rows, cols]` matrix on the GPU, split by rows where one binding is too small.
+pub struct WeightMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub format: StorageFormat,
+    pub parts: Vec<WeightPart>,
+}
+
+impl WeightMatrix {
+    /// Uploads `data` (`rows * cols` f32, row-major) as `format`, in as few parts as the
+    /// adapter's binding limit allows.
+    pub fn upload(gpu: &GpuContext, label: &str, data: &[f32], rows: usize, cols: usize, format: StorageFormat) -> Result<Self, GpuError> {
+        Self::upload_split(gpu, label, data, rows, cols, format, usize::MAX)
+    }
+
+    /// As `upload`, with at most `max_part_rows` rows in each part (tests use it to
+    /// exercise the split path on small matrices).
+    pub fn upload_split(gpu: &GpuContext, label: &str, data: &[f32], rows: usize, cols: usize, format: StorageFormat, max_part_rows: usize) -> Result<Self, GpuError> {
+        assert_eq!(data.len(), rows * cols, "{label}: data does not match its shape");
+        if cols % 8 != 0 {
+            return Err(GpuError::Other(format!("{label}: inner dimension {cols} is not a multiple of 8")));
+        }
+        let row_bytes = (cols * format.bytes_per_element()) as u64;
+        let max_rows = ((gpu.max_binding() / row_bytes) as usize).min(max_part_rows);
+        if max_rows == 0 {
+            return Err(GpuError::OverLimit {
+                what: format!("one row of {label}"),
+                bytes: row_bytes,
+                limit: gpu.max_binding(),
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = max_rows.min(rows - row0);
+            let bytes = format.encode(&data[row0 * cols..(row0 + n) * cols]);
+            let buffer = gpu.storage_init(&format!("{label}[{row0}..]"), &bytes)?;
+            parts.push(WeightPart { buffer, row0, rows: n });
+            row0 += n;
+        }
+        Ok(WeightMatrix { rows, cols, format, parts })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        (self.rows * self.cols * self.format.bytes_per_element()) as u64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Dims {
+    k8: u32,
+    n: u32,
+    row0: u32,
+    rows: u32,
+    accumulate: u32,
+    has_bias: u32,
+    t_from_logits: u32,
+    _pad: u32,
+}
+
+/// How the result lands in `y`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MatmulMode {
+    /// y += result (fuses the residual add)
+    pub accumulate: bool,
+    /// token rows are the logits rows (lm_head) instead of all rows
+    pub logits_rows: bool,
+}
+
+struct Part {
+    vec_group: wgpu::BindGroup,
+    tiled_group: wgpu::BindGroup,
+    rows: u32,
+}
+
+pub struct Matmul {
+    vec: Arc<wgpu::ComputePipeline>,
+    tiled: Arc<wgpu::ComputePipeline>,
+    parts: Vec<Part>,
+    k: u32,
+    n: u32,
+    weight_bytes: u64,
+    mode: MatmulMode,
+    has_bias: bool,
+}
+
+impl Matmul {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, w: &WeightMatrix, bias: Option<&wgpu::Buffer>, x: &wgpu::Buffer, y: &wgpu::Buffer, mode: MatmulMode, dummy: &wgpu::Buffer) -> Self {
+        let vec = gpu.pipelines.get(&KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl")).weights(w.format));
+        let tiled = gpu.pipelines.get(&KernelSource::new("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")).weights(w.format));
+        let parts = w
+            .parts
+            .iter()
+            .map(|p| {
+                let dims = gpu.uniform(
+                    "matmul.dims",
+                    &Dims {
+                        k8: (w.cols / 8) as u32,
+                        n: w.rows as u32,
+                        row0: p.row0 as u32,
+                        rows: p.rows as u32,
+                        accumulate: mode.accumulate as u32,
+                        has_bias: bias.is_some() as u32,
+                        t_from_logits: mode.logits_rows as u32,
+                        _pad: 0,
+                    },
+                );
+                let b = bias.unwrap_or(dummy);
+                Part {
+                    vec_group: bind(gpu, &vec, "matmul_vec", &[step, &dims, &p.buffer, x, y, b]),
+                    tiled_group: bind(gpu, &tiled, "matmul_tiled", &[step, &dims, &p.buffer, x, y, b]),
+                    rows: p.rows as u32,
+                }
+            })
+            .collect();
+        Matmul { vec, tiled, parts, k: w.cols as u32, n: w.rows as u32, weight_bytes: w.bytes(), mode, has_bias: bias.is_some() }
+    }
+
+    fn t(&self, s: &StepShape) -> u32 {
+        if self.mode.logits_rows { s.n_out_rows } else { s.n_tokens }
+    }
+}
+
+impl Op for Matmul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
+        let t = self.t(s);
+        if t <= VEC_MAX_ROWS {
+            pass.set_pipeline(&self.vec);
+            for p in &self.parts {
+                pass.set_bind_group(0, &p.vec_group, &[]);
+                let (x, y) = grid_1d(p.rows.div_ceil(8));
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        } else {
+            pass.set_pipeline(&self.tiled);
+            for p in &self.parts {
+                pass.set_bind_group(0, &p.tiled_group, &[]);
+                pass.dispatch_workgroups(p.rows.div_ceil(64), t.div_ceil(64), 1);
+            }
+        }
+    }
+    fn cost(&self, s: &StepShape) -> Cost {
+        let t = self.t(s) as u64;
+        let (k, n) = (self.k as u64, self.n as u64);
+        let extra = if self.mode.accumulate { t * n * 4 } else { 0 } + if self.has_bias { n * 4 } else { 0 };
+        Cost { bytes_read: self.weight_bytes + t * k * 4 + extra, bytes_written: t * n * 4, flops: 2 * t * k * n }
+    }
+}

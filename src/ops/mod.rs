@@ -1,0 +1,89 @@
+//! One Rust wrapper per WGSL kernel family. Each op is built once (pipeline, parameters,
+//! bind group) and then recorded into a compute pass every step; each states its cost.
+
+pub mod attention;
+pub mod elementwise;
+pub mod embed;
+pub mod matmul;
+pub mod rmsnorm;
+pub mod rope_kv;
+pub mod sample;
+
+use crate::gpu::GpuContext;
+
+/// Per-step parameters shared by every kernel (mirrors `Step` in shaders/common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepParams {
+    pub n_tokens: u32,
+    pub pos0: u32,
+    pub out_row0: u32,
+    pub n_out_rows: u32,
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub seed: u32,
+    pub counter: u32,
+    pub _pad: [u32; 3],
+}
+
+/// What varies between recordings of the same op.
+#[derive(Clone, Copy, Debug)]
+pub struct StepShape {
+    /// token rows in this forward pass
+    pub n_tokens: u32,
+    /// position of the first of them
+    pub pos0: u32,
+    /// rows that get logits
+    pub n_out_rows: u32,
+}
+
+/// Memory traffic and arithmetic of one recording, from the op's own shapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cost {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub flops: u64,
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            bytes_read: self.bytes_read + o.bytes_read,
+            bytes_written: self.bytes_written + o.bytes_written,
+            flops: self.flops + o.flops,
+        }
+    }
+}
+
+/// A kernel ready to record.
+pub trait Op {
+    fn name(&self) -> &'static str;
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, shape: &StepShape);
+    fn cost(&self, shape: &StepShape) -> Cost;
+}
+
+/// A bind group that binds `buffers[i]` (whole) at binding i of group 0.
+pub fn bind(gpu: &GpuContext, pipeline: &wgpu::ComputePipeline, label: &str, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    let layout = pipeline.get_bind_group_layout(0);
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &layout,
+        entries: &entries,
+    })
+}
+
+/// Splits a 1-D workgroup count over x and y so neither exceeds the 65535 limit.
+pub fn grid_1d(workgroups: u32) -> (u32, u32) {
+    let x = workgroups.clamp(1, 65535);
+    (x, workgroups.div_ceil(x).max(1))
+}

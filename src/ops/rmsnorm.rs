@@ -1,0 +1,53 @@
+//! RMSNorm (shaders/rmsnorm.wgsl).
+
+use super::{bind, Cost, Op, StepShape};
+use crate::gpu::{GpuContext, KernelSource};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Dims {
+    hidden4: u32,
+    eps: f32,
+    rows_from_logits: u32,
+    _pad: u32,
+}
+
+/// y = x * rsqrt(mean(x^2) + eps) * weight, over all token rows or only the logits rows.
+pub struct RmsNorm {
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    group: wgpu::BindGroup,
+    hidden: u32,
+    logits_rows: bool,
+}
+
+impl RmsNorm {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, hidden: usize, eps: f32, weight: &wgpu::Buffer, x: &wgpu::Buffer, y: &wgpu::Buffer, logits_rows: bool) -> Self {
+        let pipeline = gpu.pipelines.get(&KernelSource::new("rmsnorm", include_str!("../../shaders/rmsnorm.wgsl")));
+        let dims = gpu.uniform(
+            "rmsnorm.dims",
+            &Dims { hidden4: (hidden / 4) as u32, eps, rows_from_logits: logits_rows as u32, _pad: 0 },
+        );
+        let group = bind(gpu, &pipeline, "rmsnorm", &[step, &dims, x, weight, y]);
+        RmsNorm { pipeline, group, hidden: hidden as u32, logits_rows }
+    }
+
+    fn rows(&self, s: &StepShape) -> u32 {
+        if self.logits_rows { s.n_out_rows } else { s.n_tokens }
+    }
+}
+
+impl Op for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rmsnorm"
+    }
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.dispatch_workgroups(self.rows(s), 1, 1);
+    }
+    fn cost(&self, s: &StepShape) -> Cost {
+        let n = self.rows(s) as u64 * self.hidden as u64;
+        Cost { bytes_read: 4 * n + 4 * self.hidden as u64, bytes_written: 4 * n, flops: 4 * n }
+    }
+}
