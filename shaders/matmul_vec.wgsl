@@ -1,4 +1,4 @@
-// Decode matmul for few token rows (T <= 8): y[t, row0 + r] (+)= dot(x[t, :], W[r, :]) + b.
+// Decode matmul for few token rows (T <= 8, one pipeline per T): y[t, row0 + r] (+)= dot(x[t, :], W[r, :]) + b.
 // Each workgroup owns ROWS weight rows; LANES threads split K of each row in chunks of 8,
 // so every weight is read once for all T tokens.
 //!COMMON
@@ -21,7 +21,7 @@ struct Dims {
 
 const ROWS: u32 = 8u;
 const LANES: u32 = 32u;
-const TMAX: u32 = 8u;
+const TMAX: u32 = {{T}}u;   // token rows, fixed per pipeline so the accumulators stay in registers
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
@@ -32,20 +32,20 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let r = (wid.y * nwg.x + wid.x) * ROWS + slot;
     var t_count = step.n_tokens;
     if (dims.t_from_logits != 0u) { t_count = step.n_out_rows; }
-    t_count = min(t_count, TMAX);
-    var acc: array<f32, 8>;
+    _ = t_count;
+    var acc: array<f32, TMAX>;
     for (var t = 0u; t < TMAX; t++) { acc[t] = 0.0; }
     if (r < dims.rows) {
         for (var c = lane; c < dims.k8; c += LANES) {
             let wa = w_load4((r * dims.k8 + c) * 2u);
             let wb = w_load4((r * dims.k8 + c) * 2u + 1u);
-            for (var t = 0u; t < t_count; t++) {
+            for (var t = 0u; t < TMAX; t++) {
                 let xi = (t * dims.k8 + c) * 2u;
                 acc[t] += dot(wa, x[xi]) + dot(wb, x[xi + 1u]);
             }
         }
     }
-    for (var t = 0u; t < t_count; t++) {
+    for (var t = 0u; t < TMAX; t++) {
         red[lid.x] = acc[t];
         workgroupBarrier();
         for (var off = LANES / 2u; off > 0u; off >>= 1u) {

@@ -26,6 +26,17 @@ fn gpu() -> Arc<GpuContext> {
     .clone()
 }
 
+/// The default context and, where it uses subgroups, one without them: both paths run.
+fn gpus() -> Vec<Arc<GpuContext>> {
+    static PORTABLE: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    let g = gpu();
+    if !g.features.subgroups {
+        return vec![g];
+    }
+    let p = PORTABLE.get_or_init(|| GpuContext::new_blocking(&GpuOptions { no_subgroups: true, ..Default::default() }).unwrap()).clone();
+    vec![g, p]
+}
+
 fn rng() -> StdRng {
     let seed: u64 = rand::random();
     eprintln!("seed: {seed}");
@@ -92,7 +103,13 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
 
 #[test]
 fn matmul_matches_cpu_for_decode_and_prefill_shapes() {
-    let g = gpu();
+    for g in gpus() {
+        eprintln!("subgroups: {}", g.features.subgroups);
+        matmul_cases(&g);
+    }
+}
+
+fn matmul_cases(g: &GpuContext) {
     let mut r = rng();
     let dummy = g.storage("dummy", 16).unwrap();
     for &format in &[StorageFormat::F32, StorageFormat::F16] {
@@ -108,15 +125,15 @@ fn matmul_matches_cpu_for_decode_and_prefill_shapes() {
             let x = randn(&mut r, t * k, 1.0);
             let b = randn(&mut r, n, 0.5);
             let y0 = if accumulate { randn(&mut r, t * n, 1.0) } else { vec![POISON; t * n] };
-            let wm = WeightMatrix::upload_split(&g, "w", &w, n, k, format, split).unwrap();
+            let wm = WeightMatrix::upload_split(g, "w", &w, n, k, format, split).unwrap();
             assert_eq!(wm.parts.len(), n.div_ceil(split.min(n)));
-            let xb = upload(&g, &x);
-            let yb = upload(&g, &y0);
-            let bb = upload(&g, &b);
-            let step = step_buffer(&g, params(t as u32, 0, 1));
+            let xb = upload(g, &x);
+            let yb = upload(g, &y0);
+            let bb = upload(g, &b);
+            let step = step_buffer(g, params(t as u32, 0, 1));
             let mode = MatmulMode { accumulate, logits_rows: false };
-            let op = Matmul::new(&g, &step, &wm, bias.then_some(&bb), &xb, &yb, mode, &dummy);
-            run(&g, &[&op], StepShape { n_tokens: t as u32, pos0: 0, n_out_rows: 1 });
+            let op = Matmul::new(g, &step, &wm, bias.then_some(&bb), &xb, &yb, mode, &dummy);
+            run(g, &[&op], StepShape { n_tokens: t as u32, pos0: 0, n_out_rows: 1 });
             let got = g.read_f32(&yb, t * n).unwrap();
             let wr = rounded(&w, format);
             let mut want = vec![0f64; t * n];

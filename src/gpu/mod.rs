@@ -5,7 +5,7 @@ mod buffers;
 mod pipelines;
 
 pub use buffers::{ReadbackBuffer, StorageFormat};
-pub use pipelines::{KernelSource, PipelineCache};
+pub use pipelines::{BindingKind, KernelSource, PipelineCache, SharedLayout};
 
 use std::sync::Arc;
 
@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct GpuOptions {
     /// Substring of the adapter name or a backend name ("vulkan", "metal", "dx12", "gl").
     pub adapter: Option<String>,
+    /// Use the portable kernels even where the adapter has subgroups (tests run both).
+    pub no_subgroups: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,9 @@ pub struct GpuFeatures {
     pub shader_f16: bool,
     pub subgroups: bool,
     pub timestamps: bool,
+    /// smallest and largest subgroup (SIMD width) the adapter may use
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
 }
 
 /// The device, its queue and what we learnt about it.
@@ -101,7 +106,8 @@ impl GpuContext {
             wgpu::Features::SUBGROUP,
             wgpu::Features::TIMESTAMP_QUERY,
         ] {
-            if available.contains(f) {
+            let skip = f == wgpu::Features::SUBGROUP && (options.no_subgroups || std::env::var_os("HEADROOM_NO_SUBGROUPS").is_some());
+            if available.contains(f) && !skip {
                 required |= f;
             }
         }
@@ -125,6 +131,8 @@ impl GpuContext {
             shader_f16: required.contains(wgpu::Features::SHADER_F16),
             subgroups: required.contains(wgpu::Features::SUBGROUP),
             timestamps: required.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroup_min_size: info.subgroup_min_size.max(1),
+            subgroup_max_size: info.subgroup_max_size.max(1),
         };
         let limits = device.limits();
         Ok(Arc::new(GpuContext {

@@ -107,6 +107,14 @@ fn accessor(name: &str, binding: &str, format: StorageFormat, writable: bool) ->
 pub struct PipelineCache {
     device: wgpu::Device,
     cache: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<&'static str, Arc<SharedLayout>>>,
+}
+
+/// A bind group layout and the pipeline layout made of it, shared by name.
+pub struct SharedLayout {
+    pub name: &'static str,
+    pub bind_group: wgpu::BindGroupLayout,
+    pub pipeline: wgpu::PipelineLayout,
 }
 
 impl PipelineCache {
@@ -114,11 +122,35 @@ impl PipelineCache {
         PipelineCache {
             device,
             cache: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The layout called `name` with `kinds` at bindings 0.. (made once).
+    pub fn layout(&self, name: &'static str, kinds: &[BindingKind]) -> Arc<SharedLayout> {
+        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        layouts
+            .entry(name)
+            .or_insert_with(|| {
+                let (bind_group, pipeline) = compute_layout(&self.device, name, kinds);
+                Arc::new(SharedLayout { name, bind_group, pipeline })
+            })
+            .clone()
+    }
+
+    /// The pipeline with its layout taken from the shader (bind groups then belong to it).
     pub fn get(&self, src: &KernelSource) -> Arc<wgpu::ComputePipeline> {
-        let code = src.assemble();
+        self.get_with_layout(src, None)
+    }
+
+    /// The pipeline with a named explicit layout (see `layout`), so one bind group serves
+    /// all variants of a kernel.
+    pub fn get_with_layout(&self, src: &KernelSource, layout: Option<&SharedLayout>) -> Arc<wgpu::ComputePipeline> {
+        let mut code = src.assemble();
+        if let Some(l) = layout {
+            // the cache key must tell layouts apart; a comment does not change the shader
+            code.push_str(&format!("// layout {}\n", l.name));
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&code) {
             return p.clone();
@@ -132,7 +164,7 @@ impl PipelineCache {
         let pipeline = Arc::new(self.device.create_compute_pipeline(
             &wgpu::ComputePipelineDescriptor {
                 label: Some(src.name),
-                layout: None,
+                layout: layout.map(|l| &l.pipeline),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: Default::default(),
@@ -142,4 +174,33 @@ impl PipelineCache {
         cache.insert(code, pipeline.clone());
         pipeline
     }
+}
+
+/// A bind group layout of `kinds` at bindings 0.., for compute.
+fn compute_layout(device: &wgpu::Device, label: &str, kinds: &[BindingKind]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match k {
+                BindingKind::Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+                BindingKind::Read => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None },
+                BindingKind::ReadWrite => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None },
+            },
+            count: None,
+        })
+        .collect();
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
+    (bgl, pl)
+}
+
+/// What a binding is, for explicit layouts.
+#[derive(Clone, Copy, Debug)]
+pub enum BindingKind {
+    Uniform,
+    Read,
+    ReadWrite,
 }

@@ -2,8 +2,8 @@
 //! Few token rows use the decode kernel (shaders/matmul_vec.wgsl, every weight read once
 //! for all rows); many use 64x64 tiles (shaders/matmul_tiled.wgsl).
 
-use super::{bind, grid_1d, Cost, Op, StepShape};
-use crate::gpu::{GpuContext, GpuError, KernelSource, StorageFormat};
+use super::{bind_layout, grid_1d, Cost, Op, StepShape};
+use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, StorageFormat};
 use std::sync::Arc;
 
 /// Token rows up to which the decode kernel runs (its TMAX).
@@ -88,13 +88,15 @@ pub struct MatmulMode {
 }
 
 struct Part {
-    vec_group: wgpu::BindGroup,
-    tiled_group: wgpu::BindGroup,
+    group: wgpu::BindGroup,
     rows: u32,
 }
 
 pub struct Matmul {
-    vec: Arc<wgpu::ComputePipeline>,
+    /// decode kernels, one per token count 1..=VEC_MAX_ROWS
+    vec: Vec<Arc<wgpu::ComputePipeline>>,
+    /// weight rows per workgroup of the decode kernel
+    vec_rows: u32,
     tiled: Arc<wgpu::ComputePipeline>,
     parts: Vec<Part>,
     k: u32,
@@ -107,8 +109,19 @@ pub struct Matmul {
 impl Matmul {
     #[allow(clippy::too_many_arguments)]
     pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, w: &WeightMatrix, bias: Option<&wgpu::Buffer>, x: &wgpu::Buffer, y: &wgpu::Buffer, mode: MatmulMode, dummy: &wgpu::Buffer) -> Self {
-        let vec = gpu.pipelines.get(&KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl")).weights(w.format));
-        let tiled = gpu.pipelines.get(&KernelSource::new("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")).weights(w.format));
+        use BindingKind::*;
+        let layout = gpu.pipelines.layout("matmul", &[Uniform, Uniform, Read, Read, ReadWrite, Read]);
+        let (src, vec_rows) = if gpu.features.subgroups {
+            let rows = (256 / gpu.features.subgroup_min_size).clamp(1, 64);
+            let src = KernelSource::new("matmul_vec_subgroup", include_str!("../../shaders/subgroup/matmul_vec.wgsl")).constant("ROWS", rows);
+            (src, rows)
+        } else {
+            (KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl")), 8)
+        };
+        let vec = (1..=VEC_MAX_ROWS)
+            .map(|t| gpu.pipelines.get_with_layout(&src.clone().weights(w.format).constant("T", t), Some(&layout)))
+            .collect();
+        let tiled = gpu.pipelines.get_with_layout(&KernelSource::new("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")).weights(w.format), Some(&layout));
         let parts = w
             .parts
             .iter()
@@ -127,14 +140,10 @@ impl Matmul {
                     },
                 );
                 let b = bias.unwrap_or(dummy);
-                Part {
-                    vec_group: bind(gpu, &vec, "matmul_vec", &[step, &dims, &p.buffer, x, y, b]),
-                    tiled_group: bind(gpu, &tiled, "matmul_tiled", &[step, &dims, &p.buffer, x, y, b]),
-                    rows: p.rows as u32,
-                }
+                Part { group: bind_layout(gpu, &layout, "matmul", &[step, &dims, &p.buffer, x, y, b]), rows: p.rows as u32 }
             })
             .collect();
-        Matmul { vec, tiled, parts, k: w.cols as u32, n: w.rows as u32, weight_bytes: w.bytes(), mode, has_bias: bias.is_some() }
+        Matmul { vec, vec_rows, tiled, parts, k: w.cols as u32, n: w.rows as u32, weight_bytes: w.bytes(), mode, has_bias: bias.is_some() }
     }
 
     fn t(&self, s: &StepShape) -> u32 {
@@ -148,17 +157,20 @@ impl Op for Matmul {
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
         let t = self.t(s);
+        if t == 0 {
+            return;
+        }
         if t <= VEC_MAX_ROWS {
-            pass.set_pipeline(&self.vec);
+            pass.set_pipeline(&self.vec[t as usize - 1]);
             for p in &self.parts {
-                pass.set_bind_group(0, &p.vec_group, &[]);
-                let (x, y) = grid_1d(p.rows.div_ceil(8));
+                pass.set_bind_group(0, &p.group, &[]);
+                let (x, y) = grid_1d(p.rows.div_ceil(self.vec_rows));
                 pass.dispatch_workgroups(x, y, 1);
             }
         } else {
             pass.set_pipeline(&self.tiled);
             for p in &self.parts {
-                pass.set_bind_group(0, &p.tiled_group, &[]);
+                pass.set_bind_group(0, &p.group, &[]);
                 pass.dispatch_workgroups(p.rows.div_ceil(64), t.div_ceil(64), 1);
             }
         }

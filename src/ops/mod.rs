@@ -82,6 +82,16 @@ pub fn bind(gpu: &GpuContext, pipeline: &wgpu::ComputePipeline, label: &str, buf
     })
 }
 
+/// A bind group of `buffers` at bindings 0.. against a shared layout.
+pub fn bind_layout(gpu: &GpuContext, layout: &crate::gpu::SharedLayout, label: &str, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .collect();
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &layout.bind_group, entries: &entries })
+}
+
 /// Splits a 1-D workgroup count over x and y so neither exceeds the 65535 limit.
 pub fn grid_1d(workgroups: u32) -> (u32, u32) {
     let x = workgroups.clamp(1, 65535);

@@ -1,0 +1,113 @@
+//! One sequence from prompt to finish: chunked prefill, then one decode step per token,
+//! sampling on the GPU and reading back one id per step.
+
+use crate::model::gpu_model::{GpuModel, ModelError, StepInput};
+use crate::ops::sample::SamplingParams;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub prompt_ids: Vec<u32>,
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// ids that end generation (not included in the output)
+    pub stop_ids: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// a stop token was sampled
+    Stop,
+    /// max_tokens were generated
+    Length,
+    /// the KV cache (context) is full
+    Context,
+    /// the caller's callback asked to stop
+    Cancelled,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GenerateStats {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_s: f64,
+    /// from the start to the first generated token on the host
+    pub ttft_s: f64,
+    /// from the first generated token to the last
+    pub decode_s: f64,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateResult {
+    pub ids: Vec<u32>,
+    pub finish: FinishReason,
+    pub stats: GenerateStats,
+}
+
+/// Runs `req` on `model`. `on_token(id)` sees every generated id as soon as it is read
+/// back and returns false to stop early.
+pub fn generate(model: &GpuModel, req: &GenerateRequest, on_token: &mut dyn FnMut(u32) -> bool) -> Result<GenerateResult, ModelError> {
+    req.sampling.validate().map_err(ModelError::Invalid)?;
+    let n = req.prompt_ids.len();
+    let context = model.options.context;
+    if n == 0 {
+        return Err(ModelError::Invalid("the prompt is empty".into()));
+    }
+    if n >= context {
+        return Err(ModelError::Invalid(format!(
+            "the prompt has {n} tokens, but the context holds {context} (and one more is needed to generate); use a shorter prompt or a larger --context (the model supports {})",
+            model.config.max_position_embeddings
+        )));
+    }
+    let start = Instant::now();
+    let chunk = model.options.max_chunk;
+    let mut pos = 0;
+    let mut counter = 0u32;
+    let mut next = 0;
+    while pos < n {
+        let end = (pos + chunk).min(n);
+        next = model.step(StepInput::Tokens(&req.prompt_ids[pos..end]), pos, &req.sampling, counter)?;
+        pos = end;
+    }
+    let ttft = start.elapsed().as_secs_f64();
+    let mut ids = Vec::new();
+    let mut finish = FinishReason::Length;
+    let decode_start = Instant::now();
+    loop {
+        if req.stop_ids.contains(&next) {
+            finish = FinishReason::Stop;
+            break;
+        }
+        ids.push(next);
+        if !on_token(next) {
+            finish = FinishReason::Cancelled;
+            break;
+        }
+        if ids.len() >= req.max_tokens {
+            break;
+        }
+        if pos >= context {
+            finish = FinishReason::Context;
+            break;
+        }
+        counter += 1;
+        next = model.step(StepInput::Sampled, pos, &req.sampling, counter)?;
+        pos += 1;
+    }
+    let decode_s = decode_start.elapsed().as_secs_f64();
+    // the first token came from prefill; decode rate counts the steps after it
+    let decode_steps = ids.len().saturating_sub(1) + (finish == FinishReason::Stop) as usize;
+    let stats = GenerateStats {
+        prompt_tokens: n,
+        generated_tokens: ids.len(),
+        prefill_s: ttft,
+        ttft_s: ttft,
+        decode_s,
+        prefill_tokens_per_s: n as f64 / ttft,
+        decode_tokens_per_s: if decode_s > 0.0 && decode_steps > 0 { decode_steps as f64 / decode_s } else { 0.0 },
+    };
+    Ok(GenerateResult { ids, finish, stats })
+}

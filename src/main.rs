@@ -1,0 +1,353 @@
+//! The command line: generate, chat, inspect.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use headroom::engine::{self, FinishReason, GenerateRequest, GenerateResult};
+use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
+use headroom::ops::sample::SamplingParams;
+use headroom::tokenizer::ChatMessage;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "headroom", version, about = "LLM inference on WebGPU: fast decode on any GPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming it as it is made.
+    Generate(GenerateArgs),
+    /// Talk to the model: an interactive loop with history (/reset, /exit).
+    Chat(ChatArgs),
+    /// Print a model's config, tensors, dtypes, bytes and KV bytes per token.
+    Inspect {
+        /// a GGUF file or a Hugging Face directory
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Precision {
+    F16,
+    F32,
+}
+
+impl From<Precision> for StorageFormat {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F16 => StorageFormat::F16,
+            Precision::F32 => StorageFormat::F32,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// a GGUF file or a Hugging Face directory [default: $HEADROOM_MODEL, else SmolLM2-135M-Instruct in ~/.cache/headroom/models]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// GPU to use: part of its name or a backend (vulkan, metal, dx12, gl)
+    #[arg(long, env = "HEADROOM_ADAPTER")]
+    adapter: Option<String>,
+    /// positions the KV cache holds [default: the model's, at most 4096]
+    #[arg(long)]
+    context: Option<usize>,
+    /// how weights are stored on the GPU
+    #[arg(long, value_enum, default_value = "f16")]
+    weights: Precision,
+    /// how the KV cache is stored on the GPU
+    #[arg(long, value_enum, default_value = "f16")]
+    kv: Precision,
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// most tokens to generate
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 is greedy
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// keep the k most likely tokens (0: off)
+    #[arg(long, default_value_t = 0)]
+    top_k: u32,
+    /// keep the smallest set of tokens whose probability reaches p (1: off)
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    prompt: String,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// wrap the prompt in the model's chat template as a user message
+    #[arg(long)]
+    chat: bool,
+    /// print one JSON object instead of streaming text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// a system message to start the conversation with
+    #[arg(long)]
+    system: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => run_generate(a),
+        Command::Chat(a) => run_chat(a),
+        Command::Inspect { path } => run_inspect(path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+struct Session {
+    model: GpuModel,
+    tokenizer: headroom::tokenizer::Tokenizer,
+}
+
+/// Opens the model files, the GPU, and uploads the weights, reporting what it chose.
+fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
+    let path = args.model.clone().unwrap_or_else(engine::default_model_path);
+    if args.model.is_none() && !path.exists() {
+        return Err(format!(
+            "the default model is not at {} — fetch it with scripts/fetch-model.sh, or pass --model PATH (a GGUF file or a Hugging Face directory)",
+            path.display()
+        )
+        .into());
+    }
+    let files = engine::open(&path)?;
+    let gpu = GpuContext::new_blocking(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
+    let cfg = files.weights.config().clone();
+    let context = args.context.unwrap_or(cfg.max_position_embeddings.clamp(1, 4096));
+    let options = GpuModelOptions { weights: args.weights.into(), kv: args.kv.into(), context, ..Default::default() };
+    if !quiet {
+        eprintln!(
+            "adapter: {} | weights {} · KV cache {} · f32 math (shader-f16: {}, subgroups: {}, timestamps: {})",
+            gpu.adapter_name(),
+            options.weights.name(),
+            options.kv.name(),
+            gpu.features.shader_f16,
+            gpu.features.subgroups,
+            gpu.features.timestamps
+        );
+        eprintln!(
+            "model: {} | {} {} layers, {} heads / {} KV heads ({}), context {}",
+            path.display(),
+            cfg.arch.name(),
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.attention_kind(),
+            context
+        );
+    }
+    let mut progress = |done: usize, total: usize, what: &str| {
+        if !quiet {
+            eprint!("\rloading {done}/{total} {what:<24}");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut progress)?;
+    if !quiet {
+        eprintln!(
+            "on the GPU: weights {:.1} MiB, KV cache {:.1} MiB",
+            model.weight_bytes as f64 / 1048576.0,
+            model.kv_cache_bytes as f64 / 1048576.0
+        );
+    }
+    Ok(Session { model, tokenizer: files.tokenizer })
+}
+
+fn sampling(a: &SamplingArgs) -> SamplingParams {
+    SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed }
+}
+
+fn run_generate(a: GenerateArgs) -> Result<(), AnyError> {
+    let s = open_session(&a.model, a.json)?;
+    let text = if a.chat {
+        s.tokenizer.apply_chat(&[ChatMessage::new("user", &a.prompt)], true)?
+    } else {
+        a.prompt.clone()
+    };
+    let prompt_ids = s.tokenizer.encode(&text, true)?;
+    let req = GenerateRequest {
+        prompt_ids: prompt_ids.clone(),
+        max_tokens: a.sampling.max_tokens,
+        sampling: sampling(&a.sampling),
+        stop_ids: s.tokenizer.eos_ids().to_vec(),
+    };
+    let mut decoder = s.tokenizer.stream_decoder(true);
+    let stdout = std::io::stdout();
+    let result = engine::generate(&s.model, &req, &mut |id| {
+        if !a.json {
+            let piece = decoder.push(&s.tokenizer, id);
+            let mut out = stdout.lock();
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+        true
+    })?;
+    if a.json {
+        let out = serde_json::json!({
+            "prompt_ids": prompt_ids,
+            "generated_ids": result.ids,
+            "text": s.tokenizer.decode(&result.ids),
+            "finish_reason": result.finish,
+            "prefill_tokens_per_s": result.stats.prefill_tokens_per_s,
+            "decode_tokens_per_s": result.stats.decode_tokens_per_s,
+            "ttft_ms": result.stats.ttft_s * 1000.0,
+            "adapter": s.model.gpu.adapter_name(),
+            "weights": s.model.options.weights.name(),
+            "kv_cache": s.model.options.kv.name(),
+        });
+        println!("{out}");
+    } else {
+        print!("{}", decoder.flush(&s.tokenizer));
+        println!();
+        print_stats(&result);
+    }
+    Ok(())
+}
+
+fn print_stats(r: &GenerateResult) {
+    let st = &r.stats;
+    let why = match r.finish {
+        FinishReason::Stop => "stop token",
+        FinishReason::Length => "max tokens",
+        FinishReason::Context => "context full",
+        FinishReason::Cancelled => "cancelled",
+    };
+    println!(
+        "\n[prefill {} tokens at {:.1} tok/s | decode {} tokens at {:.1} tok/s | time to first token {:.0} ms | ended: {why}]",
+        st.prompt_tokens,
+        st.prefill_tokens_per_s,
+        st.generated_tokens,
+        st.decode_tokens_per_s,
+        st.ttft_s * 1000.0
+    );
+}
+
+fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
+    let s = open_session(&a.model, false)?;
+    if s.tokenizer.chat_template().is_none() {
+        return Err("this model has no chat template; use `headroom generate` instead".into());
+    }
+    let mut history: Vec<ChatMessage> = a.system.iter().map(|m| ChatMessage::new("system", m)).collect();
+    eprintln!("chat: type a message; /reset clears the history, /exit (or end of input) quits");
+    let stdin = std::io::stdin();
+    loop {
+        print!("> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history.retain(|m| m.role == "system");
+                println!("(history cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(ChatMessage::new("user", line));
+        let text = s.tokenizer.apply_chat(&history, true)?;
+        let prompt_ids = s.tokenizer.encode(&text, true)?;
+        let req = GenerateRequest {
+            prompt_ids,
+            max_tokens: a.sampling.max_tokens,
+            sampling: SamplingParams { seed: a.sampling.seed.wrapping_add(history.len() as u32), ..sampling(&a.sampling) },
+            stop_ids: s.tokenizer.eos_ids().to_vec(),
+        };
+        let mut decoder = s.tokenizer.stream_decoder(true);
+        let result = match engine::generate(&s.model, &req, &mut |id| {
+            print!("{}", decoder.push(&s.tokenizer, id));
+            let _ = std::io::stdout().flush();
+            true
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                // e.g. the history outgrew the context: say so and keep the session
+                println!("\n(error: {e}; /reset starts over)");
+                history.pop();
+                continue;
+            }
+        };
+        println!("{}", decoder.flush(&s.tokenizer));
+        print_stats(&result);
+        history.push(ChatMessage::new("assistant", s.tokenizer.decode(&result.ids)));
+    }
+    Ok(())
+}
+
+fn run_inspect(path: PathBuf) -> Result<(), AnyError> {
+    let files = engine::open(&path)?;
+    let src = files.weights.as_ref();
+    let cfg = src.config();
+    println!("model: {}", path.display());
+    println!("{}", serde_json::to_string_pretty(cfg)?);
+    println!(
+        "attention: {} ({} query heads, {} KV heads, group size {})",
+        cfg.attention_kind(),
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.group_size()
+    );
+    println!(
+        "KV cache per token: {} bytes in f16, {} bytes in f32 ({} layers x 2 x {} KV heads x {} head dim)",
+        cfg.kv_bytes_per_token(2),
+        cfg.kv_bytes_per_token(4),
+        cfg.num_layers,
+        cfg.num_kv_heads,
+        cfg.head_dim
+    );
+    println!("tokenizer: {} tokens, BOS added: {}, chat template: {}", files.tokenizer.vocab_size(), files.tokenizer.add_bos(), files.tokenizer.chat_template().is_some());
+    let tensors = src.summaries();
+    println!("\n{:<40} {:>6} {:>20} {:>14}", "tensor", "dtype", "shape", "bytes");
+    let mut total = 0u64;
+    let mut by_type: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for t in &tensors {
+        println!("{:<40} {:>6} {:>20} {:>14}", t.file_name, t.dtype, format!("{:?}", t.shape), t.bytes);
+        total += t.bytes;
+        let e = by_type.entry(t.dtype.clone()).or_default();
+        e.0 += 1;
+        e.1 += t.bytes;
+    }
+    println!("\n{} tensors, {:.1} MiB", tensors.len(), total as f64 / 1048576.0);
+    for (ty, (n, b)) in by_type {
+        println!("  {ty:<6} {n:>4} tensors {:>10.1} MiB", b as f64 / 1048576.0);
+    }
+    Ok(())
+}

@@ -1,0 +1,761 @@
+//! A Hugging Face model directory as a [`WeightSource`]: `config.json` plus
+//! `model.safetensors` or sharded safetensors with `model.safetensors.index.json`, all
+//! memory-mapped. Tensors are F32, F16 or BF16, already in HF layout.
+
+use super::config::{Arch, Llama3RopeScaling, ModelConfig};
+use super::gguf::{map_file, FileBytes};
+use super::load::{check_shape, expected_shape, tensor_names};
+use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The HF (transformers) name of a tensor, e.g. `model.layers.3.self_attn.q_proj.weight`.
+pub fn hf_tensor_name(name: TensorName) -> String {
+    match name {
+        TensorName::TokenEmbedding => "model.embed_tokens.weight".into(),
+        TensorName::FinalNorm => "model.norm.weight".into(),
+        TensorName::LmHead => "lm_head.weight".into(),
+        TensorName::Layer(i, t) => {
+            let s = match t {
+                LayerTensor::AttnNorm => "input_layernorm.weight",
+                LayerTensor::Wq => "self_attn.q_proj.weight",
+                LayerTensor::Wk => "self_attn.k_proj.weight",
+                LayerTensor::Wv => "self_attn.v_proj.weight",
+                LayerTensor::Bq => "self_attn.q_proj.bias",
+                LayerTensor::Bk => "self_attn.k_proj.bias",
+                LayerTensor::Bv => "self_attn.v_proj.bias",
+                LayerTensor::Wo => "self_attn.o_proj.weight",
+                LayerTensor::FfnNorm => "post_attention_layernorm.weight",
+                LayerTensor::WGate => "mlp.gate_proj.weight",
+                LayerTensor::WUp => "mlp.up_proj.weight",
+                LayerTensor::WDown => "mlp.down_proj.weight",
+            };
+            format!("model.layers.{i}.{s}")
+        }
+    }
+}
+
+/// Parses an HF `config.json` (text `json`, named `label` in messages).
+pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError> {
+    let err = |m: String| LoadError::new(label, m);
+    let v: Value = serde_json::from_str(json).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(err("expected a JSON object".into()));
+    }
+    let present = |k: &str| v.get(k).filter(|x| !x.is_null());
+    let uint = |k: &str| -> Result<Option<usize>, LoadError> {
+        match present(k) {
+            None => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| err(format!("'{k}' should be a non-negative integer, found {x}"))),
+        }
+    };
+    let req = |k: &str| uint(k)?.ok_or_else(|| err(format!("missing '{k}'")));
+    let float = |k: &str, x: &Value| -> Result<f32, LoadError> {
+        x.as_f64()
+            .map(|f| f as f32)
+            .ok_or_else(|| err(format!("'{k}' should be a number, found {x}")))
+    };
+    let boolean = |k: &str| -> Result<Option<bool>, LoadError> {
+        match present(k) {
+            None => Ok(None),
+            Some(x) => x
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| err(format!("'{k}' should be true or false, found {x}"))),
+        }
+    };
+
+    let model_type = present("model_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("missing 'model_type'".into()))?;
+    let arch = match model_type {
+        "llama" | "mistral" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        other => {
+            return Err(err(format!(
+                "unknown model_type '{other}' (supported: llama, mistral, qwen2)"
+            )))
+        }
+    };
+    let hidden_size = req("hidden_size")?;
+    let num_heads = req("num_attention_heads")?;
+    if num_heads == 0 {
+        return Err(err("'num_attention_heads' is 0".into()));
+    }
+    let num_kv_heads = uint("num_key_value_heads")?.unwrap_or(num_heads);
+    let head_dim = match uint("head_dim")? {
+        Some(d) => d,
+        None if hidden_size % num_heads == 0 => hidden_size / num_heads,
+        None => {
+            return Err(err(format!(
+                "hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}"
+            )))
+        }
+    };
+    let max_pos = req("max_position_embeddings")?;
+
+    // rope: transformers <= 4.x keeps rope_theta / rope_scaling at the top level; newer
+    // versions nest them in rope_parameters.
+    let rope_params = present("rope_parameters");
+    let rope_theta = match present("rope_theta").or_else(|| rope_params?.get("rope_theta")) {
+        Some(x) => float("rope_theta", x)?,
+        None => 10000.0,
+    };
+    let rope_scaling = match present("rope_scaling").or(rope_params) {
+        None => None,
+        Some(s) => parse_rope_scaling(s).map_err(err)?,
+    };
+
+    let rms_norm_eps = match present("rms_norm_eps") {
+        Some(x) => float("rms_norm_eps", x)?,
+        None => return Err(err("missing 'rms_norm_eps'".into())),
+    };
+
+    // sliding-window attention is not implemented: refuse models that rely on it
+    let window = uint("sliding_window")?;
+    let uses_window = match model_type {
+        "mistral" => window.is_some(),
+        "qwen2" => boolean("use_sliding_window")?.unwrap_or(false),
+        _ => false,
+    };
+    if let (true, Some(w)) = (uses_window, window) {
+        if w < max_pos {
+            return Err(err(format!(
+                "sliding-window attention (sliding_window {w} < max_position_embeddings \
+                 {max_pos}) is not supported"
+            )));
+        }
+    }
+
+    let attention_bias = match arch {
+        Arch::Qwen2 => true,
+        Arch::Llama => boolean("attention_bias")?.unwrap_or(false),
+    };
+    let cfg = ModelConfig {
+        arch,
+        vocab_size: req("vocab_size")?,
+        hidden_size,
+        intermediate_size: req("intermediate_size")?,
+        num_layers: req("num_hidden_layers")?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        rms_norm_eps,
+        rope_theta,
+        rope_scaling,
+        max_position_embeddings: max_pos,
+        tie_word_embeddings: boolean("tie_word_embeddings")?.unwrap_or(false),
+        attention_bias,
+    };
+    cfg.validate(label).map_err(|m| {
+        let m = m
+            .strip_prefix(&format!("{label}: "))
+            .unwrap_or(&m)
+            .to_string();
+        err(m)
+    })?;
+    Ok(cfg)
+}
+
+fn parse_rope_scaling(s: &Value) -> Result<Option<Llama3RopeScaling>, String> {
+    let ty = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    match ty {
+        "default" => Ok(None),
+        "llama3" => {
+            let num = |k: &str| {
+                s.get(k)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| format!("rope_scaling (llama3) needs a number '{k}'"))
+            };
+            Ok(Some(Llama3RopeScaling {
+                factor: num("factor")? as f32,
+                low_freq_factor: num("low_freq_factor")? as f32,
+                high_freq_factor: num("high_freq_factor")? as f32,
+                original_max_position_embeddings: num("original_max_position_embeddings")? as u32,
+            }))
+        }
+        other => Err(format!(
+            "rope_scaling type '{other}' is not supported (supported: llama3)"
+        )),
+    }
+}
+
+struct Shard {
+    path: String,
+    bytes: FileBytes,
+}
+
+struct HfTensor {
+    shard: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// byte range in the shard file
+    start: usize,
+    end: usize,
+}
+
+/// A Hugging Face model directory.
+pub struct HfModel {
+    label: String,
+    config: ModelConfig,
+    shards: Vec<Shard>,
+    tensors: HashMap<String, HfTensor>,
+    /// tensor names in file order, for summaries
+    order: Vec<String>,
+}
+
+impl std::fmt::Debug for HfModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfModel")
+            .field("dir", &self.label)
+            .field("shards", &self.shards.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+impl HfModel {
+    /// Opens `dir`: parses config.json, maps and validates every safetensors shard, and
+    /// checks that every tensor the config needs is present with a supported dtype and the
+    /// right shape.
+    pub fn open(dir: &Path) -> Result<HfModel, LoadError> {
+        let label = dir.display().to_string();
+        let config_path = dir.join("config.json");
+        let config_label = config_path.display().to_string();
+        let json = std::fs::read_to_string(&config_path).map_err(|e| {
+            LoadError::new(
+                &config_label,
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "no such file (a Hugging Face model directory needs config.json)".into()
+                } else {
+                    e.to_string()
+                },
+            )
+        })?;
+        let config = parse_hf_config(&config_label, &json)?;
+
+        // which files, and which tensor each index entry promises
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        let (files, promised): (Vec<String>, Vec<(String, String)>) = if single.exists() {
+            (vec!["model.safetensors".into()], Vec::new())
+        } else if index_path.exists() {
+            read_index(&index_path)?
+        } else {
+            return Err(LoadError::new(
+                &label,
+                "no model.safetensors or model.safetensors.index.json in this directory",
+            ));
+        };
+
+        let mut shards = Vec::new();
+        let mut tensors = HashMap::new();
+        let mut order = Vec::new();
+        for (si, file) in files.iter().enumerate() {
+            let path = dir.join(file);
+            let plabel = path.display().to_string();
+            if !path.is_file() {
+                return Err(LoadError::new(
+                    &plabel,
+                    format!(
+                        "shard '{file}' does not exist (listed in {})",
+                        index_path.display()
+                    ),
+                ));
+            }
+            let bytes = map_file(&path)?;
+            let st = SafeTensors::deserialize(&bytes)
+                .map_err(|e| LoadError::new(&plabel, format!("invalid safetensors file: {e}")))?;
+            let base = bytes.as_ptr() as usize;
+            let mut names: Vec<(String, HfTensor)> = st
+                .iter()
+                .map(|(name, view)| {
+                    let start = view.data().as_ptr() as usize - base;
+                    let t = HfTensor {
+                        shard: si,
+                        dtype: view.dtype(),
+                        shape: view.shape().to_vec(),
+                        start,
+                        end: start + view.data().len(),
+                    };
+                    (name.to_string(), t)
+                })
+                .collect();
+            names.sort_by_key(|(_, t)| t.start);
+            for (name, t) in names {
+                if tensors.contains_key(&name) {
+                    return Err(LoadError::new(
+                        &plabel,
+                        format!("tensor '{name}' is also in another shard"),
+                    ));
+                }
+                order.push(name.clone());
+                tensors.insert(name, t);
+            }
+            shards.push(Shard {
+                path: plabel,
+                bytes,
+            });
+        }
+        for (name, file) in &promised {
+            let found = tensors.get(name).map(|t: &HfTensor| &shards[t.shard].path);
+            if found != Some(&dir.join(file).display().to_string()) {
+                return Err(LoadError::new(
+                    index_path.display().to_string(),
+                    format!("tensor '{name}' is listed in shard '{file}' but is not in it"),
+                ));
+            }
+        }
+
+        let model = HfModel {
+            label,
+            config,
+            shards,
+            tensors,
+            order,
+        };
+        for name in tensor_names(&model.config) {
+            let (t, hname) = model.entry(name)?;
+            let path = &model.shards[t.shard].path;
+            match t.dtype {
+                Dtype::F32 | Dtype::F16 | Dtype::BF16 => {}
+                d => {
+                    return Err(LoadError::new(
+                        path,
+                        format!(
+                            "tensor '{hname}' has dtype {d:?}, which headroom does not read \
+                             (supported: F32, F16, BF16)"
+                        ),
+                    ))
+                }
+            }
+            check_shape(path, &hname, &model.config, name, &t.shape)?;
+        }
+        Ok(model)
+    }
+
+    fn entry(&self, name: TensorName) -> Result<(&HfTensor, String), LoadError> {
+        let hname = hf_tensor_name(name);
+        let t = self
+            .tensors
+            .get(&hname)
+            .filter(|_| self.has(name))
+            .ok_or_else(|| {
+                LoadError::new(&self.label, format!("missing tensor '{hname}' ({name})"))
+            })?;
+        Ok((t, hname))
+    }
+}
+
+/// The shard files of an index, and (tensor, file) for every weight_map entry.
+#[allow(clippy::type_complexity)]
+fn read_index(path: &Path) -> Result<(Vec<String>, Vec<(String, String)>), LoadError> {
+    let label = path.display().to_string();
+    let err = |m: String| LoadError::new(&label, m);
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let map = v
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| err("no 'weight_map' object".into()))?;
+    let mut files: Vec<String> = Vec::new();
+    let mut promised = Vec::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| err(format!("weight_map['{name}'] should be a file name")))?;
+        if file.contains('/') || file.contains('\\') || file == ".." || file.is_empty() {
+            return Err(err(format!(
+                "weight_map['{name}'] = '{file}' is not a plain file name"
+            )));
+        }
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_string());
+        }
+        promised.push((name.clone(), file.to_string()));
+    }
+    files.sort();
+    Ok((files, promised))
+}
+
+impl WeightSource for HfModel {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn path(&self) -> &str {
+        &self.label
+    }
+
+    fn has(&self, name: TensorName) -> bool {
+        match name {
+            TensorName::LmHead if self.config.tie_word_embeddings => false,
+            TensorName::Layer(i, _) if i >= self.config.num_layers => false,
+            TensorName::Layer(_, LayerTensor::Bq | LayerTensor::Bk | LayerTensor::Bv)
+                if !self.config.attention_bias =>
+            {
+                false
+            }
+            _ => self.tensors.contains_key(&hf_tensor_name(name)),
+        }
+    }
+
+    fn load(&self, name: TensorName) -> Result<HostTensor, LoadError> {
+        let (t, hname) = self.entry(name)?;
+        let shard = &self.shards[t.shard];
+        check_shape(&shard.path, &hname, &self.config, name, &t.shape)?;
+        let raw = &shard.bytes[t.start..t.end];
+        let data: Vec<f32> = match t.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            d => {
+                return Err(LoadError::new(
+                    &shard.path,
+                    format!("tensor '{hname}' has unsupported dtype {d:?}"),
+                ))
+            }
+        };
+        Ok(HostTensor {
+            shape: expected_shape(&self.config, name),
+            data,
+        })
+    }
+
+    fn summaries(&self) -> Vec<TensorSummary> {
+        self.order
+            .iter()
+            .map(|name| {
+                let t = &self.tensors[name];
+                TensorSummary {
+                    file_name: name.clone(),
+                    dtype: format!("{:?}", t.dtype),
+                    shape: t.shape.clone(),
+                    bytes: (t.end - t.start) as u64,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::synthetic::SyntheticModel;
+    use crate::model::synthetic::{hf_config_json, tiny_config, write_hf_dir, HfDtype};
+    use std::path::PathBuf;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("headroom-hf-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn open_err(dir: &Path) -> String {
+        HfModel::open(dir).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn round_trip_synthetic_through_hf_dir() {
+        for (arch, heads, kv, tied) in [
+            (Arch::Llama, 4, 4, false),
+            (Arch::Llama, 4, 1, true),
+            (Arch::Qwen2, 4, 2, true),
+            (Arch::Qwen2, 4, 2, false),
+        ] {
+            let mut cfg = tiny_config(arch, heads, kv, tied);
+            if arch == Arch::Llama && kv == 1 {
+                cfg.rope_scaling = Some(Llama3RopeScaling {
+                    factor: 8.0,
+                    low_freq_factor: 1.0,
+                    high_freq_factor: 4.0,
+                    original_max_position_embeddings: 64,
+                });
+            }
+            let src = SyntheticModel::new(cfg, 4).unwrap();
+            for (dtype, shards) in [(HfDtype::F32, 1), (HfDtype::F16, 3), (HfDtype::BF16, 2)] {
+                let dir = tmp(&format!("rt-{arch:?}-{kv}-{tied}-{dtype:?}"));
+                write_hf_dir(&dir, &src, dtype, shards).unwrap();
+                assert_eq!(
+                    dir.join("model.safetensors.index.json").exists(),
+                    shards > 1
+                );
+                let m = HfModel::open(&dir).unwrap();
+                assert_eq!(m.config(), src.config());
+                for name in tensor_names(src.config()) {
+                    let a = src.load(name).unwrap();
+                    let b = m.load(name).unwrap();
+                    assert_eq!(a.shape, b.shape);
+                    for (x, y) in a.data.iter().zip(&b.data) {
+                        let tol = match dtype {
+                            HfDtype::F32 => 0.0,
+                            HfDtype::F16 => x.abs() * (1.0 / 2048.0) + 1e-7,
+                            HfDtype::BF16 => x.abs() * (1.0 / 256.0),
+                        };
+                        assert!((x - y).abs() <= tol, "{name} {dtype:?}: {x} vs {y}");
+                    }
+                }
+                assert_eq!(m.has(TensorName::LmHead), !tied);
+                assert_eq!(m.summaries().len(), tensor_names(src.config()).len());
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+    }
+
+    /// The real SmolLM2 GGUF -> HF directory (F32, 2 shards, ~540 MB in the temp dir) ->
+    /// HfModel: identical tensors and CPU logits. Slow and big: `cargo test -- --ignored`.
+    #[test]
+    #[ignore]
+    fn smollm2_gguf_to_hf_dir_round_trip() {
+        use crate::model::cpu_reference::CpuModel;
+        use crate::model::gguf_model::GgufModel;
+        let path = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/headroom/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        if !path.exists() {
+            eprintln!("note: {} absent, skipping", path.display());
+            return;
+        }
+        let g = GgufModel::open(&path).unwrap();
+        let dir = tmp("smollm2");
+        write_hf_dir(&dir, &g, HfDtype::F32, 2).unwrap();
+        let h = HfModel::open(&dir).unwrap();
+        assert_eq!(h.config(), g.config());
+        for name in [
+            TensorName::TokenEmbedding,
+            TensorName::Layer(0, LayerTensor::Wq),
+            TensorName::Layer(29, LayerTensor::Wk),
+        ] {
+            assert_eq!(h.load(name).unwrap().data, g.load(name).unwrap().data);
+        }
+        let (mut a, mut b) = (CpuModel::new(&g).unwrap(), CpuModel::new(&h).unwrap());
+        for (pos, tok) in [504u32, 3575, 282].into_iter().enumerate() {
+            assert_eq!(a.forward(tok, pos), b.forward(tok, pos));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn base_json() -> Value {
+        hf_config_json(&tiny_config(Arch::Llama, 4, 2, true), HfDtype::F32)
+    }
+
+    fn cfg_err(v: &Value) -> String {
+        parse_hf_config("c/config.json", &v.to_string())
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    #[test]
+    fn config_parsing() {
+        let c = parse_hf_config("c", &base_json().to_string()).unwrap();
+        assert_eq!(c, tiny_config(Arch::Llama, 4, 2, true));
+        // defaults
+        let mut v = base_json();
+        for k in [
+            "num_key_value_heads",
+            "head_dim",
+            "rope_theta",
+            "tie_word_embeddings",
+        ] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let c = parse_hf_config("c", &v.to_string()).unwrap();
+        assert_eq!((c.num_kv_heads, c.head_dim, c.rope_theta), (4, 16, 10000.0));
+        assert!(!c.tie_word_embeddings);
+        // mistral is llama; qwen2 has biases
+        let mut v = base_json();
+        v["model_type"] = "mistral".into();
+        v["sliding_window"] = Value::Null;
+        assert_eq!(
+            parse_hf_config("c", &v.to_string()).unwrap().arch,
+            Arch::Llama
+        );
+        let mut v = base_json();
+        v["model_type"] = "qwen2".into();
+        v["sliding_window"] = 4096.into();
+        v["use_sliding_window"] = false.into();
+        let c = parse_hf_config("c", &v.to_string()).unwrap();
+        assert!(c.attention_bias && c.arch == Arch::Qwen2);
+        // llama3 scaling, old and new spellings
+        let mut v = base_json();
+        v["rope_scaling"] = serde_json::json!({"type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192});
+        let c = parse_hf_config("c", &v.to_string()).unwrap();
+        assert_eq!(c.rope_scaling.unwrap().factor, 8.0);
+        let mut v = base_json();
+        v.as_object_mut().unwrap().remove("rope_theta");
+        v["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 5e5});
+        assert_eq!(
+            parse_hf_config("c", &v.to_string()).unwrap().rope_theta,
+            5e5
+        );
+    }
+
+    #[test]
+    fn config_errors() {
+        let mut v = base_json();
+        v["model_type"] = "gpt2".into();
+        let e = cfg_err(&v);
+        assert!(
+            e.starts_with("c/config.json: unknown model_type 'gpt2'"),
+            "{e}"
+        );
+        let mut v = base_json();
+        v.as_object_mut().unwrap().remove("hidden_size");
+        assert!(cfg_err(&v).contains("missing 'hidden_size'"));
+        let mut v = base_json();
+        v["num_hidden_layers"] = "2".into();
+        assert!(cfg_err(&v).contains("'num_hidden_layers' should be a non-negative integer"));
+        let mut v = base_json();
+        v["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+        assert!(cfg_err(&v).contains("rope_scaling type 'yarn' is not supported"));
+        let mut v = base_json();
+        v["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 4.0});
+        assert!(cfg_err(&v).contains("needs a number 'low_freq_factor'"));
+        let mut v = base_json();
+        v["model_type"] = "mistral".into();
+        v["sliding_window"] = 128.into();
+        let e = cfg_err(&v);
+        assert!(
+            e.contains("sliding-window attention (sliding_window 128"),
+            "{e}"
+        );
+        let mut v = base_json();
+        v["num_key_value_heads"] = 3.into();
+        assert!(cfg_err(&v).contains("not a multiple of num_kv_heads 3"));
+        assert!(parse_hf_config("c", "{not json")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid JSON"));
+    }
+
+    #[test]
+    fn file_errors() {
+        let src = SyntheticModel::new(tiny_config(Arch::Llama, 4, 2, false), 8).unwrap();
+
+        // no config.json / no weights
+        let dir = tmp("errs-empty");
+        let e = open_err(&dir);
+        assert!(e.contains("config.json: no such file"), "{e}");
+        std::fs::write(dir.join("config.json"), base_json().to_string()).unwrap();
+        let e = open_err(&dir);
+        assert!(e.contains("no model.safetensors"), "{e}");
+
+        // corrupt safetensors header
+        let dir = tmp("errs-corrupt");
+        write_hf_dir(&dir, &src, HfDtype::F32, 1).unwrap();
+        let p = dir.join("model.safetensors");
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[8] = b'#';
+        std::fs::write(&p, &bytes).unwrap();
+        let e = open_err(&dir);
+        assert!(
+            e.contains("model.safetensors: invalid safetensors file"),
+            "{e}"
+        );
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(open_err(&dir).contains("invalid safetensors file"));
+        std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7f{}").unwrap();
+        assert!(open_err(&dir).contains("invalid safetensors file"));
+
+        // missing shard
+        let dir = tmp("errs-shard");
+        write_hf_dir(&dir, &src, HfDtype::F16, 2).unwrap();
+        std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+        let e = open_err(&dir);
+        assert!(
+            e.contains("model-00002-of-00002.safetensors") && e.contains("does not exist"),
+            "{e}"
+        );
+
+        // missing tensor (untied model without lm_head)
+        let dir = tmp("errs-missing");
+        let mut cfg = src.config().clone();
+        cfg.tie_word_embeddings = true;
+        let tied = SyntheticModel::new(cfg, 8).unwrap();
+        write_hf_dir(&dir, &tied, HfDtype::F32, 1).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            hf_config_json(src.config(), HfDtype::F32).to_string(),
+        )
+        .unwrap();
+        let e = open_err(&dir);
+        assert!(
+            e.contains("missing tensor 'lm_head.weight' (lm_head)"),
+            "{e}"
+        );
+
+        // shape mismatch: config says more layers' width than the file has
+        let dir = tmp("errs-shape");
+        write_hf_dir(&dir, &src, HfDtype::F32, 1).unwrap();
+        let mut v = hf_config_json(src.config(), HfDtype::F32);
+        v["intermediate_size"] = 96.into();
+        std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+        let e = open_err(&dir);
+        assert!(
+            e.contains("model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight'"),
+            "{e}"
+        );
+        assert!(
+            e.contains("has shape [128, 64], the config needs [96, 64]"),
+            "{e}"
+        );
+
+        // unsupported dtype
+        let dir = tmp("errs-dtype");
+        let mut tensors = Vec::new();
+        let datas: Vec<(String, Vec<usize>, Vec<u8>)> = tensor_names(src.config())
+            .into_iter()
+            .map(|n| {
+                let t = src.load(n).unwrap();
+                let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (hf_tensor_name(n), t.shape, bytes)
+            })
+            .collect();
+        for (name, shape, bytes) in &datas {
+            let dtype = if name.ends_with("0.self_attn.q_proj.weight") {
+                Dtype::I32
+            } else {
+                Dtype::F32
+            };
+            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).unwrap();
+            tensors.push((name.clone(), view));
+        }
+        let bytes = safetensors::serialize(tensors, None).unwrap();
+        std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            hf_config_json(src.config(), HfDtype::F32).to_string(),
+        )
+        .unwrap();
+        let e = open_err(&dir);
+        assert!(
+            e.contains("'model.layers.0.self_attn.q_proj.weight' has dtype I32"),
+            "{e}"
+        );
+
+        for d in ["empty", "corrupt", "shard", "missing", "shape", "dtype"] {
+            std::fs::remove_dir_all(tmp(&format!("errs-{d}"))).unwrap();
+        }
+    }
+}

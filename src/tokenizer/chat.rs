@@ -1,0 +1,346 @@
+//! Chat templates: the Jinja templates shipped with models (`tokenizer.chat_template`,
+//! `tokenizer_config.json`), rendered as transformers renders them
+//! (`_compile_jinja_template`): `trim_blocks` and `lstrip_blocks` on, Python string and
+//! dict methods (`.strip()`, `.startswith()`, `.items()`, through minijinja-contrib's
+//! pycompat), `raise_exception(msg)`, `strftime_now(fmt)` (UTC; not in the browser build),
+//! and a `tojson` that writes what
+//! Python's `json.dumps(x, ensure_ascii=False)` writes (`", "` and `": "` separators).
+//!
+//! Not like Python: map keys built inside a template come out sorted (minijinja's maps),
+//! and `{% break %}` / `{% continue %}` need minijinja's `loop_controls` feature.
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use super::TokenizerError;
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// "system", "user", "assistant", ...
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Renders `template` over `messages`, with `add_generation_prompt`, `bos_token` and
+/// `eos_token` in the context as transformers' `apply_chat_template` puts them.
+pub fn render_chat(
+    template: &str,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String, TokenizerError> {
+    let env = environment();
+    let tmpl = env
+        .template_from_str(template)
+        .map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
+    tmpl.render(minijinja::context! {
+        messages => messages,
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos_token,
+        eos_token => eos_token,
+    })
+    .map_err(|e| TokenizerError::Template(format!("{e:#}")))
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", raise_exception);
+    // The browser build has no clock through std (SystemTime::now panics there); templates
+    // test `strftime_now is defined` and fall back to a fixed date.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    env.add_function("strftime_now", strftime_now);
+    env.add_filter("tojson", tojson);
+    env
+}
+
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+/// `tojson(indent=None, sort_keys=False, ensure_ascii=False, separators=None)` as Python.
+fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent: Option<Value> = kwargs.get("indent")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() || v.is_undefined() => None,
+        Some(v) => Some(match v.as_str() {
+            Some(s) => s.to_string(),
+            None => {
+                let n = i64::try_from(v.clone()).map_err(|_| {
+                    Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int")
+                })?;
+                " ".repeat(n.max(0) as usize)
+            }
+        }),
+    };
+    let (item_sep, key_sep) = match separators.as_deref() {
+        Some([a, b]) => (a.clone(), b.clone()),
+        Some(_) => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: separators must be (item, key)",
+            ))
+        }
+        None if indent.is_some() => (",".into(), ": ".into()),
+        None => (", ".into(), ": ".into()),
+    };
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let style = JsonStyle {
+        indent,
+        item_sep,
+        key_sep,
+        sort_keys: sort_keys.unwrap_or(false),
+        ensure_ascii: ensure_ascii.unwrap_or(false),
+    };
+    let mut out = String::new();
+    style.write(&json, 0, &mut out);
+    Ok(Value::from_safe_string(out))
+}
+
+/// Python `json.dumps` formatting options.
+struct JsonStyle {
+    indent: Option<String>,
+    item_sep: String,
+    key_sep: String,
+    sort_keys: bool,
+    ensure_ascii: bool,
+}
+
+impl JsonStyle {
+    fn string(&self, s: &str, out: &mut String) {
+        // serde_json escapes exactly what Python does with ensure_ascii=False.
+        let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        if !self.ensure_ascii {
+            out.push_str(&quoted);
+            return;
+        }
+        for c in quoted.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+
+    fn newline(&self, depth: usize, out: &mut String) {
+        if let Some(ind) = &self.indent {
+            out.push('\n');
+            for _ in 0..depth {
+                out.push_str(ind);
+            }
+        }
+    }
+
+    fn write(&self, v: &serde_json::Value, depth: usize, out: &mut String) {
+        use serde_json::Value as J;
+        match v {
+            J::Null => out.push_str("null"),
+            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            J::Number(n) => out.push_str(&n.to_string()),
+            J::String(s) => self.string(s, out),
+            J::Array(items) if items.is_empty() => out.push_str("[]"),
+            J::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.item_sep);
+                    }
+                    self.newline(depth + 1, out);
+                    self.write(item, depth + 1, out);
+                }
+                self.newline(depth, out);
+                out.push(']');
+            }
+            J::Object(map) if map.is_empty() => out.push_str("{}"),
+            J::Object(map) => {
+                let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+                if self.sort_keys {
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                out.push('{');
+                for (i, (k, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.item_sep);
+                    }
+                    self.newline(depth + 1, out);
+                    self.string(k, out);
+                    out.push_str(&self.key_sep);
+                    self.write(item, depth + 1, out);
+                }
+                self.newline(depth, out);
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// Python's `datetime.now().strftime(fmt)` for the common directives (UTC; this crate has
+/// no time zone database). Unknown directives are kept as written.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+fn strftime_now(fmt: String) -> Result<Value, Error> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Ok(Value::from(strftime(&fmt, secs)))
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Formats UNIX time `secs` (UTC).
+fn strftime(fmt: &str, secs: i64) -> String {
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
+    let (h, m, s) = (tod / 3600, tod / 60 % 60, tod % 60);
+    let month_name = MONTHS[(month - 1) as usize];
+
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut d = chars.next();
+        let no_pad = d == Some('-');
+        if no_pad {
+            d = chars.next();
+        }
+        let num = |v: i64| {
+            if no_pad {
+                v.to_string()
+            } else {
+                format!("{v:02}")
+            }
+        };
+        match d {
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('y') => out.push_str(&num(year.rem_euclid(100))),
+            Some('m') => out.push_str(&num(month)),
+            Some('d') => out.push_str(&num(day)),
+            Some('H') => out.push_str(&num(h)),
+            Some('M') => out.push_str(&num(m)),
+            Some('S') => out.push_str(&num(s)),
+            Some('B') => out.push_str(month_name),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('A') => out.push_str(DAYS[weekday]),
+            Some('a') => out.push_str(&DAYS[weekday][..3]),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                if no_pad {
+                    out.push('-');
+                }
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strftime_known_dates() {
+        // 2024-07-26 00:00:00 UTC was a Friday.
+        assert_eq!(strftime("%d %b %Y", 1_721_952_000), "26 Jul 2024");
+        assert_eq!(
+            strftime("%A %B %-d, %H:%M:%S %%", 1_721_952_000 + 3_723),
+            "Friday July 26, 01:02:03 %"
+        );
+        assert_eq!(strftime("%Y-%m-%d", 0), "1970-01-01");
+        assert_eq!(strftime("%Y-%m-%d", 951_782_400), "2000-02-29");
+    }
+
+    #[test]
+    fn python_like_features() {
+        let msgs = [
+            ChatMessage::new("system", "  be brief  "),
+            ChatMessage::new("user", "hi"),
+        ];
+        let t = "{% for m in messages %}\n  {% if m.role.startswith('sys') %}[{{ m.content.strip() }}]{% else %}{{ m.role.upper() }}: {{ m.content }}{% endif %}\n{% endfor %}{{ eos_token }}";
+        let out = render_chat(t, &msgs, false, "<s>", "</s>").unwrap();
+        assert_eq!(out, "[be brief]USER: hi</s>");
+    }
+
+    #[test]
+    fn tojson_like_python() {
+        let t = r#"{{ {"a": [1, 2.5, "é\n"], "b": none} | tojson }}|{{ [] | tojson }}|{{ {"x": {"y": 1}} | tojson(indent=2) }}|{{ "é" | tojson(ensure_ascii=true) }}"#;
+        let out = render_chat(t, &[], false, "", "").unwrap();
+        assert_eq!(
+            out,
+            "{\"a\": [1, 2.5, \"é\\n\"], \"b\": null}|[]|{\n  \"x\": {\n    \"y\": 1\n  }\n}|\"\\u00e9\""
+        );
+    }
+
+    #[test]
+    fn raise_exception_is_an_error_with_the_message() {
+        let t = "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}";
+        let e = render_chat(t, &[ChatMessage::new("system", "x")], false, "", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("first must be user"), "{e}");
+        assert!(render_chat("{% if %}", &[], false, "", "").is_err());
+    }
+}
