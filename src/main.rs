@@ -23,11 +23,40 @@ enum Command {
     Generate(GenerateArgs),
     /// Talk to the model: an interactive loop with history (/reset, /exit).
     Chat(ChatArgs),
+    /// Measure generation speed: median over runs, with bytes moved per token.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Print a model's config, tensors, dtypes, bytes and KV bytes per token.
     Inspect {
         /// a GGUF file or a Hugging Face directory
         path: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Prefill a prompt of N tokens and decode M more, batch 1, greedy; repeat.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Args)]
+struct BenchGenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// prompt length in tokens (English text, repeated as needed)
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// tokens to decode per run (stop tokens do not stop it)
+    #[arg(long, default_value_t = 256)]
+    gen_tokens: usize,
+    /// measured runs, after one warm-up run
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// also write the results as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +143,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => run_generate(a),
         Command::Chat(a) => run_chat(a),
+        Command::Bench { what: BenchCommand::Generate(a) } => run_bench_generate(a),
         Command::Inspect { path } => run_inspect(path),
     };
     match result {
@@ -308,6 +338,62 @@ fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
         println!("{}", decoder.flush(&s.tokenizer));
         print_stats(&result);
         history.push(ChatMessage::new("assistant", s.tokenizer.decode(&result.ids)));
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
+    if a.runs == 0 || a.gen_tokens < 2 || a.prompt_tokens == 0 {
+        return Err("need --runs >= 1, --gen-tokens >= 2 and --prompt-tokens >= 1".into());
+    }
+    let s = open_session(&a.model, false)?;
+    let text = "The history of computing is a story of people who needed to count, to measure and to predict. ";
+    let unit = s.tokenizer.encode(text, false)?;
+    let prompt_ids: Vec<u32> = unit.iter().cycle().take(a.prompt_tokens).cloned().collect();
+    let req = GenerateRequest { prompt_ids, max_tokens: a.gen_tokens, sampling: SamplingParams::default(), stop_ids: vec![] };
+    let mut results = vec![];
+    for run in 0..=a.runs {
+        let r = engine::generate(&s.model, &req, &mut |_| true)?;
+        if run > 0 {
+            eprintln!("run {run}: prefill {:.1} tok/s, decode {:.1} tok/s, ttft {:.1} ms", r.stats.prefill_tokens_per_s, r.stats.decode_tokens_per_s, r.stats.ttft_s * 1e3);
+            results.push(r.stats);
+        }
+    }
+    let decode = median(results.iter().map(|r| r.decode_tokens_per_s).collect());
+    let prefill = median(results.iter().map(|r| r.prefill_tokens_per_s).collect());
+    let ttft_ms = median(results.iter().map(|r| r.ttft_s * 1e3).collect());
+    // bytes one decode step moves, at the middle of the generated span (the ops' cost model)
+    let mid = (a.prompt_tokens + a.gen_tokens / 2) as u32;
+    let cost = s.model.step_cost(&headroom::ops::StepShape { n_tokens: 1, pos0: mid, n_out_rows: 1 });
+    let bytes = (cost.bytes_read + cost.bytes_written) as f64;
+    let out = serde_json::json!({
+        "adapter": s.model.gpu.adapter_name(),
+        "weights": s.model.options.weights.name(),
+        "kv_cache": s.model.options.kv.name(),
+        "subgroups": s.model.gpu.features.subgroups,
+        "prompt_tokens": a.prompt_tokens,
+        "gen_tokens": a.gen_tokens,
+        "runs": a.runs,
+        "median_decode_tokens_per_s": decode,
+        "median_prefill_tokens_per_s": prefill,
+        "median_ttft_ms": ttft_ms,
+        "bytes_per_decode_step": bytes,
+        "decode_gb_per_s": bytes * decode / 1e9,
+    });
+    println!(
+        "decode {decode:.1} tok/s (median of {}) | prefill {prefill:.1} tok/s | ttft {ttft_ms:.1} ms | {:.1} MB per decode step -> {:.1} GB/s",
+        a.runs,
+        bytes / 1e6,
+        bytes * decode / 1e9
+    );
+    println!("{out}");
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
 }

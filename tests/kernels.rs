@@ -471,3 +471,16 @@ fn seeded_sampling_follows_the_filtered_distribution() {
         assert_ne!(sample_rows(&g, &logits, vocab, other), got, "another seed, other draws");
     }
 }
+
+#[test]
+fn a_buffer_over_the_binding_limit_is_a_clear_error() {
+    let g = gpu();
+    let too_big = g.max_binding() + 16;
+    let err = g.storage("kv_cache", too_big).unwrap_err().to_string();
+    assert!(err.contains("kv_cache") && err.contains("limit"), "{err}");
+    // a matrix whose single row exceeds the limit cannot be split: also an error
+    let cols = (g.max_binding() / 4 + 8) as usize;
+    let cols = cols.div_ceil(8) * 8;
+    let err = WeightMatrix::upload_split(&g, "wide", &[], 0, cols, StorageFormat::F32, 1).err().map(|e| e.to_string());
+    assert!(err.as_deref().is_some_and(|e| e.contains("one row of wide")), "{err:?}");
+}

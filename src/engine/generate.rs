@@ -1,7 +1,7 @@
 //! One sequence from prompt to finish: chunked prefill, then one decode step per token,
 //! sampling on the GPU and reading back one id per step.
 
-use crate::model::gpu_model::{GpuModel, ModelError, StepInput};
+use crate::model::gpu_model::{GpuModel, ModelError, StepInput, MAX_STEPS_PER_READBACK};
 use crate::ops::sample::SamplingParams;
 use std::time::Instant;
 
@@ -76,26 +76,38 @@ pub fn generate(model: &GpuModel, req: &GenerateRequest, on_token: &mut dyn FnMu
     let mut ids = Vec::new();
     let mut finish = FinishReason::Length;
     let decode_start = Instant::now();
-    loop {
-        if req.stop_ids.contains(&next) {
-            finish = FinishReason::Stop;
-            break;
-        }
-        ids.push(next);
-        if !on_token(next) {
-            finish = FinishReason::Cancelled;
-            break;
-        }
-        if ids.len() >= req.max_tokens {
-            break;
+    // Decode steps go to the GPU in batches that chain on the GPU and are read back once.
+    // The batch grows while steps are fast (so streaming stays smooth on slow adapters);
+    // tokens sampled past a stop are discarded.
+    let mut pending = std::collections::VecDeque::from([next]);
+    let mut batch = 1usize;
+    'outer: loop {
+        while let Some(id) = pending.pop_front() {
+            if req.stop_ids.contains(&id) {
+                finish = FinishReason::Stop;
+                break 'outer;
+            }
+            ids.push(id);
+            if !on_token(id) {
+                finish = FinishReason::Cancelled;
+                break 'outer;
+            }
+            if ids.len() >= req.max_tokens {
+                break 'outer;
+            }
         }
         if pos >= context {
             finish = FinishReason::Context;
             break;
         }
-        counter += 1;
-        next = model.step(StepInput::Sampled, pos, &req.sampling, counter)?;
-        pos += 1;
+        let count = batch.min(req.max_tokens - ids.len()).min(context - pos);
+        let t = Instant::now();
+        pending.extend(model.decode_steps(pos, count, &req.sampling, counter + 1)?);
+        counter += count as u32;
+        pos += count;
+        // aim for about 30 ms per batch
+        let per_step = t.elapsed().as_secs_f64() / count as f64;
+        batch = ((0.03 / per_step.max(1e-6)) as usize).clamp(1, MAX_STEPS_PER_READBACK);
     }
     let decode_s = decode_start.elapsed().as_secs_f64();
     // the first token came from prefill; decode rate counts the steps after it

@@ -137,6 +137,10 @@ impl ReadbackBuffer {
         }
     }
 
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
     pub fn copy_from(&self, enc: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, bytes: u64) {
         let bytes = bytes.div_ceil(4) * 4;
         enc.copy_buffer_to_buffer(src, 0, &self.buffer, 0, bytes);

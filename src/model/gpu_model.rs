@@ -58,6 +58,9 @@ pub enum StepInput<'a> {
     Sampled,
 }
 
+/// Most decode steps submitted back to back before one readback.
+pub const MAX_STEPS_PER_READBACK: usize = 32;
+
 pub struct GpuModel {
     pub gpu: Arc<GpuContext>,
     pub config: ModelConfig,
@@ -68,6 +71,8 @@ pub struct GpuModel {
     layers: Vec<Box<dyn Op>>,
     head: Vec<Box<dyn Op>>,
     readback: ReadbackBuffer,
+    /// one slot per decode step of `decode_steps`
+    readback_ring: ReadbackBuffer,
     /// bytes of all weights on the GPU
     pub weight_bytes: u64,
     /// bytes of the whole KV cache
@@ -201,12 +206,39 @@ impl GpuModel {
         done += 1;
         progress(done, total, "lm_head");
         let readback = ReadbackBuffer::new(&gpu, "sampled", 4);
-        Ok(GpuModel { gpu, config: cfg, options, step, tokens, logits, layers, head, readback, weight_bytes, kv_cache_bytes })
+        let readback_ring = ReadbackBuffer::new(&gpu, "sampled_ring", 4 * MAX_STEPS_PER_READBACK as u64);
+        Ok(GpuModel { gpu, config: cfg, options, step, tokens, logits, layers, head, readback, readback_ring, weight_bytes, kv_cache_bytes })
     }
 
     /// Runs the layers over `input` at positions `pos0..`, then samples the next token
     /// from the last row. Returns the sampled id.
     pub fn step(&self, input: StepInput<'_>, pos0: usize, sampling: &SamplingParams, counter: u32) -> Result<u32, ModelError> {
+        let mut enc = self.encode_step(input, pos0, sampling, counter)?;
+        self.readback.copy_from(&mut enc, &self.tokens, 4);
+        self.gpu.queue.submit([enc.finish()]);
+        let bytes = self.readback.read(&self.gpu, 4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// `count` decode steps from the previously sampled token at positions `pos0..`,
+    /// submitted back to back (each feeds the next on the GPU) with a single readback at
+    /// the end, so the host never waits between them. Returns the `count` sampled ids.
+    pub fn decode_steps(&self, pos0: usize, count: usize, sampling: &SamplingParams, counter0: u32) -> Result<Vec<u32>, ModelError> {
+        if count == 0 || count > MAX_STEPS_PER_READBACK {
+            return Err(ModelError::Invalid(format!("decode_steps takes 1..={MAX_STEPS_PER_READBACK} steps, got {count}")));
+        }
+        for i in 0..count {
+            let mut enc = self.encode_step(StepInput::Sampled, pos0 + i, sampling, counter0 + i as u32)?;
+            enc.copy_buffer_to_buffer(&self.tokens, 0, self.readback_ring.buffer(), 4 * i as u64, 4);
+            // params for this step are written before this submit and after the previous one
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        let bytes = self.readback_ring.read(&self.gpu, 4 * count as u64)?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
+    }
+
+    /// Checks the input, writes the step parameters and records one forward pass.
+    fn encode_step(&self, input: StepInput<'_>, pos0: usize, sampling: &SamplingParams, counter: u32) -> Result<wgpu::CommandEncoder, ModelError> {
         let n_tokens = match input {
             StepInput::Tokens(ids) => ids.len(),
             StepInput::Sampled => 1,
@@ -248,10 +280,7 @@ impl GpuModel {
                 op.record(&mut pass, &shape);
             }
         }
-        self.readback.copy_from(&mut enc, &self.tokens, 4);
-        self.gpu.queue.submit([enc.finish()]);
-        let bytes = self.readback.read(&self.gpu, 4)?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        Ok(enc)
     }
 
     /// The logits of the last step's last row (for tests and inspection).

@@ -121,7 +121,7 @@ impl Matmul {
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| gpu.pipelines.get_with_layout(&src.clone().weights(w.format).constant("T", t), Some(&layout)))
             .collect();
-        let tiled = gpu.pipelines.get_with_layout(&KernelSource::new("matmul_tiled", include_str!("../../shaders/matmul_tiled.wgsl")).weights(w.format), Some(&layout));
+        let tiled = gpu.pipelines.get_with_layout(&KernelSource::new("matmul_blocked", include_str!("../../shaders/matmul_blocked.wgsl")).weights(w.format), Some(&layout));
         let parts = w
             .parts
             .iter()
@@ -171,7 +171,7 @@ impl Op for Matmul {
             pass.set_pipeline(&self.tiled);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.group, &[]);
-                pass.dispatch_workgroups(p.rows.div_ceil(64), t.div_ceil(64), 1);
+                pass.dispatch_workgroups(p.rows.div_ceil(32), t.div_ceil(32), 1);
             }
         }
     }
