@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "headroom", version, about = "LLM inference on WebGPU: fast decode on any GPU")]
+#[command(
+    name = "headroom",
+    version,
+    about = "LLM inference on WebGPU: fast decode on any GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -143,7 +147,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => run_generate(a),
         Command::Chat(a) => run_chat(a),
-        Command::Bench { what: BenchCommand::Generate(a) } => run_bench_generate(a),
+        Command::Bench {
+            what: BenchCommand::Generate(a),
+        } => run_bench_generate(a),
         Command::Inspect { path } => run_inspect(path),
     };
     match result {
@@ -164,7 +170,10 @@ struct Session {
 
 /// Opens the model files, the GPU, and uploads the weights, reporting what it chose.
 fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
-    let path = args.model.clone().unwrap_or_else(engine::default_model_path);
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(engine::default_model_path);
     if args.model.is_none() && !path.exists() {
         return Err(format!(
             "the default model is not at {} — fetch it with scripts/fetch-model.sh, or pass --model PATH (a GGUF file or a Hugging Face directory)",
@@ -173,10 +182,20 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
         .into());
     }
     let files = engine::open(&path)?;
-    let gpu = GpuContext::new_blocking(&GpuOptions { adapter: args.adapter.clone(), ..Default::default() })?;
+    let gpu = GpuContext::new_blocking(&GpuOptions {
+        adapter: args.adapter.clone(),
+        ..Default::default()
+    })?;
     let cfg = files.weights.config().clone();
-    let context = args.context.unwrap_or(cfg.max_position_embeddings.clamp(1, 4096));
-    let options = GpuModelOptions { weights: args.weights.into(), kv: args.kv.into(), context, ..Default::default() };
+    let context = args
+        .context
+        .unwrap_or(cfg.max_position_embeddings.clamp(1, 4096));
+    let options = GpuModelOptions {
+        weights: args.weights.into(),
+        kv: args.kv.into(),
+        context,
+        ..Default::default()
+    };
     if !quiet {
         eprintln!(
             "adapter: {} | weights {} · KV cache {} · f32 math (shader-f16: {}, subgroups: {}, timestamps: {})",
@@ -214,17 +233,26 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
             model.kv_cache_bytes as f64 / 1048576.0
         );
     }
-    Ok(Session { model, tokenizer: files.tokenizer })
+    Ok(Session {
+        model,
+        tokenizer: files.tokenizer,
+    })
 }
 
 fn sampling(a: &SamplingArgs) -> SamplingParams {
-    SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed }
+    SamplingParams {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    }
 }
 
 fn run_generate(a: GenerateArgs) -> Result<(), AnyError> {
     let s = open_session(&a.model, a.json)?;
     let text = if a.chat {
-        s.tokenizer.apply_chat(&[ChatMessage::new("user", &a.prompt)], true)?
+        s.tokenizer
+            .apply_chat(&[ChatMessage::new("user", &a.prompt)], true)?
     } else {
         a.prompt.clone()
     };
@@ -291,7 +319,11 @@ fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
     if s.tokenizer.chat_template().is_none() {
         return Err("this model has no chat template; use `headroom generate` instead".into());
     }
-    let mut history: Vec<ChatMessage> = a.system.iter().map(|m| ChatMessage::new("system", m)).collect();
+    let mut history: Vec<ChatMessage> = a
+        .system
+        .iter()
+        .map(|m| ChatMessage::new("system", m))
+        .collect();
     eprintln!("chat: type a message; /reset clears the history, /exit (or end of input) quits");
     let stdin = std::io::stdin();
     loop {
@@ -318,7 +350,10 @@ fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
         let req = GenerateRequest {
             prompt_ids,
             max_tokens: a.sampling.max_tokens,
-            sampling: SamplingParams { seed: a.sampling.seed.wrapping_add(history.len() as u32), ..sampling(&a.sampling) },
+            sampling: SamplingParams {
+                seed: a.sampling.seed.wrapping_add(history.len() as u32),
+                ..sampling(&a.sampling)
+            },
             stop_ids: s.tokenizer.eos_ids().to_vec(),
         };
         let mut decoder = s.tokenizer.stream_decoder(true);
@@ -337,7 +372,10 @@ fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
         };
         println!("{}", decoder.flush(&s.tokenizer));
         print_stats(&result);
-        history.push(ChatMessage::new("assistant", s.tokenizer.decode(&result.ids)));
+        history.push(ChatMessage::new(
+            "assistant",
+            s.tokenizer.decode(&result.ids),
+        ));
     }
     Ok(())
 }
@@ -355,12 +393,22 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     let text = "The history of computing is a story of people who needed to count, to measure and to predict. ";
     let unit = s.tokenizer.encode(text, false)?;
     let prompt_ids: Vec<u32> = unit.iter().cycle().take(a.prompt_tokens).cloned().collect();
-    let req = GenerateRequest { prompt_ids, max_tokens: a.gen_tokens, sampling: SamplingParams::default(), stop_ids: vec![] };
+    let req = GenerateRequest {
+        prompt_ids,
+        max_tokens: a.gen_tokens,
+        sampling: SamplingParams::default(),
+        stop_ids: vec![],
+    };
     let mut results = vec![];
     for run in 0..=a.runs {
         let r = engine::generate(&s.model, &req, &mut |_| true)?;
         if run > 0 {
-            eprintln!("run {run}: prefill {:.1} tok/s, decode {:.1} tok/s, ttft {:.1} ms", r.stats.prefill_tokens_per_s, r.stats.decode_tokens_per_s, r.stats.ttft_s * 1e3);
+            eprintln!(
+                "run {run}: prefill {:.1} tok/s, decode {:.1} tok/s, ttft {:.1} ms",
+                r.stats.prefill_tokens_per_s,
+                r.stats.decode_tokens_per_s,
+                r.stats.ttft_s * 1e3
+            );
             results.push(r.stats);
         }
     }
@@ -369,7 +417,11 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     let ttft_ms = median(results.iter().map(|r| r.ttft_s * 1e3).collect());
     // bytes one decode step moves, at the middle of the generated span (the ops' cost model)
     let mid = (a.prompt_tokens + a.gen_tokens / 2) as u32;
-    let cost = s.model.step_cost(&headroom::ops::StepShape { n_tokens: 1, pos0: mid, n_out_rows: 1 });
+    let cost = s.model.step_cost(&headroom::ops::StepShape {
+        n_tokens: 1,
+        pos0: mid,
+        n_out_rows: 1,
+    });
     let bytes = (cost.bytes_read + cost.bytes_written) as f64;
     let out = serde_json::json!({
         "adapter": s.model.gpu.adapter_name(),
@@ -419,21 +471,42 @@ fn run_inspect(path: PathBuf) -> Result<(), AnyError> {
         cfg.num_kv_heads,
         cfg.head_dim
     );
-    println!("tokenizer: {} tokens, BOS added: {}, chat template: {}", files.tokenizer.vocab_size(), files.tokenizer.add_bos(), files.tokenizer.chat_template().is_some());
+    println!(
+        "tokenizer: {} tokens, BOS added: {}, chat template: {}",
+        files.tokenizer.vocab_size(),
+        files.tokenizer.add_bos(),
+        files.tokenizer.chat_template().is_some()
+    );
     let tensors = src.summaries();
-    println!("\n{:<40} {:>6} {:>20} {:>14}", "tensor", "dtype", "shape", "bytes");
+    println!(
+        "\n{:<40} {:>6} {:>20} {:>14}",
+        "tensor", "dtype", "shape", "bytes"
+    );
     let mut total = 0u64;
     let mut by_type: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
     for t in &tensors {
-        println!("{:<40} {:>6} {:>20} {:>14}", t.file_name, t.dtype, format!("{:?}", t.shape), t.bytes);
+        println!(
+            "{:<40} {:>6} {:>20} {:>14}",
+            t.file_name,
+            t.dtype,
+            format!("{:?}", t.shape),
+            t.bytes
+        );
         total += t.bytes;
         let e = by_type.entry(t.dtype.clone()).or_default();
         e.0 += 1;
         e.1 += t.bytes;
     }
-    println!("\n{} tensors, {:.1} MiB", tensors.len(), total as f64 / 1048576.0);
+    println!(
+        "\n{} tensors, {:.1} MiB",
+        tensors.len(),
+        total as f64 / 1048576.0
+    );
     for (ty, (n, b)) in by_type {
-        println!("  {ty:<6} {n:>4} tensors {:>10.1} MiB", b as f64 / 1048576.0);
+        println!(
+            "  {ty:<6} {n:>4} tensors {:>10.1} MiB",
+            b as f64 / 1048576.0
+        );
     }
     Ok(())
 }

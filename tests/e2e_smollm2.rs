@@ -43,13 +43,21 @@ fn model_path() -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    assert!(std::env::var_os("CI").is_none(), "the default model is missing at {} (.ci/run fetches it with scripts/fetch-model.sh)", p.display());
-    eprintln!("skipping: no model at {} (run scripts/fetch-model.sh)", p.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the default model is missing at {} (.ci/run fetches it with scripts/fetch-model.sh)",
+        p.display()
+    );
+    eprintln!(
+        "skipping: no model at {} (run scripts/fetch-model.sh)",
+        p.display()
+    );
     None
 }
 
 fn reference() -> Reference {
-    let text = std::fs::read_to_string(fixtures().join("reference.json")).expect("fixtures/smollm2/reference.json");
+    let text = std::fs::read_to_string(fixtures().join("reference.json"))
+        .expect("fixtures/smollm2/reference.json");
     serde_json::from_str(&text).expect("reference.json parses")
 }
 
@@ -63,15 +71,28 @@ fn prompt_token_ids_match_llama_cpp() {
     let Some(path) = model_path() else { return };
     let files = engine::open(&path).unwrap();
     let tok = &files.tokenizer;
-    let specs: Vec<PromptSpec> = serde_json::from_str(&std::fs::read_to_string(fixtures().join("prompts.json")).unwrap()).unwrap();
+    let specs: Vec<PromptSpec> =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("prompts.json")).unwrap())
+            .unwrap();
     let reference = reference();
     assert!(reference.prompts.len() >= 5);
-    assert!(reference.prompts.iter().any(|p| p.prompt_ids.len() >= 500), "a prompt of 500+ tokens");
+    assert!(
+        reference.prompts.iter().any(|p| p.prompt_ids.len() >= 500),
+        "a prompt of 500+ tokens"
+    );
     for p in &reference.prompts {
-        let spec = specs.iter().find(|s| s.name == p.name).expect("prompt spec");
+        let spec = specs
+            .iter()
+            .find(|s| s.name == p.name)
+            .expect("prompt spec");
         if spec.kind == "chat" {
             // our chat template rendering gives the same text as jinja2 did
-            assert_eq!(tok.apply_chat(&spec.messages, true).unwrap(), p.text, "{}: chat template", p.name);
+            assert_eq!(
+                tok.apply_chat(&spec.messages, true).unwrap(),
+                p.text,
+                "{}: chat template",
+                p.name
+            );
         }
         let ids = tok.encode(&p.text, true).unwrap();
         assert_eq!(ids, p.prompt_ids, "{}: prompt token ids", p.name);
@@ -85,23 +106,46 @@ fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_p
     let Some(path) = model_path() else { return };
     let files = engine::open(&path).unwrap();
     let gpu = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
-    let options = GpuModelOptions { weights, kv, context: 1024, max_chunk: 256 };
+    let options = GpuModelOptions {
+        weights,
+        kv,
+        context: 1024,
+        max_chunk: 256,
+    };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
     let greedy = SamplingParams::default();
-    for p in reference().prompts.into_iter().filter(|p| p.prompt_ids.len() <= max_prompt) {
+    for p in reference()
+        .prompts
+        .into_iter()
+        .filter(|p| p.prompt_ids.len() <= max_prompt)
+    {
         // prefill in chunks, then the logits at the first generated position
         let mut pos = 0;
         let mut next = 0;
         for part in p.prompt_ids.chunks(model.options.max_chunk) {
-            next = model.step(StepInput::Tokens(part), pos, &greedy, 0).unwrap();
+            next = model
+                .step(StepInput::Tokens(part), pos, &greedy, 0)
+                .unwrap();
             pos += part.len();
         }
         let got = model.last_logits().unwrap();
         let want = read_logits(&p.first_logits_file);
         assert_eq!(got.len(), want.len());
-        let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        eprintln!("{} ({weights:?} weights, {kv:?} KV): {} prompt tokens, max |logit diff| {max_diff:.4}", p.name, p.prompt_ids.len());
-        assert!(max_diff <= logit_tol, "{}: logits differ by up to {max_diff} (tolerance {logit_tol})", p.name);
+        let max_diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "{} ({weights:?} weights, {kv:?} KV): {} prompt tokens, max |logit diff| {max_diff:.4}",
+            p.name,
+            p.prompt_ids.len()
+        );
+        assert!(
+            max_diff <= logit_tol,
+            "{}: logits differ by up to {max_diff} (tolerance {logit_tol})",
+            p.name
+        );
 
         // greedy decode, one step per token, as many tokens as the reference has
         let n = p.generated_ids.len();
@@ -111,7 +155,11 @@ fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_p
             pos += 1;
             ids.push(next);
         }
-        let same = ids.iter().zip(&p.generated_ids).take_while(|(a, b)| a == b).count();
+        let same = ids
+            .iter()
+            .zip(&p.generated_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         eprintln!("{}: {same}/{n} greedy tokens equal the reference", p.name);
         // a divergence is only acceptable at a near-tie of the reference's top two logits
         if same < n {
@@ -141,10 +189,15 @@ fn greedy_continuations_match_llama_cpp_f16_storage() {
 /// Greedy ids (and the logits after the prompt) for `prompt` on `files`' weights.
 fn greedy_run(files: &engine::ModelFiles, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
     let gpu = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
-    let options = GpuModelOptions { context: 256, ..Default::default() };
+    let options = GpuModelOptions {
+        context: 256,
+        ..Default::default()
+    };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
     let greedy = SamplingParams::default();
-    let mut next = model.step(StepInput::Tokens(prompt), 0, &greedy, 0).unwrap();
+    let mut next = model
+        .step(StepInput::Tokens(prompt), 0, &greedy, 0)
+        .unwrap();
     let logits = model.last_logits().unwrap();
     let mut ids = vec![next];
     for pos in prompt.len()..prompt.len() + n - 1 {
@@ -164,7 +217,11 @@ fn hf_directory_made_from_the_gguf_gives_the_same_tokens() {
     // GPU the same bits
     write_hf_dir(&dir, gguf.weights.as_ref(), HfDtype::F16, 2).unwrap();
     std::fs::write(dir.join("tokenizer.json"), gguf.tokenizer.to_json()).unwrap();
-    std::fs::write(dir.join("tokenizer_config.json"), gguf.tokenizer.to_tokenizer_config_json()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        gguf.tokenizer.to_tokenizer_config_json(),
+    )
+    .unwrap();
     let hf = engine::open(&dir).unwrap();
     assert_eq!(hf.weights.config(), gguf.weights.config());
 
@@ -179,7 +236,10 @@ fn hf_directory_made_from_the_gguf_gives_the_same_tokens() {
     std::fs::remove_dir_all(&dir).ok();
     eprintln!("gguf: {from_gguf:?} hf: {from_hf:?}");
     assert_eq!(from_hf, from_gguf);
-    assert_eq!(logits_hf, logits_gguf, "the same f16 weights give bit-identical logits");
+    assert_eq!(
+        logits_hf, logits_gguf,
+        "the same f16 weights give bit-identical logits"
+    );
 }
 
 #[test]
@@ -187,14 +247,36 @@ fn a_prompt_longer_than_the_context_is_refused() {
     let Some(path) = model_path() else { return };
     let files = engine::open(&path).unwrap();
     let gpu = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
-    let options = GpuModelOptions { context: 64, max_chunk: 32, ..Default::default() };
+    let options = GpuModelOptions {
+        context: 64,
+        max_chunk: 32,
+        ..Default::default()
+    };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
-    let req = engine::GenerateRequest { prompt_ids: vec![1; 64], max_tokens: 4, sampling: SamplingParams::default(), stop_ids: vec![] };
-    let err = engine::generate(&model, &req, &mut |_| true).unwrap_err().to_string();
-    assert!(err.contains("64 tokens") && err.contains("context"), "{err}");
+    let req = engine::GenerateRequest {
+        prompt_ids: vec![1; 64],
+        max_tokens: 4,
+        sampling: SamplingParams::default(),
+        stop_ids: vec![],
+    };
+    let err = engine::generate(&model, &req, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("64 tokens") && err.contains("context"),
+        "{err}"
+    );
     // one token less fits, and generation stops when the context is full
-    let req = engine::GenerateRequest { prompt_ids: vec![1; 60], max_tokens: 100, ..req };
+    let req = engine::GenerateRequest {
+        prompt_ids: vec![1; 60],
+        max_tokens: 100,
+        ..req
+    };
     let out = engine::generate(&model, &req, &mut |_| true).unwrap();
     assert_eq!(out.finish, engine::FinishReason::Context);
-    assert_eq!(60 + out.ids.len(), 65, "positions 0..64 filled, plus the token sampled from the last");
+    assert_eq!(
+        60 + out.ids.len(),
+        65,
+        "positions 0..64 filled, plus the token sampled from the last"
+    );
 }

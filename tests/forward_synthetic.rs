@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 fn gpu() -> Arc<GpuContext> {
     static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
-    GPU.get_or_init(|| GpuContext::new_blocking(&GpuOptions::default()).unwrap()).clone()
+    GPU.get_or_init(|| GpuContext::new_blocking(&GpuOptions::default()).unwrap())
+        .clone()
 }
 
 fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool) -> ModelConfig {
@@ -36,19 +37,37 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
 
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+        / scale
 }
 
 /// Prefill `prompt` (in chunks of `chunk`), then decode `extra` tokens, comparing the
 /// last-position logits with the CPU model at every step.
 fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: usize, tol: f32) {
     let seed: u64 = rand::random();
-    eprintln!("{} heads {}/{} d{} tied {} seed {seed}", cfg.arch.name(), cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.tie_word_embeddings);
+    eprintln!(
+        "{} heads {}/{} d{} tied {} seed {seed}",
+        cfg.arch.name(),
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.head_dim,
+        cfg.tie_word_embeddings
+    );
     let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
     let mut cpu = CpuModel::new(&src).unwrap();
-    let options = GpuModelOptions { weights, kv, context: 128, max_chunk: chunk };
+    let options = GpuModelOptions {
+        weights,
+        kv,
+        context: 128,
+        max_chunk: chunk,
+    };
     let model = GpuModel::load(gpu(), &src, options, &mut |_, _, _| {}).unwrap();
-    let prompt: Vec<u32> = (0..70).map(|i| (i * 37 + seed as u32 % 11) % cfg.vocab_size as u32).collect();
+    let prompt: Vec<u32> = (0..70)
+        .map(|i| (i * 37 + seed as u32 % 11) % cfg.vocab_size as u32)
+        .collect();
     let greedy = SamplingParams::default();
     let mut cpu_logits = vec![];
     for (pos, &t) in prompt.iter().enumerate() {
@@ -57,20 +76,31 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
     let mut pos = 0;
     let mut next = 0;
     for part in prompt.chunks(chunk) {
-        next = model.step(StepInput::Tokens(part), pos, &greedy, 0).unwrap();
+        next = model
+            .step(StepInput::Tokens(part), pos, &greedy, 0)
+            .unwrap();
         pos += part.len();
     }
     for step in 0..6 {
         let gpu_logits = model.last_logits().unwrap();
         let d = max_rel_diff(&gpu_logits, &cpu_logits);
-        assert!(d <= tol, "position {pos}: logits differ by {d} relative (tolerance {tol})");
-        let argmax = cpu_logits.iter().enumerate().fold(0, |b, (i, &v)| if v > cpu_logits[b] { i } else { b });
+        assert!(
+            d <= tol,
+            "position {pos}: logits differ by {d} relative (tolerance {tol})"
+        );
+        let argmax = cpu_logits
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &v)| if v > cpu_logits[b] { i } else { b });
         if next as usize != argmax {
             // only a near-tie (within the tolerance) may pick another token; then the
             // sequences part ways and the comparison ends
             let scale = cpu_logits.iter().fold(0f32, |m, v| m.max(v.abs()));
             let margin = cpu_logits[argmax] - cpu_logits[next as usize];
-            assert!(margin <= 2.0 * tol * scale, "position {pos} (step {step}): GPU chose {next}, CPU {argmax} (margin {margin})");
+            assert!(
+                margin <= 2.0 * tol * scale,
+                "position {pos} (step {step}): GPU chose {next}, CPU {argmax} (margin {margin})"
+            );
             return;
         }
         cpu_logits = cpu.forward(next, pos);
@@ -82,13 +112,19 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
 #[test]
 fn every_attention_variant_matches_the_cpu_reference() {
     for &(arch, heads, kv, d, tied) in &[
-        (Arch::Llama, 4, 4, 24, true),   // MHA
-        (Arch::Llama, 6, 2, 16, false),  // GQA-3
-        (Arch::Llama, 8, 1, 16, true),   // MQA
-        (Arch::Qwen2, 4, 2, 32, false),  // qwen2: q/k/v biases
-        (Arch::Llama, 2, 1, 64, true),   // wider heads than hidden / heads
+        (Arch::Llama, 4, 4, 24, true),  // MHA
+        (Arch::Llama, 6, 2, 16, false), // GQA-3
+        (Arch::Llama, 8, 1, 16, true),  // MQA
+        (Arch::Qwen2, 4, 2, 32, false), // qwen2: q/k/v biases
+        (Arch::Llama, 2, 1, 64, true),  // wider heads than hidden / heads
     ] {
-        compare(config(arch, heads, kv, d, tied), StorageFormat::F32, StorageFormat::F32, 256, 2e-4);
+        compare(
+            config(arch, heads, kv, d, tied),
+            StorageFormat::F32,
+            StorageFormat::F32,
+            256,
+            2e-4,
+        );
     }
 }
 
@@ -96,7 +132,13 @@ fn every_attention_variant_matches_the_cpu_reference() {
 fn chunked_prefill_and_decode_kernels_agree_with_one_pass() {
     // chunks of 3 exercise the decode matmul with several rows; 32 the tiled one
     for chunk in [1, 3, 32] {
-        compare(config(Arch::Llama, 4, 2, 24, true), StorageFormat::F32, StorageFormat::F32, chunk, 2e-4);
+        compare(
+            config(Arch::Llama, 4, 2, 24, true),
+            StorageFormat::F32,
+            StorageFormat::F32,
+            chunk,
+            2e-4,
+        );
     }
 }
 
@@ -104,12 +146,23 @@ fn chunked_prefill_and_decode_kernels_agree_with_one_pass() {
 fn llama3_rope_scaling_matches_the_cpu_reference() {
     let mut cfg = config(Arch::Llama, 4, 2, 24, false);
     cfg.rope_theta = 500000.0;
-    cfg.rope_scaling = Some(Llama3RopeScaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 32 });
+    cfg.rope_scaling = Some(Llama3RopeScaling {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 32,
+    });
     compare(cfg, StorageFormat::F32, StorageFormat::F32, 256, 2e-4);
 }
 
 #[test]
 fn f16_storage_stays_close_to_the_cpu_reference() {
     // f16 weights and KV: relative rounding 2^-11 per value, accumulated over the layers
-    compare(config(Arch::Llama, 6, 2, 16, true), StorageFormat::F16, StorageFormat::F16, 256, 2e-2);
+    compare(
+        config(Arch::Llama, 6, 2, 16, true),
+        StorageFormat::F16,
+        StorageFormat::F16,
+        256,
+        2e-2,
+    );
 }

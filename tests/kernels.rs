@@ -19,7 +19,8 @@ const POISON: f32 = f32::NAN;
 fn gpu() -> Arc<GpuContext> {
     static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let g = GpuContext::new_blocking(&GpuOptions::default()).expect("a GPU adapter (lavapipe in CI)");
+        let g = GpuContext::new_blocking(&GpuOptions::default())
+            .expect("a GPU adapter (lavapipe in CI)");
         eprintln!("adapter: {}", g.adapter_name());
         g
     })
@@ -33,7 +34,15 @@ fn gpus() -> Vec<Arc<GpuContext>> {
     if !g.features.subgroups {
         return vec![g];
     }
-    let p = PORTABLE.get_or_init(|| GpuContext::new_blocking(&GpuOptions { no_subgroups: true, ..Default::default() }).unwrap()).clone();
+    let p = PORTABLE
+        .get_or_init(|| {
+            GpuContext::new_blocking(&GpuOptions {
+                no_subgroups: true,
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .clone();
     vec![g, p]
 }
 
@@ -44,7 +53,9 @@ fn rng() -> StdRng {
 }
 
 fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect()
+    (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect()
 }
 
 fn f16_round(v: &[f32]) -> Vec<f32> {
@@ -70,7 +81,14 @@ fn step_buffer(g: &GpuContext, p: StepParams) -> wgpu::Buffer {
 }
 
 fn params(n_tokens: u32, pos0: u32, n_out_rows: u32) -> StepParams {
-    StepParams { n_tokens, pos0, out_row0: n_tokens.saturating_sub(n_out_rows), n_out_rows, top_p: 1.0, ..Default::default() }
+    StepParams {
+        n_tokens,
+        pos0,
+        out_row0: n_tokens.saturating_sub(n_out_rows),
+        n_out_rows,
+        top_p: 1.0,
+        ..Default::default()
+    }
 }
 
 fn run(g: &GpuContext, ops: &[&dyn Op], shape: StepShape) {
@@ -93,9 +111,15 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = 0.0f64;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite(), "{what}[{i}] was not written (or is not finite): {g}");
+        assert!(
+            g.is_finite(),
+            "{what}[{i}] was not written (or is not finite): {g}"
+        );
         let err = (g as f64 - w).abs();
-        assert!(err <= atol + rtol * w.abs(), "{what}[{i}]: got {g}, want {w} (err {err:e})");
+        assert!(
+            err <= atol + rtol * w.abs(),
+            "{what}[{i}]: got {g}, want {w} (err {err:e})"
+        );
         worst = worst.max(err);
     }
     eprintln!("{what}: max abs err {worst:e} over {} values", got.len());
@@ -124,22 +148,39 @@ fn matmul_cases(g: &GpuContext) {
             let w = randn(&mut r, n * k, 0.5);
             let x = randn(&mut r, t * k, 1.0);
             let b = randn(&mut r, n, 0.5);
-            let y0 = if accumulate { randn(&mut r, t * n, 1.0) } else { vec![POISON; t * n] };
+            let y0 = if accumulate {
+                randn(&mut r, t * n, 1.0)
+            } else {
+                vec![POISON; t * n]
+            };
             let wm = WeightMatrix::upload_split(g, "w", &w, n, k, format, split).unwrap();
             assert_eq!(wm.parts.len(), n.div_ceil(split.min(n)));
             let xb = upload(g, &x);
             let yb = upload(g, &y0);
             let bb = upload(g, &b);
             let step = step_buffer(g, params(t as u32, 0, 1));
-            let mode = MatmulMode { accumulate, logits_rows: false };
+            let mode = MatmulMode {
+                accumulate,
+                logits_rows: false,
+            };
             let op = Matmul::new(g, &step, &wm, bias.then_some(&bb), &xb, &yb, mode, &dummy);
-            run(g, &[&op], StepShape { n_tokens: t as u32, pos0: 0, n_out_rows: 1 });
+            run(
+                g,
+                &[&op],
+                StepShape {
+                    n_tokens: t as u32,
+                    pos0: 0,
+                    n_out_rows: 1,
+                },
+            );
             let got = g.read_f32(&yb, t * n).unwrap();
             let wr = rounded(&w, format);
             let mut want = vec![0f64; t * n];
             for ti in 0..t {
                 for ni in 0..n {
-                    let mut s: f64 = (0..k).map(|ki| wr[ni * k + ki] as f64 * x[ti * k + ki] as f64).sum();
+                    let mut s: f64 = (0..k)
+                        .map(|ki| wr[ni * k + ki] as f64 * x[ti * k + ki] as f64)
+                        .sum();
                     if bias {
                         s += b[ni] as f64;
                     }
@@ -150,7 +191,13 @@ fn matmul_cases(g: &GpuContext) {
                 }
             }
             // f32 accumulation over k terms of size <= 0.5
-            assert_close(&format!("matmul {format:?} t={t} k={k} n={n}"), &got, &want, 1e-4 * (k as f64).sqrt(), 1e-5);
+            assert_close(
+                &format!("matmul {format:?} t={t} k={k} n={n}"),
+                &got,
+                &want,
+                1e-4 * (k as f64).sqrt(),
+                1e-5,
+            );
         }
     }
 }
@@ -168,10 +215,36 @@ fn lm_head_matmul_uses_only_the_logits_rows() {
     let mut p = params(50, 0, rows as u32);
     p.out_row0 = 0;
     let step = step_buffer(&g, p);
-    let op = Matmul::new(&g, &step, &wm, None, &xb, &yb, MatmulMode { accumulate: false, logits_rows: true }, &dummy);
-    run(&g, &[&op], StepShape { n_tokens: 50, pos0: 0, n_out_rows: rows as u32 });
+    let op = Matmul::new(
+        &g,
+        &step,
+        &wm,
+        None,
+        &xb,
+        &yb,
+        MatmulMode {
+            accumulate: false,
+            logits_rows: true,
+        },
+        &dummy,
+    );
+    run(
+        &g,
+        &[&op],
+        StepShape {
+            n_tokens: 50,
+            pos0: 0,
+            n_out_rows: rows as u32,
+        },
+    );
     let got = g.read_f32(&yb, rows * n).unwrap();
-    let want: Vec<f64> = (0..rows * n).map(|i| (0..k).map(|j| w[(i % n) * k + j] as f64 * x[(i / n) * k + j] as f64).sum()).collect();
+    let want: Vec<f64> = (0..rows * n)
+        .map(|i| {
+            (0..k)
+                .map(|j| w[(i % n) * k + j] as f64 * x[(i / n) * k + j] as f64)
+                .sum()
+        })
+        .collect();
     assert_close("lm_head", &got, &want, 1e-4, 1e-5);
 }
 
@@ -183,10 +256,22 @@ fn rmsnorm_matches_cpu() {
         let x = randn(&mut r, t * h, 3.0);
         let w = randn(&mut r, h, 1.0);
         let out_rows = if logits_rows { 2 } else { t };
-        let (xb, wb, yb) = (upload(&g, &x), upload(&g, &w), upload(&g, &vec![POISON; out_rows * h]));
+        let (xb, wb, yb) = (
+            upload(&g, &x),
+            upload(&g, &w),
+            upload(&g, &vec![POISON; out_rows * h]),
+        );
         let step = step_buffer(&g, params(t as u32, 0, 2));
         let op = RmsNorm::new(&g, &step, h, 1e-5, &wb, &xb, &yb, logits_rows);
-        run(&g, &[&op], StepShape { n_tokens: t as u32, pos0: 0, n_out_rows: 2 });
+        run(
+            &g,
+            &[&op],
+            StepShape {
+                n_tokens: t as u32,
+                pos0: 0,
+                n_out_rows: 2,
+            },
+        );
         let got = g.read_f32(&yb, out_rows * h).unwrap();
         let first = if logits_rows { t - 2 } else { 0 };
         let mut want = vec![];
@@ -214,10 +299,25 @@ fn embedding_lookup_over_split_table() {
         let xb = upload(&g, &vec![POISON; t * h]);
         let step = step_buffer(&g, params(t as u32, 0, 1));
         let op = Embed::new(&g, &step, &wm, &tb, &xb);
-        run(&g, &[&op], StepShape { n_tokens: t as u32, pos0: 0, n_out_rows: 1 });
+        run(
+            &g,
+            &[&op],
+            StepShape {
+                n_tokens: t as u32,
+                pos0: 0,
+                n_out_rows: 1,
+            },
+        );
         let got = g.read_f32(&xb, t * h).unwrap();
         let tr = rounded(&table, format);
-        let want: Vec<f64> = ids.iter().flat_map(|&id| tr[id as usize * h..(id as usize + 1) * h].iter().map(|&v| v as f64)).collect();
+        let want: Vec<f64> = ids
+            .iter()
+            .flat_map(|&id| {
+                tr[id as usize * h..(id as usize + 1) * h]
+                    .iter()
+                    .map(|&v| v as f64)
+            })
+            .collect();
         assert_close(&format!("embed {format:?}"), &got, &want, 0.0, 0.0);
     }
 }
@@ -231,7 +331,15 @@ fn silu_mul_matches_cpu() {
     let (gb, hb) = (upload(&g, &gu), upload(&g, &vec![POISON; t * inter]));
     let step = step_buffer(&g, params(t as u32, 0, 1));
     let op = SiluMul::new(&g, &step, inter, &gb, &hb);
-    run(&g, &[&op], StepShape { n_tokens: t as u32, pos0: 0, n_out_rows: 1 });
+    run(
+        &g,
+        &[&op],
+        StepShape {
+            n_tokens: t as u32,
+            pos0: 0,
+            n_out_rows: 1,
+        },
+    );
     let got = g.read_f32(&hb, t * inter).unwrap();
     let want: Vec<f64> = (0..t * inter)
         .map(|i| {
@@ -262,7 +370,10 @@ fn cache_to_f32(g: &GpuContext, b: &wgpu::Buffer, n: usize, f: StorageFormat) ->
         StorageFormat::F32 => g.read_f32(b, n).unwrap(),
         StorageFormat::F16 => {
             let bytes = g.read_bytes(b, (n * 2) as u64).unwrap();
-            bytemuck::cast_slice::<u8, half::f16>(&bytes).iter().map(|h| h.to_f32()).collect()
+            bytemuck::cast_slice::<u8, half::f16>(&bytes)
+                .iter()
+                .map(|h| h.to_f32())
+                .collect()
         }
     }
 }
@@ -275,7 +386,9 @@ fn rope_and_kv_append_match_cpu() {
         let (nh, nkv, d, t, pos0, ctx) = (6usize, 2usize, 64usize, 5usize, 37usize, 64usize);
         let row = (nh + 2 * nkv) * d;
         let qkv = randn(&mut r, t * row, 2.0);
-        let inv_freq: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
+        let inv_freq: Vec<f32> = (0..d / 2)
+            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
+            .collect();
         let sentinel = 7.0f32;
         let cache_init = vec![sentinel; ctx * nkv * d];
         let cache_bytes = kvf.encode(&cache_init);
@@ -284,21 +397,45 @@ fn rope_and_kv_append_match_cpu() {
         let vb = g.storage_init("v", &cache_bytes).unwrap();
         let step = step_buffer(&g, params(t as u32, pos0 as u32, 1));
         let op = RopeKvAppend::new(&g, &step, nh, nkv, d, &qb, &fb, &kb, &vb, kvf);
-        run(&g, &[&op], StepShape { n_tokens: t as u32, pos0: pos0 as u32, n_out_rows: 1 });
+        run(
+            &g,
+            &[&op],
+            StepShape {
+                n_tokens: t as u32,
+                pos0: pos0 as u32,
+                n_out_rows: 1,
+            },
+        );
         let got_qkv = g.read_f32(&qb, t * row).unwrap();
         let got_k = cache_to_f32(&g, &kb, ctx * nkv * d, kvf);
         let got_v = cache_to_f32(&g, &vb, ctx * nkv * d, kvf);
-        let tol = if kvf == StorageFormat::F16 { 2e-3 } else { 1e-5 };
+        let tol = if kvf == StorageFormat::F16 {
+            2e-3
+        } else {
+            1e-5
+        };
         for ti in 0..t {
             let pos = pos0 + ti;
             for hh in 0..nh {
                 let v = &qkv[ti * row + hh * d..ti * row + (hh + 1) * d];
-                assert_close("rope q", &got_qkv[ti * row + hh * d..ti * row + (hh + 1) * d], &rope_ref(v, pos, &inv_freq), 1e-5, 1e-5);
+                assert_close(
+                    "rope q",
+                    &got_qkv[ti * row + hh * d..ti * row + (hh + 1) * d],
+                    &rope_ref(v, pos, &inv_freq),
+                    1e-5,
+                    1e-5,
+                );
             }
             for kh in 0..nkv {
                 let k = &qkv[ti * row + (nh + kh) * d..ti * row + (nh + kh + 1) * d];
                 let at = (pos * nkv + kh) * d;
-                assert_close("k cache", &got_k[at..at + d], &rope_ref(k, pos, &inv_freq), tol, tol);
+                assert_close(
+                    "k cache",
+                    &got_k[at..at + d],
+                    &rope_ref(k, pos, &inv_freq),
+                    tol,
+                    tol,
+                );
                 let v = &qkv[ti * row + (nh + nkv + kh) * d..ti * row + (nh + nkv + kh + 1) * d];
                 let want: Vec<f64> = v.iter().map(|&x| x as f64).collect();
                 assert_close("v cache", &got_v[at..at + d], &want, tol, tol);
@@ -307,15 +444,31 @@ fn rope_and_kv_append_match_cpu() {
         // positions outside pos0..pos0+t are untouched
         for p in (0..ctx).filter(|p| !(pos0..pos0 + t).contains(p)) {
             for i in 0..nkv * d {
-                assert_eq!(got_k[p * nkv * d + i], sentinel, "k cache position {p} was overwritten");
-                assert_eq!(got_v[p * nkv * d + i], sentinel, "v cache position {p} was overwritten");
+                assert_eq!(
+                    got_k[p * nkv * d + i],
+                    sentinel,
+                    "k cache position {p} was overwritten"
+                );
+                assert_eq!(
+                    got_v[p * nkv * d + i],
+                    sentinel,
+                    "v cache position {p} was overwritten"
+                );
             }
         }
     }
 }
 
 /// Causal attention of token t (at position pos0 + t) over the cache, f64.
-fn attention_ref(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, d: usize, ctx: usize) -> Vec<f64> {
+fn attention_ref(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    nh: usize,
+    nkv: usize,
+    d: usize,
+    ctx: usize,
+) -> Vec<f64> {
     let gsz = nh / nkv;
     let mut out = vec![0f64; nh * d];
     for h in 0..nh {
@@ -324,7 +477,11 @@ fn attention_ref(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, d: usiz
         let scores: Vec<f64> = (0..ctx)
             .map(|p| {
                 let kr = &k[(p * nkv + kh) * d..(p * nkv + kh + 1) * d];
-                qh.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (d as f64).sqrt()
+                qh.iter()
+                    .zip(kr)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+                    / (d as f64).sqrt()
             })
             .collect();
         let m = scores.iter().cloned().fold(f64::MIN, f64::max);
@@ -347,13 +504,13 @@ fn attention_matches_cpu_for_every_group_size() {
     let cases = [
         // (heads, kv_heads, head_dim, tokens, pos0, kv format)
         (4usize, 4usize, 64usize, 1usize, 0usize, StorageFormat::F32), // MHA, first token
-        (4, 2, 64, 3, 70, StorageFormat::F32),                           // GQA-2, prefill chunk
-        (9, 3, 64, 1, 200, StorageFormat::F16),                          // SmolLM2 shape
-        (8, 2, 128, 2, 63, StorageFormat::F32),                          // GQA-4
-        (16, 2, 80, 1, 129, StorageFormat::F16),                         // GQA-8, head dim 80
-        (32, 1, 128, 1, 100, StorageFormat::F16),                        // MQA-32
-        (4, 1, 256, 2, 10, StorageFormat::F32),                          // head dim 256
-        (6, 2, 96, 70, 0, StorageFormat::F32),                           // causal prefill from 0
+        (4, 2, 64, 3, 70, StorageFormat::F32),                         // GQA-2, prefill chunk
+        (9, 3, 64, 1, 200, StorageFormat::F16),                        // SmolLM2 shape
+        (8, 2, 128, 2, 63, StorageFormat::F32),                        // GQA-4
+        (16, 2, 80, 1, 129, StorageFormat::F16),                       // GQA-8, head dim 80
+        (32, 1, 128, 1, 100, StorageFormat::F16),                      // MQA-32
+        (4, 1, 256, 2, 10, StorageFormat::F32),                        // head dim 256
+        (6, 2, 96, 70, 0, StorageFormat::F32),                         // causal prefill from 0
     ];
     for &(nh, nkv, d, t, pos0, kvf) in &cases {
         let ctx = pos0 + t;
@@ -366,23 +523,55 @@ fn attention_matches_cpu_for_every_group_size() {
         let vb = g.storage_init("v", &kvf.encode(&v)).unwrap();
         let step = step_buffer(&g, params(t as u32, pos0 as u32, 1));
         let op = Attention::new(&g, &step, nh, nkv, d, &qb, &kb, &vb, &ob, kvf);
-        run(&g, &[&op], StepShape { n_tokens: t as u32, pos0: pos0 as u32, n_out_rows: 1 });
+        run(
+            &g,
+            &[&op],
+            StepShape {
+                n_tokens: t as u32,
+                pos0: pos0 as u32,
+                n_out_rows: 1,
+            },
+        );
         let got = g.read_f32(&ob, t * nh * d).unwrap();
         let mut want = vec![];
         for ti in 0..t {
-            want.extend(attention_ref(&qkv[ti * row..ti * row + nh * d], &k, &v, nh, nkv, d, pos0 + ti + 1));
+            want.extend(attention_ref(
+                &qkv[ti * row..ti * row + nh * d],
+                &k,
+                &v,
+                nh,
+                nkv,
+                d,
+                pos0 + ti + 1,
+            ));
         }
-        assert_close(&format!("attention h={nh} kv={nkv} d={d} t={t} pos0={pos0}"), &got, &want, 2e-5, 1e-4);
+        assert_close(
+            &format!("attention h={nh} kv={nkv} d={d} t={t} pos0={pos0}"),
+            &got,
+            &want,
+            2e-5,
+            1e-4,
+        );
     }
 }
 
 fn sample_rows(g: &GpuContext, logits: &[f32], vocab: usize, p: StepParams) -> Vec<u32> {
     let rows = logits.len() / vocab;
     let lb = upload(g, logits);
-    let tb = g.storage_init("tokens", bytemuck::cast_slice(&vec![u32::MAX; rows])).unwrap();
+    let tb = g
+        .storage_init("tokens", bytemuck::cast_slice(&vec![u32::MAX; rows]))
+        .unwrap();
     let step = step_buffer(g, p);
     let op = Sample::new(g, &step, vocab, &lb, &tb);
-    run(g, &[&op], StepShape { n_tokens: rows as u32, pos0: 0, n_out_rows: rows as u32 });
+    run(
+        g,
+        &[&op],
+        StepShape {
+            n_tokens: rows as u32,
+            pos0: 0,
+            n_out_rows: rows as u32,
+        },
+    );
     g.read_u32(&tb, rows).unwrap()
 }
 
@@ -402,7 +591,10 @@ fn greedy_sampling_is_argmax_with_lowest_index_on_ties() {
     let got = sample_rows(&g, &logits, vocab, p);
     for row in 0..rows {
         let l = &logits[row * vocab..(row + 1) * vocab];
-        let want = l.iter().enumerate().fold(0, |best, (i, &v)| if v > l[best] { i } else { best });
+        let want = l
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > l[best] { i } else { best });
         assert_eq!(got[row] as usize, want, "row {row}");
     }
     assert_eq!(got[3] as usize, b);
@@ -417,9 +609,16 @@ fn allowed(l: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..l.len()).collect();
     idx.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap());
     let m = l[idx[0]] as f64;
-    let k = if top_k == 0 { l.len() } else { top_k.min(l.len()) };
+    let k = if top_k == 0 {
+        l.len()
+    } else {
+        top_k.min(l.len())
+    };
     let kept = &idx[..k];
-    let w: Vec<f64> = kept.iter().map(|&i| ((l[i] as f64 - m) / temperature as f64).exp()).collect();
+    let w: Vec<f64> = kept
+        .iter()
+        .map(|&i| ((l[i] as f64 - m) / temperature as f64).exp())
+        .collect();
     let z: f64 = w.iter().sum();
     let mut probs = vec![0f64; l.len()];
     let mut mass = 0.0;
@@ -450,25 +649,59 @@ fn seeded_sampling_follows_the_filtered_distribution() {
         base[i] = 3.0 - n as f32 * 0.4;
     }
     let logits: Vec<f32> = (0..rows).flat_map(|_| base.iter().cloned()).collect();
-    for &(temp, top_k, top_p) in &[(1.0f32, 0u32, 1.0f32), (0.7, 3, 1.0), (1.0, 0, 0.5), (1.3, 50, 0.9)] {
+    for &(temp, top_k, top_p) in &[
+        (1.0f32, 0u32, 1.0f32),
+        (0.7, 3, 1.0),
+        (1.0, 0, 0.5),
+        (1.3, 50, 0.9),
+    ] {
         let seed = r.random::<u32>();
-        let p = StepParams { n_tokens: rows as u32, pos0: 0, out_row0: 0, n_out_rows: rows as u32, temperature: temp, top_k, top_p, seed, counter: 5, _pad: [0; 3] };
+        let p = StepParams {
+            n_tokens: rows as u32,
+            pos0: 0,
+            out_row0: 0,
+            n_out_rows: rows as u32,
+            temperature: temp,
+            top_k,
+            top_p,
+            seed,
+            counter: 5,
+            _pad: [0; 3],
+        };
         let got = sample_rows(&g, &logits, vocab, p);
-        assert_eq!(sample_rows(&g, &logits, vocab, p), got, "same seed, same draws");
+        assert_eq!(
+            sample_rows(&g, &logits, vocab, p),
+            got,
+            "same seed, same draws"
+        );
         let probs = allowed(&base, temp, top_k as usize, top_p);
         let mut counts = vec![0usize; vocab];
         for &t in &got {
-            assert!((t as usize) < vocab && probs[t as usize] > 0.0, "drew {t}, outside the allowed set (T={temp} k={top_k} p={top_p})");
+            assert!(
+                (t as usize) < vocab && probs[t as usize] > 0.0,
+                "drew {t}, outside the allowed set (T={temp} k={top_k} p={top_p})"
+            );
             counts[t as usize] += 1;
         }
         // each likely id's frequency within 5 standard deviations of its probability
         for i in (0..vocab).filter(|&i| probs[i] > 0.02) {
             let expect = probs[i] * rows as f64;
             let sd = (rows as f64 * probs[i] * (1.0 - probs[i])).sqrt();
-            assert!((counts[i] as f64 - expect).abs() < 5.0 * sd + 1.0, "id {i}: {} draws, expected {expect:.0} (T={temp} k={top_k} p={top_p})", counts[i]);
+            assert!(
+                (counts[i] as f64 - expect).abs() < 5.0 * sd + 1.0,
+                "id {i}: {} draws, expected {expect:.0} (T={temp} k={top_k} p={top_p})",
+                counts[i]
+            );
         }
-        let other = StepParams { seed: seed.wrapping_add(1), ..p };
-        assert_ne!(sample_rows(&g, &logits, vocab, other), got, "another seed, other draws");
+        let other = StepParams {
+            seed: seed.wrapping_add(1),
+            ..p
+        };
+        assert_ne!(
+            sample_rows(&g, &logits, vocab, other),
+            got,
+            "another seed, other draws"
+        );
     }
 }
 
@@ -481,6 +714,12 @@ fn a_buffer_over_the_binding_limit_is_a_clear_error() {
     // a matrix whose single row exceeds the limit cannot be split: also an error
     let cols = (g.max_binding() / 4 + 8) as usize;
     let cols = cols.div_ceil(8) * 8;
-    let err = WeightMatrix::upload_split(&g, "wide", &[], 0, cols, StorageFormat::F32, 1).err().map(|e| e.to_string());
-    assert!(err.as_deref().is_some_and(|e| e.contains("one row of wide")), "{err:?}");
+    let err = WeightMatrix::upload_split(&g, "wide", &[], 0, cols, StorageFormat::F32, 1)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("one row of wide")),
+        "{err:?}"
+    );
 }

@@ -49,7 +49,11 @@ pub struct GenerateResult {
 
 /// Runs `req` on `model`. `on_token(id)` sees every generated id as soon as it is read
 /// back and returns false to stop early.
-pub fn generate(model: &GpuModel, req: &GenerateRequest, on_token: &mut dyn FnMut(u32) -> bool) -> Result<GenerateResult, ModelError> {
+pub fn generate(
+    model: &GpuModel,
+    req: &GenerateRequest,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<GenerateResult, ModelError> {
     req.sampling.validate().map_err(ModelError::Invalid)?;
     let n = req.prompt_ids.len();
     let context = model.options.context;
@@ -69,7 +73,12 @@ pub fn generate(model: &GpuModel, req: &GenerateRequest, on_token: &mut dyn FnMu
     let mut next = 0;
     while pos < n {
         let end = (pos + chunk).min(n);
-        next = model.step(StepInput::Tokens(&req.prompt_ids[pos..end]), pos, &req.sampling, counter)?;
+        next = model.step(
+            StepInput::Tokens(&req.prompt_ids[pos..end]),
+            pos,
+            &req.sampling,
+            counter,
+        )?;
         pos = end;
     }
     let ttft = start.elapsed().as_secs_f64();
@@ -119,7 +128,11 @@ pub fn generate(model: &GpuModel, req: &GenerateRequest, on_token: &mut dyn FnMu
         ttft_s: ttft,
         decode_s,
         prefill_tokens_per_s: n as f64 / ttft,
-        decode_tokens_per_s: if decode_s > 0.0 && decode_steps > 0 { decode_steps as f64 / decode_s } else { 0.0 },
+        decode_tokens_per_s: if decode_s > 0.0 && decode_steps > 0 {
+            decode_steps as f64 / decode_s
+        } else {
+            0.0
+        },
     };
     Ok(GenerateResult { ids, finish, stats })
 }

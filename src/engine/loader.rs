@@ -18,8 +18,14 @@ pub fn default_model_path() -> PathBuf {
     let dir = std::env::var_os("HEADROOM_MODEL_DIR")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()).map(|c| PathBuf::from(c).join("headroom/models")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/headroom/models")))
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|p| !p.is_empty())
+                .map(|c| PathBuf::from(c).join("headroom/models"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/headroom/models"))
+        })
         .unwrap_or_else(|| PathBuf::from("."));
     dir.join(DEFAULT_MODEL_FILE)
 }
@@ -35,16 +41,23 @@ pub fn open(path: &Path) -> Result<ModelFiles, LoadError> {
     let label = path.display().to_string();
     let weights = open_model(path)?;
     let tokenizer = if path.is_dir() {
-        Tokenizer::from_hf_dir(path).map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?
+        Tokenizer::from_hf_dir(path)
+            .map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?
     } else {
         let g = GgufFile::open(path)?;
-        let vocab = vocab_from_gguf(&g).map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?;
-        Tokenizer::from_gguf_vocab(&vocab).map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?
+        let vocab =
+            vocab_from_gguf(&g).map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?;
+        Tokenizer::from_gguf_vocab(&vocab)
+            .map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?
     };
     if tokenizer.vocab_size() > weights.config().vocab_size {
         return Err(LoadError::new(
             label,
-            format!("the tokenizer has {} tokens but the model only {}", tokenizer.vocab_size(), weights.config().vocab_size),
+            format!(
+                "the tokenizer has {} tokens but the model only {}",
+                tokenizer.vocab_size(),
+                weights.config().vocab_size
+            ),
         ));
     }
     Ok(ModelFiles { weights, tokenizer })

@@ -60,7 +60,8 @@ impl GpuContext {
     /// Picks an adapter (by `options.adapter` or `HEADROOM_ADAPTER`, else the first
     /// high-performance one) and opens a device with the adapter's real limits.
     pub async fn new(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let wanted = options
             .adapter
             .clone()
@@ -106,7 +107,8 @@ impl GpuContext {
             wgpu::Features::SUBGROUP,
             wgpu::Features::TIMESTAMP_QUERY,
         ] {
-            let skip = f == wgpu::Features::SUBGROUP && (options.no_subgroups || std::env::var_os("HEADROOM_NO_SUBGROUPS").is_some());
+            let skip = f == wgpu::Features::SUBGROUP
+                && (options.no_subgroups || std::env::var_os("HEADROOM_NO_SUBGROUPS").is_some());
             if available.contains(f) && !skip {
                 required |= f;
             }
@@ -152,12 +154,17 @@ impl GpuContext {
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)"
     pub fn adapter_name(&self) -> String {
-        format!("{} ({:?})", self.adapter_info.name, self.adapter_info.backend)
+        format!(
+            "{} ({:?})",
+            self.adapter_info.name, self.adapter_info.backend
+        )
     }
 
     /// Largest single storage binding, in bytes.
     pub fn max_binding(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Waits for all submitted work.

@@ -133,7 +133,11 @@ impl PipelineCache {
             .entry(name)
             .or_insert_with(|| {
                 let (bind_group, pipeline) = compute_layout(&self.device, name, kinds);
-                Arc::new(SharedLayout { name, bind_group, pipeline })
+                Arc::new(SharedLayout {
+                    name,
+                    bind_group,
+                    pipeline,
+                })
             })
             .clone()
     }
@@ -145,7 +149,11 @@ impl PipelineCache {
 
     /// The pipeline with a named explicit layout (see `layout`), so one bind group serves
     /// all variants of a kernel.
-    pub fn get_with_layout(&self, src: &KernelSource, layout: Option<&SharedLayout>) -> Arc<wgpu::ComputePipeline> {
+    pub fn get_with_layout(
+        &self,
+        src: &KernelSource,
+        layout: Option<&SharedLayout>,
+    ) -> Arc<wgpu::ComputePipeline> {
         let mut code = src.assemble();
         if let Some(l) = layout {
             // the cache key must tell layouts apart; a comment does not change the shader
@@ -177,7 +185,11 @@ impl PipelineCache {
 }
 
 /// A bind group layout of `kinds` at bindings 0.., for compute.
-fn compute_layout(device: &wgpu::Device, label: &str, kinds: &[BindingKind]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+fn compute_layout(
+    device: &wgpu::Device,
+    label: &str,
+    kinds: &[BindingKind],
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = kinds
         .iter()
         .enumerate()
@@ -185,15 +197,34 @@ fn compute_layout(device: &wgpu::Device, label: &str, kinds: &[BindingKind]) -> 
             binding: i as u32,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: match k {
-                BindingKind::Uniform => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
-                BindingKind::Read => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None },
-                BindingKind::ReadWrite => wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None },
+                BindingKind::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                BindingKind::Read => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: true },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                BindingKind::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
             },
             count: None,
         })
         .collect();
-    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
-    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
     (bgl, pl)
 }
 

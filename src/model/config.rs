@@ -89,20 +89,25 @@ impl ModelConfig {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_layers == 0 {
             return fail("heads, kv heads and layers must be > 0".into());
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return fail(format!(
                 "num_heads {} is not a multiple of num_kv_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return fail(format!("head_dim {} must be even and > 0", self.head_dim));
         }
         if self.hidden_size == 0 || self.intermediate_size == 0 || self.vocab_size == 0 {
             return fail("hidden_size, intermediate_size and vocab_size must be > 0".into());
         }
-        if self.hidden_size % 4 != 0 || self.intermediate_size % 4 != 0 || self.head_dim % 4 != 0 {
-            return fail("hidden_size, intermediate_size and head_dim must be multiples of 4".into());
+        if !self.hidden_size.is_multiple_of(4)
+            || !self.intermediate_size.is_multiple_of(4)
+            || !self.head_dim.is_multiple_of(4)
+        {
+            return fail(
+                "hidden_size, intermediate_size and head_dim must be multiples of 4".into(),
+            );
         }
         Ok(())
     }

@@ -46,7 +46,12 @@ pub struct GpuModelOptions {
 
 impl Default for GpuModelOptions {
     fn default() -> Self {
-        GpuModelOptions { weights: StorageFormat::F16, kv: StorageFormat::F16, context: 4096, max_chunk: 256 }
+        GpuModelOptions {
+            weights: StorageFormat::F16,
+            kv: StorageFormat::F16,
+            context: 4096,
+            max_chunk: 256,
+        }
     }
 }
 
@@ -83,7 +88,15 @@ pub struct GpuModel {
 fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f32>, ModelError> {
     let t = src.load(name)?;
     if t.data.len() != numel {
-        return Err(LoadError::new(src.path(), format!("{name}: expected {numel} elements, found {} (shape {:?})", t.data.len(), t.shape)).into());
+        return Err(LoadError::new(
+            src.path(),
+            format!(
+                "{name}: expected {numel} elements, found {} (shape {:?})",
+                t.data.len(),
+                t.shape
+            ),
+        )
+        .into());
     }
     Ok(t.data)
 }
@@ -91,17 +104,32 @@ fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f3
 impl GpuModel {
     /// Uploads every weight of `src` and builds the kernels. `progress(done, total, what)`
     /// is called after each tensor.
-    pub fn load(gpu: Arc<GpuContext>, src: &dyn WeightSource, options: GpuModelOptions, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<GpuModel, ModelError> {
+    pub fn load(
+        gpu: Arc<GpuContext>,
+        src: &dyn WeightSource,
+        options: GpuModelOptions,
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
         cfg.validate(src.path()).map_err(ModelError::Invalid)?;
-        if cfg.head_dim % 8 != 0 || cfg.head_dim > 256 {
-            return Err(ModelError::Invalid(format!("{}: head_dim {} is not supported (multiples of 8 up to 256)", src.path(), cfg.head_dim)));
+        if !cfg.head_dim.is_multiple_of(8) || cfg.head_dim > 256 {
+            return Err(ModelError::Invalid(format!(
+                "{}: head_dim {} is not supported (multiples of 8 up to 256)",
+                src.path(),
+                cfg.head_dim
+            )));
         }
         if cfg.group_size() > 64 {
-            return Err(ModelError::Invalid(format!("{}: {} query heads per KV head is more than the 64 supported", src.path(), cfg.group_size())));
+            return Err(ModelError::Invalid(format!(
+                "{}: {} query heads per KV head is more than the 64 supported",
+                src.path(),
+                cfg.group_size()
+            )));
         }
         if options.context == 0 || options.max_chunk == 0 {
-            return Err(ModelError::Invalid("context and chunk size must be > 0".into()));
+            return Err(ModelError::Invalid(
+                "context and chunk size must be > 0".into(),
+            ));
         }
         let (h, inter, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
@@ -128,30 +156,39 @@ impl GpuModel {
         let x_last = gpu.storage("x_last", h as u64 * f32b)?;
         let logits = gpu.storage("logits", cfg.vocab_size as u64 * f32b)?;
         let dummy = gpu.storage("no_bias", 16)?;
-        let inv_freq = gpu.storage_init("rope_inv_freq", bytemuck::cast_slice(&super::cpu_reference::llama3_rope_inv_freq(&cfg)))?;
+        let inv_freq = gpu.storage_init(
+            "rope_inv_freq",
+            bytemuck::cast_slice(&super::cpu_reference::llama3_rope_inv_freq(&cfg)),
+        )?;
 
         let wf = options.weights;
         let embed_data = load(src, TensorName::TokenEmbedding, cfg.vocab_size * h)?;
-        let embed = WeightMatrix::upload(&gpu, "token_embedding", &embed_data, cfg.vocab_size, h, wf)?;
+        let embed =
+            WeightMatrix::upload(&gpu, "token_embedding", &embed_data, cfg.vocab_size, h, wf)?;
         drop(embed_data);
         done += 1;
         progress(done, total, "token_embedding");
         let mut weight_bytes = embed.bytes();
 
-        let mut layers: Vec<Box<dyn Op>> = vec![Box::new(Embed::new(&gpu, &step, &embed, &tokens, &x))];
+        let mut layers: Vec<Box<dyn Op>> =
+            vec![Box::new(Embed::new(&gpu, &step, &embed, &tokens, &x))];
         let kv_layer_bytes = (options.context * nkv * d * options.kv.bytes_per_element()) as u64;
         let mut kv_cache_bytes = 0;
         for l in 0..cfg.num_layers {
             let lt = |t| TensorName::Layer(l, t);
             let norm = |t, what: &str| -> Result<wgpu::Buffer, ModelError> {
-                Ok(gpu.storage_init(&format!("layers.{l}.{what}"), bytemuck::cast_slice(&load(src, lt(t), h)?))?)
+                Ok(gpu.storage_init(
+                    &format!("layers.{l}.{what}"),
+                    bytemuck::cast_slice(&load(src, lt(t), h)?),
+                )?)
             };
             let attn_norm = norm(LayerTensor::AttnNorm, "attn_norm")?;
             let ffn_norm = norm(LayerTensor::FfnNorm, "ffn_norm")?;
             let mut wqkv = load(src, lt(LayerTensor::Wq), nh * d * h)?;
             wqkv.extend(load(src, lt(LayerTensor::Wk), nkv * d * h)?);
             wqkv.extend(load(src, lt(LayerTensor::Wv), nkv * d * h)?);
-            let wqkv = WeightMatrix::upload(&gpu, &format!("layers.{l}.wqkv"), &wqkv, qkv_rows, h, wf)?;
+            let wqkv =
+                WeightMatrix::upload(&gpu, &format!("layers.{l}.wqkv"), &wqkv, qkv_rows, h, wf)?;
             let bqkv = if cfg.attention_bias {
                 let mut b = load(src, lt(LayerTensor::Bq), nh * d)?;
                 b.extend(load(src, lt(LayerTensor::Bk), nkv * d)?);
@@ -160,59 +197,172 @@ impl GpuModel {
             } else {
                 None
             };
-            let wo = WeightMatrix::upload(&gpu, &format!("layers.{l}.wo"), &load(src, lt(LayerTensor::Wo), h * nh * d)?, h, nh * d, wf)?;
+            let wo = WeightMatrix::upload(
+                &gpu,
+                &format!("layers.{l}.wo"),
+                &load(src, lt(LayerTensor::Wo), h * nh * d)?,
+                h,
+                nh * d,
+                wf,
+            )?;
             let mut wgu = load(src, lt(LayerTensor::WGate), inter * h)?;
             wgu.extend(load(src, lt(LayerTensor::WUp), inter * h)?);
-            let wgu = WeightMatrix::upload(&gpu, &format!("layers.{l}.w_gate_up"), &wgu, 2 * inter, h, wf)?;
-            let wdown = WeightMatrix::upload(&gpu, &format!("layers.{l}.w_down"), &load(src, lt(LayerTensor::WDown), h * inter)?, h, inter, wf)?;
-            weight_bytes += wqkv.bytes() + wo.bytes() + wgu.bytes() + wdown.bytes() + 2 * h as u64 * f32b;
+            let wgu = WeightMatrix::upload(
+                &gpu,
+                &format!("layers.{l}.w_gate_up"),
+                &wgu,
+                2 * inter,
+                h,
+                wf,
+            )?;
+            let wdown = WeightMatrix::upload(
+                &gpu,
+                &format!("layers.{l}.w_down"),
+                &load(src, lt(LayerTensor::WDown), h * inter)?,
+                h,
+                inter,
+                wf,
+            )?;
+            weight_bytes +=
+                wqkv.bytes() + wo.bytes() + wgu.bytes() + wdown.bytes() + 2 * h as u64 * f32b;
 
             let k_cache = gpu.storage(&format!("layers.{l}.k_cache"), kv_layer_bytes)?;
             let v_cache = gpu.storage(&format!("layers.{l}.v_cache"), kv_layer_bytes)?;
             kv_cache_bytes += 2 * kv_layer_bytes;
 
             let plain = MatmulMode::default();
-            let residual = MatmulMode { accumulate: true, ..plain };
-            layers.push(Box::new(RmsNorm::new(&gpu, &step, h, cfg.rms_norm_eps, &attn_norm, &x, &xn, false)));
-            layers.push(Box::new(Matmul::new(&gpu, &step, &wqkv, bqkv.as_ref(), &xn, &qkv, plain, &dummy)));
-            layers.push(Box::new(RopeKvAppend::new(&gpu, &step, nh, nkv, d, &qkv, &inv_freq, &k_cache, &v_cache, options.kv)));
-            layers.push(Box::new(Attention::new(&gpu, &step, nh, nkv, d, &qkv, &k_cache, &v_cache, &attn, options.kv)));
-            layers.push(Box::new(Matmul::new(&gpu, &step, &wo, None, &attn, &x, residual, &dummy)));
-            layers.push(Box::new(RmsNorm::new(&gpu, &step, h, cfg.rms_norm_eps, &ffn_norm, &x, &xn, false)));
-            layers.push(Box::new(Matmul::new(&gpu, &step, &wgu, None, &xn, &gu, plain, &dummy)));
+            let residual = MatmulMode {
+                accumulate: true,
+                ..plain
+            };
+            layers.push(Box::new(RmsNorm::new(
+                &gpu,
+                &step,
+                h,
+                cfg.rms_norm_eps,
+                &attn_norm,
+                &x,
+                &xn,
+                false,
+            )));
+            layers.push(Box::new(Matmul::new(
+                &gpu,
+                &step,
+                &wqkv,
+                bqkv.as_ref(),
+                &xn,
+                &qkv,
+                plain,
+                &dummy,
+            )));
+            layers.push(Box::new(RopeKvAppend::new(
+                &gpu, &step, nh, nkv, d, &qkv, &inv_freq, &k_cache, &v_cache, options.kv,
+            )));
+            layers.push(Box::new(Attention::new(
+                &gpu, &step, nh, nkv, d, &qkv, &k_cache, &v_cache, &attn, options.kv,
+            )));
+            layers.push(Box::new(Matmul::new(
+                &gpu, &step, &wo, None, &attn, &x, residual, &dummy,
+            )));
+            layers.push(Box::new(RmsNorm::new(
+                &gpu,
+                &step,
+                h,
+                cfg.rms_norm_eps,
+                &ffn_norm,
+                &x,
+                &xn,
+                false,
+            )));
+            layers.push(Box::new(Matmul::new(
+                &gpu, &step, &wgu, None, &xn, &gu, plain, &dummy,
+            )));
             layers.push(Box::new(SiluMul::new(&gpu, &step, inter, &gu, &hbuf)));
-            layers.push(Box::new(Matmul::new(&gpu, &step, &wdown, None, &hbuf, &x, residual, &dummy)));
+            layers.push(Box::new(Matmul::new(
+                &gpu, &step, &wdown, None, &hbuf, &x, residual, &dummy,
+            )));
             done += 1;
             progress(done, total, &format!("layer {l}"));
         }
 
-        let final_norm = gpu.storage_init("final_norm", bytemuck::cast_slice(&load(src, TensorName::FinalNorm, h)?))?;
+        let final_norm = gpu.storage_init(
+            "final_norm",
+            bytemuck::cast_slice(&load(src, TensorName::FinalNorm, h)?),
+        )?;
         done += 1;
         progress(done, total, "final_norm");
         let lm_head_owned;
         let lm_head = if cfg.tie_word_embeddings {
             &embed
         } else {
-            lm_head_owned = WeightMatrix::upload(&gpu, "lm_head", &load(src, TensorName::LmHead, cfg.vocab_size * h)?, cfg.vocab_size, h, wf)?;
+            lm_head_owned = WeightMatrix::upload(
+                &gpu,
+                "lm_head",
+                &load(src, TensorName::LmHead, cfg.vocab_size * h)?,
+                cfg.vocab_size,
+                h,
+                wf,
+            )?;
             weight_bytes += lm_head_owned.bytes();
             &lm_head_owned
         };
-        let logits_mode = MatmulMode { accumulate: false, logits_rows: true };
+        let logits_mode = MatmulMode {
+            accumulate: false,
+            logits_rows: true,
+        };
         let head: Vec<Box<dyn Op>> = vec![
-            Box::new(RmsNorm::new(&gpu, &step, h, cfg.rms_norm_eps, &final_norm, &x, &x_last, true)),
-            Box::new(Matmul::new(&gpu, &step, lm_head, None, &x_last, &logits, logits_mode, &dummy)),
+            Box::new(RmsNorm::new(
+                &gpu,
+                &step,
+                h,
+                cfg.rms_norm_eps,
+                &final_norm,
+                &x,
+                &x_last,
+                true,
+            )),
+            Box::new(Matmul::new(
+                &gpu,
+                &step,
+                lm_head,
+                None,
+                &x_last,
+                &logits,
+                logits_mode,
+                &dummy,
+            )),
             Box::new(Sample::new(&gpu, &step, cfg.vocab_size, &logits, &tokens)),
         ];
         done += 1;
         progress(done, total, "lm_head");
         let readback = ReadbackBuffer::new(&gpu, "sampled", 4);
-        let readback_ring = ReadbackBuffer::new(&gpu, "sampled_ring", 4 * MAX_STEPS_PER_READBACK as u64);
-        Ok(GpuModel { gpu, config: cfg, options, step, tokens, logits, layers, head, readback, readback_ring, weight_bytes, kv_cache_bytes })
+        let readback_ring =
+            ReadbackBuffer::new(&gpu, "sampled_ring", 4 * MAX_STEPS_PER_READBACK as u64);
+        Ok(GpuModel {
+            gpu,
+            config: cfg,
+            options,
+            step,
+            tokens,
+            logits,
+            layers,
+            head,
+            readback,
+            readback_ring,
+            weight_bytes,
+            kv_cache_bytes,
+        })
     }
 
     /// Runs the layers over `input` at positions `pos0..`, then samples the next token
     /// from the last row. Returns the sampled id.
-    pub fn step(&self, input: StepInput<'_>, pos0: usize, sampling: &SamplingParams, counter: u32) -> Result<u32, ModelError> {
+    pub fn step(
+        &self,
+        input: StepInput<'_>,
+        pos0: usize,
+        sampling: &SamplingParams,
+        counter: u32,
+    ) -> Result<u32, ModelError> {
         let mut enc = self.encode_step(input, pos0, sampling, counter)?;
         self.readback.copy_from(&mut enc, &self.tokens, 4);
         self.gpu.queue.submit([enc.finish()]);
@@ -223,13 +373,28 @@ impl GpuModel {
     /// `count` decode steps from the previously sampled token at positions `pos0..`,
     /// submitted back to back (each feeds the next on the GPU) with a single readback at
     /// the end, so the host never waits between them. Returns the `count` sampled ids.
-    pub fn decode_steps(&self, pos0: usize, count: usize, sampling: &SamplingParams, counter0: u32) -> Result<Vec<u32>, ModelError> {
+    pub fn decode_steps(
+        &self,
+        pos0: usize,
+        count: usize,
+        sampling: &SamplingParams,
+        counter0: u32,
+    ) -> Result<Vec<u32>, ModelError> {
         if count == 0 || count > MAX_STEPS_PER_READBACK {
-            return Err(ModelError::Invalid(format!("decode_steps takes 1..={MAX_STEPS_PER_READBACK} steps, got {count}")));
+            return Err(ModelError::Invalid(format!(
+                "decode_steps takes 1..={MAX_STEPS_PER_READBACK} steps, got {count}"
+            )));
         }
         for i in 0..count {
-            let mut enc = self.encode_step(StepInput::Sampled, pos0 + i, sampling, counter0 + i as u32)?;
-            enc.copy_buffer_to_buffer(&self.tokens, 0, self.readback_ring.buffer(), 4 * i as u64, 4);
+            let mut enc =
+                self.encode_step(StepInput::Sampled, pos0 + i, sampling, counter0 + i as u32)?;
+            enc.copy_buffer_to_buffer(
+                &self.tokens,
+                0,
+                self.readback_ring.buffer(),
+                4 * i as u64,
+                4,
+            );
             // params for this step are written before this submit and after the previous one
             self.gpu.queue.submit([enc.finish()]);
         }
@@ -238,13 +403,22 @@ impl GpuModel {
     }
 
     /// Checks the input, writes the step parameters and records one forward pass.
-    fn encode_step(&self, input: StepInput<'_>, pos0: usize, sampling: &SamplingParams, counter: u32) -> Result<wgpu::CommandEncoder, ModelError> {
+    fn encode_step(
+        &self,
+        input: StepInput<'_>,
+        pos0: usize,
+        sampling: &SamplingParams,
+        counter: u32,
+    ) -> Result<wgpu::CommandEncoder, ModelError> {
         let n_tokens = match input {
             StepInput::Tokens(ids) => ids.len(),
             StepInput::Sampled => 1,
         };
         if n_tokens == 0 || n_tokens > self.options.max_chunk {
-            return Err(ModelError::Invalid(format!("a step takes 1..={} tokens, got {n_tokens}", self.options.max_chunk)));
+            return Err(ModelError::Invalid(format!(
+                "a step takes 1..={} tokens, got {n_tokens}",
+                self.options.max_chunk
+            )));
         }
         if pos0 + n_tokens > self.options.context {
             return Err(ModelError::Invalid(format!(
@@ -255,9 +429,14 @@ impl GpuModel {
         }
         if let StepInput::Tokens(ids) = input {
             if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-                return Err(ModelError::Invalid(format!("token id {bad} is outside the vocabulary of {}", self.config.vocab_size)));
+                return Err(ModelError::Invalid(format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    self.config.vocab_size
+                )));
             }
-            self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(ids));
+            self.gpu
+                .queue
+                .write_buffer(&self.tokens, 0, bytemuck::cast_slice(ids));
         }
         let params = StepParams {
             n_tokens: n_tokens as u32,
@@ -271,11 +450,25 @@ impl GpuModel {
             counter,
             _pad: [0; 3],
         };
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
-        let shape = StepShape { n_tokens: n_tokens as u32, pos0: pos0 as u32, n_out_rows: 1 };
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        self.gpu
+            .queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
+        let shape = StepShape {
+            n_tokens: n_tokens as u32,
+            pos0: pos0 as u32,
+            n_out_rows: 1,
+        };
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
             for op in self.layers.iter().chain(self.head.iter()) {
                 op.record(&mut pass, &shape);
             }
@@ -290,6 +483,9 @@ impl GpuModel {
 
     /// What one step of this shape reads, writes and computes, summed over its kernels.
     pub fn step_cost(&self, shape: &StepShape) -> Cost {
-        self.layers.iter().chain(self.head.iter()).fold(Cost::default(), |acc, op| acc + op.cost(shape))
+        self.layers
+            .iter()
+            .chain(self.head.iter())
+            .fold(Cost::default(), |acc, op| acc + op.cost(shape))
     }
 }

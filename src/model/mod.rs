@@ -1,15 +1,15 @@
 //! Model files (GGUF, HF safetensors), config, and host-side tensors.
 
 pub mod config;
-pub mod gguf;
-pub mod gpu_model;
 pub mod cpu_reference;
+pub mod gguf;
 pub mod gguf_model;
+pub mod gpu_model;
 pub mod hf;
 pub mod load;
-pub mod synthetic;
 pub mod quant;
 pub mod source;
+pub mod synthetic;
 
 pub use config::{Arch, Llama3RopeScaling, ModelConfig};
 pub use source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};

@@ -25,7 +25,18 @@ pub struct Attention {
 impl Attention {
     /// Head dims up to 256 (a multiple of 4) and group sizes up to 64 are supported.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, heads: usize, kv_heads: usize, head_dim: usize, qkv: &wgpu::Buffer, k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer, out: &wgpu::Buffer, kv_format: StorageFormat) -> Self {
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        kv_format: StorageFormat,
+    ) -> Self {
         let g = heads / kv_heads;
         let src = KernelSource::new("attention", include_str!("../../shaders/attention.wgsl"))
             .kv(kv_format)
@@ -35,10 +46,27 @@ impl Attention {
         let scale = 1.0f32 / (head_dim as f32).sqrt();
         let dims = gpu.uniform(
             "attention.dims",
-            &Dims { heads: heads as u32, kv_heads: kv_heads as u32, head_dim: head_dim as u32, scale_bits: scale.to_bits() },
+            &Dims {
+                heads: heads as u32,
+                kv_heads: kv_heads as u32,
+                head_dim: head_dim as u32,
+                scale_bits: scale.to_bits(),
+            },
         );
-        let group = bind(gpu, &pipeline, "attention", &[step, &dims, qkv, k_cache, v_cache, out]);
-        Attention { pipeline, group, heads: heads as u32, kv_heads: kv_heads as u32, head_dim: head_dim as u32, kv_bytes: kv_format.bytes_per_element() as u64 }
+        let group = bind(
+            gpu,
+            &pipeline,
+            "attention",
+            &[step, &dims, qkv, k_cache, v_cache, out],
+        );
+        Attention {
+            pipeline,
+            group,
+            heads: heads as u32,
+            kv_heads: kv_heads as u32,
+            head_dim: head_dim as u32,
+            kv_bytes: kv_format.bytes_per_element() as u64,
+        }
     }
 }
 
@@ -58,6 +86,10 @@ impl Op for Attention {
         let d = self.head_dim as u64;
         let kv = ctx_sum * self.kv_heads as u64 * 2 * d * self.kv_bytes;
         let q = t * self.heads as u64 * d * 4;
-        Cost { bytes_read: kv + q, bytes_written: q, flops: ctx_sum * self.heads as u64 * 4 * d }
+        Cost {
+            bytes_read: kv + q,
+            bytes_written: q,
+            flops: ctx_sum * self.heads as u64 * 4 * d,
+        }
     }
 }

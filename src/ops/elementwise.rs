@@ -17,11 +17,30 @@ pub struct SiluMul {
 }
 
 impl SiluMul {
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, intermediate: usize, gate_up: &wgpu::Buffer, h: &wgpu::Buffer) -> Self {
-        let pipeline = gpu.pipelines.get(&KernelSource::new("silu_mul", include_str!("../../shaders/silu_mul.wgsl")));
-        let dims = gpu.uniform("silu_mul.dims", &Dims { inter4: (intermediate / 4) as u32, _pad: [0; 3] });
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        intermediate: usize,
+        gate_up: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+    ) -> Self {
+        let pipeline = gpu.pipelines.get(&KernelSource::new(
+            "silu_mul",
+            include_str!("../../shaders/silu_mul.wgsl"),
+        ));
+        let dims = gpu.uniform(
+            "silu_mul.dims",
+            &Dims {
+                inter4: (intermediate / 4) as u32,
+                _pad: [0; 3],
+            },
+        );
         let group = bind(gpu, &pipeline, "silu_mul", &[step, &dims, gate_up, h]);
-        SiluMul { pipeline, group, inter: intermediate as u32 }
+        SiluMul {
+            pipeline,
+            group,
+            inter: intermediate as u32,
+        }
     }
 }
 
@@ -36,6 +55,10 @@ impl Op for SiluMul {
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let n = s.n_tokens as u64 * self.inter as u64;
-        Cost { bytes_read: 8 * n, bytes_written: 4 * n, flops: 6 * n }
+        Cost {
+            bytes_read: 8 * n,
+            bytes_written: 4 * n,
+            flops: 6 * n,
+        }
     }
 }

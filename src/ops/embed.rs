@@ -22,8 +22,15 @@ pub struct Embed {
 }
 
 impl Embed {
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, table: &WeightMatrix, tokens: &wgpu::Buffer, x: &wgpu::Buffer) -> Self {
-        let src = KernelSource::new("embed", include_str!("../../shaders/embed.wgsl")).weights(table.format);
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        table: &WeightMatrix,
+        tokens: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+    ) -> Self {
+        let src = KernelSource::new("embed", include_str!("../../shaders/embed.wgsl"))
+            .weights(table.format);
         let pipeline = gpu.pipelines.get(&src);
         let groups = table
             .parts
@@ -31,12 +38,27 @@ impl Embed {
             .map(|p| {
                 let dims = gpu.uniform(
                     "embed.dims",
-                    &Dims { hidden4: (table.cols / 4) as u32, row0: p.row0 as u32, rows: p.rows as u32, _pad: 0 },
+                    &Dims {
+                        hidden4: (table.cols / 4) as u32,
+                        row0: p.row0 as u32,
+                        rows: p.rows as u32,
+                        _pad: 0,
+                    },
                 );
-                bind(gpu, &pipeline, "embed", &[step, &dims, &p.buffer, tokens, x])
+                bind(
+                    gpu,
+                    &pipeline,
+                    "embed",
+                    &[step, &dims, &p.buffer, tokens, x],
+                )
             })
             .collect();
-        Embed { pipeline, groups, hidden: table.cols as u32, elem_bytes: table.format.bytes_per_element() as u64 }
+        Embed {
+            pipeline,
+            groups,
+            hidden: table.cols as u32,
+            elem_bytes: table.format.bytes_per_element() as u64,
+        }
     }
 }
 
@@ -53,6 +75,10 @@ impl Op for Embed {
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let n = s.n_tokens as u64 * self.hidden as u64;
-        Cost { bytes_read: n * self.elem_bytes + 4 * s.n_tokens as u64, bytes_written: n * 4, flops: 0 }
+        Cost {
+            bytes_read: n * self.elem_bytes + 4 * s.n_tokens as u64,
+            bytes_written: n * 4,
+            flops: 0,
+        }
     }
 }

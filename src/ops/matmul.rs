@@ -27,16 +27,37 @@ pub struct WeightMatrix {
 impl WeightMatrix {
     /// Uploads `data` (`rows * cols` f32, row-major) as `format`, in as few parts as the
     /// adapter's binding limit allows.
-    pub fn upload(gpu: &GpuContext, label: &str, data: &[f32], rows: usize, cols: usize, format: StorageFormat) -> Result<Self, GpuError> {
+    pub fn upload(
+        gpu: &GpuContext,
+        label: &str,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+    ) -> Result<Self, GpuError> {
         Self::upload_split(gpu, label, data, rows, cols, format, usize::MAX)
     }
 
     /// As `upload`, with at most `max_part_rows` rows in each part (tests use it to
     /// exercise the split path on small matrices).
-    pub fn upload_split(gpu: &GpuContext, label: &str, data: &[f32], rows: usize, cols: usize, format: StorageFormat, max_part_rows: usize) -> Result<Self, GpuError> {
-        assert_eq!(data.len(), rows * cols, "{label}: data does not match its shape");
-        if cols % 8 != 0 {
-            return Err(GpuError::Other(format!("{label}: inner dimension {cols} is not a multiple of 8")));
+    pub fn upload_split(
+        gpu: &GpuContext,
+        label: &str,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+        max_part_rows: usize,
+    ) -> Result<Self, GpuError> {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "{label}: data does not match its shape"
+        );
+        if !cols.is_multiple_of(8) {
+            return Err(GpuError::Other(format!(
+                "{label}: inner dimension {cols} is not a multiple of 8"
+            )));
         }
         let row_bytes = (cols * format.bytes_per_element()) as u64;
         let max_rows = ((gpu.max_binding() / row_bytes) as usize).min(max_part_rows);
@@ -54,10 +75,19 @@ impl WeightMatrix {
             let n = max_rows.min(rows - row0);
             let bytes = format.encode(&data[row0 * cols..(row0 + n) * cols]);
             let buffer = gpu.storage_init(&format!("{label}[{row0}..]"), &bytes)?;
-            parts.push(WeightPart { buffer, row0, rows: n });
+            parts.push(WeightPart {
+                buffer,
+                row0,
+                rows: n,
+            });
             row0 += n;
         }
-        Ok(WeightMatrix { rows, cols, format, parts })
+        Ok(WeightMatrix {
+            rows,
+            cols,
+            format,
+            parts,
+        })
     }
 
     pub fn bytes(&self) -> u64 {
@@ -108,20 +138,50 @@ pub struct Matmul {
 
 impl Matmul {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, w: &WeightMatrix, bias: Option<&wgpu::Buffer>, x: &wgpu::Buffer, y: &wgpu::Buffer, mode: MatmulMode, dummy: &wgpu::Buffer) -> Self {
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+        dummy: &wgpu::Buffer,
+    ) -> Self {
         use BindingKind::*;
-        let layout = gpu.pipelines.layout("matmul", &[Uniform, Uniform, Read, Read, ReadWrite, Read]);
+        let layout = gpu
+            .pipelines
+            .layout("matmul", &[Uniform, Uniform, Read, Read, ReadWrite, Read]);
         let (src, vec_rows) = if gpu.features.subgroups {
             let rows = (256 / gpu.features.subgroup_min_size).clamp(1, 64);
-            let src = KernelSource::new("matmul_vec_subgroup", include_str!("../../shaders/subgroup/matmul_vec.wgsl")).constant("ROWS", rows);
+            let src = KernelSource::new(
+                "matmul_vec_subgroup",
+                include_str!("../../shaders/subgroup/matmul_vec.wgsl"),
+            )
+            .constant("ROWS", rows);
             (src, rows)
         } else {
-            (KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl")), 8)
+            (
+                KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl")),
+                8,
+            )
         };
         let vec = (1..=VEC_MAX_ROWS)
-            .map(|t| gpu.pipelines.get_with_layout(&src.clone().weights(w.format).constant("T", t), Some(&layout)))
+            .map(|t| {
+                gpu.pipelines.get_with_layout(
+                    &src.clone().weights(w.format).constant("T", t),
+                    Some(&layout),
+                )
+            })
             .collect();
-        let tiled = gpu.pipelines.get_with_layout(&KernelSource::new("matmul_blocked", include_str!("../../shaders/matmul_blocked.wgsl")).weights(w.format), Some(&layout));
+        let tiled = gpu.pipelines.get_with_layout(
+            &KernelSource::new(
+                "matmul_blocked",
+                include_str!("../../shaders/matmul_blocked.wgsl"),
+            )
+            .weights(w.format),
+            Some(&layout),
+        );
         let parts = w
             .parts
             .iter()
@@ -140,14 +200,31 @@ impl Matmul {
                     },
                 );
                 let b = bias.unwrap_or(dummy);
-                Part { group: bind_layout(gpu, &layout, "matmul", &[step, &dims, &p.buffer, x, y, b]), rows: p.rows as u32 }
+                Part {
+                    group: bind_layout(gpu, &layout, "matmul", &[step, &dims, &p.buffer, x, y, b]),
+                    rows: p.rows as u32,
+                }
             })
             .collect();
-        Matmul { vec, vec_rows, tiled, parts, k: w.cols as u32, n: w.rows as u32, weight_bytes: w.bytes(), mode, has_bias: bias.is_some() }
+        Matmul {
+            vec,
+            vec_rows,
+            tiled,
+            parts,
+            k: w.cols as u32,
+            n: w.rows as u32,
+            weight_bytes: w.bytes(),
+            mode,
+            has_bias: bias.is_some(),
+        }
     }
 
     fn t(&self, s: &StepShape) -> u32 {
-        if self.mode.logits_rows { s.n_out_rows } else { s.n_tokens }
+        if self.mode.logits_rows {
+            s.n_out_rows
+        } else {
+            s.n_tokens
+        }
     }
 }
 
@@ -178,7 +255,12 @@ impl Op for Matmul {
     fn cost(&self, s: &StepShape) -> Cost {
         let t = self.t(s) as u64;
         let (k, n) = (self.k as u64, self.n as u64);
-        let extra = if self.mode.accumulate { t * n * 4 } else { 0 } + if self.has_bias { n * 4 } else { 0 };
-        Cost { bytes_read: self.weight_bytes + t * k * 4 + extra, bytes_written: t * n * 4, flops: 2 * t * k * n }
+        let extra = if self.mode.accumulate { t * n * 4 } else { 0 }
+            + if self.has_bias { n * 4 } else { 0 };
+        Cost {
+            bytes_read: self.weight_bytes + t * k * 4 + extra,
+            bytes_written: t * n * 4,
+            flops: 2 * t * k * n,
+        }
     }
 }

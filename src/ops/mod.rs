@@ -65,7 +65,12 @@ pub trait Op {
 }
 
 /// A bind group that binds `buffers[i]` (whole) at binding i of group 0.
-pub fn bind(gpu: &GpuContext, pipeline: &wgpu::ComputePipeline, label: &str, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+pub fn bind(
+    gpu: &GpuContext,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
     let layout = pipeline.get_bind_group_layout(0);
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
@@ -83,13 +88,25 @@ pub fn bind(gpu: &GpuContext, pipeline: &wgpu::ComputePipeline, label: &str, buf
 }
 
 /// A bind group of `buffers` at bindings 0.. against a shared layout.
-pub fn bind_layout(gpu: &GpuContext, layout: &crate::gpu::SharedLayout, label: &str, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+pub fn bind_layout(
+    gpu: &GpuContext,
+    layout: &crate::gpu::SharedLayout,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
         .collect();
-    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &layout.bind_group, entries: &entries })
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &layout.bind_group,
+        entries: &entries,
+    })
 }
 
 /// Splits a 1-D workgroup count over x and y so neither exceeds the 65535 limit.

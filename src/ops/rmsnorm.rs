@@ -22,18 +22,44 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, hidden: usize, eps: f32, weight: &wgpu::Buffer, x: &wgpu::Buffer, y: &wgpu::Buffer, logits_rows: bool) -> Self {
-        let pipeline = gpu.pipelines.get(&KernelSource::new("rmsnorm", include_str!("../../shaders/rmsnorm.wgsl")));
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        hidden: usize,
+        eps: f32,
+        weight: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        logits_rows: bool,
+    ) -> Self {
+        let pipeline = gpu.pipelines.get(&KernelSource::new(
+            "rmsnorm",
+            include_str!("../../shaders/rmsnorm.wgsl"),
+        ));
         let dims = gpu.uniform(
             "rmsnorm.dims",
-            &Dims { hidden4: (hidden / 4) as u32, eps, rows_from_logits: logits_rows as u32, _pad: 0 },
+            &Dims {
+                hidden4: (hidden / 4) as u32,
+                eps,
+                rows_from_logits: logits_rows as u32,
+                _pad: 0,
+            },
         );
         let group = bind(gpu, &pipeline, "rmsnorm", &[step, &dims, x, weight, y]);
-        RmsNorm { pipeline, group, hidden: hidden as u32, logits_rows }
+        RmsNorm {
+            pipeline,
+            group,
+            hidden: hidden as u32,
+            logits_rows,
+        }
     }
 
     fn rows(&self, s: &StepShape) -> u32 {
-        if self.logits_rows { s.n_out_rows } else { s.n_tokens }
+        if self.logits_rows {
+            s.n_out_rows
+        } else {
+            s.n_tokens
+        }
     }
 }
 
@@ -48,6 +74,10 @@ impl Op for RmsNorm {
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let n = self.rows(s) as u64 * self.hidden as u64;
-        Cost { bytes_read: 4 * n + 4 * self.hidden as u64, bytes_written: 4 * n, flops: 4 * n }
+        Cost {
+            bytes_read: 4 * n + 4 * self.hidden as u64,
+            bytes_written: 4 * n,
+            flops: 4 * n,
+        }
     }
 }

@@ -23,15 +23,44 @@ pub struct RopeKvAppend {
 
 impl RopeKvAppend {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, heads: usize, kv_heads: usize, head_dim: usize, qkv: &wgpu::Buffer, inv_freq: &wgpu::Buffer, k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer, kv_format: StorageFormat) -> Self {
-        let src = KernelSource::new("rope_kv", include_str!("../../shaders/rope_kv.wgsl")).kv(kv_format);
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        qkv: &wgpu::Buffer,
+        inv_freq: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        kv_format: StorageFormat,
+    ) -> Self {
+        let src =
+            KernelSource::new("rope_kv", include_str!("../../shaders/rope_kv.wgsl")).kv(kv_format);
         let pipeline = gpu.pipelines.get(&src);
         let dims = gpu.uniform(
             "rope_kv.dims",
-            &Dims { heads: heads as u32, kv_heads: kv_heads as u32, head_dim: head_dim as u32, _pad: 0 },
+            &Dims {
+                heads: heads as u32,
+                kv_heads: kv_heads as u32,
+                head_dim: head_dim as u32,
+                _pad: 0,
+            },
         );
-        let group = bind(gpu, &pipeline, "rope_kv", &[step, &dims, qkv, inv_freq, k_cache, v_cache]);
-        RopeKvAppend { pipeline, group, heads: heads as u32, kv_heads: kv_heads as u32, head_dim: head_dim as u32, kv_bytes: kv_format.bytes_per_element() as u64 }
+        let group = bind(
+            gpu,
+            &pipeline,
+            "rope_kv",
+            &[step, &dims, qkv, inv_freq, k_cache, v_cache],
+        );
+        RopeKvAppend {
+            pipeline,
+            group,
+            heads: heads as u32,
+            kv_heads: kv_heads as u32,
+            head_dim: head_dim as u32,
+            kv_bytes: kv_format.bytes_per_element() as u64,
+        }
     }
 }
 
@@ -40,7 +69,8 @@ impl Op for RopeKvAppend {
         "rope_kv"
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
-        let threads = (self.heads + self.kv_heads) * self.head_dim / 8 + self.kv_heads * self.head_dim / 4;
+        let threads =
+            (self.heads + self.kv_heads) * self.head_dim / 8 + self.kv_heads * self.head_dim / 4;
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.group, &[]);
         pass.dispatch_workgroups(threads.div_ceil(64), s.n_tokens, 1);
@@ -50,6 +80,10 @@ impl Op for RopeKvAppend {
         let d = self.head_dim as u64;
         let qk = (self.heads + self.kv_heads) as u64 * d;
         let kv = 2 * self.kv_heads as u64 * d;
-        Cost { bytes_read: t * (qk + kv / 2) * 4 + d * 2, bytes_written: t * (self.heads as u64 * d * 4 + kv * self.kv_bytes), flops: t * qk * 3 }
+        Cost {
+            bytes_read: t * (qk + kv / 2) * 4 + d * 2,
+            bytes_written: t * (self.heads as u64 * d * 4 + kv * self.kv_bytes),
+            flops: t * qk * 3,
+        }
     }
 }

@@ -25,14 +25,22 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
 impl SamplingParams {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(format!("temperature must be >= 0, got {}", self.temperature));
+            return Err(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(format!("top-p must be in (0, 1], got {}", self.top_p));
@@ -48,11 +56,30 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn new(gpu: &GpuContext, step: &wgpu::Buffer, vocab: usize, logits: &wgpu::Buffer, tokens: &wgpu::Buffer) -> Self {
-        let pipeline = gpu.pipelines.get(&KernelSource::new("sample", include_str!("../../shaders/sample.wgsl")));
-        let dims = gpu.uniform("sample.dims", &Dims { vocab: vocab as u32, _pad: [0; 3] });
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        vocab: usize,
+        logits: &wgpu::Buffer,
+        tokens: &wgpu::Buffer,
+    ) -> Self {
+        let pipeline = gpu.pipelines.get(&KernelSource::new(
+            "sample",
+            include_str!("../../shaders/sample.wgsl"),
+        ));
+        let dims = gpu.uniform(
+            "sample.dims",
+            &Dims {
+                vocab: vocab as u32,
+                _pad: [0; 3],
+            },
+        );
         let group = bind(gpu, &pipeline, "sample", &[step, &dims, logits, tokens]);
-        Sample { pipeline, group, vocab: vocab as u32 }
+        Sample {
+            pipeline,
+            group,
+            vocab: vocab as u32,
+        }
     }
 }
 
@@ -68,6 +95,10 @@ impl Op for Sample {
     fn cost(&self, s: &StepShape) -> Cost {
         let n = s.n_out_rows as u64 * self.vocab as u64;
         // greedy: one pass; sampling adds up to ~64 threshold passes, counted as one here
-        Cost { bytes_read: 4 * n, bytes_written: 4 * s.n_out_rows as u64, flops: n }
+        Cost {
+            bytes_read: 4 * n,
+            bytes_written: 4 * s.n_out_rows as u64,
+            flops: n,
+        }
     }
 }
