@@ -60,13 +60,21 @@ impl GpuContext {
     /// Picks an adapter (by `options.adapter` or `HEADROOM_ADAPTER`, else the first
     /// high-performance one) and opens a device with the adapter's real limits.
     pub async fn new(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let wanted = options
             .adapter
             .clone()
             .or_else(|| std::env::var("HEADROOM_ADAPTER").ok())
             .filter(|s| !s.is_empty());
+        // Vulkan, Metal, DX12 and the browser's WebGPU; GL only when asked for by name
+        // (probing it costs start-up time and prints display-server noise on headless Linux).
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        if !wanted
+            .as_deref()
+            .is_some_and(|w| w.eq_ignore_ascii_case("gl"))
+        {
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        let instance = wgpu::Instance::new(desc.with_env());
         let adapter = match &wanted {
             Some(name) => {
                 let all = instance.enumerate_adapters(wgpu::Backends::all()).await;

@@ -64,33 +64,30 @@ pub trait Op {
     fn cost(&self, shape: &StepShape) -> Cost;
 }
 
-/// A bind group that binds `buffers[i]` (whole) at binding i of group 0.
+/// A bind group that binds `buffers[i]` (whole) at binding i of group 0, against the
+/// layout the pipeline derived from its shader.
 pub fn bind(
     gpu: &GpuContext,
     pipeline: &wgpu::ComputePipeline,
     label: &str,
     buffers: &[&wgpu::Buffer],
 ) -> wgpu::BindGroup {
-    let layout = pipeline.get_bind_group_layout(0);
-    let entries: Vec<wgpu::BindGroupEntry> = buffers
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &layout,
-        entries: &entries,
-    })
+    bind_to(gpu, &pipeline.get_bind_group_layout(0), label, buffers)
 }
 
-/// A bind group of `buffers` at bindings 0.. against a shared layout.
+/// The same against a shared layout (one bind group for all variants of a kernel).
 pub fn bind_layout(
     gpu: &GpuContext,
     layout: &crate::gpu::SharedLayout,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    bind_to(gpu, &layout.bind_group, label, buffers)
+}
+
+fn bind_to(
+    gpu: &GpuContext,
+    layout: &wgpu::BindGroupLayout,
     label: &str,
     buffers: &[&wgpu::Buffer],
 ) -> wgpu::BindGroup {
@@ -104,7 +101,7 @@ pub fn bind_layout(
         .collect();
     gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(label),
-        layout: &layout.bind_group,
+        layout,
         entries: &entries,
     })
 }

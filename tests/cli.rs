@@ -1,0 +1,164 @@
+//! The command line as a user runs it: real process, real model (skipped without it,
+//! except in CI), bad input answered with an error and a non-zero exit, never a panic.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn headroom(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_headroom"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run headroom");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn model() -> Option<PathBuf> {
+    let p = headroom::engine::default_model_path();
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the default model is missing at {}",
+        p.display()
+    );
+    eprintln!("skipping: no model at {}", p.display());
+    None
+}
+
+#[test]
+fn generate_json_reports_ids_text_and_speeds() {
+    let Some(_) = model() else { return };
+    let out = headroom(
+        &[
+            "generate",
+            "--prompt",
+            "The capital of France is",
+            "--max-tokens",
+            "3",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert!(!v["prompt_ids"].as_array().unwrap().is_empty());
+    let generated = v["generated_ids"].as_array().unwrap();
+    assert!(!generated.is_empty() && generated.len() <= 3);
+    assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
+    for key in ["prefill_tokens_per_s", "ttft_ms"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+    assert!(!v["adapter"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn chat_answers_then_exits_at_end_of_input() {
+    let Some(_) = model() else { return };
+    let out = headroom(
+        &["chat", "--max-tokens", "3"],
+        Some("What is the capital of France?\n/exit\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("[prefill") && stdout.contains("decode"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn inspect_prints_config_and_kv_bytes_per_token() {
+    let Some(p) = model() else { return };
+    let out = headroom(&["inspect", p.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // 2 x 30 layers x 3 KV heads x 64 x 2 bytes
+    assert!(
+        stdout.contains("KV cache per token: 23040 bytes in f16"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("GQA") && stdout.contains("Q4_1") && stdout.contains("blk.0.attn_q.weight"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_input_is_an_error_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("headroom-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.gguf");
+    let out = headroom(
+        &[
+            "generate",
+            "--model",
+            missing.to_str().unwrap(),
+            "--prompt",
+            "x",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("missing.gguf") && text(&out.stderr).contains("no such file"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    if let Some(p) = model() {
+        // the real model cut short: the header parses, the tensor data is missing
+        let bytes = std::fs::read(&p).unwrap();
+        let cut = dir.join("truncated.gguf");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let out = headroom(
+            &[
+                "generate",
+                "--model",
+                cut.to_str().unwrap(),
+                "--prompt",
+                "x",
+            ],
+            None,
+        );
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("truncated.gguf") && !err.contains("panicked"),
+            "{err}"
+        );
+
+        let out = headroom(&["generate", "--prompt", "x", "--top-p", "0"], None);
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("top-p") && !err.contains("panicked"),
+            "{err}"
+        );
+
+        let long = "word ".repeat(200);
+        let out = headroom(&["generate", "--prompt", &long, "--context", "64"], None);
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("context") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
