@@ -3,16 +3,7 @@
 // and 4 W rows as vec4: 16 dot4 per 8 loads); neighbours share rows through the caches.
 // A workgroup of 64 covers 32 tokens x 32 rows.
 //!COMMON
-struct Dims {
-    k8: u32, n: u32, row0: u32, rows: u32,
-    accumulate: u32, has_bias: u32, t_from_logits: u32, _pad: u32,
-}
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> dims: Dims;
-//!W4 w 2
-@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
+//!MATMUL
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

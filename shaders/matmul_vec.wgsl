@@ -2,22 +2,7 @@
 // Each workgroup owns ROWS weight rows; LANES threads split K of each row in chunks of 8,
 // so every weight is read once for all T tokens.
 //!COMMON
-struct Dims {
-    k8: u32,          // K / 8
-    n: u32,           // full output width (row stride of y)
-    row0: u32,        // first output column of this weight part
-    rows: u32,        // rows in this weight part
-    accumulate: u32,  // 1: y += result (residual add)
-    has_bias: u32,
-    t_from_logits: u32, // 1: T = step.n_out_rows, else step.n_tokens
-    _pad: u32,
-}
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> dims: Dims;
-//!W4 w 2
-@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
+//!MATMUL
 
 const ROWS: u32 = 8u;
 const LANES: u32 = 32u;

@@ -2,16 +2,7 @@
 // its lanes split K in chunks of 8 and finish with subgroupAdd, so there are no
 // workgroup barriers at all. Every weight is read once for all T tokens.
 //!COMMON
-struct Dims {
-    k8: u32, n: u32, row0: u32, rows: u32,
-    accumulate: u32, has_bias: u32, t_from_logits: u32, _pad: u32,
-}
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> dims: Dims;
-//!W4 w 2
-@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
+//!MATMUL
 
 const ROWS: u32 = {{ROWS}}u;   // rows per workgroup: 256 / the adapter's smallest subgroup
 const TMAX: u32 = {{T}}u;   // token rows, fixed per pipeline so the accumulators stay in registers

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul_bindings.wgsl");
 
 /// A kernel's WGSL plus how to specialise it. Directives in the source:
-/// `//!COMMON` inserts shaders/common.wgsl; `//!W4 NAME BINDING` declares a read-only
+/// `//!COMMON` inserts shaders/common.wgsl; `//!MATMUL` shaders/matmul_bindings.wgsl;
+/// `//!W4 NAME BINDING` declares a read-only
 /// float buffer NAME with `NAME_load4(i)`; `//!KV4 NAME BINDING read|read_write` the same
 /// with `NAME_store4(i, v)` when writable; `{{KEY}}` is replaced by a constant.
 #[derive(Clone, Debug)]
@@ -48,8 +50,9 @@ impl KernelSource {
 
     /// The final WGSL text.
     pub fn assemble(&self) -> String {
+        let wgsl = self.wgsl.replace("//!MATMUL", MATMUL);
         let mut out = String::new();
-        for line in self.wgsl.lines() {
+        for line in wgsl.lines() {
             let t = line.trim();
             if t == "//!COMMON" {
                 out.push_str(COMMON);
