@@ -19,7 +19,7 @@ mod stream;
 
 pub use chat::{render_chat, ChatMessage};
 pub use gguf_vocab::{token_type, vocab_from_gguf, GgufVocab};
-pub use pretok::SUPPORTED_PRE;
+pub use pretok::supported_pre;
 pub use stream::StreamDecoder;
 
 /// Everything that can go wrong building or using a tokenizer. Messages name the file,
@@ -44,7 +44,7 @@ pub enum TokenizerError {
     Invalid { what: String, message: String },
     #[error("unsupported tokenizer model '{0}' (tokenizer.ggml.model); supported: gpt2, llama")]
     UnsupportedModel(String),
-    #[error("unsupported pre-tokenizer '{pre}' (tokenizer.ggml.pre); supported: {}", SUPPORTED_PRE.join(", "))]
+    #[error("unsupported pre-tokenizer '{pre}' (tokenizer.ggml.pre); supported: {}", supported_pre().collect::<Vec<_>>().join(", "))]
     UnsupportedPre { pre: String },
     #[error("merge #{index} '{merge}' {problem}")]
     BadMerge {
