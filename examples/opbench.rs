@@ -23,11 +23,7 @@ fn main() {
             ..Default::default()
         };
         g.queue.write_buffer(&step, 0, bytemuck::bytes_of(&p));
-        let shape = StepShape {
-            n_tokens: t,
-            pos0,
-            n_out_rows: 1,
-        };
+        let shape = StepShape::single(t, pos0);
         for rep in 0..2 {
             let start = Instant::now();
             let n = 10;

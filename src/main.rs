@@ -43,6 +43,12 @@ enum Command {
 enum BenchCommand {
     /// Prefill a prompt of N tokens and decode M more, batch 1, greedy; repeat.
     Generate(BenchGenerateArgs),
+    /// Decode attention alone on synthetic KV caches (no model needed): MHA, GQA, MQA and
+    /// MLA over batches, contexts and head dims, against the probed copy bandwidth.
+    Attention(headroom::bench::attention::BenchAttentionArgs),
+    /// One whole decode step of a synthetic model (random weights made on the GPU), with
+    /// the predicted (weights + KV bytes) / bandwidth beside the measurement.
+    DecodeStep(headroom::bench::decode_step::DecodeStepArgs),
 }
 
 #[derive(Args)]
@@ -150,6 +156,12 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Generate(a),
         } => run_bench_generate(a),
+        Command::Bench {
+            what: BenchCommand::Attention(a),
+        } => headroom::bench::attention::run(&a).map_err(Into::into),
+        Command::Bench {
+            what: BenchCommand::DecodeStep(a),
+        } => headroom::bench::decode_step::run(&a).map_err(Into::into),
         Command::Inspect { path } => run_inspect(path),
     };
     match result {
@@ -417,11 +429,7 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     let ttft_ms = median(results.iter().map(|r| r.ttft_s * 1e3).collect());
     // bytes one decode step moves, at the middle of the generated span (the ops' cost model)
     let mid = (a.prompt_tokens + a.gen_tokens / 2) as u32;
-    let cost = s.model.step_cost(&headroom::ops::StepShape {
-        n_tokens: 1,
-        pos0: mid,
-        n_out_rows: 1,
-    });
+    let cost = s.model.step_cost(&headroom::ops::StepShape::single(1, mid));
     let bytes = (cost.bytes_read + cost.bytes_written) as f64;
     let out = serde_json::json!({
         "adapter": s.model.gpu.adapter_name(),

@@ -111,6 +111,7 @@ fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_p
         kv,
         context: 1024,
         max_chunk: 256,
+        ..Default::default()
     };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
     let greedy = SamplingParams::default();

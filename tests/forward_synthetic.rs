@@ -63,6 +63,8 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
         kv,
         context: 128,
         max_chunk: chunk,
+        // block sizes that do not divide the prompt or the chunks
+        kv_block_size: [16, 7, 5][chunk % 3],
     };
     let model = GpuModel::load(gpu(), &src, options, &mut |_, _, _| {}).unwrap();
     let prompt: Vec<u32> = (0..70)

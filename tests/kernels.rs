@@ -2,7 +2,7 @@
 //! on fresh random inputs each run (the seed is printed), with outputs poisoned first.
 
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
-use headroom::ops::attention::Attention;
+use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
 use headroom::ops::embed::Embed;
 use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
@@ -171,6 +171,7 @@ fn matmul_cases(g: &GpuContext) {
                     n_tokens: t as u32,
                     pos0: 0,
                     n_out_rows: 1,
+                    max_context: 0,
                 },
             );
             let got = g.read_f32(&yb, t * n).unwrap();
@@ -235,6 +236,7 @@ fn lm_head_matmul_uses_only_the_logits_rows() {
             n_tokens: 50,
             pos0: 0,
             n_out_rows: rows as u32,
+            max_context: 0,
         },
     );
     let got = g.read_f32(&yb, rows * n).unwrap();
@@ -270,6 +272,7 @@ fn rmsnorm_matches_cpu() {
                 n_tokens: t as u32,
                 pos0: 0,
                 n_out_rows: 2,
+                max_context: 0,
             },
         );
         let got = g.read_f32(&yb, out_rows * h).unwrap();
@@ -306,6 +309,7 @@ fn embedding_lookup_over_split_table() {
                 n_tokens: t as u32,
                 pos0: 0,
                 n_out_rows: 1,
+                max_context: 0,
             },
         );
         let got = g.read_f32(&xb, t * h).unwrap();
@@ -338,6 +342,7 @@ fn silu_mul_matches_cpu() {
             n_tokens: t as u32,
             pos0: 0,
             n_out_rows: 1,
+            max_context: 0,
         },
     );
     let got = g.read_f32(&hb, t * inter).unwrap();
@@ -365,57 +370,92 @@ fn rope_ref(v: &[f32], pos: usize, inv_freq: &[f32]) -> Vec<f64> {
     out
 }
 
-fn cache_to_f32(g: &GpuContext, b: &wgpu::Buffer, n: usize, f: StorageFormat) -> Vec<f32> {
-    match f {
-        StorageFormat::F32 => g.read_f32(b, n).unwrap(),
-        StorageFormat::F16 => {
-            let bytes = g.read_bytes(b, (n * 2) as u64).unwrap();
-            bytemuck::cast_slice::<u8, half::f16>(&bytes)
-                .iter()
-                .map(|h| h.to_f32())
-                .collect()
-        }
-    }
-}
-
 #[test]
 fn rope_and_kv_append_match_cpu() {
     let g = gpu();
     let mut r = rng();
-    for &kvf in &[StorageFormat::F32, StorageFormat::F16] {
-        let (nh, nkv, d, t, pos0, ctx) = (6usize, 2usize, 64usize, 5usize, 37usize, 64usize);
+    for &(kvf, split_bindings) in &[(StorageFormat::F32, false), (StorageFormat::F16, true)] {
+        let (nh, nkv, d, t, pos0, bs) = (6usize, 2usize, 64usize, 5usize, 37usize, 16usize);
         let row = (nh + 2 * nkv) * d;
         let qkv = randn(&mut r, t * row, 2.0);
         let inv_freq: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
             .collect();
+        let layout = KvLayout {
+            layers: 1,
+            kv_heads: nkv,
+            key_dim: d,
+            value_dim: d,
+            block_size: bs,
+            format: kvf,
+            latent: false,
+        };
+        // the sequence's blocks in shuffled order, over two bindings in the f16 case
+        let blocks = 6;
+        let block_bytes = (layout.key_block_elems() * kvf.bytes_per_element()) as u64;
+        let limit = if split_bindings {
+            3 * block_bytes
+        } else {
+            g.max_binding()
+        };
+        let pool = KvPool::with_binding_limit(&g, layout, blocks, limit).unwrap();
+        let table: Vec<u32> = vec![4, 1, 5, 0];
         let sentinel = 7.0f32;
-        let cache_init = vec![sentinel; ctx * nkv * d];
-        let cache_bytes = kvf.encode(&cache_init);
+        for vp in [false, true] {
+            pool.write_blocks(
+                &g,
+                0,
+                vp,
+                0,
+                &vec![sentinel; blocks * layout.key_block_elems()],
+            )
+            .unwrap();
+        }
+        let rows: Vec<QueryRow> = (0..t as u32)
+            .map(|i| QueryRow {
+                context_len: pos0 as u32 + i + 1,
+                table: &table,
+                q_row: i,
+                out_row: i,
+            })
+            .collect();
+        let meta = StepMeta::new(&rows, t);
+        let mb = g
+            .storage_init("meta", bytemuck::cast_slice(&meta.words))
+            .unwrap();
         let (qb, fb) = (upload(&g, &qkv), upload(&g, &inv_freq));
-        let kb = g.storage_init("k", &cache_bytes).unwrap();
-        let vb = g.storage_init("v", &cache_bytes).unwrap();
         let step = step_buffer(&g, params(t as u32, pos0 as u32, 1));
-        let op = RopeKvAppend::new(&g, &step, nh, nkv, d, &qb, &fb, &kb, &vb, kvf);
-        run(
+        let op = RopeKvAppend::new(
             &g,
-            &[&op],
-            StepShape {
-                n_tokens: t as u32,
-                pos0: pos0 as u32,
-                n_out_rows: 1,
-            },
+            &step,
+            nh,
+            nkv,
+            d,
+            &qb,
+            &fb,
+            &mb,
+            meta.table_base,
+            &layout,
+            pool.blocks_per_binding,
+            &pool.layers[0],
         );
+        run(&g, &[&op], StepShape::single(t as u32, pos0 as u32));
         let got_qkv = g.read_f32(&qb, t * row).unwrap();
-        let got_k = cache_to_f32(&g, &kb, ctx * nkv * d, kvf);
-        let got_v = cache_to_f32(&g, &vb, ctx * nkv * d, kvf);
+        let k_blocks: Vec<Vec<f32>> = (0..blocks)
+            .map(|b| pool.read_block(&g, 0, false, b).unwrap())
+            .collect();
+        let v_blocks: Vec<Vec<f32>> = (0..blocks)
+            .map(|b| pool.read_block(&g, 0, true, b).unwrap())
+            .collect();
         let tol = if kvf == StorageFormat::F16 {
             2e-3
         } else {
             1e-5
         };
+        let mut written = std::collections::HashSet::new();
         for ti in 0..t {
             let pos = pos0 + ti;
+            let (b, off) = (table[pos / bs] as usize, pos % bs);
             for hh in 0..nh {
                 let v = &qkv[ti * row + hh * d..ti * row + (hh + 1) * d];
                 assert_close(
@@ -428,130 +468,33 @@ fn rope_and_kv_append_match_cpu() {
             }
             for kh in 0..nkv {
                 let k = &qkv[ti * row + (nh + kh) * d..ti * row + (nh + kh + 1) * d];
-                let at = (pos * nkv + kh) * d;
-                assert_close(
-                    "k cache",
-                    &got_k[at..at + d],
-                    &rope_ref(k, pos, &inv_freq),
-                    tol,
-                    tol,
-                );
+                let got_k: Vec<f32> = (0..d)
+                    .map(|e| k_blocks[b][layout.key_offset(kh, off, e)])
+                    .collect();
+                assert_close("k cache", &got_k, &rope_ref(k, pos, &inv_freq), tol, tol);
                 let v = &qkv[ti * row + (nh + nkv + kh) * d..ti * row + (nh + nkv + kh + 1) * d];
+                let got_v: Vec<f32> = (0..d)
+                    .map(|e| v_blocks[b][layout.value_offset(kh, off, e)])
+                    .collect();
                 let want: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-                assert_close("v cache", &got_v[at..at + d], &want, tol, tol);
+                assert_close("v cache", &got_v, &want, tol, tol);
+                for e in 0..d {
+                    written.insert((b, layout.key_offset(kh, off, e), false));
+                    written.insert((b, layout.value_offset(kh, off, e), true));
+                }
             }
         }
-        // positions outside pos0..pos0+t are untouched
-        for p in (0..ctx).filter(|p| !(pos0..pos0 + t).contains(p)) {
-            for i in 0..nkv * d {
-                assert_eq!(
-                    got_k[p * nkv * d + i],
-                    sentinel,
-                    "k cache position {p} was overwritten"
-                );
-                assert_eq!(
-                    got_v[p * nkv * d + i],
-                    sentinel,
-                    "v cache position {p} was overwritten"
-                );
+        // every other slot of the pool is untouched
+        for (b, (kb, vb)) in k_blocks.iter().zip(&v_blocks).enumerate() {
+            for i in 0..kb.len() {
+                if !written.contains(&(b, i, false)) {
+                    assert_eq!(kb[i], sentinel, "k block {b} slot {i} was overwritten");
+                }
+                if !written.contains(&(b, i, true)) {
+                    assert_eq!(vb[i], sentinel, "v block {b} slot {i} was overwritten");
+                }
             }
         }
-    }
-}
-
-/// Causal attention of token t (at position pos0 + t) over the cache, f64.
-fn attention_ref(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    nh: usize,
-    nkv: usize,
-    d: usize,
-    ctx: usize,
-) -> Vec<f64> {
-    let gsz = nh / nkv;
-    let mut out = vec![0f64; nh * d];
-    for h in 0..nh {
-        let kh = h / gsz;
-        let qh = &q[h * d..(h + 1) * d];
-        let scores: Vec<f64> = (0..ctx)
-            .map(|p| {
-                let kr = &k[(p * nkv + kh) * d..(p * nkv + kh + 1) * d];
-                qh.iter()
-                    .zip(kr)
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum::<f64>()
-                    / (d as f64).sqrt()
-            })
-            .collect();
-        let m = scores.iter().cloned().fold(f64::MIN, f64::max);
-        let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-        let z: f64 = e.iter().sum();
-        for p in 0..ctx {
-            let vr = &v[(p * nkv + kh) * d..(p * nkv + kh + 1) * d];
-            for i in 0..d {
-                out[h * d + i] += e[p] / z * vr[i] as f64;
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn attention_matches_cpu_for_every_group_size() {
-    let g = gpu();
-    let mut r = rng();
-    let cases = [
-        // (heads, kv_heads, head_dim, tokens, pos0, kv format)
-        (4usize, 4usize, 64usize, 1usize, 0usize, StorageFormat::F32), // MHA, first token
-        (4, 2, 64, 3, 70, StorageFormat::F32),                         // GQA-2, prefill chunk
-        (9, 3, 64, 1, 200, StorageFormat::F16),                        // SmolLM2 shape
-        (8, 2, 128, 2, 63, StorageFormat::F32),                        // GQA-4
-        (16, 2, 80, 1, 129, StorageFormat::F16),                       // GQA-8, head dim 80
-        (32, 1, 128, 1, 100, StorageFormat::F16),                      // MQA-32
-        (4, 1, 256, 2, 10, StorageFormat::F32),                        // head dim 256
-        (6, 2, 96, 70, 0, StorageFormat::F32),                         // causal prefill from 0
-    ];
-    for &(nh, nkv, d, t, pos0, kvf) in &cases {
-        let ctx = pos0 + t;
-        let row = (nh + 2 * nkv) * d;
-        let qkv = randn(&mut r, t * row, 1.0);
-        let k = rounded(&randn(&mut r, ctx * nkv * d, 1.5), kvf);
-        let v = rounded(&randn(&mut r, ctx * nkv * d, 1.0), kvf);
-        let (qb, ob) = (upload(&g, &qkv), upload(&g, &vec![POISON; t * nh * d]));
-        let kb = g.storage_init("k", &kvf.encode(&k)).unwrap();
-        let vb = g.storage_init("v", &kvf.encode(&v)).unwrap();
-        let step = step_buffer(&g, params(t as u32, pos0 as u32, 1));
-        let op = Attention::new(&g, &step, nh, nkv, d, &qb, &kb, &vb, &ob, kvf);
-        run(
-            &g,
-            &[&op],
-            StepShape {
-                n_tokens: t as u32,
-                pos0: pos0 as u32,
-                n_out_rows: 1,
-            },
-        );
-        let got = g.read_f32(&ob, t * nh * d).unwrap();
-        let mut want = vec![];
-        for ti in 0..t {
-            want.extend(attention_ref(
-                &qkv[ti * row..ti * row + nh * d],
-                &k,
-                &v,
-                nh,
-                nkv,
-                d,
-                pos0 + ti + 1,
-            ));
-        }
-        assert_close(
-            &format!("attention h={nh} kv={nkv} d={d} t={t} pos0={pos0}"),
-            &got,
-            &want,
-            2e-5,
-            1e-4,
-        );
     }
 }
 
@@ -570,6 +513,7 @@ fn sample_rows(g: &GpuContext, logits: &[f32], vocab: usize, p: StepParams) -> V
             n_tokens: rows as u32,
             pos0: 0,
             n_out_rows: rows as u32,
+            max_context: 0,
         },
     );
     g.read_u32(&tb, rows).unwrap()

@@ -36,6 +36,20 @@ impl StorageFormat {
             }
         }
     }
+
+    /// Bytes in this format back to host f32 values.
+    pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            StorageFormat::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            StorageFormat::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        }
+    }
 }
 
 impl GpuContext {
@@ -101,9 +115,19 @@ impl GpuContext {
 
     /// Copies `bytes` of `src` back to the host (blocking). For tests and one-off reads.
     pub fn read_bytes(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        self.read_bytes_at(src, 0, bytes)
+    }
+
+    /// Copies `bytes` of `src` from byte `offset` (both multiples of 4) to the host.
+    pub fn read_bytes_at(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>, GpuError> {
         let rb = ReadbackBuffer::new(self, "read_bytes", bytes);
         let mut enc = self.device.create_command_encoder(&Default::default());
-        rb.copy_from(&mut enc, src, bytes);
+        enc.copy_buffer_to_buffer(src, offset, rb.buffer(), 0, bytes.div_ceil(4) * 4);
         self.queue.submit([enc.finish()]);
         rb.read(self, bytes)
     }

@@ -2,7 +2,9 @@
 //! Knows nothing of models or tokens.
 
 mod buffers;
+pub mod fill;
 mod pipelines;
+pub mod timing;
 
 pub use buffers::{ReadbackBuffer, StorageFormat};
 pub use pipelines::{BindingKind, KernelSource, PipelineCache, SharedLayout};

@@ -12,7 +12,9 @@ const MATMUL: &str = include_str!("../../shaders/matmul_bindings.wgsl");
 /// `//!COMMON` inserts shaders/common.wgsl; `//!MATMUL` shaders/matmul_bindings.wgsl;
 /// `//!W4 NAME BINDING` declares a read-only
 /// float buffer NAME with `NAME_load4(i)`; `//!KV4 NAME BINDING read|read_write` the same
-/// with `NAME_store4(i, v)` when writable; `{{KEY}}` is replaced by a constant.
+/// with `NAME_store4(i, v)` when writable; `//!PAGED NAME B0 B1 read|read_write` a paged
+/// KV pool split over two bindings (see `paged_accessor`); `{{KEY}}` is replaced by a
+/// constant.
 #[derive(Clone, Debug)]
 pub struct KernelSource {
     pub name: &'static str,
@@ -63,6 +65,12 @@ impl KernelSource {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 let writable = parts.get(2) == Some(&"read_write");
                 out.push_str(&accessor(parts[0], parts[1], self.kv, writable));
+            } else if let Some(rest) = t.strip_prefix("//!PAGED ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let writable = parts.get(3) == Some(&"read_write");
+                out.push_str(&paged_accessor(
+                    parts[0], parts[1], parts[2], self.kv, writable,
+                ));
             } else {
                 out.push_str(line);
             }
@@ -104,6 +112,69 @@ fn accessor(name: &str, binding: &str, format: StorageFormat, writable: bool) ->
             s
         }
     }
+}
+
+/// WGSL for a paged KV pool of `format` values held in two bindings: blocks
+/// `0..BLOCKS_PER_BINDING` in `NAME0`, the rest in `NAME1` (the same buffer when one binding
+/// holds the pool). Each block is `BLOCK_ELEMS` values; the kernel defines both constants.
+/// Read-only pools get `NAME_load8(block, i8)`, the values `8 * i8 .. 8 * i8 + 8` of the
+/// block as two vec4 (one 16-byte load for f16); writable pools get
+/// `NAME_store4(block, i4, v)`, the values `4 * i4 ..` of the block.
+fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writable: bool) -> String {
+    let access = if writable { "read_write" } else { "read" };
+    let elem = match (format, writable) {
+        (StorageFormat::F32, _) => "vec4<f32>",
+        (StorageFormat::F16, false) => "vec4<u32>",
+        (StorageFormat::F16, true) => "vec2<u32>",
+    };
+    let mut s = format!(
+        "@group(0) @binding({b0}) var<storage, {access}> {name}0: array<{elem}>;\n\
+         @group(0) @binding({b1}) var<storage, {access}> {name}1: array<{elem}>;\n"
+    );
+    // index of the block's first element, within the binding that holds the block
+    let local = "let hi = blk >= BLOCKS_PER_BINDING; \
+                 let first = select(blk, blk - BLOCKS_PER_BINDING, hi) * BLOCK_ELEMS;";
+    if writable {
+        let store = match format {
+            StorageFormat::F32 => "let v4 = v;",
+            StorageFormat::F16 => "let v4 = vec2<u32>(pack2x16float(v.xy), pack2x16float(v.zw));",
+        };
+        s += &format!(
+            "fn {name}_store4(blk: u32, i4: u32, v: vec4<f32>) {{ {local} {store} \
+             let i = first / 4u + i4; if (hi) {{ {name}1[i] = v4; }} else {{ {name}0[i] = v4; }} }}\n"
+        );
+    } else {
+        let body = match format {
+            StorageFormat::F32 => format!(
+                "let i = first / 4u + 2u * i8; \
+                 if (hi) {{ return array<vec4<f32>, 2>({name}1[i], {name}1[i + 1u]); }} \
+                 return array<vec4<f32>, 2>({name}0[i], {name}0[i + 1u]);"
+            ),
+            StorageFormat::F16 => format!(
+                "let i = first / 8u + i8; var p: vec4<u32>; \
+                 if (hi) {{ p = {name}1[i]; }} else {{ p = {name}0[i]; }} \
+                 return array<vec4<f32>, 2>(\
+                 vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)), \
+                 vec4<f32>(unpack2x16float(p.z), unpack2x16float(p.w)));"
+            ),
+        };
+        s += &format!(
+            "fn {name}_load8(blk: u32, i8: u32) -> array<vec4<f32>, 2> {{ {local} {body} }}\n"
+        );
+        // the same 8 values as packed halves (the raw 16 bytes of an f16 pool), for staging
+        s += &match format {
+            StorageFormat::F16 => format!(
+                "fn {name}_raw8(blk: u32, i8: u32) -> vec4<u32> {{ {local} let i = first / 8u + i8; \
+                 if (hi) {{ return {name}1[i]; }} return {name}0[i]; }}\n"
+            ),
+            StorageFormat::F32 => format!(
+                "fn {name}_raw8(blk: u32, i8: u32) -> vec4<u32> {{ let v = {name}_load8(blk, i8); \
+                 return vec4<u32>(pack2x16float(v[0].xy), pack2x16float(v[0].zw), \
+                 pack2x16float(v[1].xy), pack2x16float(v[1].zw)); }}\n"
+            ),
+        };
+    }
+    s
 }
 
 /// Compiled pipelines keyed by their assembled source; layouts come from the shader.

@@ -11,7 +11,8 @@
 use super::source::{LayerTensor, LoadError, TensorName, WeightSource};
 use super::ModelConfig;
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer, StorageFormat};
-use crate::ops::attention::Attention;
+use crate::kv::{KvLayout, KvPool, QueryRow, StepMeta};
+use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
 use crate::ops::elementwise::SiluMul;
 use crate::ops::embed::Embed;
 use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
@@ -42,6 +43,8 @@ pub struct GpuModelOptions {
     pub context: usize,
     /// most tokens in one forward pass (longer prompts are prefilled in chunks)
     pub max_chunk: usize,
+    /// positions per block of the paged KV cache
+    pub kv_block_size: usize,
 }
 
 impl Default for GpuModelOptions {
@@ -51,6 +54,7 @@ impl Default for GpuModelOptions {
             kv: StorageFormat::F16,
             context: 4096,
             max_chunk: 256,
+            kv_block_size: 16,
         }
     }
 }
@@ -75,6 +79,13 @@ pub struct GpuModel {
     logits: wgpu::Buffer,
     layers: Vec<Box<dyn Op>>,
     head: Vec<Box<dyn Op>>,
+    /// per-step query rows and block tables, read by RoPE/KV-append and attention
+    meta: wgpu::Buffer,
+    attention: Arc<AttentionScratch>,
+    /// the single sequence's block table (blocks 0, 1, 2, ... of the pool)
+    block_table: Vec<u32>,
+    pub kv_layout: KvLayout,
+    _pool: KvPool,
     readback: ReadbackBuffer,
     /// one slot per decode step of `decode_steps`
     readback_ring: ReadbackBuffer,
@@ -119,16 +130,9 @@ impl GpuModel {
                 cfg.head_dim
             )));
         }
-        if cfg.group_size() > 64 {
-            return Err(ModelError::Invalid(format!(
-                "{}: {} query heads per KV head is more than the 64 supported",
-                src.path(),
-                cfg.group_size()
-            )));
-        }
-        if options.context == 0 || options.max_chunk == 0 {
+        if options.context == 0 || options.max_chunk == 0 || options.kv_block_size == 0 {
             return Err(ModelError::Invalid(
-                "context and chunk size must be > 0".into(),
+                "context, chunk size and KV block size must be > 0".into(),
             ));
         }
         let (h, inter, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
@@ -172,8 +176,31 @@ impl GpuModel {
 
         let mut layers: Vec<Box<dyn Op>> =
             vec![Box::new(Embed::new(&gpu, &step, &embed, &tokens, &x))];
-        let kv_layer_bytes = (options.context * nkv * d * options.kv.bytes_per_element()) as u64;
-        let mut kv_cache_bytes = 0;
+        let kv_layout = KvLayout {
+            layers: cfg.num_layers,
+            kv_heads: nkv,
+            key_dim: d,
+            value_dim: d,
+            block_size: options.kv_block_size,
+            format: options.kv,
+            latent: false,
+        };
+        let n_blocks = options.context.div_ceil(options.kv_block_size);
+        let pool = KvPool::new(&gpu, kv_layout, n_blocks)?;
+        let kv_cache_bytes = pool.bytes();
+        let block_table: Vec<u32> = (0..n_blocks as u32).collect();
+        let meta = gpu.storage("step_meta", ((4 * c + n_blocks + 4) * 4) as u64)?;
+        let table_base = 4 * c as u32;
+        let attention = Arc::new(AttentionScratch::new(
+            &gpu,
+            nh,
+            &kv_layout,
+            1.0 / (d as f32).sqrt(),
+            c,
+            options.context,
+            qkv_rows,
+            nh * d,
+        )?);
         for l in 0..cfg.num_layers {
             let lt = |t| TensorName::Layer(l, t);
             let norm = |t, what: &str| -> Result<wgpu::Buffer, ModelError> {
@@ -226,9 +253,7 @@ impl GpuModel {
             weight_bytes +=
                 wqkv.bytes() + wo.bytes() + wgu.bytes() + wdown.bytes() + 2 * h as u64 * f32b;
 
-            let k_cache = gpu.storage(&format!("layers.{l}.k_cache"), kv_layer_bytes)?;
-            let v_cache = gpu.storage(&format!("layers.{l}.v_cache"), kv_layer_bytes)?;
-            kv_cache_bytes += 2 * kv_layer_bytes;
+            let layer_pool = &pool.layers[l];
 
             let plain = MatmulMode::default();
             let residual = MatmulMode {
@@ -256,11 +281,30 @@ impl GpuModel {
                 &dummy,
             )));
             layers.push(Box::new(RopeKvAppend::new(
-                &gpu, &step, nh, nkv, d, &qkv, &inv_freq, &k_cache, &v_cache, options.kv,
+                &gpu,
+                &step,
+                nh,
+                nkv,
+                d,
+                &qkv,
+                &inv_freq,
+                &meta,
+                table_base,
+                &kv_layout,
+                pool.blocks_per_binding,
+                layer_pool,
             )));
-            layers.push(Box::new(Attention::new(
-                &gpu, &step, nh, nkv, d, &qkv, &k_cache, &v_cache, &attn, options.kv,
-            )));
+            layers.push(Box::new(DecodeAttention::new(
+                &gpu,
+                &attention,
+                pool.blocks_per_binding,
+                &AttentionIo {
+                    meta: &meta,
+                    q: &qkv,
+                    out: &attn,
+                    pool: layer_pool,
+                },
+            )?));
             layers.push(Box::new(Matmul::new(
                 &gpu, &step, &wo, None, &attn, &x, residual, &dummy,
             )));
@@ -347,6 +391,11 @@ impl GpuModel {
             logits,
             layers,
             head,
+            meta,
+            attention,
+            block_table,
+            kv_layout,
+            _pool: pool,
             readback,
             readback_ring,
             weight_bytes,
@@ -453,11 +502,20 @@ impl GpuModel {
         self.gpu
             .queue
             .write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
-        let shape = StepShape {
-            n_tokens: n_tokens as u32,
-            pos0: pos0 as u32,
-            n_out_rows: 1,
-        };
+        let shape = StepShape::single(n_tokens as u32, pos0 as u32);
+        let rows: Vec<QueryRow> = (0..n_tokens as u32)
+            .map(|t| QueryRow {
+                context_len: pos0 as u32 + t + 1,
+                table: &self.block_table,
+                q_row: t,
+                out_row: t,
+            })
+            .collect();
+        let meta = StepMeta::new(&rows, self.options.max_chunk);
+        self.gpu
+            .queue
+            .write_buffer(&self.meta, 0, bytemuck::cast_slice(&meta.words));
+        self.attention.prepare(&self.gpu, &meta);
         let mut enc = self
             .gpu
             .device

@@ -1,10 +1,11 @@
 //! One Rust wrapper per WGSL kernel family. Each op is built once (pipeline, parameters,
 //! bind group) and then recorded into a compute pass every step; each states its cost.
 
-pub mod attention;
+pub mod decode_attention;
 pub mod elementwise;
 pub mod embed;
 pub mod matmul;
+pub mod mla;
 pub mod rmsnorm;
 pub mod rope_kv;
 pub mod sample;
@@ -36,6 +37,20 @@ pub struct StepShape {
     pub pos0: u32,
     /// rows that get logits
     pub n_out_rows: u32,
+    /// the longest context of any token row (pos0 + n_tokens for one sequence)
+    pub max_context: u32,
+}
+
+impl StepShape {
+    /// A step of `n_tokens` tokens of one sequence from position `pos0`, logits for the last.
+    pub fn single(n_tokens: u32, pos0: u32) -> Self {
+        StepShape {
+            n_tokens,
+            pos0,
+            n_out_rows: 1,
+            max_context: pos0 + n_tokens,
+        }
+    }
 }
 
 /// Memory traffic and arithmetic of one recording, from the op's own shapes.

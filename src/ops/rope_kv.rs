@@ -1,7 +1,8 @@
-//! RoPE on q and k, and the append of k and v to the KV cache (shaders/rope_kv.wgsl).
+//! RoPE on q and k, and the append of k and v to the paged KV cache (shaders/rope_kv.wgsl).
 
 use super::{bind, Cost, Op, StepShape};
-use crate::gpu::{GpuContext, KernelSource, StorageFormat};
+use crate::gpu::{GpuContext, KernelSource};
+use crate::kv::{KvLayout, LayerPool};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -9,7 +10,7 @@ struct Dims {
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
-    _pad: u32,
+    table_base: u32,
 }
 
 pub struct RopeKvAppend {
@@ -31,12 +32,17 @@ impl RopeKvAppend {
         head_dim: usize,
         qkv: &wgpu::Buffer,
         inv_freq: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        kv_format: StorageFormat,
+        meta: &wgpu::Buffer,
+        table_base: u32,
+        kv: &KvLayout,
+        blocks_per_binding: usize,
+        pool: &LayerPool,
     ) -> Self {
-        let src =
-            KernelSource::new("rope_kv", include_str!("../../shaders/rope_kv.wgsl")).kv(kv_format);
+        let src = KernelSource::new("rope_kv", include_str!("../../shaders/rope_kv.wgsl"))
+            .kv(kv.format)
+            .constant("BS", kv.block_size)
+            .constant("BLOCK_ELEMS", kv.key_block_elems())
+            .constant("BPB", blocks_per_binding);
         let pipeline = gpu.pipelines.get(&src);
         let dims = gpu.uniform(
             "rope_kv.dims",
@@ -44,14 +50,16 @@ impl RopeKvAppend {
                 heads: heads as u32,
                 kv_heads: kv_heads as u32,
                 head_dim: head_dim as u32,
-                _pad: 0,
+                table_base,
             },
         );
         let group = bind(
             gpu,
             &pipeline,
             "rope_kv",
-            &[step, &dims, qkv, inv_freq, k_cache, v_cache],
+            &[
+                step, &dims, qkv, inv_freq, meta, &pool.k[0], &pool.k[1], &pool.v[0], &pool.v[1],
+            ],
         );
         RopeKvAppend {
             pipeline,
@@ -59,7 +67,7 @@ impl RopeKvAppend {
             heads: heads as u32,
             kv_heads: kv_heads as u32,
             head_dim: head_dim as u32,
-            kv_bytes: kv_format.bytes_per_element() as u64,
+            kv_bytes: kv.format.bytes_per_element() as u64,
         }
     }
 }

@@ -1,0 +1,655 @@
+//! `headroom bench attention`: decode attention alone, on synthetic paged KV caches made on
+//! the GPU, swept over variant x batch x context x head dim. The same run first probes the
+//! adapter's copy bandwidth; every time is set beside the roofline (KV bytes / probed
+//! bandwidth) and the speedup over MHA at the same shape beside the KV-bytes ratio.
+
+use super::BenchError;
+use crate::gpu::fill::fill_random;
+use crate::gpu::timing::{probe_copy_bandwidth, BandwidthProbe, GpuTimer, TimingSource};
+use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
+use crate::kv::{KvLayout, KvPool, QueryRow, StepMeta};
+use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention, Split};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchAttentionArgs {
+    /// variants: mha, gqa2, gqa4, gqa8, mqa, mla (comma-separated)
+    #[arg(long, default_value = "mha,gqa2,gqa4,gqa8,mqa,mla")]
+    pub variants: String,
+    /// sequences per step
+    #[arg(long, default_value = "1,4,16,64")]
+    pub batches: String,
+    /// context lengths in tokens (K = 1024 suffix allowed: 1K, 4K, 16K)
+    #[arg(long, default_value = "1K,4K,16K,32K")]
+    pub contexts: String,
+    /// head dims of the MHA/GQA/MQA variants
+    #[arg(long, default_value = "128")]
+    pub head_dims: String,
+    /// query heads of the MHA/GQA/MQA variants
+    #[arg(long, default_value_t = 32)]
+    pub heads: usize,
+    /// MLA shape: heads, latent rank, RoPE key dim (DeepSeek-V2-Lite: 16, 512, 64)
+    #[arg(long, default_value = "16,512,64")]
+    pub mla: String,
+    /// positions per KV block
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    /// skip shapes whose KV cache is larger than this
+    #[arg(long, default_value_t = 16.0)]
+    pub max_kv_gib: f64,
+    /// bytes of the copy-bandwidth probe (MiB)
+    #[arg(long, default_value_t = 1024)]
+    pub probe_mib: u64,
+    /// timed samples per shape (median reported), after warm-up
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// write the results as CSV
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// write the results as JSON
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// draw time and speedup against context for each variant (PNG)
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// the batch the plot shows
+    #[arg(long, default_value_t = 16)]
+    pub plot_batch: usize,
+    /// adapter name substring (default: the high-performance adapter)
+    #[arg(long, env = "HEADROOM_ADAPTER")]
+    pub adapter: Option<String>,
+}
+
+/// An attention variant and its shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variant {
+    pub name: &'static str,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// MLA: (latent rank, RoPE key dim); the cache is one latent head
+    pub mla: Option<(usize, usize)>,
+}
+
+impl Variant {
+    /// The KV layout of one layer of this variant.
+    pub fn layout(&self, block_size: usize) -> KvLayout {
+        match self.mla {
+            Some((rank, rope)) => KvLayout {
+                layers: 1,
+                kv_heads: 1,
+                key_dim: rank + rope,
+                value_dim: rank,
+                block_size,
+                format: StorageFormat::F16,
+                latent: true,
+            },
+            None => KvLayout {
+                layers: 1,
+                kv_heads: self.kv_heads,
+                key_dim: self.head_dim,
+                value_dim: self.head_dim,
+                block_size,
+                format: StorageFormat::F16,
+                latent: false,
+            },
+        }
+    }
+
+    /// Query heads' key width (absorbed query for MLA).
+    fn key_dim(&self) -> usize {
+        self.mla.map_or(self.head_dim, |(r, p)| r + p)
+    }
+
+    fn value_dim(&self) -> usize {
+        self.mla.map_or(self.head_dim, |(r, _)| r)
+    }
+}
+
+/// The variants named in `list` for `heads` query heads of `head_dim`.
+pub fn parse_variants(
+    list: &str,
+    heads: usize,
+    head_dim: usize,
+    mla: (usize, usize, usize),
+) -> Result<Vec<Variant>, BenchError> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let group = match name {
+            "mha" => 1,
+            "gqa2" => 2,
+            "gqa4" => 4,
+            "gqa8" => 8,
+            "mqa" => heads,
+            "mla" => 0,
+            _ => {
+                return Err(BenchError(format!(
+                    "unknown variant {name:?} (known: mha, gqa2, gqa4, gqa8, mqa, mla)"
+                )))
+            }
+        };
+        let v = if group == 0 {
+            Variant {
+                name: "mla",
+                heads: mla.0,
+                kv_heads: 1,
+                head_dim: mla.1,
+                mla: Some((mla.1, mla.2)),
+            }
+        } else {
+            if !heads.is_multiple_of(group) {
+                return Err(BenchError(format!(
+                    "{name}: {heads} heads do not split into groups of {group}"
+                )));
+            }
+            Variant {
+                name: match name {
+                    "mha" => "mha",
+                    "gqa2" => "gqa2",
+                    "gqa4" => "gqa4",
+                    "gqa8" => "gqa8",
+                    _ => "mqa",
+                },
+                heads,
+                kv_heads: heads / group,
+                head_dim,
+                mla: None,
+            }
+        };
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(BenchError("no variants given".into()));
+    }
+    Ok(out)
+}
+
+/// A comma-separated list of sizes; `K` multiplies by 1024.
+pub fn parse_sizes(list: &str, what: &str) -> Result<Vec<usize>, BenchError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (num, mul) = match s.strip_suffix(['K', 'k']) {
+                Some(n) => (n, 1024),
+                None => (s, 1),
+            };
+            num.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .map(|n| n * mul)
+                .ok_or_else(|| BenchError(format!("{what}: {s:?} is not a positive size")))
+        })
+        .collect()
+}
+
+/// One measured shape.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttentionResult {
+    pub variant: String,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub key_dim: usize,
+    pub value_dim: usize,
+    pub batch: usize,
+    pub context: usize,
+    pub group: usize,
+    pub head_blocks_per_kv_head: usize,
+    pub splits: usize,
+    pub chunk: usize,
+    /// bytes of the KV cache the step attends over (the roofline reads each once)
+    pub kv_bytes: u64,
+    /// all bytes the kernels move: KV, queries, outputs, split partials
+    pub total_bytes: u64,
+    pub median_us: f64,
+    pub min_us: f64,
+    /// total bytes / median time
+    pub effective_gbps: f64,
+    pub pct_of_copy_bandwidth: f64,
+    /// KV bytes / probed copy bandwidth
+    pub roofline_us: f64,
+    pub speedup_over_mha: Option<f64>,
+    pub kv_bytes_ratio_vs_mha: Option<f64>,
+    pub timing: String,
+}
+
+/// A variant's synthetic setup at one (batch, context): pool, queries, op.
+struct Setup {
+    _pool: KvPool,
+    _buffers: Vec<wgpu::Buffer>,
+    scratch: Arc<AttentionScratch>,
+    op: DecodeAttention,
+    meta: StepMeta,
+}
+
+fn setup(
+    gpu: &GpuContext,
+    v: &Variant,
+    batch: usize,
+    context: usize,
+    block_size: usize,
+) -> Result<Setup, BenchError> {
+    let layout = v.layout(block_size);
+    let per_seq = context.div_ceil(block_size);
+    let blocks = batch * per_seq;
+    let pool = KvPool::new(gpu, layout, blocks)?;
+    let eb = layout.format.bytes_per_element() as u64;
+    for (i, pair) in [&pool.layers[0].k, &pool.layers[0].v].iter().enumerate() {
+        for (j, buf) in pair.iter().enumerate() {
+            let elems = buf.size() / eb;
+            fill_random(
+                gpu,
+                buf,
+                layout.format,
+                elems & !1,
+                (2 * i + j) as u32 + 1,
+                1.0,
+            )?;
+        }
+    }
+    // each sequence's blocks scattered over the pool, as a serving cache would have them
+    let mut ids: Vec<u32> = (0..blocks as u32).collect();
+    let mut state = 0x9e37_79b9u32;
+    for i in (1..ids.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        ids.swap(i, state as usize % (i + 1));
+    }
+    let tables: Vec<&[u32]> = ids.chunks(per_seq).collect();
+    let rows: Vec<QueryRow> = (0..batch)
+        .map(|i| QueryRow {
+            context_len: context as u32,
+            table: tables[i],
+            q_row: i as u32,
+            out_row: i as u32,
+        })
+        .collect();
+    let meta = StepMeta::new(&rows, batch);
+    let meta_buf = gpu.storage_init("bench.meta", bytemuck::cast_slice(&meta.words))?;
+    let (kd, vd) = (v.key_dim(), v.value_dim());
+    let q = gpu.storage("bench.q", (batch * v.heads * kd * 4) as u64)?;
+    fill_random(
+        gpu,
+        &q,
+        StorageFormat::F32,
+        (batch * v.heads * kd) as u64,
+        7,
+        1.0,
+    )?;
+    let out = gpu.storage("bench.out", (batch * v.heads * vd * 4) as u64)?;
+    let scratch = Arc::new(AttentionScratch::new(
+        gpu,
+        v.heads,
+        &layout,
+        1.0 / (kd as f32).sqrt(),
+        batch,
+        context,
+        v.heads * kd,
+        v.heads * vd,
+    )?);
+    let op = DecodeAttention::new(
+        gpu,
+        &scratch,
+        pool.blocks_per_binding,
+        &AttentionIo {
+            meta: &meta_buf,
+            q: &q,
+            out: &out,
+            pool: &pool.layers[0],
+        },
+    )?;
+    Ok(Setup {
+        _pool: pool,
+        _buffers: vec![meta_buf, q, out],
+        scratch,
+        op,
+        meta,
+    })
+}
+
+/// Measures one variant at one (batch, context).
+pub fn measure(
+    gpu: &GpuContext,
+    timer: &GpuTimer,
+    v: &Variant,
+    batch: usize,
+    context: usize,
+    block_size: usize,
+    runs: usize,
+    copy_gbps: f64,
+) -> Result<AttentionResult, BenchError> {
+    let s = setup(gpu, v, batch, context, block_size)?;
+    let split: Split = s.scratch.prepare(gpu, &s.meta);
+    gpu.wait()?;
+    let lens = vec![context as u32; batch];
+    let cost = s.op.cost(&lens, split);
+    let kv_bytes = s.op.kv_bytes(&lens);
+    let total = cost.bytes_read + cost.bytes_written;
+    // repeat inside one pass so that each sample lasts about a millisecond
+    let single = timer.time_pass(gpu, "attention", &mut |pass| {
+        s.op.record(pass, batch as u32, split)
+    })?;
+    let reps = ((1e-3 / single.seconds.max(1e-7)).ceil() as u32).clamp(1, 200);
+    let m = timer.measure(gpu, "attention", 3, runs.max(1), reps, &mut |pass| {
+        s.op.record(pass, batch as u32, split)
+    })?;
+    let roofline = kv_bytes as f64 / (copy_gbps * 1e9);
+    Ok(AttentionResult {
+        variant: v.name.to_string(),
+        heads: v.heads,
+        kv_heads: v.kv_heads,
+        head_dim: v.head_dim,
+        key_dim: v.key_dim(),
+        value_dim: v.value_dim(),
+        batch,
+        context,
+        group: s.op.plan.group,
+        head_blocks_per_kv_head: s.op.plan.blocks_per_kv_head,
+        splits: split.n_splits,
+        chunk: split.chunk,
+        kv_bytes,
+        total_bytes: total,
+        median_us: m.median_s * 1e6,
+        min_us: m.min_s * 1e6,
+        effective_gbps: total as f64 / m.median_s / 1e9,
+        pct_of_copy_bandwidth: 100.0 * total as f64 / m.median_s / 1e9 / copy_gbps,
+        roofline_us: roofline * 1e6,
+        speedup_over_mha: None,
+        kv_bytes_ratio_vs_mha: None,
+        timing: format!("{} (x{reps} per sample)", timing_name(m.source)),
+    })
+}
+
+fn timing_name(s: TimingSource) -> &'static str {
+    match s {
+        TimingSource::Timestamps => "gpu timestamps",
+        TimingSource::WallClock => "wall clock (no timestamps)",
+    }
+}
+
+/// Fills in the speedup over the MHA row of the same (head dim, batch, context).
+pub fn add_speedups(results: &mut [AttentionResult]) {
+    let mha: Vec<(usize, usize, usize, f64, u64)> = results
+        .iter()
+        .filter(|r| r.variant == "mha")
+        .map(|r| (r.head_dim, r.batch, r.context, r.median_us, r.kv_bytes))
+        .collect();
+    for r in results.iter_mut() {
+        let base = mha.iter().find(|m| {
+            (m.1, m.2) == (r.batch, r.context) && (r.variant == "mla" || m.0 == r.head_dim)
+        });
+        if let Some(&(_, _, _, us, bytes)) = base {
+            r.speedup_over_mha = Some(us / r.median_us);
+            r.kv_bytes_ratio_vs_mha = Some(bytes as f64 / r.kv_bytes as f64);
+        }
+    }
+}
+
+pub fn run(a: &BenchAttentionArgs) -> Result<(), BenchError> {
+    let gpu = GpuContext::new_blocking(&GpuOptions {
+        adapter: a.adapter.clone(),
+        ..Default::default()
+    })?;
+    let batches = parse_sizes(&a.batches, "--batches")?;
+    let contexts = parse_sizes(&a.contexts, "--contexts")?;
+    let head_dims = parse_sizes(&a.head_dims, "--head-dims")?;
+    let mla = parse_sizes(&a.mla, "--mla")?;
+    if mla.len() != 3 {
+        return Err(BenchError("--mla takes heads,rank,rope".into()));
+    }
+    let mut variants = Vec::new();
+    for &d in &head_dims {
+        for v in parse_variants(&a.variants, a.heads, d, (mla[0], mla[1], mla[2]))? {
+            // MLA's shape does not depend on the head dim: once
+            if v.mla.is_none() || !variants.iter().any(|w: &Variant| w.mla.is_some()) {
+                variants.push(v);
+            }
+        }
+    }
+    eprintln!("adapter: {}", gpu.adapter_name());
+    let probe_bytes = (a.probe_mib << 20).min(gpu.max_binding());
+    let probe: BandwidthProbe = probe_copy_bandwidth(&gpu, probe_bytes)?;
+    let copy_gbps = probe.gbps_read_write;
+    eprintln!(
+        "copy bandwidth: {:.1} GB/s (read + write, {} MiB, {})",
+        copy_gbps,
+        probe.bytes_copied >> 20,
+        timing_name(probe.source)
+    );
+    let timer = GpuTimer::new(&gpu, 256);
+    let mut results = Vec::new();
+    let mut skipped = Vec::new();
+    println!(
+        "{:<5} {:>4} {:>5} {:>4} {:>6} {:>6} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+        "var",
+        "d",
+        "B",
+        "N",
+        "splits",
+        "KV MiB",
+        "median us",
+        "roof us",
+        "GB/s",
+        "% copy",
+        "x MHA",
+        "KV ratio",
+        "roof/t"
+    );
+    for v in &variants {
+        for &b in &batches {
+            for &n in &contexts {
+                let kv = v.layout(a.block_size).bytes_per_token() * (b * n) as u64;
+                if kv as f64 > a.max_kv_gib * (1u64 << 30) as f64 {
+                    skipped.push(format!(
+                        "{} d{} B={b} N={n}: KV cache {:.1} GiB > --max-kv-gib {}",
+                        v.name,
+                        v.head_dim,
+                        kv as f64 / (1u64 << 30) as f64,
+                        a.max_kv_gib
+                    ));
+                    continue;
+                }
+                match measure(&gpu, &timer, v, b, n, a.block_size, a.runs, copy_gbps) {
+                    Ok(r) => {
+                        let mha = results.iter().find(|m: &&AttentionResult| {
+                            m.variant == "mha"
+                                && (m.batch, m.context) == (b, n)
+                                && (v.mla.is_some() || m.head_dim == v.head_dim)
+                        });
+                        let (x, ratio) = mha.map_or((f64::NAN, f64::NAN), |m| {
+                            (
+                                m.median_us / r.median_us,
+                                m.kv_bytes as f64 / r.kv_bytes as f64,
+                            )
+                        });
+                        println!(
+                            "{:<5} {:>4} {:>5} {:>4} {:>6} {:>6.0} {:>10.1} {:>10.1} {:>10.1} {:>7.1}% {:>6.2} {:>9.2} {:>8.2}",
+                            r.variant,
+                            r.key_dim,
+                            b,
+                            short(n),
+                            r.splits,
+                            r.kv_bytes as f64 / (1u64 << 20) as f64,
+                            r.median_us,
+                            r.roofline_us,
+                            r.effective_gbps,
+                            r.pct_of_copy_bandwidth,
+                            x,
+                            ratio,
+                            r.roofline_us / r.median_us
+                        );
+                        results.push(r);
+                    }
+                    Err(e) => skipped.push(format!("{} d{} B={b} N={n}: {e}", v.name, v.head_dim)),
+                }
+            }
+        }
+    }
+    add_speedups(&mut results);
+    for s in &skipped {
+        println!("skipped: {s}");
+    }
+    if let Some(p) = &a.csv {
+        write_csv(p, &results)?;
+    }
+    if let Some(p) = &a.json {
+        let doc = serde_json::json!({
+            "adapter": gpu.adapter_name(),
+            "driver": format!("{} {}", gpu.adapter_info.driver, gpu.adapter_info.driver_info),
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "unix_time": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            "copy_bandwidth_gbps": copy_gbps,
+            "copy_probe_bytes": probe.bytes_copied,
+            "copy_probe_timing": timing_name(probe.source),
+            "subgroups": gpu.features.subgroups,
+            "results": results,
+            "skipped": skipped,
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&doc).unwrap_or_default())?;
+    }
+    if let Some(p) = &a.plot {
+        plot(p, &results, a.plot_batch, &gpu.adapter_name(), copy_gbps)?;
+    }
+    Ok(())
+}
+
+fn short(n: usize) -> String {
+    if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{}K", n / 1024)
+    } else {
+        n.to_string()
+    }
+}
+
+fn write_csv(path: &std::path::Path, results: &[AttentionResult]) -> Result<(), BenchError> {
+    let mut s = String::from(
+        "variant,heads,kv_heads,key_dim,value_dim,batch,context,group,splits,chunk,kv_bytes,\
+         total_bytes,median_us,min_us,effective_gbps,pct_of_copy_bandwidth,roofline_us,\
+         speedup_over_mha,kv_bytes_ratio_vs_mha,timing\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.4}"));
+    for r in results {
+        s += &format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.2},{:.2},{:.3},{},{},{}\n",
+            r.variant,
+            r.heads,
+            r.kv_heads,
+            r.key_dim,
+            r.value_dim,
+            r.batch,
+            r.context,
+            r.group,
+            r.splits,
+            r.chunk,
+            r.kv_bytes,
+            r.total_bytes,
+            r.median_us,
+            r.min_us,
+            r.effective_gbps,
+            r.pct_of_copy_bandwidth,
+            r.roofline_us,
+            opt(r.speedup_over_mha),
+            opt(r.kv_bytes_ratio_vs_mha),
+            r.timing
+        );
+    }
+    std::fs::write(path, s).map_err(|e| BenchError(format!("writing {}: {e}", path.display())))
+}
+
+fn plot(
+    path: &std::path::Path,
+    results: &[AttentionResult],
+    batch: usize,
+    adapter: &str,
+    copy_gbps: f64,
+) -> Result<(), BenchError> {
+    use crate::plot::{write_png, Panel, Series};
+    let mut time = Vec::new();
+    let mut speed = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for r in results.iter().filter(|r| r.batch == batch) {
+        let key = (r.variant.clone(), r.key_dim);
+        if !names.contains(&key) {
+            names.push(key);
+        }
+    }
+    for (name, kd) in &names {
+        let rows: Vec<&AttentionResult> = results
+            .iter()
+            .filter(|r| r.batch == batch && &r.variant == name && r.key_dim == *kd)
+            .collect();
+        let label = if names.iter().filter(|n| &n.0 == name).count() > 1 {
+            format!("{name} d{kd}")
+        } else {
+            name.clone()
+        };
+        time.push(Series {
+            name: label.clone(),
+            points: rows
+                .iter()
+                .map(|r| (r.context as f64, r.median_us))
+                .collect(),
+            dashed: false,
+        });
+        time.push(Series {
+            name: format!("{label} roofline"),
+            points: rows
+                .iter()
+                .map(|r| (r.context as f64, r.roofline_us))
+                .collect(),
+            dashed: true,
+        });
+        if name != "mha" {
+            speed.push(Series {
+                name: label.clone(),
+                points: rows
+                    .iter()
+                    .filter_map(|r| r.speedup_over_mha.map(|s| (r.context as f64, s)))
+                    .collect(),
+                dashed: false,
+            });
+            speed.push(Series {
+                name: format!("{label} KV-bytes ratio"),
+                points: rows
+                    .iter()
+                    .filter_map(|r| r.kv_bytes_ratio_vs_mha.map(|s| (r.context as f64, s)))
+                    .collect(),
+                dashed: true,
+            });
+        }
+    }
+    let panels = [
+        Panel {
+            title: format!(
+                "decode attention time, batch {batch} (dashed: KV bytes / copy bandwidth)"
+            ),
+            x_label: "context (tokens)".into(),
+            y_label: "GPU time (us)".into(),
+            log_x: true,
+            log_y: true,
+            series: time,
+        },
+        Panel {
+            title: format!("speedup over MHA, batch {batch} (dashed: KV-bytes ratio)"),
+            x_label: "context (tokens)".into(),
+            y_label: "speedup (x)".into(),
+            log_x: true,
+            log_y: true,
+            series: speed,
+        },
+    ];
+    write_png(
+        path,
+        1600,
+        700,
+        &format!("headroom bench attention — {adapter}, copy bandwidth {copy_gbps:.0} GB/s"),
+        &panels,
+    )
+    .map_err(|e| BenchError(e.to_string()))
+}

@@ -1,0 +1,23 @@
+//! Benchmarks that need no model file: decode attention alone, and a whole decode step of
+//! a synthetic model. Numbers are measured on the GPU (timestamp queries where the adapter
+//! has them) and set beside the probed copy bandwidth of the same run.
+
+pub mod attention;
+pub mod decode_step;
+
+/// An error of a benchmark run, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BenchError(pub String);
+
+impl From<crate::gpu::GpuError> for BenchError {
+    fn from(e: crate::gpu::GpuError) -> Self {
+        BenchError(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for BenchError {
+    fn from(e: std::io::Error) -> Self {
+        BenchError(e.to_string())
+    }
+}

@@ -1,0 +1,514 @@
+//! Decode attention over the paged KV cache with shared KV heads, split-K over the context
+//! (shaders/decode_attention.wgsl, merged by shaders/decode_attention_merge.wgsl).
+//!
+//! One workgroup serves the G query heads of one KV head: MHA (G = 1), GQA, MQA, and MLA
+//! in its absorbed form (one latent "KV head" whose value is the first `value_dim` values
+//! of the key). How the context is split is chosen per step from the shape (queries, head
+//! blocks, longest context) and the adapter (how many workgroups keep it busy).
+
+use super::{Cost, StepShape};
+use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, SharedLayout};
+use crate::kv::{KvLayout, LayerPool, StepMeta};
+use std::sync::Arc;
+
+/// Threads per workgroup.
+const WG: usize = 128;
+/// Most query heads one workgroup serves; larger groups are split into head blocks (each
+/// reads the shared KV head again).
+pub const MAX_GROUP: usize = 32;
+/// Workgroup memory for one tile's scores, in f32.
+const SCORE_CAPACITY: usize = 2048;
+
+/// Parameters of one dispatch (mirrors `Params` in the shaders).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    table_base: u32,
+    chunk: u32,
+    n_splits: u32,
+    q_stride4: u32,
+    out_stride4: u32,
+    ml_base4: u32,
+    _pad: u32,
+    scale: f32,
+}
+
+/// The specialisation of the kernel for one attention shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionPlan {
+    /// query heads per workgroup
+    pub group: usize,
+    /// head blocks per KV head (1 unless the group is larger than MAX_GROUP)
+    pub blocks_per_kv_head: usize,
+    /// positions per score tile
+    pub tile: usize,
+    /// threads per head in the softmax reductions
+    pub threads_per_head: usize,
+    /// head groups in the value phase
+    pub value_head_groups: usize,
+    /// smallest split: below it the partial results cost more than they save
+    pub min_chunk: usize,
+    /// workgroups that keep this adapter busy
+    pub target_workgroups: usize,
+    /// the head block's queries are staged in workgroup memory (when they fit)
+    pub queries_in_workgroup: bool,
+    /// each tile's values are staged in workgroup memory (f16 pools with few position
+    /// groups in the value phase, when they fit)
+    pub values_in_workgroup: bool,
+}
+
+/// What the plan takes from the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionTuning {
+    /// workgroups that keep the adapter busy (see `target_workgroups`)
+    pub target_workgroups: usize,
+    /// bytes of workgroup memory one workgroup may use
+    pub workgroup_memory: usize,
+}
+
+impl AttentionTuning {
+    pub fn for_adapter(gpu: &GpuContext) -> Self {
+        AttentionTuning {
+            target_workgroups: target_workgroups(gpu),
+            workgroup_memory: gpu.limits.max_compute_workgroup_storage_size as usize,
+        }
+    }
+}
+
+impl AttentionPlan {
+    pub fn new(heads: usize, kv: &KvLayout, tuning: AttentionTuning) -> Result<Self, GpuError> {
+        kv.validate()?;
+        if heads == 0 || !heads.is_multiple_of(kv.kv_heads) {
+            return Err(GpuError::Other(format!(
+                "{heads} query heads do not divide into {} KV heads",
+                kv.kv_heads
+            )));
+        }
+        let per_kv = heads / kv.kv_heads;
+        // the largest divisor of the group that fits one workgroup
+        let group = (1..=per_kv.min(MAX_GROUP))
+            .rev()
+            .find(|g| per_kv.is_multiple_of(*g))
+            .unwrap_or(1);
+        let dc = kv.value_dim / 8;
+        if dc > WG {
+            return Err(GpuError::Other(format!(
+                "value dim {} is over the {} a workgroup covers",
+                kv.value_dim,
+                WG * 8
+            )));
+        }
+        let mut tile = WG;
+        while group * tile > SCORE_CAPACITY && tile > 16 {
+            tile /= 2;
+        }
+        let threads_per_head = prev_power_of_two(WG / group);
+        // at most 4 heads (32 accumulators) per thread where the threads allow it
+        let value_head_groups = group.div_ceil(4).clamp(1, WG / dc);
+        // partials are group x value_dim f32 per split, against chunk x (K + V) values
+        let min_chunk = (16 * group).div_ceil(tile) * tile;
+        let fixed = 4 * ((group * tile).max(8 * WG) + WG + 3 * group + 4);
+        let queries = 4 * group * kv.key_dim;
+        if fixed > tuning.workgroup_memory {
+            return Err(GpuError::OverLimit {
+                what: format!("attention scratch for {group} heads"),
+                bytes: fixed as u64,
+                limit: tuning.workgroup_memory as u64,
+                limit_name: "max_compute_workgroup_storage_size",
+            });
+        }
+        let position_groups = WG / (dc * value_head_groups);
+        let values = 2 * tile * kv.value_dim;
+        let q_fits = fixed + queries <= tuning.workgroup_memory;
+        let stage_values = kv.format == crate::gpu::StorageFormat::F16
+            && position_groups < 4
+            && fixed + values + if q_fits { queries } else { 0 } <= tuning.workgroup_memory;
+        Ok(AttentionPlan {
+            group,
+            blocks_per_kv_head: per_kv / group,
+            tile,
+            threads_per_head,
+            value_head_groups,
+            min_chunk: min_chunk.max(tile),
+            target_workgroups: tuning.target_workgroups,
+            queries_in_workgroup: q_fits,
+            values_in_workgroup: stage_values,
+        })
+    }
+
+    /// How to split contexts of up to `max_context` over workgroups when `n_queries`
+    /// queries each have `head_blocks` head blocks.
+    pub fn split(&self, n_queries: usize, head_blocks: usize, max_context: usize) -> Split {
+        let ctx = max_context.max(1);
+        let busy = (n_queries * head_blocks).max(1);
+        let wanted = self.target_workgroups.div_ceil(busy).max(1);
+        let most = ctx.div_ceil(self.min_chunk).max(1);
+        let splits = wanted.min(most);
+        let chunk = ctx.div_ceil(splits).div_ceil(self.tile) * self.tile;
+        Split {
+            chunk,
+            n_splits: ctx.div_ceil(chunk),
+        }
+    }
+}
+
+/// A split of the context: `n_splits` workgroups per (query, head block), each over
+/// `chunk` positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub chunk: usize,
+    pub n_splits: usize,
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    if n == 0 {
+        1
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
+
+/// Workgroups that keep this adapter busy: an adapter property, since WebGPU does not
+/// report core counts. `HEADROOM_ATTN_WORKGROUPS` overrides it (for tuning).
+pub fn target_workgroups(gpu: &GpuContext) -> usize {
+    if let Some(n) = std::env::var("HEADROOM_ATTN_WORKGROUPS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    {
+        return n;
+    }
+    match gpu.adapter_info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 2048,
+        wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu => 512,
+        wgpu::DeviceType::Cpu => 4 * std::thread::available_parallelism().map_or(4, |n| n.get()),
+        wgpu::DeviceType::Other => 1024,
+    }
+}
+
+/// Where one attention layer reads and writes.
+pub struct AttentionIo<'a> {
+    /// per-step metadata (see `kv::StepMeta`)
+    pub meta: &'a wgpu::Buffer,
+    /// query rows (see `AttentionScratch::new`); head `h` of a row at `h * key_dim`
+    pub q: &'a wgpu::Buffer,
+    /// output rows; head `h` of a row at `h * value_dim`
+    pub out: &'a wgpu::Buffer,
+    pub pool: &'a LayerPool,
+}
+
+/// What the attention layers of a model share: the per-step parameters (written once per
+/// step) and the scratch for split partials (layers run one after another).
+pub struct AttentionScratch {
+    pub plan: AttentionPlan,
+    pub heads: usize,
+    pub kv: KvLayout,
+    params: wgpu::Buffer,
+    partials: wgpu::Buffer,
+    partial_slots: usize,
+    ml_base4: usize,
+    scale: f32,
+    q_stride: usize,
+    out_stride: usize,
+}
+
+impl AttentionScratch {
+    /// For `heads` query heads over `kv`, at most `max_queries` query rows per step with
+    /// contexts up to `max_context`; queries and outputs are rows `q_stride` and
+    /// `out_stride` f32 apart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &GpuContext,
+        heads: usize,
+        kv: &KvLayout,
+        scale: f32,
+        max_queries: usize,
+        max_context: usize,
+        q_stride: usize,
+        out_stride: usize,
+    ) -> Result<Self, GpuError> {
+        let tuning = AttentionTuning::for_adapter(gpu);
+        Self::with_tuning(
+            gpu,
+            heads,
+            kv,
+            scale,
+            max_queries,
+            max_context,
+            q_stride,
+            out_stride,
+            tuning,
+        )
+    }
+
+    /// As `new`, with the adapter properties given (tests use it to force split-K and the
+    /// queries-in-global-memory path).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_tuning(
+        gpu: &GpuContext,
+        heads: usize,
+        kv: &KvLayout,
+        scale: f32,
+        max_queries: usize,
+        max_context: usize,
+        q_stride: usize,
+        out_stride: usize,
+        tuning: AttentionTuning,
+    ) -> Result<Self, GpuError> {
+        let plan = AttentionPlan::new(heads, kv, tuning)?;
+        let head_blocks = heads / plan.group;
+        // room for the partials of the widest split any step can choose
+        let worst = plan.split(1, head_blocks, max_context).n_splits * head_blocks;
+        let partial_slots = (max_queries * head_blocks).max(worst) + plan.target_workgroups;
+        let slots_total = partial_slots * plan.group;
+        let ml_base4 = slots_total * kv.value_dim / 4;
+        let partials = gpu.storage("attention.partials", ((ml_base4 + slots_total) * 16) as u64)?;
+        let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("attention.params"),
+            size: std::mem::size_of::<Params>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(AttentionScratch {
+            plan,
+            heads,
+            kv: *kv,
+            params,
+            partials,
+            partial_slots,
+            ml_base4,
+            scale,
+            q_stride,
+            out_stride,
+        })
+    }
+
+    fn head_blocks(&self) -> usize {
+        self.heads / self.plan.group
+    }
+
+    /// The split for `n_queries` queries with contexts up to `max_context`.
+    pub fn split(&self, n_queries: usize, max_context: usize) -> Split {
+        let mut s = self.plan.split(n_queries, self.head_blocks(), max_context);
+        // never more partials than were allocated
+        let per_split = n_queries * self.head_blocks();
+        while s.n_splits > 1 && s.n_splits * per_split > self.partial_slots {
+            let chunk = s.chunk * 2;
+            s = Split {
+                chunk,
+                n_splits: max_context.div_ceil(chunk),
+            };
+        }
+        s
+    }
+
+    /// Writes this step's parameters; call before the submit that records the step.
+    pub fn prepare(&self, gpu: &GpuContext, meta: &StepMeta) -> Split {
+        let split = self.split(meta.n_queries as usize, meta.max_context as usize);
+        let p = Params {
+            table_base: meta.table_base,
+            chunk: split.chunk as u32,
+            n_splits: split.n_splits as u32,
+            q_stride4: (self.q_stride / 4) as u32,
+            out_stride4: (self.out_stride / 4) as u32,
+            ml_base4: self.ml_base4 as u32,
+            _pad: 0,
+            scale: self.scale,
+        };
+        gpu.queue
+            .write_buffer(&self.params, 0, bytemuck::bytes_of(&p));
+        split
+    }
+}
+
+/// Decode attention for one layer, over one layer's pool.
+pub struct DecodeAttention {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    merge: Arc<wgpu::ComputePipeline>,
+    group: wgpu::BindGroup,
+    merge_group: wgpu::BindGroup,
+    pub plan: AttentionPlan,
+    pub kv: KvLayout,
+    pub heads: usize,
+    scratch: Arc<AttentionScratch>,
+}
+
+impl DecodeAttention {
+    pub fn new(
+        gpu: &GpuContext,
+        scratch: &Arc<AttentionScratch>,
+        blocks_per_binding: usize,
+        io: &AttentionIo<'_>,
+    ) -> Result<Self, GpuError> {
+        let (plan, kv) = (scratch.plan, scratch.kv);
+        let head_blocks = scratch.head_blocks();
+        let block_elems = kv.key_block_elems();
+        let src = KernelSource::new(
+            "decode_attention",
+            include_str!("../../shaders/decode_attention.wgsl"),
+        )
+        .kv(kv.format)
+        .constant("G", plan.group)
+        .constant("HBPK", plan.blocks_per_kv_head)
+        .constant("KVH", kv.kv_heads)
+        .constant("KD", kv.key_dim)
+        .constant("VD", kv.value_dim)
+        .constant("BS", kv.block_size)
+        .constant("V_ALIASED", kv.latent)
+        .constant("BLOCK_ELEMS", block_elems)
+        .constant("BPB", blocks_per_binding)
+        .constant("WG", WG)
+        .constant("P", plan.tile)
+        .constant("TPH", plan.threads_per_head)
+        .constant("NHG", plan.value_head_groups)
+        .constant("SCORES", (plan.group * plan.tile).max(8 * WG))
+        .constant("Q_SMEM", plan.queries_in_workgroup)
+        .constant("V_STAGE", plan.values_in_workgroup)
+        .constant(
+            "VS",
+            if plan.values_in_workgroup {
+                plan.tile * kv.value_dim / 8
+            } else {
+                1
+            },
+        )
+        .constant(
+            "QS4",
+            if plan.queries_in_workgroup {
+                plan.group * kv.key_dim / 4
+            } else {
+                1
+            },
+        );
+        use BindingKind::{Read, ReadWrite, Uniform};
+        let layout = gpu.pipelines.layout(
+            "decode_attention",
+            &[
+                Uniform, Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite,
+            ],
+        );
+        let pipeline = gpu.pipelines.get_with_layout(&src, Some(&layout));
+        let merge_src = KernelSource::new(
+            "decode_attention_merge",
+            include_str!("../../shaders/decode_attention_merge.wgsl"),
+        )
+        .constant("G", plan.group)
+        .constant("NHB", head_blocks)
+        .constant("VD", kv.value_dim);
+        let merge_layout: Arc<SharedLayout> = gpu
+            .pipelines
+            .layout("decode_attention_merge", &[Uniform, Read, Read, ReadWrite]);
+        let merge = gpu
+            .pipelines
+            .get_with_layout(&merge_src, Some(&merge_layout));
+        // MLA has no V pool: bind the K pool in its place (read-only, never read)
+        let v = if kv.latent { &io.pool.k } else { &io.pool.v };
+        let group = super::bind_layout(
+            gpu,
+            &layout,
+            "decode_attention",
+            &[
+                &scratch.params,
+                io.meta,
+                io.q,
+                &io.pool.k[0],
+                &io.pool.k[1],
+                &v[0],
+                &v[1],
+                io.out,
+                &scratch.partials,
+            ],
+        );
+        let merge_group = super::bind_layout(
+            gpu,
+            &merge_layout,
+            "decode_attention_merge",
+            &[&scratch.params, io.meta, &scratch.partials, io.out],
+        );
+        Ok(DecodeAttention {
+            pipeline,
+            merge,
+            group,
+            merge_group,
+            plan,
+            kv,
+            heads: scratch.heads,
+            scratch: scratch.clone(),
+        })
+    }
+
+    fn head_blocks(&self) -> usize {
+        self.heads / self.plan.group
+    }
+
+    /// The split a step of `n_queries` queries with contexts up to `max_context` uses (the
+    /// same as `AttentionScratch::prepare` wrote).
+    pub fn split(&self, n_queries: usize, max_context: usize) -> Split {
+        self.scratch.split(n_queries, max_context)
+    }
+
+    /// Records the attention (and, when split, the merge) for `n_queries` queries.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_queries: u32, split: Split) {
+        let hb = self.head_blocks() as u32;
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.dispatch_workgroups(split.n_splits as u32, hb, n_queries);
+        if split.n_splits > 1 {
+            let outputs4 = (self.plan.group * self.kv.value_dim / 4) as u32;
+            pass.set_pipeline(&self.merge);
+            pass.set_bind_group(0, &self.merge_group, &[]);
+            pass.dispatch_workgroups(outputs4.div_ceil(64), hb, n_queries);
+        }
+    }
+
+    /// Bytes and flops of one step over queries with these context lengths: each KV head
+    /// (latent) is read once per head block, plus the queries, outputs and partials.
+    pub fn cost(&self, context_lens: &[u32], split: Split) -> Cost {
+        let eb = self.kv.format.bytes_per_element() as u64;
+        let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
+        let kv_row = (self.kv.key_dim + if self.kv.latent { 0 } else { self.kv.value_dim }) as u64;
+        let kv_reads = positions * self.kv.kv_heads as u64 * self.plan.blocks_per_kv_head as u64;
+        let nq = context_lens.len() as u64;
+        let q = nq * (self.heads * self.kv.key_dim) as u64 * 4;
+        let o = nq * (self.heads * self.kv.value_dim) as u64 * 4;
+        let partial = if split.n_splits > 1 {
+            let slots: u64 = context_lens
+                .iter()
+                .map(|&c| (c as u64).div_ceil(split.chunk as u64))
+                .sum::<u64>()
+                * self.heads as u64;
+            slots * (self.kv.value_dim as u64 + 4) * 4
+        } else {
+            0
+        };
+        Cost {
+            bytes_read: kv_reads * kv_row * eb + q + partial,
+            bytes_written: o + partial,
+            flops: positions * self.heads as u64 * 2 * (self.kv.key_dim + self.kv.value_dim) as u64,
+        }
+    }
+
+    /// The KV bytes alone (what the roofline is about).
+    pub fn kv_bytes(&self, context_lens: &[u32]) -> u64 {
+        let eb = self.kv.format.bytes_per_element() as u64;
+        let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
+        let kv_row = (self.kv.key_dim + if self.kv.latent { 0 } else { self.kv.value_dim }) as u64;
+        positions * self.kv.kv_heads as u64 * kv_row * eb
+    }
+}
+
+impl super::Op for DecodeAttention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
+        let split = self.split(s.n_tokens as usize, s.max_context as usize);
+        DecodeAttention::record(self, pass, s.n_tokens, split);
+    }
+    /// For single-sequence steps: token t sees pos0 + t + 1 positions.
+    fn cost(&self, s: &StepShape) -> Cost {
+        let lens: Vec<u32> = (0..s.n_tokens).map(|t| s.pos0 + t + 1).collect();
+        let split = self.split(s.n_tokens as usize, s.max_context as usize);
+        DecodeAttention::cost(self, &lens, split)
+    }
+}

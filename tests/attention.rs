@@ -1,0 +1,546 @@
+//! Decode attention over the paged KV cache against an f64 CPU reference, on fresh random
+//! inputs each run (the seed is printed): MHA, GQA, MQA and MLA, ragged context lengths,
+//! block tables in shuffled order, lengths that are not multiples of the block or tile,
+//! pools split over two bindings, and split-K forced on and off.
+
+use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
+use headroom::ops::decode_attention::{
+    AttentionIo, AttentionScratch, AttentionTuning, DecodeAttention, Split,
+};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::sync::{Arc, OnceLock};
+
+fn gpu() -> Arc<GpuContext> {
+    static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let g = GpuContext::new_blocking(&GpuOptions::default())
+            .expect("a GPU adapter (lavapipe in CI)");
+        eprintln!("adapter: {}", g.adapter_name());
+        g
+    })
+    .clone()
+}
+
+fn rng() -> StdRng {
+    let seed: u64 = rand::random();
+    eprintln!("seed: {seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+fn randn(r: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| (r.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+fn round_to(v: Vec<f32>, f: StorageFormat) -> Vec<f32> {
+    match f {
+        StorageFormat::F32 => v,
+        StorageFormat::F16 => v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),
+    }
+}
+
+/// Per sequence, per position, per KV head: a key_dim (or value_dim) vector.
+type Cache = Vec<Vec<Vec<Vec<f32>>>>;
+
+/// A pool holding the given per-sequence caches in shuffled blocks; unused slots are NaN
+/// so a read outside a sequence's context poisons the result.
+struct PagedCache {
+    pool: KvPool,
+    tables: Vec<Vec<u32>>,
+}
+
+fn build_pool(
+    g: &GpuContext,
+    r: &mut StdRng,
+    layout: KvLayout,
+    keys: &Cache,
+    values: Option<&Cache>,
+    split_bindings: bool,
+) -> PagedCache {
+    let bs = layout.block_size;
+    let needed: usize = keys.iter().map(|s| s.len().div_ceil(bs)).sum();
+    let blocks = needed + 3;
+    let eb = layout.format.bytes_per_element() as u64;
+    let max_binding = if split_bindings {
+        (layout.key_block_elems() as u64 * eb) * (blocks as u64).div_ceil(2)
+    } else {
+        g.max_binding()
+    };
+    let pool = KvPool::with_binding_limit(g, layout, blocks, max_binding).unwrap();
+    if split_bindings {
+        assert!(
+            pool.blocks_per_binding < blocks,
+            "the pool should span two bindings"
+        );
+    }
+    let mut ids: Vec<u32> = (0..blocks as u32).collect();
+    ids.shuffle(r);
+    let mut k_img = vec![f32::NAN; blocks * layout.key_block_elems()];
+    let mut v_img = vec![f32::NAN; blocks * layout.value_block_elems()];
+    let mut next = 0;
+    let mut tables = Vec::new();
+    for (s, seq) in keys.iter().enumerate() {
+        let table: Vec<u32> = ids[next..next + seq.len().div_ceil(bs)].to_vec();
+        next += table.len();
+        for (p, heads) in seq.iter().enumerate() {
+            let b = table[p / bs] as usize;
+            for (h, k) in heads.iter().enumerate() {
+                for (e, &x) in k.iter().enumerate() {
+                    k_img[b * layout.key_block_elems() + layout.key_offset(h, p % bs, e)] = x;
+                }
+                if let Some(vals) = values {
+                    for (e, &x) in vals[s][p][h].iter().enumerate() {
+                        v_img[b * layout.value_block_elems() + layout.value_offset(h, p % bs, e)] =
+                            x;
+                    }
+                }
+            }
+        }
+        tables.push(table);
+    }
+    pool.write_blocks(g, 0, false, 0, &k_img).unwrap();
+    if values.is_some() {
+        pool.write_blocks(g, 0, true, 0, &v_img).unwrap();
+    }
+    PagedCache { pool, tables }
+}
+
+/// Softmax(q . k * scale) . v for one head, f64.
+fn attend(q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>], scale: f64) -> Vec<f64> {
+    let s: Vec<f64> = keys
+        .iter()
+        .map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale)
+        .collect();
+    let m = s.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+    let z: f64 = e.iter().sum();
+    let mut out = vec![0.0; values[0].len()];
+    for (w, v) in e.iter().zip(values) {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += w / z * x;
+        }
+    }
+    out
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = 0.0f64;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(
+            g.is_finite() && err <= atol + rtol * w.abs(),
+            "{what}[{i}]: got {g}, want {w} (err {err:e})"
+        );
+        worst = worst.max(err);
+    }
+    eprintln!("{what}: max abs err {worst:e} over {} values", got.len());
+}
+
+/// Aims split-K at `target` workgroups. Odd targets also leave only the workgroup memory
+/// of the largest fixed scratch (32 heads x 64-position tiles, 9104 bytes), so grouped
+/// heads read their queries from global memory; even targets stage them when they fit.
+fn tuning(g: &GpuContext, target: usize) -> AttentionTuning {
+    let memory = g.limits.max_compute_workgroup_storage_size as usize;
+    AttentionTuning {
+        target_workgroups: target,
+        workgroup_memory: if target % 2 == 1 { 9104 } else { memory },
+    }
+}
+
+/// Runs attention for one query per sequence; returns the outputs and the split used.
+#[allow(clippy::too_many_arguments)]
+fn run_attention(
+    g: &GpuContext,
+    heads: usize,
+    layout: KvLayout,
+    cache: &PagedCache,
+    lens: &[usize],
+    q: &[f32],
+    q_stride: usize,
+    scale: f32,
+    target: usize,
+) -> (
+    Vec<f32>,
+    Split,
+    headroom::ops::decode_attention::AttentionPlan,
+) {
+    let nq = lens.len();
+    let out_stride = heads * layout.value_dim;
+    let rows: Vec<QueryRow> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| QueryRow {
+            context_len: len as u32,
+            table: &cache.tables[i],
+            q_row: i as u32,
+            out_row: i as u32,
+        })
+        .collect();
+    let meta = StepMeta::new(&rows, nq);
+    let meta_buf = g
+        .storage_init("meta", bytemuck::cast_slice(&meta.words))
+        .unwrap();
+    let q_buf = g.storage_init("q", bytemuck::cast_slice(q)).unwrap();
+    let out_buf = g
+        .storage_init(
+            "out",
+            bytemuck::cast_slice(&vec![f32::NAN; nq * out_stride]),
+        )
+        .unwrap();
+    let max_ctx = *lens.iter().max().unwrap();
+    let scratch = Arc::new(
+        AttentionScratch::with_tuning(
+            g,
+            heads,
+            &layout,
+            scale,
+            nq,
+            max_ctx,
+            q_stride,
+            out_stride,
+            tuning(g, target),
+        )
+        .unwrap(),
+    );
+    let op = DecodeAttention::new(
+        g,
+        &scratch,
+        cache.pool.blocks_per_binding,
+        &AttentionIo {
+            meta: &meta_buf,
+            q: &q_buf,
+            out: &out_buf,
+            pool: &cache.pool.layers[0],
+        },
+    )
+    .unwrap();
+    let split = scratch.prepare(g, &meta);
+    let mut enc = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, nq as u32, split);
+    }
+    g.queue.submit([enc.finish()]);
+    (
+        g.read_f32(&out_buf, nq * out_stride).unwrap(),
+        split,
+        op.plan,
+    )
+}
+
+struct Case {
+    heads: usize,
+    kv_heads: usize,
+    dim: usize,
+    block: usize,
+    format: StorageFormat,
+    lens: &'static [usize],
+    target: usize,
+    split_bindings: bool,
+}
+
+fn check(case: &Case, r: &mut StdRng) {
+    let g = gpu();
+    let (nh, nkv, d) = (case.heads, case.kv_heads, case.dim);
+    let layout = KvLayout {
+        layers: 1,
+        kv_heads: nkv,
+        key_dim: d,
+        value_dim: d,
+        block_size: case.block,
+        format: case.format,
+        latent: false,
+    };
+    let gen = |r: &mut StdRng, scale: f32| -> Cache {
+        case.lens
+            .iter()
+            .map(|&len| {
+                (0..len)
+                    .map(|_| {
+                        (0..nkv)
+                            .map(|_| round_to(randn(r, d, scale), case.format))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let keys = gen(r, 1.5);
+    let values = gen(r, 1.0);
+    let cache = build_pool(&g, r, layout, &keys, Some(&values), case.split_bindings);
+    // query rows wider than the heads (as in the fused qkv rows of the model)
+    let q_stride = nh * d + 8;
+    let q = randn(r, case.lens.len() * q_stride, 1.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let (got, split, plan) = run_attention(
+        &g,
+        nh,
+        layout,
+        &cache,
+        case.lens,
+        &q,
+        q_stride,
+        scale,
+        case.target,
+    );
+    let mut want = Vec::new();
+    for (i, &len) in case.lens.iter().enumerate() {
+        for h in 0..nh {
+            let kvh = h / (nh / nkv);
+            let qh: Vec<f64> = q[i * q_stride + h * d..][..d]
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            let to64 = |c: &Cache| -> Vec<Vec<f64>> {
+                (0..len)
+                    .map(|p| c[i][p][kvh].iter().map(|&x| x as f64).collect())
+                    .collect()
+            };
+            want.extend(attend(&qh, &to64(&keys), &to64(&values), scale as f64));
+        }
+    }
+    let what = format!(
+        "heads {nh} kv {nkv} dim {d} block {} {:?} lens {:?} split {split:?} target {} \
+         (queries staged {}, values staged {})",
+        case.block,
+        case.format,
+        case.lens,
+        case.target,
+        plan.queries_in_workgroup,
+        plan.values_in_workgroup
+    );
+    assert_close(&what, &got, &want, 1e-5, 1e-4);
+    if case.target > 1 {
+        let longest = *case.lens.iter().max().unwrap();
+        assert!(
+            split.n_splits > 1 || longest <= split.chunk,
+            "{what}: expected split-K"
+        );
+    }
+}
+
+#[test]
+fn gqa_family_matches_cpu_for_every_group_size() {
+    use StorageFormat::{F16, F32};
+    let mut r = rng();
+    #[rustfmt::skip]
+    let cases = [
+        // MHA, no split and forced split, block 16
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true },
+        // GQA-2, head dim 128, odd block size, pool over two bindings
+        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true },
+        // G = 3 (SmolLM2), head dim 64
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false },
+        // G = 4, head dim 96
+        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false },
+        // G = 8, head dim 80
+        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false },
+        // MQA, G = 32, head dim 128
+        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true },
+        // 32 heads of dim 64 on one KV head: values staged in workgroup memory
+        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false },
+        // head dim 256
+        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false },
+        // 64 heads on one KV head: two head blocks of 32
+        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false },
+    ];
+    for case in &cases {
+        check(case, &mut r);
+    }
+}
+
+/// MLA: the GPU runs the absorbed form (queries through W_UK, attention over the latent
+/// cache, outputs through W_UV); the reference expands every head's keys and values from
+/// the latent and runs ordinary attention.
+#[test]
+fn mla_absorbed_matches_the_unabsorbed_reference() {
+    use headroom::ops::mla::{MlaProjection, Strided};
+    let g = gpu();
+    let mut r = rng();
+    // (heads, rank, rope dim, nope dim, value dim, block, format, lens, split target)
+    #[rustfmt::skip]
+    let cases: [(usize, usize, usize, usize, usize, usize, StorageFormat, &[usize], usize); 3] = [
+        (8, 64, 16, 32, 32, 16, StorageFormat::F32, &[50, 130], 1),
+        (16, 128, 32, 48, 40, 16, StorageFormat::F16, &[257, 9, 64], 24),
+        // 40 heads: two head blocks of 20 on the one latent head
+        (40, 64, 16, 32, 24, 7, StorageFormat::F16, &[90], 12),
+    ];
+    for &(nh, rank, dr, dn, dv, bs, fmt, lens, target) in &cases {
+        let kd = rank + dr;
+        let layout = KvLayout {
+            layers: 1,
+            kv_heads: 1,
+            key_dim: kd,
+            value_dim: rank,
+            block_size: bs,
+            format: fmt,
+            latent: true,
+        };
+        // cache: [latent | rope key] per position
+        let cache: Cache = lens
+            .iter()
+            .map(|&len| {
+                (0..len)
+                    .map(|_| vec![round_to(randn(&mut r, kd, 1.0), fmt)])
+                    .collect()
+            })
+            .collect();
+        let paged = build_pool(&g, &mut r, layout, &cache, None, false);
+        let w_uk = randn(&mut r, nh * dn * rank, 0.3); // per head [dn][rank]
+        let w_uv_t = randn(&mut r, nh * rank * dv, 0.3); // per head [rank][dv]
+        let nq = lens.len();
+        let q_in = randn(&mut r, nq * nh * (dn + dr), 1.0); // per head [q_nope | q_rope]
+        let scale = 1.0 / ((dn + dr) as f32).sqrt();
+
+        // reference: un-absorbed attention per head
+        let mut want = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            for h in 0..nh {
+                let qh: Vec<f64> = q_in[(i * nh + h) * (dn + dr)..][..dn + dr]
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect();
+                let mut keys = Vec::new();
+                let mut values = Vec::new();
+                for p in 0..len {
+                    let c = &cache[i][p][0];
+                    let mut k: Vec<f64> = (0..dn)
+                        .map(|j| {
+                            (0..rank)
+                                .map(|a| w_uk[(h * dn + j) * rank + a] as f64 * c[a] as f64)
+                                .sum()
+                        })
+                        .collect();
+                    k.extend(c[rank..].iter().map(|&x| x as f64));
+                    keys.push(k);
+                    values.push(
+                        (0..dv)
+                            .map(|o| {
+                                (0..rank)
+                                    .map(|a| w_uv_t[(h * rank + a) * dv + o] as f64 * c[a] as f64)
+                                    .sum()
+                            })
+                            .collect(),
+                    );
+                }
+                want.extend(attend(&qh, &keys, &values, scale as f64));
+            }
+        }
+
+        // GPU: absorb, attend over the latent cache, project out
+        let rows: Vec<QueryRow> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| QueryRow {
+                context_len: len as u32,
+                table: &paged.tables[i],
+                q_row: i as u32,
+                out_row: i as u32,
+            })
+            .collect();
+        let meta = StepMeta::new(&rows, nq);
+        let meta_buf = g
+            .storage_init("meta", bytemuck::cast_slice(&meta.words))
+            .unwrap();
+        let up = |v: &[f32]| g.storage_init("t", bytemuck::cast_slice(v)).unwrap();
+        let (q_buf, uk_buf, uv_buf) = (up(&q_in), up(&w_uk), up(&w_uv_t));
+        let q_abs = up(&vec![f32::NAN; nq * nh * kd]);
+        let lat = up(&vec![f32::NAN; nq * nh * rank]);
+        let out = up(&vec![f32::NAN; nq * nh * dv]);
+        let q_at = |off| Strided {
+            stride: nh * (dn + dr),
+            head_stride: dn + dr,
+            offset: off,
+        };
+        let absorb = MlaProjection::new(
+            &g,
+            nh,
+            &uk_buf,
+            rank,
+            dn,
+            (&q_buf, q_at(0)),
+            Some((&q_buf, q_at(dn), dr)),
+            (
+                &q_abs,
+                Strided {
+                    stride: nh * kd,
+                    head_stride: kd,
+                    offset: 0,
+                },
+            ),
+        );
+        let project = MlaProjection::new(
+            &g,
+            nh,
+            &uv_buf,
+            dv,
+            rank,
+            (
+                &lat,
+                Strided {
+                    stride: nh * rank,
+                    head_stride: rank,
+                    offset: 0,
+                },
+            ),
+            None,
+            (
+                &out,
+                Strided {
+                    stride: nh * dv,
+                    head_stride: dv,
+                    offset: 0,
+                },
+            ),
+        );
+        let max_ctx = *lens.iter().max().unwrap();
+        let scratch = Arc::new(
+            AttentionScratch::with_tuning(
+                &g,
+                nh,
+                &layout,
+                scale,
+                nq,
+                max_ctx,
+                nh * kd,
+                nh * rank,
+                tuning(&g, target),
+            )
+            .unwrap(),
+        );
+        let attn = DecodeAttention::new(
+            &g,
+            &scratch,
+            paged.pool.blocks_per_binding,
+            &AttentionIo {
+                meta: &meta_buf,
+                q: &q_abs,
+                out: &lat,
+                pool: &paged.pool.layers[0],
+            },
+        )
+        .unwrap();
+        let split = scratch.prepare(&g, &meta);
+        let mut enc = g.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            absorb.record(&mut pass, nq as u32);
+            attn.record(&mut pass, nq as u32, split);
+            project.record(&mut pass, nq as u32);
+        }
+        g.queue.submit([enc.finish()]);
+        let got = g.read_f32(&out, nq * nh * dv).unwrap();
+        let what = format!(
+            "MLA heads {nh} rank {rank} rope {dr} nope {dn} v {dv} {fmt:?} lens {lens:?} \
+             group {} x {} split {split:?}",
+            attn.plan.group, attn.plan.blocks_per_kv_head
+        );
+        assert_close(&what, &got, &want, 1e-5, 1e-4);
+    }
+}
