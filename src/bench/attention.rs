@@ -605,7 +605,19 @@ fn plot(
                 .collect(),
             dashed: true,
         });
-        if name != "mha" {
+        if name == "mha" {
+            // no points, but it keeps each variant's colour the same in both panels
+            speed.push(Series {
+                name: label.clone(),
+                points: Vec::new(),
+                dashed: false,
+            });
+            speed.push(Series {
+                name: format!("{label} KV-bytes ratio"),
+                points: Vec::new(),
+                dashed: true,
+            });
+        } else {
             speed.push(Series {
                 name: label.clone(),
                 points: rows

@@ -82,13 +82,18 @@ pub struct GpuModel {
     /// per-step query rows and block tables, read by RoPE/KV-append and attention
     meta: wgpu::Buffer,
     attention: Arc<AttentionScratch>,
-    /// the single sequence's block table (blocks 0, 1, 2, ... of the pool)
-    block_table: Vec<u32>,
+    /// each sequence's block table: sequence s owns blocks s * n .. (s + 1) * n of the
+    /// pool, n = ceil(context / block size)
+    block_tables: Vec<Vec<u32>>,
+    /// sequences the KV cache holds side by side (1 unless built for batched decode)
+    sequences: usize,
     pub kv_layout: KvLayout,
-    _pool: KvPool,
+    pool: KvPool,
     readback: ReadbackBuffer,
     /// one slot per decode step of `decode_steps`
     readback_ring: ReadbackBuffer,
+    /// one slot per row of a batched decode step
+    batch_readback: ReadbackBuffer,
     /// bytes of all weights on the GPU
     pub weight_bytes: u64,
     /// bytes of the whole KV cache
@@ -112,6 +117,166 @@ fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f3
     Ok(t.data)
 }
 
+/// A weight matrix of the model graph as the GPU holds it (q/k/v and gate/up fused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GraphMatrix {
+    /// `[vocab, hidden]`
+    Embedding,
+    /// `[(heads + 2 kv_heads) head_dim, hidden]`: Wq, Wk, Wv stacked
+    Qkv(usize),
+    /// `[hidden, heads head_dim]`
+    Wo(usize),
+    /// `[2 intermediate, hidden]`: Wgate, Wup stacked
+    GateUp(usize),
+    /// `[hidden, intermediate]`
+    Down(usize),
+    /// `[vocab, hidden]` (untied heads only)
+    LmHead,
+}
+
+impl GraphMatrix {
+    fn label(self) -> String {
+        match self {
+            GraphMatrix::Embedding => "token_embedding".into(),
+            GraphMatrix::Qkv(l) => format!("layers.{l}.wqkv"),
+            GraphMatrix::Wo(l) => format!("layers.{l}.wo"),
+            GraphMatrix::GateUp(l) => format!("layers.{l}.w_gate_up"),
+            GraphMatrix::Down(l) => format!("layers.{l}.w_down"),
+            GraphMatrix::LmHead => "lm_head".into(),
+        }
+    }
+
+    /// The canonical tensors stacked (by rows) into this matrix.
+    fn tensors(self) -> Vec<TensorName> {
+        use LayerTensor::*;
+        let lt = |l, ts: &[LayerTensor]| ts.iter().map(|&t| TensorName::Layer(l, t)).collect();
+        match self {
+            GraphMatrix::Embedding => vec![TensorName::TokenEmbedding],
+            GraphMatrix::Qkv(l) => lt(l, &[Wq, Wk, Wv]),
+            GraphMatrix::Wo(l) => lt(l, &[Wo]),
+            GraphMatrix::GateUp(l) => lt(l, &[WGate, WUp]),
+            GraphMatrix::Down(l) => lt(l, &[WDown]),
+            GraphMatrix::LmHead => vec![TensorName::LmHead],
+        }
+    }
+
+    /// A small number per matrix, for seeds.
+    fn index(self) -> u32 {
+        match self {
+            GraphMatrix::Embedding => 0,
+            GraphMatrix::LmHead => 1,
+            GraphMatrix::Qkv(l) => 2 + 4 * l as u32,
+            GraphMatrix::Wo(l) => 3 + 4 * l as u32,
+            GraphMatrix::GateUp(l) => 4 + 4 * l as u32,
+            GraphMatrix::Down(l) => 5 + 4 * l as u32,
+        }
+    }
+}
+
+/// Where the graph builder takes its weights from: a model file (uploaded from the host)
+/// or pseudo-random values made on the GPU.
+trait WeightProvider {
+    /// Where the weights come from, for messages.
+    fn name(&self) -> String;
+    /// Matrix `m`, `[rows, cols]`, stored as `format`.
+    fn matrix(
+        &mut self,
+        gpu: &GpuContext,
+        m: GraphMatrix,
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+    ) -> Result<WeightMatrix, ModelError>;
+    /// A vector of `n` values: norm weights and q/k/v biases.
+    fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError>;
+}
+
+/// The weights of a model file.
+struct FileWeights<'a>(&'a dyn WeightSource);
+
+impl WeightProvider for FileWeights<'_> {
+    fn name(&self) -> String {
+        self.0.path().to_string()
+    }
+
+    fn matrix(
+        &mut self,
+        gpu: &GpuContext,
+        m: GraphMatrix,
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+    ) -> Result<WeightMatrix, ModelError> {
+        let c = self.0.config();
+        let kv = c.num_kv_heads * c.head_dim;
+        // the stacked tensors' rows: q heads | k heads | v heads, and gate | up
+        let parts = match m {
+            GraphMatrix::Qkv(_) => vec![c.num_heads * c.head_dim, kv, kv],
+            GraphMatrix::GateUp(_) => vec![c.intermediate_size; 2],
+            _ => vec![rows],
+        };
+        debug_assert_eq!(parts.iter().sum::<usize>(), rows, "{m:?}");
+        let mut data = Vec::with_capacity(rows * cols);
+        for (name, n) in m.tensors().into_iter().zip(parts) {
+            data.extend(load(self.0, name, n * cols)?);
+        }
+        Ok(WeightMatrix::upload(
+            gpu,
+            &m.label(),
+            &data,
+            rows,
+            cols,
+            format,
+        )?)
+    }
+
+    fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError> {
+        load(self.0, name, n)
+    }
+}
+
+/// Pseudo-random weights made on the GPU: matrices uniform in ±1/sqrt(cols) (so every
+/// projection shrinks the activations' scale a little and nothing overflows), norm
+/// weights 1, biases 0.
+struct RandomWeights {
+    seed: u32,
+}
+
+impl WeightProvider for RandomWeights {
+    fn name(&self) -> String {
+        format!("synthetic(seed {})", self.seed)
+    }
+
+    fn matrix(
+        &mut self,
+        gpu: &GpuContext,
+        m: GraphMatrix,
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+    ) -> Result<WeightMatrix, ModelError> {
+        let seed = (self.seed ^ 0x5eed_5eed).wrapping_mul(0x2545_f491) ^ m.index();
+        Ok(WeightMatrix::random(
+            gpu,
+            &m.label(),
+            rows,
+            cols,
+            format,
+            seed,
+            1.0 / (cols as f32).sqrt(),
+        )?)
+    }
+
+    fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError> {
+        let norm = matches!(
+            name,
+            TensorName::FinalNorm
+                | TensorName::Layer(_, LayerTensor::AttnNorm | LayerTensor::FfnNorm)
+        );
+        Ok(vec![if norm { 1.0 } else { 0.0 }; n])
+    }
+}
+
 impl GpuModel {
     /// Uploads every weight of `src` and builds the kernels. `progress(done, total, what)`
     /// is called after each tensor.
@@ -122,12 +287,60 @@ impl GpuModel {
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
-        cfg.validate(src.path()).map_err(ModelError::Invalid)?;
+        Self::build(gpu, cfg, options, 1, &mut FileWeights(src), progress)
+    }
+
+    /// The same model graph as `load`, for `config`, with pseudo-random weights made on the
+    /// GPU (nothing is uploaded but the norm weights): matrices uniform in ±1/sqrt(in
+    /// features), norm weights 1, biases 0; the same for the same seed. The KV cache holds
+    /// `sequences` sequences of `options.context` positions each, side by side, for
+    /// [`decode_batch`](Self::decode_batch); `options.max_chunk` must be at least the
+    /// batch. Out-of-memory and other device errors while building come back as errors.
+    pub fn synthetic(
+        gpu: Arc<GpuContext>,
+        config: ModelConfig,
+        options: GpuModelOptions,
+        sequences: usize,
+        seed: u32,
+    ) -> Result<GpuModel, ModelError> {
+        let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let built = Self::build(
+            gpu.clone(),
+            config,
+            options,
+            sequences,
+            &mut RandomWeights { seed },
+            &mut |_, _, _| {},
+        );
+        let invalid = pollster::block_on(invalid.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = oom.or(invalid) {
+            return Err(ModelError::Gpu(GpuError::Other(format!(
+                "building a synthetic model: {e}"
+            ))));
+        }
+        let model = built?;
+        gpu.wait()?;
+        Ok(model)
+    }
+
+    /// Builds the graph (weights from `weights`, activations, KV cache for `sequences`
+    /// sequences, kernels).
+    fn build(
+        gpu: Arc<GpuContext>,
+        cfg: ModelConfig,
+        options: GpuModelOptions,
+        sequences: usize,
+        weights: &mut dyn WeightProvider,
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<GpuModel, ModelError> {
+        let source = weights.name();
+        cfg.validate(&source).map_err(ModelError::Invalid)?;
         if !cfg.head_dim.is_multiple_of(8) || cfg.head_dim > 256 {
             return Err(ModelError::Invalid(format!(
                 "{}: head_dim {} is not supported (multiples of 8 up to 256)",
-                src.path(),
-                cfg.head_dim
+                source, cfg.head_dim
             )));
         }
         if options.context == 0 || options.max_chunk == 0 || options.kv_block_size == 0 {
@@ -135,10 +348,17 @@ impl GpuModel {
                 "context, chunk size and KV block size must be > 0".into(),
             ));
         }
+        if sequences == 0 {
+            return Err(ModelError::Invalid(
+                "the KV cache must hold at least one sequence".into(),
+            ));
+        }
         let (h, inter, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
         let qkv_rows = (nh + 2 * nkv) * d;
         let c = options.max_chunk;
+        // rows that get logits in one step: one per sequence of a batched decode step
+        let out_rows = sequences.min(c).max(1);
         let f32b = 4u64;
         let total = 3 + cfg.num_layers;
         let mut done = 0;
@@ -157,8 +377,8 @@ impl GpuModel {
         let attn = gpu.storage("attn", (c * nh * d) as u64 * f32b)?;
         let gu = gpu.storage("gate_up", (c * 2 * inter) as u64 * f32b)?;
         let hbuf = gpu.storage("ffn_hidden", (c * inter) as u64 * f32b)?;
-        let x_last = gpu.storage("x_last", h as u64 * f32b)?;
-        let logits = gpu.storage("logits", cfg.vocab_size as u64 * f32b)?;
+        let x_last = gpu.storage("x_last", (out_rows * h) as u64 * f32b)?;
+        let logits = gpu.storage("logits", (out_rows * cfg.vocab_size) as u64 * f32b)?;
         let dummy = gpu.storage("no_bias", 16)?;
         let inv_freq = gpu.storage_init(
             "rope_inv_freq",
@@ -166,10 +386,7 @@ impl GpuModel {
         )?;
 
         let wf = options.weights;
-        let embed_data = load(src, TensorName::TokenEmbedding, cfg.vocab_size * h)?;
-        let embed =
-            WeightMatrix::upload(&gpu, "token_embedding", &embed_data, cfg.vocab_size, h, wf)?;
-        drop(embed_data);
+        let embed = weights.matrix(&gpu, GraphMatrix::Embedding, cfg.vocab_size, h, wf)?;
         done += 1;
         progress(done, total, "token_embedding");
         let mut weight_bytes = embed.bytes();
@@ -185,11 +402,15 @@ impl GpuModel {
             format: options.kv,
             latent: false,
         };
+        // sequence s owns blocks s * n_blocks .. (s + 1) * n_blocks of the pool
         let n_blocks = options.context.div_ceil(options.kv_block_size);
-        let pool = KvPool::new(&gpu, kv_layout, n_blocks)?;
+        let pool = KvPool::new(&gpu, kv_layout, sequences * n_blocks)?;
         let kv_cache_bytes = pool.bytes();
-        let block_table: Vec<u32> = (0..n_blocks as u32).collect();
-        let meta = gpu.storage("step_meta", ((4 * c + n_blocks + 4) * 4) as u64)?;
+        let block_tables: Vec<Vec<u32>> = (0..sequences)
+            .map(|s| ((s * n_blocks) as u32..((s + 1) * n_blocks) as u32).collect())
+            .collect();
+        let table_words = out_rows.max(1) * n_blocks;
+        let meta = gpu.storage("step_meta", ((4 * c + table_words + 4) * 4) as u64)?;
         let table_base = 4 * c as u32;
         let attention = Arc::new(AttentionScratch::new(
             &gpu,
@@ -203,56 +424,28 @@ impl GpuModel {
         )?);
         for l in 0..cfg.num_layers {
             let lt = |t| TensorName::Layer(l, t);
-            let norm = |t, what: &str| -> Result<wgpu::Buffer, ModelError> {
+            let mut norm = |t, what: &str| -> Result<wgpu::Buffer, ModelError> {
                 Ok(gpu.storage_init(
                     &format!("layers.{l}.{what}"),
-                    bytemuck::cast_slice(&load(src, lt(t), h)?),
+                    bytemuck::cast_slice(&weights.vector(lt(t), h)?),
                 )?)
             };
             let attn_norm = norm(LayerTensor::AttnNorm, "attn_norm")?;
             let ffn_norm = norm(LayerTensor::FfnNorm, "ffn_norm")?;
-            let mut wqkv = load(src, lt(LayerTensor::Wq), nh * d * h)?;
-            wqkv.extend(load(src, lt(LayerTensor::Wk), nkv * d * h)?);
-            wqkv.extend(load(src, lt(LayerTensor::Wv), nkv * d * h)?);
-            let wqkv =
-                WeightMatrix::upload(&gpu, &format!("layers.{l}.wqkv"), &wqkv, qkv_rows, h, wf)?;
+            let wqkv = weights.matrix(&gpu, GraphMatrix::Qkv(l), qkv_rows, h, wf)?;
             let bqkv = if cfg.attention_bias {
-                let mut b = load(src, lt(LayerTensor::Bq), nh * d)?;
-                b.extend(load(src, lt(LayerTensor::Bk), nkv * d)?);
-                b.extend(load(src, lt(LayerTensor::Bv), nkv * d)?);
+                let mut b = weights.vector(lt(LayerTensor::Bq), nh * d)?;
+                b.extend(weights.vector(lt(LayerTensor::Bk), nkv * d)?);
+                b.extend(weights.vector(lt(LayerTensor::Bv), nkv * d)?);
                 Some(gpu.storage_init(&format!("layers.{l}.bqkv"), bytemuck::cast_slice(&b))?)
             } else {
                 None
             };
-            let wo = WeightMatrix::upload(
-                &gpu,
-                &format!("layers.{l}.wo"),
-                &load(src, lt(LayerTensor::Wo), h * nh * d)?,
-                h,
-                nh * d,
-                wf,
-            )?;
-            let mut wgu = load(src, lt(LayerTensor::WGate), inter * h)?;
-            wgu.extend(load(src, lt(LayerTensor::WUp), inter * h)?);
-            let wgu = WeightMatrix::upload(
-                &gpu,
-                &format!("layers.{l}.w_gate_up"),
-                &wgu,
-                2 * inter,
-                h,
-                wf,
-            )?;
-            let wdown = WeightMatrix::upload(
-                &gpu,
-                &format!("layers.{l}.w_down"),
-                &load(src, lt(LayerTensor::WDown), h * inter)?,
-                h,
-                inter,
-                wf,
-            )?;
+            let wo = weights.matrix(&gpu, GraphMatrix::Wo(l), h, nh * d, wf)?;
+            let wgu = weights.matrix(&gpu, GraphMatrix::GateUp(l), 2 * inter, h, wf)?;
+            let wdown = weights.matrix(&gpu, GraphMatrix::Down(l), h, inter, wf)?;
             weight_bytes +=
                 wqkv.bytes() + wo.bytes() + wgu.bytes() + wdown.bytes() + 2 * h as u64 * f32b;
-
             let layer_pool = &pool.layers[l];
 
             let plain = MatmulMode::default();
@@ -331,7 +524,7 @@ impl GpuModel {
 
         let final_norm = gpu.storage_init(
             "final_norm",
-            bytemuck::cast_slice(&load(src, TensorName::FinalNorm, h)?),
+            bytemuck::cast_slice(&weights.vector(TensorName::FinalNorm, h)?),
         )?;
         done += 1;
         progress(done, total, "final_norm");
@@ -339,14 +532,7 @@ impl GpuModel {
         let lm_head = if cfg.tie_word_embeddings {
             &embed
         } else {
-            lm_head_owned = WeightMatrix::upload(
-                &gpu,
-                "lm_head",
-                &load(src, TensorName::LmHead, cfg.vocab_size * h)?,
-                cfg.vocab_size,
-                h,
-                wf,
-            )?;
+            lm_head_owned = weights.matrix(&gpu, GraphMatrix::LmHead, cfg.vocab_size, h, wf)?;
             weight_bytes += lm_head_owned.bytes();
             &lm_head_owned
         };
@@ -382,6 +568,7 @@ impl GpuModel {
         let readback = ReadbackBuffer::new(&gpu, "sampled", 4);
         let readback_ring =
             ReadbackBuffer::new(&gpu, "sampled_ring", 4 * MAX_STEPS_PER_READBACK as u64);
+        let batch_readback = ReadbackBuffer::new(&gpu, "sampled_batch", 4 * out_rows as u64);
         Ok(GpuModel {
             gpu,
             config: cfg,
@@ -393,11 +580,13 @@ impl GpuModel {
             head,
             meta,
             attention,
-            block_table,
+            block_tables,
+            sequences,
             kv_layout,
-            _pool: pool,
+            pool,
             readback,
             readback_ring,
+            batch_readback,
             weight_bytes,
             kv_cache_bytes,
         })
@@ -412,7 +601,21 @@ impl GpuModel {
         sampling: &SamplingParams,
         counter: u32,
     ) -> Result<u32, ModelError> {
-        let mut enc = self.encode_step(input, pos0, sampling, counter)?;
+        self.step_sequence(0, input, pos0, sampling, counter)
+    }
+
+    /// As [`step`](Self::step), for sequence `seq` of a model whose KV cache holds several
+    /// (see [`synthetic`](Self::synthetic)): prefills or extends that sequence's cache
+    /// alone. `step` is `step_sequence(0, ..)`.
+    pub fn step_sequence(
+        &self,
+        seq: usize,
+        input: StepInput<'_>,
+        pos0: usize,
+        sampling: &SamplingParams,
+        counter: u32,
+    ) -> Result<u32, ModelError> {
+        let mut enc = self.encode_step(seq, input, pos0, sampling, counter)?;
         self.readback.copy_from(&mut enc, &self.tokens, 4);
         self.gpu.queue.submit([enc.finish()]);
         let bytes = self.readback.read(&self.gpu, 4)?;
@@ -435,8 +638,13 @@ impl GpuModel {
             )));
         }
         for i in 0..count {
-            let mut enc =
-                self.encode_step(StepInput::Sampled, pos0 + i, sampling, counter0 + i as u32)?;
+            let mut enc = self.encode_step(
+                0,
+                StepInput::Sampled,
+                pos0 + i,
+                sampling,
+                counter0 + i as u32,
+            )?;
             enc.copy_buffer_to_buffer(
                 &self.tokens,
                 0,
@@ -451,14 +659,245 @@ impl GpuModel {
         Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
     }
 
-    /// Checks the input, writes the step parameters and records one forward pass.
+    /// Sequences the KV cache holds side by side (the largest batch of `decode_batch`).
+    pub fn sequences(&self) -> usize {
+        self.sequences
+    }
+
+    /// The largest batch one `decode_batch` step takes: the sequences, at most the chunk.
+    pub fn max_batch(&self) -> usize {
+        self.sequences.min(self.options.max_chunk)
+    }
+
+    /// One decode step of `contexts.len()` sequences at once (B token rows in one forward
+    /// pass, every weight read once for all of them): row i is the next token of sequence
+    /// i, whose KV cache already holds `contexts[i]` positions; its key and value are
+    /// appended at position `contexts[i]` and it attends over `contexts[i] + 1` positions.
+    /// `input` is either the B token ids, or `StepInput::Sampled`: the ids the previous
+    /// batched step sampled (rows 0..B of the token buffer; after a single-sequence step
+    /// only row 0 holds one). Returns the B sampled ids (row i with sampling counter
+    /// `counter`, seeded per row).
+    pub fn decode_batch(
+        &self,
+        input: StepInput<'_>,
+        contexts: &[usize],
+        sampling: &SamplingParams,
+        counter: u32,
+    ) -> Result<Vec<u32>, ModelError> {
+        let shape = self.prepare_decode_batch(input, contexts, sampling, counter)?;
+        let mut enc = self.encode_prepared(&shape);
+        let bytes = 4 * contexts.len() as u64;
+        self.batch_readback.copy_from(&mut enc, &self.tokens, bytes);
+        self.gpu.queue.submit([enc.finish()]);
+        let bytes = self.batch_readback.read(&self.gpu, bytes)?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
+    }
+
+    /// Checks a batched decode step (see [`decode_batch`](Self::decode_batch)) and writes
+    /// its parameters, token ids, query rows and block tables to the GPU, without
+    /// recording anything; returns the shape to record it with
+    /// ([`record_step`](Self::record_step)). The written state stays until the next
+    /// step is prepared, so the same step can be recorded and submitted again (benchmarks
+    /// do: each run appends the same positions again and samples into the same rows).
+    pub fn prepare_decode_batch(
+        &self,
+        input: StepInput<'_>,
+        contexts: &[usize],
+        sampling: &SamplingParams,
+        counter: u32,
+    ) -> Result<StepShape, ModelError> {
+        let b = contexts.len();
+        if b == 0 || b > self.sequences {
+            return Err(ModelError::Invalid(format!(
+                "a batched decode step takes 1..={} sequences (the KV cache holds {}), got {b}",
+                self.sequences, self.sequences
+            )));
+        }
+        if b > self.options.max_chunk {
+            return Err(ModelError::Invalid(format!(
+                "a batch of {b} is over the {} token rows of one forward pass (max_chunk)",
+                self.options.max_chunk
+            )));
+        }
+        if let Some((i, &n)) = contexts
+            .iter()
+            .enumerate()
+            .find(|(_, &n)| n >= self.options.context)
+        {
+            return Err(ModelError::Invalid(format!(
+                "sequence {i}: position {n} is past the context of {} tokens",
+                self.options.context
+            )));
+        }
+        match input {
+            StepInput::Tokens(ids) => {
+                if ids.len() != b {
+                    return Err(ModelError::Invalid(format!(
+                        "a batched decode step of {b} sequences takes {b} token ids, got {}",
+                        ids.len()
+                    )));
+                }
+                self.write_tokens(ids)?;
+            }
+            StepInput::Sampled => {}
+        }
+        let params = StepParams {
+            n_tokens: b as u32,
+            pos0: 0,
+            out_row0: 0,
+            n_out_rows: b as u32,
+            temperature: sampling.temperature,
+            top_k: sampling.top_k,
+            top_p: sampling.top_p,
+            seed: sampling.seed,
+            counter,
+            _pad: [0; 3],
+        };
+        let rows: Vec<QueryRow> = contexts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| QueryRow {
+                context_len: n as u32 + 1,
+                table: &self.block_tables[i],
+                q_row: i as u32,
+                out_row: i as u32,
+            })
+            .collect();
+        let max_context = self.write_step(&params, &rows);
+        Ok(StepShape {
+            n_tokens: b as u32,
+            pos0: 0,
+            n_out_rows: b as u32,
+            max_context,
+        })
+    }
+
+    /// Records every kernel of a prepared step into `pass` (e.g. a pass that
+    /// `gpu::timing::GpuTimer` times). The step must have been prepared last.
+    pub fn record_step(&self, pass: &mut wgpu::ComputePass<'_>, shape: &StepShape) {
+        for op in self.layers.iter().chain(self.head.iter()) {
+            op.record(pass, shape);
+        }
+    }
+
+    /// Fills the whole KV cache, every sequence's blocks, with pseudo-random values
+    /// uniform in ±1 made on the GPU (benchmarks: a cache that holds data, without
+    /// prefilling). Submits without waiting.
+    pub fn fill_kv_random(&self, seed: u32) -> Result<(), ModelError> {
+        let format = self.kv_layout.format;
+        let eb = format.bytes_per_element() as u64;
+        for (l, layer) in self.pool.layers.iter().enumerate() {
+            for (i, buf) in layer.k.iter().chain(layer.v.iter()).enumerate() {
+                // whole words: an even number of f16 values
+                let values = (buf.size() / eb) & !1;
+                let s = seed ^ ((4 * l + i) as u32 + 1).wrapping_mul(0x9e37_79b9);
+                crate::gpu::fill::fill_random(&self.gpu, buf, format, values, s, 1.0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The logits of rows 0..rows of the last step (a batched step has one row per
+    /// sequence; other steps one row).
+    pub fn logits_rows(&self, rows: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        let most = self.max_batch().max(1);
+        if rows == 0 || rows > most {
+            return Err(ModelError::Invalid(format!(
+                "the logits buffer holds 1..={most} rows, asked for {rows}"
+            )));
+        }
+        let v = self.config.vocab_size;
+        let all = self.gpu.read_f32(&self.logits, rows * v)?;
+        Ok(all.chunks(v).map(<[f32]>::to_vec).collect())
+    }
+
+    /// What one batched decode step over these contexts reads, writes and computes
+    /// (`contexts` as for `decode_batch`): every op at B rows, attention for each row
+    /// over its own context (as if split for one query at a time, which only changes the
+    /// small split-partials term).
+    pub fn batch_step_cost(&self, contexts: &[usize]) -> Cost {
+        let b = contexts.len() as u32;
+        let shape = StepShape {
+            n_tokens: b,
+            pos0: 0,
+            n_out_rows: b,
+            max_context: contexts.iter().map(|&n| n as u32 + 1).max().unwrap_or(0),
+        };
+        self.layers
+            .iter()
+            .chain(self.head.iter())
+            .fold(Cost::default(), |acc, op| {
+                if op.name() == "attention" {
+                    contexts.iter().fold(acc, |acc, &n| {
+                        acc + op.cost(&StepShape::single(1, n as u32))
+                    })
+                } else {
+                    acc + op.cost(&shape)
+                }
+            })
+    }
+
+    fn write_tokens(&self, ids: &[u32]) -> Result<(), ModelError> {
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        self.gpu
+            .queue
+            .write_buffer(&self.tokens, 0, bytemuck::cast_slice(ids));
+        Ok(())
+    }
+
+    /// Writes the step parameters, the query rows and block tables, and the attention's
+    /// parameters; returns the longest context.
+    fn write_step(&self, params: &StepParams, rows: &[QueryRow<'_>]) -> u32 {
+        self.gpu
+            .queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(params));
+        let meta = StepMeta::new(rows, self.options.max_chunk);
+        self.gpu
+            .queue
+            .write_buffer(&self.meta, 0, bytemuck::cast_slice(&meta.words));
+        self.attention.prepare(&self.gpu, &meta);
+        meta.max_context
+    }
+
+    /// An encoder holding one compute pass with the prepared step recorded.
+    fn encode_prepared(&self, shape: &StepShape) -> wgpu::CommandEncoder {
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            self.record_step(&mut pass, shape);
+        }
+        enc
+    }
+
+    /// Checks the input, writes the step parameters and records one forward pass of
+    /// sequence `seq`.
     fn encode_step(
         &self,
+        seq: usize,
         input: StepInput<'_>,
         pos0: usize,
         sampling: &SamplingParams,
         counter: u32,
     ) -> Result<wgpu::CommandEncoder, ModelError> {
+        if seq >= self.sequences {
+            return Err(ModelError::Invalid(format!(
+                "sequence {seq} is not in the KV cache (it holds {})",
+                self.sequences
+            )));
+        }
         let n_tokens = match input {
             StepInput::Tokens(ids) => ids.len(),
             StepInput::Sampled => 1,
@@ -477,15 +916,7 @@ impl GpuModel {
             )));
         }
         if let StepInput::Tokens(ids) = input {
-            if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-                return Err(ModelError::Invalid(format!(
-                    "token id {bad} is outside the vocabulary of {}",
-                    self.config.vocab_size
-                )));
-            }
-            self.gpu
-                .queue
-                .write_buffer(&self.tokens, 0, bytemuck::cast_slice(ids));
+            self.write_tokens(ids)?;
         }
         let params = StepParams {
             n_tokens: n_tokens as u32,
@@ -499,39 +930,18 @@ impl GpuModel {
             counter,
             _pad: [0; 3],
         };
-        self.gpu
-            .queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
         let shape = StepShape::single(n_tokens as u32, pos0 as u32);
+        let table = &self.block_tables[seq];
         let rows: Vec<QueryRow> = (0..n_tokens as u32)
             .map(|t| QueryRow {
                 context_len: pos0 as u32 + t + 1,
-                table: &self.block_table,
+                table,
                 q_row: t,
                 out_row: t,
             })
             .collect();
-        let meta = StepMeta::new(&rows, self.options.max_chunk);
-        self.gpu
-            .queue
-            .write_buffer(&self.meta, 0, bytemuck::cast_slice(&meta.words));
-        self.attention.prepare(&self.gpu, &meta);
-        let mut enc = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("step"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            for op in self.layers.iter().chain(self.head.iter()) {
-                op.record(&mut pass, &shape);
-            }
-        }
-        Ok(enc)
+        self.write_step(&params, &rows);
+        Ok(self.encode_prepared(&shape))
     }
 
     /// The logits of the last step's last row (for tests and inspection).

@@ -90,6 +90,79 @@ impl WeightMatrix {
         })
     }
 
+    /// A `[rows, cols]` matrix of pseudo-random values uniform in [-scale, scale), made on
+    /// the GPU (`gpu::fill::fill_random`) instead of uploaded: synthetic models for
+    /// benchmarks. Split into parts by rows exactly as `upload` splits; each part is filled
+    /// with its own seed derived from `seed`, so the same seed gives the same matrix on the
+    /// same adapter limits. Submits the fills and returns without waiting.
+    pub fn random(
+        gpu: &GpuContext,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+        seed: u32,
+        scale: f32,
+    ) -> Result<Self, GpuError> {
+        Self::random_split(gpu, label, rows, cols, format, seed, scale, usize::MAX)
+    }
+
+    /// As `random`, with at most `max_part_rows` rows in each part.
+    #[allow(clippy::too_many_arguments)]
+    pub fn random_split(
+        gpu: &GpuContext,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+        seed: u32,
+        scale: f32,
+        max_part_rows: usize,
+    ) -> Result<Self, GpuError> {
+        if !cols.is_multiple_of(8) {
+            return Err(GpuError::Other(format!(
+                "{label}: inner dimension {cols} is not a multiple of 8"
+            )));
+        }
+        let row_bytes = (cols * format.bytes_per_element()) as u64;
+        let max_rows = ((gpu.max_binding() / row_bytes) as usize).min(max_part_rows);
+        if max_rows == 0 {
+            return Err(GpuError::OverLimit {
+                what: format!("one row of {label}"),
+                bytes: row_bytes,
+                limit: gpu.max_binding(),
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = max_rows.min(rows - row0);
+            let buffer = gpu.storage(&format!("{label}[{row0}..]"), n as u64 * row_bytes)?;
+            let part_seed = seed ^ (parts.len() as u32 + 1).wrapping_mul(0x9e37_79b9);
+            crate::gpu::fill::fill_random(
+                gpu,
+                &buffer,
+                format,
+                (n * cols) as u64,
+                part_seed,
+                scale,
+            )?;
+            parts.push(WeightPart {
+                buffer,
+                row0,
+                rows: n,
+            });
+            row0 += n;
+        }
+        Ok(WeightMatrix {
+            rows,
+            cols,
+            format,
+            parts,
+        })
+    }
+
     pub fn bytes(&self) -> u64 {
         (self.rows * self.cols * self.format.bytes_per_element()) as u64
     }
