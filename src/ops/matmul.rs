@@ -54,6 +54,23 @@ impl WeightMatrix {
             rows * cols,
             "{label}: data does not match its shape"
         );
+        Self::in_parts(gpu, label, rows, cols, format, max_part_rows, |row0, n| {
+            let bytes = format.encode(&data[row0 * cols..(row0 + n) * cols]);
+            gpu.storage_init(&format!("{label}[{row0}..]"), &bytes)
+        })
+    }
+
+    /// Splits `rows` into parts that each fit one binding (and `max_part_rows`), making
+    /// each part's buffer with `make(row0, rows)`.
+    fn in_parts(
+        gpu: &GpuContext,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        format: StorageFormat,
+        max_part_rows: usize,
+        mut make: impl FnMut(usize, usize) -> Result<wgpu::Buffer, GpuError>,
+    ) -> Result<Self, GpuError> {
         if !cols.is_multiple_of(8) {
             return Err(GpuError::Other(format!(
                 "{label}: inner dimension {cols} is not a multiple of 8"
@@ -73,10 +90,8 @@ impl WeightMatrix {
         let mut row0 = 0;
         while row0 < rows {
             let n = max_rows.min(rows - row0);
-            let bytes = format.encode(&data[row0 * cols..(row0 + n) * cols]);
-            let buffer = gpu.storage_init(&format!("{label}[{row0}..]"), &bytes)?;
             parts.push(WeightPart {
-                buffer,
+                buffer: make(row0, n)?,
                 row0,
                 rows: n,
             });
@@ -119,47 +134,15 @@ impl WeightMatrix {
         scale: f32,
         max_part_rows: usize,
     ) -> Result<Self, GpuError> {
-        if !cols.is_multiple_of(8) {
-            return Err(GpuError::Other(format!(
-                "{label}: inner dimension {cols} is not a multiple of 8"
-            )));
-        }
         let row_bytes = (cols * format.bytes_per_element()) as u64;
-        let max_rows = ((gpu.max_binding() / row_bytes) as usize).min(max_part_rows);
-        if max_rows == 0 {
-            return Err(GpuError::OverLimit {
-                what: format!("one row of {label}"),
-                bytes: row_bytes,
-                limit: gpu.max_binding(),
-                limit_name: "max_storage_buffer_binding_size",
-            });
-        }
-        let mut parts = Vec::new();
-        let mut row0 = 0;
-        while row0 < rows {
-            let n = max_rows.min(rows - row0);
+        let mut index = 0u32;
+        Self::in_parts(gpu, label, rows, cols, format, max_part_rows, |row0, n| {
             let buffer = gpu.storage(&format!("{label}[{row0}..]"), n as u64 * row_bytes)?;
-            let part_seed = seed ^ (parts.len() as u32 + 1).wrapping_mul(0x9e37_79b9);
-            crate::gpu::fill::fill_random(
-                gpu,
-                &buffer,
-                format,
-                (n * cols) as u64,
-                part_seed,
-                scale,
-            )?;
-            parts.push(WeightPart {
-                buffer,
-                row0,
-                rows: n,
-            });
-            row0 += n;
-        }
-        Ok(WeightMatrix {
-            rows,
-            cols,
-            format,
-            parts,
+            index += 1;
+            let part_seed = seed ^ index.wrapping_mul(0x9e37_79b9);
+            let values = (n * cols) as u64;
+            crate::gpu::fill::fill_random(gpu, &buffer, format, values, part_seed, scale)?;
+            Ok(buffer)
         })
     }
 
