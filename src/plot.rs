@@ -1243,8 +1243,10 @@ mod tests {
             true,
             false,
             vec![
-                Series::solid("flat", flat),
+                // dashed first: a dashed series right after a solid one
+                // would share that series' colour
                 Series::dashed("high", high),
+                Series::solid("flat", flat),
                 Series::solid("low", low),
             ],
         );
@@ -1253,22 +1255,25 @@ mod tests {
         std::fs::remove_file(&path).ok();
         assert_eq!((img.0, img.1), (640, 480));
 
-        // Rows holding many pixels of series 0's colour.
-        let c0 = series_color(0);
+        // Rows holding many pixels of the flat line's colour.
+        let c0 = series_color(1);
         let rows: Vec<u32> = (0..480)
             .filter(|&y| count_color(&img, c0, 0..640, y..y + 1) > 200)
             .collect();
-        assert!(!rows.is_empty(), "no horizontal line of series 0 found");
-        let c1 = series_color(1);
+        assert!(
+            !rows.is_empty(),
+            "no horizontal line of the flat series found"
+        );
+        let c1 = series_color(0);
         let rows1: Vec<u32> = (0..480)
             .filter(|&y| count_color(&img, c1, 0..640, y..y + 1) > 100)
             .collect();
-        assert!(!rows1.is_empty(), "no dashed line of series 1 found");
+        assert!(!rows1.is_empty(), "no dashed line of the high series found");
         let c2 = series_color(2);
         let rows2: Vec<u32> = (0..480)
             .filter(|&y| count_color(&img, c2, 0..640, y..y + 1) > 200)
             .collect();
-        assert!(!rows2.is_empty(), "no line of series 2 found");
+        assert!(!rows2.is_empty(), "no line of the low series found");
         // Order on screen: high (y=10) above flat (y=5) above low (y=0.5).
         let mid = |r: &[u32]| r.iter().sum::<u32>() / r.len() as u32;
         let (y_high, y_flat, y_low) = (mid(&rows1), mid(&rows), mid(&rows2));
@@ -1299,6 +1304,43 @@ mod tests {
         );
         // The image background is white and the top-left corner is empty.
         assert_eq!(&img.2[0..3], &[255, 255, 255]);
+    }
+
+    #[test]
+    fn plot_prediction_shares_its_measured_series_colour() {
+        // A dashed series right after a solid one is drawn in the solid
+        // series' colour; the next solid series takes the next colour.
+        let path = temp_png("shared");
+        let xs: Vec<f64> = (0..=8).map(f64::from).collect();
+        let at = |y: f64| xs.iter().map(|&x| (x, y)).collect::<Vec<_>>();
+        let p = panel(
+            false,
+            false,
+            vec![
+                Series::solid("measured", at(8.0)),
+                Series::dashed("predicted", at(2.0)),
+                Series::solid("other", at(5.0)),
+            ],
+        );
+        write_png(&path, 640, 480, "", &[p]).unwrap();
+        let img = decode(&path);
+        std::fs::remove_file(&path).ok();
+        let rows_with = |c: [u8; 3], min: usize| -> Vec<u32> {
+            (0..480)
+                .filter(|&y| count_color(&img, c, 0..640, y..y + 1) > min)
+                .collect()
+        };
+        // Colour 0 marks two separate lines (measured high, predicted low).
+        let rows0 = rows_with(series_color(0), 100);
+        assert!(
+            rows0.last().unwrap_or(&0) - rows0.first().unwrap_or(&0) > 100,
+            "expected colour 0 on two lines far apart: {rows0:?}"
+        );
+        // Colour 1 is the third series, between them; colour 2 is unused.
+        let rows1 = rows_with(series_color(1), 200);
+        assert!(!rows1.is_empty(), "no line in colour 1");
+        assert!(rows0[0] < rows1[0] && rows1[0] < *rows0.last().unwrap());
+        assert_eq!(count_color(&img, series_color(2), 0..640, 0..480), 0);
     }
 
     #[test]

@@ -364,8 +364,19 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
     let g = gpu();
     let mut r = rng();
     // (heads, rank, rope dim, nope dim, value dim, block, format, lens, split target)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        StorageFormat,
+        &'static [usize],
+        usize,
+    );
     #[rustfmt::skip]
-    let cases: [(usize, usize, usize, usize, usize, usize, StorageFormat, &[usize], usize); 3] = [
+    let cases: [Case; 3] = [
         (8, 64, 16, 32, 32, 16, StorageFormat::F32, &[50, 130], 1),
         (16, 128, 32, 48, 40, 16, StorageFormat::F16, &[257, 9, 64], 24),
         // 40 heads: two head blocks of 20 on the one latent head
@@ -408,8 +419,8 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
                     .collect();
                 let mut keys = Vec::new();
                 let mut values = Vec::new();
-                for p in 0..len {
-                    let c = &cache[i][p][0];
+                for position in cache[i].iter().take(len) {
+                    let c = &position[0];
                     let mut k: Vec<f64> = (0..dn)
                         .map(|j| {
                             (0..rank)

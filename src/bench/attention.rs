@@ -310,17 +310,29 @@ fn setup(
     })
 }
 
-/// Measures one variant at one (batch, context).
+/// One measured shape: a variant at one (batch, context).
+pub struct Shape<'a> {
+    pub variant: &'a Variant,
+    pub batch: usize,
+    pub context: usize,
+    pub block_size: usize,
+}
+
+/// Measures one shape, `runs` timed runs; `copy_gbps` is the probed
+/// copy bandwidth the result is compared with.
 pub fn measure(
     gpu: &GpuContext,
     timer: &GpuTimer,
-    v: &Variant,
-    batch: usize,
-    context: usize,
-    block_size: usize,
+    shape: &Shape,
     runs: usize,
     copy_gbps: f64,
 ) -> Result<AttentionResult, BenchError> {
+    let &Shape {
+        variant: v,
+        batch,
+        context,
+        block_size,
+    } = shape;
     let s = setup(gpu, v, batch, context, block_size)?;
     let split: Split = s.scratch.prepare(gpu, &s.meta);
     gpu.wait()?;
@@ -452,21 +464,31 @@ pub fn run(a: &BenchAttentionArgs) -> Result<(), BenchError> {
                     ));
                     continue;
                 }
-                match measure(&gpu, &timer, v, b, n, a.block_size, a.runs, copy_gbps) {
+                let shape = Shape {
+                    variant: v,
+                    batch: b,
+                    context: n,
+                    block_size: a.block_size,
+                };
+                match measure(&gpu, &timer, &shape, a.runs, copy_gbps) {
                     Ok(r) => {
-                        let mha = results.iter().find(|m: &&AttentionResult| {
-                            m.variant == "mha"
-                                && (m.batch, m.context) == (b, n)
-                                && (v.mla.is_some() || m.head_dim == v.head_dim)
-                        });
-                        let (x, ratio) = mha.map_or((f64::NAN, f64::NAN), |m| {
-                            (
-                                m.median_us / r.median_us,
-                                m.kv_bytes as f64 / r.kv_bytes as f64,
-                            )
-                        });
+                        // MHA rows compare with themselves (1.00); a variant
+                        // without a measured MHA row shows a dash
+                        let base = if r.variant == "mha" {
+                            Some(&r)
+                        } else {
+                            results.iter().find(|m: &&AttentionResult| {
+                                m.variant == "mha"
+                                    && (m.batch, m.context) == (b, n)
+                                    && (v.mla.is_some() || m.head_dim == v.head_dim)
+                            })
+                        };
+                        let ratio_cell =
+                            |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+                        let x = ratio_cell(base.map(|m| m.median_us / r.median_us));
+                        let ratio = ratio_cell(base.map(|m| m.kv_bytes as f64 / r.kv_bytes as f64));
                         println!(
-                            "{:<5} {:>4} {:>5} {:>4} {:>6} {:>6.0} {:>10.1} {:>10.1} {:>10.1} {:>7.1}% {:>6.2} {:>9.2} {:>8.2}",
+                            "{:<5} {:>4} {:>5} {:>4} {:>6} {:>6.0} {:>10.1} {:>10.1} {:>10.1} {:>7.1}% {:>6} {:>9} {:>8.2}",
                             r.variant,
                             r.key_dim,
                             b,
