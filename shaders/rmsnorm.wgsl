@@ -1,4 +1,5 @@
-// y[r, :] = x[row0 + r, :] * rsqrt(mean(x^2) + eps) * weight. One workgroup per row.
+// y[r, :] = x[src, :] * rsqrt(mean(x^2) + eps) * weight. One workgroup per row; src = r,
+// or for the logits rows the activation row out_rows[r] names.
 //!COMMON
 struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, _pad: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
@@ -6,6 +7,7 @@ struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, _pad: u32 }
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> out_rows: array<OutRow>;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;
@@ -16,7 +18,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var src_row = r;
     var n_rows = step.n_tokens;
     if (dims.rows_from_logits != 0u) {
-        src_row = step.out_row0 + r;
+        src_row = out_rows[min(r, arrayLength(&out_rows) - 1u)].src_row;
         n_rows = step.n_out_rows;
     }
     if (r >= n_rows) { return; }

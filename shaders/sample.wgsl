@@ -1,7 +1,8 @@
 // Sampling on the GPU, one workgroup per logits row, so a step reads back only token ids.
 // temperature 0 (or top_k 1) is greedy: the largest logit, lowest index on ties.
 // Otherwise softmax(logits / T) restricted to the top-k, then to the smallest top set whose
-// mass reaches top_p, sampled with a counter-based RNG seeded by (seed, counter, row).
+// mass reaches top_p, sampled with a counter-based RNG seeded by the row's (seed, counter),
+// so a sequence draws the same numbers whichever row of a batch it sits in.
 // Thresholds are found by binary search on an order-preserving u32 key of each logit.
 //!COMMON
 struct Dims { vocab: u32, _p0: u32, _p1: u32, _p2: u32 }
@@ -9,6 +10,7 @@ struct Dims { vocab: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(1) var<uniform> dims: Dims;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+@group(0) @binding(4) var<storage, read> out_rows: array<OutRow>;
 
 const WG: u32 = 256u;
 var<workgroup> red_f: array<f32, WG>;
@@ -56,6 +58,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let lid = lid3.x;
     let row = wid.x;
     if (row >= step.n_out_rows) { return; }
+    let o = out_rows[row];
     let base = row * dims.vocab;
     let n = dims.vocab;
 
@@ -83,15 +86,15 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let max_v = red_f[0];
     let arg = red_u[0];
     workgroupBarrier();
-    if (step.temperature <= 0.0 || step.top_k == 1u) {
+    if (o.temperature <= 0.0 || o.top_k == 1u) {
         if (lid == 0u) { tokens[row] = arg; }
         return;
     }
-    let inv_t = 1.0 / step.temperature;
+    let inv_t = 1.0 / o.temperature;
 
     // top-k: the largest key threshold that keeps at least k logits
     var thr = 0u;
-    if (step.top_k > 0u && step.top_k < n) {
+    if (o.top_k > 0u && o.top_k < n) {
         var lo = 0u;
         var hi = key_of(max_v);
         loop {
@@ -101,18 +104,18 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             for (var i = lid; i < n; i += WG) {
                 if (key_of(logits[base + i]) >= mid) { c += 1u; }
             }
-            if (sum_u(lid, c) >= step.top_k) { lo = mid; } else { hi = mid - 1u; }
+            if (sum_u(lid, c) >= o.top_k) { lo = mid; } else { hi = mid - 1u; }
         }
         thr = lo;
     }
     // top-p: the largest threshold (>= thr) whose kept mass reaches top_p of the top-k mass
-    if (step.top_p < 1.0) {
+    if (o.top_p < 1.0) {
         var z = 0.0;
         for (var i = lid; i < n; i += WG) {
             let v = logits[base + i];
             if (key_of(v) >= thr) { z += exp((v - max_v) * inv_t); }
         }
-        let goal = sum_f(lid, z) * step.top_p;
+        let goal = sum_f(lid, z) * o.top_p;
         var lo = thr;
         var hi = key_of(max_v);
         loop {
@@ -158,7 +161,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     workgroupBarrier();
     let total = red_f[0];
     let last_chunk = red_u[0];
-    let r = pcg(pcg(step.seed ^ pcg(step.counter)) ^ (row * 0x9e3779b9u));
+    let r = pcg(pcg(o.seed ^ pcg(o.counter)));
     let u = f32(r >> 8u) * (1.0 / 16777216.0) * total;
     let lo_p = prefix[lid];
     let owner = (part > 0.0 && u >= lo_p && u < lo_p + part) || (lid == last_chunk && u >= lo_p + part);

@@ -7,4 +7,5 @@ pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod plot;
+pub mod serve;
 pub mod tokenizer;

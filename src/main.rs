@@ -32,6 +32,9 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Serve an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,
+    /// /v1/models, /health, /metrics) with continuous batching and prefix caching.
+    Serve(ServeArgs),
     /// Print a model's config, tensors, dtypes, bytes and KV bytes per token.
     Inspect {
         /// a GGUF file or a Hugging Face directory
@@ -49,6 +52,9 @@ enum BenchCommand {
     /// One whole decode step of a synthetic model (random weights made on the GPU), with
     /// the predicted (weights + KV bytes) / bandwidth beside the measurement.
     DecodeStep(headroom::bench::decode_step::DecodeStepArgs),
+    /// The serving engine in-process: aggregate decode tokens/s at several concurrencies,
+    /// and time to first token with and without a prefix-cache hit.
+    Serve(headroom::bench::serve::BenchServeArgs),
 }
 
 #[derive(Args)]
@@ -101,6 +107,30 @@ struct ModelArgs {
     /// how the KV cache is stored on the GPU
     #[arg(long, value_enum, default_value = "f16")]
     kv: Precision,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// bytes of GPU memory for the KV pool (suffixes K, M, G, e.g. 2G) [default: room for
+    /// --max-running sequences at full context, at most a quarter of what the adapter's
+    /// bindings allow and at most 4G]
+    #[arg(long, value_parser = headroom::serve::load::parse_bytes)]
+    kv_memory: Option<u64>,
+    /// most sequences decoding at once
+    #[arg(long, default_value_t = 64)]
+    max_running: usize,
+    /// token rows per forward pass: prompts are prefilled in chunks of at most this
+    #[arg(long, default_value_t = 256)]
+    max_chunk: usize,
+    /// do not reuse the KV of repeated prompt prefixes
+    #[arg(long)]
+    no_prefix_cache: bool,
 }
 
 #[derive(Args, Clone)]
@@ -162,6 +192,10 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::DecodeStep(a),
         } => headroom::bench::decode_step::run(&a).map_err(Into::into),
+        Command::Bench {
+            what: BenchCommand::Serve(a),
+        } => headroom::bench::serve::run(&a).map_err(Into::into),
+        Command::Serve(a) => run_serve(a),
         Command::Inspect { path } => run_inspect(path),
     };
     match result {
@@ -248,6 +282,77 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     Ok(Session {
         model,
         tokenizer: files.tokenizer,
+    })
+}
+
+fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
+    use headroom::serve::engine::EngineOptions;
+    use headroom::serve::load::{open_engine, ServeOptions};
+    let path = a
+        .model
+        .model
+        .clone()
+        .unwrap_or_else(engine::default_model_path);
+    if !path.exists() {
+        return Err(format!(
+            "no model at {} — fetch the default one with scripts/fetch-model.sh, or pass --model PATH",
+            path.display()
+        )
+        .into());
+    }
+    let cfg = engine::open(&path)?.weights.config().clone();
+    let context = a
+        .model
+        .context
+        .unwrap_or(cfg.max_position_embeddings.clamp(1, 8192));
+    let model_id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "headroom".into());
+    let options = ServeOptions {
+        model: path.clone(),
+        adapter: a.model.adapter.clone(),
+        gpu: GpuModelOptions {
+            weights: a.model.weights.into(),
+            kv: a.model.kv.into(),
+            context,
+            max_chunk: a.max_chunk.max(1),
+            ..Default::default()
+        },
+        kv_memory: a.kv_memory,
+        engine: EngineOptions {
+            model_id: model_id.clone(),
+            max_running: a.max_running.max(1),
+            prefix_caching: !a.no_prefix_cache,
+            ..Default::default()
+        },
+    };
+    eprintln!("loading {} ...", path.display());
+    let engine = open_engine(&options)?;
+    let m = headroom::serve::api::Backend::metrics(&engine);
+    eprintln!(
+        "model {model_id}: context {context}, KV pool {} blocks x {} tokens = {} tokens ({:.0} MiB, {} bytes per token), up to {} sequences at once",
+        m.kv_blocks_total,
+        m.kv_block_size,
+        m.kv_blocks_total * m.kv_block_size,
+        (m.kv_blocks_total * m.kv_block_size) as f64 * m.kv_bytes_per_token as f64 / 1048576.0,
+        m.kv_bytes_per_token,
+        a.max_running
+    );
+    let backend: std::sync::Arc<dyn headroom::serve::api::Backend> = std::sync::Arc::new(engine);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", a.host, a.port))?;
+        eprintln!(
+            "listening on http://{} (OpenAI API at /v1, metrics at /metrics)",
+            listener.local_addr()?
+        );
+        headroom::serve::http::serve(backend, listener).await?;
+        Ok::<(), AnyError>(())
     })
 }
 

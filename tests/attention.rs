@@ -144,11 +144,13 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
 /// Aims split-K at `target` workgroups. Odd targets also leave only the workgroup memory
 /// of the largest fixed scratch (32 heads x 64-position tiles, 9104 bytes), so grouped
 /// heads read their queries from global memory; even targets stage them when they fit.
+/// Targets divisible by 3 allow splits as short as one tile.
 fn tuning(g: &GpuContext, target: usize) -> AttentionTuning {
     let memory = g.limits.max_compute_workgroup_storage_size as usize;
     AttentionTuning {
         target_workgroups: target,
         workgroup_memory: if target % 2 == 1 { 9104 } else { memory },
+        min_chunk: target.is_multiple_of(3).then_some(1),
     }
 }
 

@@ -6,10 +6,10 @@ use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
 use headroom::ops::embed::Embed;
 use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
-use headroom::ops::rmsnorm::RmsNorm;
+use headroom::ops::rmsnorm::{NormRows, RmsNorm};
 use headroom::ops::rope_kv::RopeKvAppend;
-use headroom::ops::sample::Sample;
-use headroom::ops::{Op, StepParams, StepShape};
+use headroom::ops::sample::{Sample, SamplingParams};
+use headroom::ops::{Op, OutRow, StepParams, StepShape};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::{Arc, OnceLock};
@@ -84,11 +84,19 @@ fn params(n_tokens: u32, pos0: u32, n_out_rows: u32) -> StepParams {
     StepParams {
         n_tokens,
         pos0,
-        out_row0: n_tokens.saturating_sub(n_out_rows),
         n_out_rows,
-        top_p: 1.0,
-        ..Default::default()
+        _pad: 0,
     }
+}
+
+/// A buffer of logits rows with these source rows, all greedy.
+fn out_rows_buffer(g: &GpuContext, src_rows: &[u32]) -> wgpu::Buffer {
+    let rows: Vec<OutRow> = src_rows
+        .iter()
+        .map(|&r| OutRow::new(r, &SamplingParams::default(), 0))
+        .collect();
+    g.storage_init("out_rows", bytemuck::cast_slice(&rows))
+        .unwrap()
 }
 
 fn run(g: &GpuContext, ops: &[&dyn Op], shape: StepShape) {
@@ -213,9 +221,7 @@ fn lm_head_matmul_uses_only_the_logits_rows() {
     let x = randn(&mut r, rows * k, 1.0);
     let wm = WeightMatrix::upload(&g, "w", &w, n, k, StorageFormat::F32).unwrap();
     let (xb, yb) = (upload(&g, &x), upload(&g, &vec![POISON; rows * n]));
-    let mut p = params(50, 0, rows as u32);
-    p.out_row0 = 0;
-    let step = step_buffer(&g, p);
+    let step = step_buffer(&g, params(50, 0, rows as u32));
     let op = Matmul::new(
         &g,
         &step,
@@ -264,7 +270,14 @@ fn rmsnorm_matches_cpu() {
             upload(&g, &vec![POISON; out_rows * h]),
         );
         let step = step_buffer(&g, params(t as u32, 0, 2));
-        let op = RmsNorm::new(&g, &step, h, 1e-5, &wb, &xb, &yb, logits_rows);
+        // the logits rows: the last two rows, in reverse order
+        let gather = out_rows_buffer(&g, &[t as u32 - 1, t as u32 - 2]);
+        let rows = if logits_rows {
+            NormRows::Logits(&gather)
+        } else {
+            NormRows::All
+        };
+        let op = RmsNorm::new(&g, &step, h, 1e-5, &wb, &xb, &yb, rows);
         run(
             &g,
             &[&op],
@@ -276,9 +289,13 @@ fn rmsnorm_matches_cpu() {
             },
         );
         let got = g.read_f32(&yb, out_rows * h).unwrap();
-        let first = if logits_rows { t - 2 } else { 0 };
+        let src: Vec<usize> = if logits_rows {
+            vec![t - 1, t - 2]
+        } else {
+            (0..t).collect()
+        };
         let mut want = vec![];
-        for row in first..first + out_rows {
+        for &row in &src {
             let xs = &x[row * h..(row + 1) * h];
             let ms: f64 = xs.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / h as f64;
             let s = 1.0 / (ms + 1e-5).sqrt();
@@ -498,14 +515,28 @@ fn rope_and_kv_append_match_cpu() {
     }
 }
 
-fn sample_rows(g: &GpuContext, logits: &[f32], vocab: usize, p: StepParams) -> Vec<u32> {
+/// Samples every row of `logits`; row i draws as `counters[i]`-th draw with `sampling`.
+fn sample_rows(
+    g: &GpuContext,
+    logits: &[f32],
+    vocab: usize,
+    sampling: SamplingParams,
+    counters: &[u32],
+) -> Vec<u32> {
     let rows = logits.len() / vocab;
+    assert_eq!(counters.len(), rows);
     let lb = upload(g, logits);
     let tb = g
         .storage_init("tokens", bytemuck::cast_slice(&vec![u32::MAX; rows]))
         .unwrap();
-    let step = step_buffer(g, p);
-    let op = Sample::new(g, &step, vocab, &lb, &tb);
+    let step = step_buffer(g, params(rows as u32, 0, rows as u32));
+    let outs: Vec<OutRow> = (0..rows)
+        .map(|i| OutRow::new(i as u32, &sampling, counters[i]))
+        .collect();
+    let ob = g
+        .storage_init("out_rows", bytemuck::cast_slice(&outs))
+        .unwrap();
+    let op = Sample::new(g, &step, vocab, &lb, &tb, &ob);
     run(
         g,
         &[&op],
@@ -530,9 +561,9 @@ fn greedy_sampling_is_argmax_with_lowest_index_on_ties() {
     let (a, b) = (40000, 123);
     logits[3 * vocab + a] = 50.0;
     logits[3 * vocab + b] = 50.0;
-    let mut p = params(rows as u32, 0, rows as u32);
-    p.out_row0 = 0;
-    let got = sample_rows(&g, &logits, vocab, p);
+    let mut p = SamplingParams::default();
+    let counters = vec![0; rows];
+    let got = sample_rows(&g, &logits, vocab, p, &counters);
     for row in 0..rows {
         let l = &logits[row * vocab..(row + 1) * vocab];
         let want = l
@@ -545,7 +576,7 @@ fn greedy_sampling_is_argmax_with_lowest_index_on_ties() {
     // top_k = 1 is greedy too, whatever the temperature
     p.temperature = 1.5;
     p.top_k = 1;
-    assert_eq!(sample_rows(&g, &logits, vocab, p), got);
+    assert_eq!(sample_rows(&g, &logits, vocab, p, &counters), got);
 }
 
 /// The CPU's view of which ids may be drawn and with what probability.
@@ -600,24 +631,25 @@ fn seeded_sampling_follows_the_filtered_distribution() {
         (1.3, 50, 0.9),
     ] {
         let seed = r.random::<u32>();
-        let p = StepParams {
-            n_tokens: rows as u32,
-            pos0: 0,
-            out_row0: 0,
-            n_out_rows: rows as u32,
+        let p = SamplingParams {
             temperature: temp,
             top_k,
             top_p,
             seed,
-            counter: 5,
-            _pad: [0; 3],
         };
-        let got = sample_rows(&g, &logits, vocab, p);
+        // row i is draw 5 + i of its sequence
+        let counters: Vec<u32> = (5..5 + rows as u32).collect();
+        let got = sample_rows(&g, &logits, vocab, p, &counters);
         assert_eq!(
-            sample_rows(&g, &logits, vocab, p),
+            sample_rows(&g, &logits, vocab, p, &counters),
             got,
             "same seed, same draws"
         );
+        // a draw depends on (seed, counter), not on the row it sits in
+        let reversed: Vec<u32> = counters.iter().rev().cloned().collect();
+        let mut moved = sample_rows(&g, &logits, vocab, p, &reversed);
+        moved.reverse();
+        assert_eq!(moved, got, "the same draws in other rows");
         let probs = allowed(&base, temp, top_k as usize, top_p);
         let mut counts = vec![0usize; vocab];
         for &t in &got {
@@ -637,12 +669,12 @@ fn seeded_sampling_follows_the_filtered_distribution() {
                 counts[i]
             );
         }
-        let other = StepParams {
+        let other = SamplingParams {
             seed: seed.wrapping_add(1),
             ..p
         };
         assert_ne!(
-            sample_rows(&g, &logits, vocab, other),
+            sample_rows(&g, &logits, vocab, other, &counters),
             got,
             "another seed, other draws"
         );

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchAttentionArgs {
-    /// variants: mha, gqa2, gqa4, gqa8, mqa, mla (comma-separated)
+    /// variants: mha, gqa2, gqa4, gqa8, mqa, mla (comma-separated); GQA-n has n KV heads
+    /// (n groups, as in the GQA paper)
     #[arg(long, default_value = "mha,gqa2,gqa4,gqa8,mqa,mla")]
     pub variants: String,
     /// sequences per step
@@ -116,31 +117,24 @@ pub fn parse_variants(
 ) -> Result<Vec<Variant>, BenchError> {
     let mut out = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let group = match name {
-            "mha" => 1,
-            "gqa2" => 2,
-            "gqa4" => 4,
-            "gqa8" => 8,
-            "mqa" => heads,
-            "mla" => 0,
+        // KV heads (None: MLA's latent); GQA-n has n KV heads (n groups)
+        let kv_heads = match name {
+            "mha" => Some(heads),
+            "gqa2" => Some(2),
+            "gqa4" => Some(4),
+            "gqa8" => Some(8),
+            "mqa" => Some(1),
+            "mla" => None,
             _ => {
                 return Err(BenchError(format!(
                     "unknown variant {name:?} (known: mha, gqa2, gqa4, gqa8, mqa, mla)"
                 )))
             }
         };
-        let v = if group == 0 {
-            Variant {
-                name: "mla",
-                heads: mla.0,
-                kv_heads: 1,
-                head_dim: mla.1,
-                mla: Some((mla.1, mla.2)),
-            }
-        } else {
-            if !heads.is_multiple_of(group) {
+        let v = if let Some(kv_heads) = kv_heads {
+            if kv_heads > heads || !heads.is_multiple_of(kv_heads) {
                 return Err(BenchError(format!(
-                    "{name}: {heads} heads do not split into groups of {group}"
+                    "{name}: {heads} heads do not split over {kv_heads} KV heads"
                 )));
             }
             Variant {
@@ -152,9 +146,17 @@ pub fn parse_variants(
                     _ => "mqa",
                 },
                 heads,
-                kv_heads: heads / group,
+                kv_heads,
                 head_dim,
                 mla: None,
+            }
+        } else {
+            Variant {
+                name: "mla",
+                heads: mla.0,
+                kv_heads: 1,
+                head_dim: mla.1,
+                mla: Some((mla.1, mla.2)),
             }
         };
         out.push(v);

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod decode_step;
+pub mod serve;
 
 /// An error of a benchmark run, with what it was doing.
 #[derive(Debug, thiserror::Error)]

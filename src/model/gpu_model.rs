@@ -16,10 +16,10 @@ use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttentio
 use crate::ops::elementwise::SiluMul;
 use crate::ops::embed::Embed;
 use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
-use crate::ops::rmsnorm::RmsNorm;
+use crate::ops::rmsnorm::{NormRows, RmsNorm};
 use crate::ops::rope_kv::RopeKvAppend;
 use crate::ops::sample::{Sample, SamplingParams};
-use crate::ops::{Cost, Op, StepParams, StepShape};
+use crate::ops::{Cost, Op, OutRow, StepParams, StepShape};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,31 @@ impl Default for GpuModelOptions {
     }
 }
 
+/// How the KV cache is shared among sequences.
+#[derive(Clone, Copy, Debug)]
+enum KvCapacity {
+    /// `n` sequences of `options.context` positions, each owning a fixed run of blocks
+    /// (generate, chat, benchmarks)
+    Sequences(usize),
+    /// a pool of `blocks` blocks that the caller hands out step by step (the serving
+    /// engine), at most `max_batch` sequences sampled per step
+    Paged { blocks: usize, max_batch: usize },
+}
+
+/// One sequence's share of a [`GpuModel::forward`] step.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencePart<'a> {
+    /// ids at positions `pos0..` (a prefill chunk, or the one token to decode)
+    pub tokens: &'a [u32],
+    /// positions 0..pos0 are already in the sequence's blocks
+    pub pos0: usize,
+    /// the sequence's blocks in order, covering at least positions 0..pos0 + tokens.len()
+    pub table: &'a [u32],
+    /// draw the token after the last one with these settings, as the sequence's
+    /// `counter`-th draw
+    pub sample: Option<(SamplingParams, u32)>,
+}
+
 /// Where a forward pass takes its input tokens from.
 pub enum StepInput<'a> {
     /// these ids (a prompt chunk)
@@ -83,10 +108,15 @@ pub struct GpuModel {
     meta: wgpu::Buffer,
     attention: Arc<AttentionScratch>,
     /// each sequence's block table: sequence s owns blocks s * n .. (s + 1) * n of the
-    /// pool, n = ceil(context / block size)
+    /// pool, n = ceil(context / block size) (empty for a paged model: see `forward`)
     block_tables: Vec<Vec<u32>>,
-    /// sequences the KV cache holds side by side (1 unless built for batched decode)
+    /// sequences the KV cache holds side by side (1 unless built for batched decode; 0
+    /// for a paged model)
     sequences: usize,
+    /// most rows that get logits in one step
+    max_out_rows: usize,
+    /// per logits row: its source row and sampling settings (`ops::OutRow`)
+    out_rows: wgpu::Buffer,
     pub kv_layout: KvLayout,
     pool: KvPool,
     readback: ReadbackBuffer,
@@ -287,7 +317,24 @@ impl GpuModel {
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
-        Self::build(gpu, cfg, options, 1, &mut FileWeights(src), progress)
+        let kv = KvCapacity::Sequences(1);
+        Self::build(gpu, cfg, options, kv, &mut FileWeights(src), progress)
+    }
+
+    /// As `load`, with a KV pool of `blocks` blocks that the caller hands out to
+    /// sequences step by step (see [`forward`](Self::forward)), and at most `max_batch`
+    /// sequences sampled per step (at most `options.max_chunk`).
+    pub fn load_paged(
+        gpu: Arc<GpuContext>,
+        src: &dyn WeightSource,
+        options: GpuModelOptions,
+        blocks: usize,
+        max_batch: usize,
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<GpuModel, ModelError> {
+        let cfg = src.config().clone();
+        let kv = KvCapacity::Paged { blocks, max_batch };
+        Self::build(gpu, cfg, options, kv, &mut FileWeights(src), progress)
     }
 
     /// The same model graph as `load`, for `config`, with pseudo-random weights made on the
@@ -309,7 +356,7 @@ impl GpuModel {
             gpu.clone(),
             config,
             options,
-            sequences,
+            KvCapacity::Sequences(sequences),
             &mut RandomWeights { seed },
             &mut |_, _, _| {},
         );
@@ -325,13 +372,13 @@ impl GpuModel {
         Ok(model)
     }
 
-    /// Builds the graph (weights from `weights`, activations, KV cache for `sequences`
-    /// sequences, kernels).
+    /// Builds the graph (weights from `weights`, activations, KV cache as `kv` says,
+    /// kernels).
     fn build(
         gpu: Arc<GpuContext>,
         cfg: ModelConfig,
         options: GpuModelOptions,
-        sequences: usize,
+        kv: KvCapacity,
         weights: &mut dyn WeightProvider,
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<GpuModel, ModelError> {
@@ -348,7 +395,13 @@ impl GpuModel {
                 "context, chunk size and KV block size must be > 0".into(),
             ));
         }
-        if sequences == 0 {
+        // sequences with fixed block runs, pool blocks, most logits rows per step
+        let n_blocks = options.context.div_ceil(options.kv_block_size);
+        let (sequences, pool_blocks, out_rows) = match kv {
+            KvCapacity::Sequences(n) => (n, n * n_blocks, n),
+            KvCapacity::Paged { blocks, max_batch } => (0, blocks, max_batch),
+        };
+        if pool_blocks == 0 || out_rows == 0 {
             return Err(ModelError::Invalid(
                 "the KV cache must hold at least one sequence".into(),
             ));
@@ -357,8 +410,8 @@ impl GpuModel {
         let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
         let qkv_rows = (nh + 2 * nkv) * d;
         let c = options.max_chunk;
-        // rows that get logits in one step: one per sequence of a batched decode step
-        let out_rows = sequences.min(c).max(1);
+        // rows that get logits in one step: one per sequence of a batched step
+        let out_rows = out_rows.min(c);
         let f32b = 4u64;
         let total = 3 + cfg.num_layers;
         let mut done = 0;
@@ -379,6 +432,10 @@ impl GpuModel {
         let hbuf = gpu.storage("ffn_hidden", (c * inter) as u64 * f32b)?;
         let x_last = gpu.storage("x_last", (out_rows * h) as u64 * f32b)?;
         let logits = gpu.storage("logits", (out_rows * cfg.vocab_size) as u64 * f32b)?;
+        let out_rows_buf = gpu.storage(
+            "out_rows",
+            (out_rows * std::mem::size_of::<OutRow>()) as u64,
+        )?;
         let dummy = gpu.storage("no_bias", 16)?;
         let inv_freq = gpu.storage_init(
             "rope_inv_freq",
@@ -403,13 +460,13 @@ impl GpuModel {
             latent: false,
         };
         // sequence s owns blocks s * n_blocks .. (s + 1) * n_blocks of the pool
-        let n_blocks = options.context.div_ceil(options.kv_block_size);
-        let pool = KvPool::new(&gpu, kv_layout, sequences * n_blocks)?;
+        let pool = KvPool::new(&gpu, kv_layout, pool_blocks)?;
         let kv_cache_bytes = pool.bytes();
         let block_tables: Vec<Vec<u32>> = (0..sequences)
             .map(|s| ((s * n_blocks) as u32..((s + 1) * n_blocks) as u32).collect())
             .collect();
-        let table_words = out_rows.max(1) * n_blocks;
+        // every sequence of a step has a row; a prefill chunk's rows share one table
+        let table_words = c * n_blocks;
         let meta = gpu.storage("step_meta", ((4 * c + table_words + 4) * 4) as u64)?;
         let table_base = 4 * c as u32;
         let attention = Arc::new(AttentionScratch::new(
@@ -461,7 +518,7 @@ impl GpuModel {
                 &attn_norm,
                 &x,
                 &xn,
-                false,
+                NormRows::All,
             )));
             layers.push(Box::new(Matmul::new(
                 &gpu,
@@ -509,7 +566,7 @@ impl GpuModel {
                 &ffn_norm,
                 &x,
                 &xn,
-                false,
+                NormRows::All,
             )));
             layers.push(Box::new(Matmul::new(
                 &gpu, &step, &wgu, None, &xn, &gu, plain, &dummy,
@@ -549,7 +606,7 @@ impl GpuModel {
                 &final_norm,
                 &x,
                 &x_last,
-                true,
+                NormRows::Logits(&out_rows_buf),
             )),
             Box::new(Matmul::new(
                 &gpu,
@@ -561,7 +618,14 @@ impl GpuModel {
                 logits_mode,
                 &dummy,
             )),
-            Box::new(Sample::new(&gpu, &step, cfg.vocab_size, &logits, &tokens)),
+            Box::new(Sample::new(
+                &gpu,
+                &step,
+                cfg.vocab_size,
+                &logits,
+                &tokens,
+                &out_rows_buf,
+            )),
         ];
         done += 1;
         progress(done, total, "lm_head");
@@ -582,6 +646,8 @@ impl GpuModel {
             attention,
             block_tables,
             sequences,
+            max_out_rows: out_rows,
+            out_rows: out_rows_buf,
             kv_layout,
             pool,
             readback,
@@ -669,6 +735,111 @@ impl GpuModel {
         self.sequences.min(self.options.max_chunk)
     }
 
+    /// Most sequences one step samples (logits rows).
+    pub fn max_sampled_rows(&self) -> usize {
+        self.max_out_rows
+    }
+
+    /// Blocks in the KV pool.
+    pub fn pool_blocks(&self) -> usize {
+        self.pool.blocks
+    }
+
+    /// One forward pass over parts of several sequences at once, each with its own block
+    /// table (a paged model, see [`load_paged`](Self::load_paged); the blocks are the
+    /// caller's to hand out). A part is a prefill chunk or one token to decode: its tokens
+    /// go to positions `pos0..`, each attends over its sequence's positions up to its own,
+    /// and its keys and values are written into its table's blocks. Parts with `sample`
+    /// get the next token drawn from the logits of their last row; the sampled ids come
+    /// back in the order of those parts, read back at the end of the step.
+    pub fn forward(&self, parts: &[SequencePart<'_>]) -> Result<Vec<u32>, ModelError> {
+        let (rows, outs, tokens) = self.check_parts(parts)?;
+        self.write_tokens(&tokens)?;
+        let max_context = self.write_step(0, &rows, &outs);
+        let shape = StepShape {
+            n_tokens: rows.len() as u32,
+            pos0: 0,
+            n_out_rows: outs.len() as u32,
+            max_context,
+        };
+        let mut enc = self.encode_prepared(&shape);
+        let bytes = 4 * outs.len() as u64;
+        if bytes == 0 {
+            self.gpu.queue.submit([enc.finish()]);
+            return Ok(Vec::new());
+        }
+        self.batch_readback.copy_from(&mut enc, &self.tokens, bytes);
+        self.gpu.queue.submit([enc.finish()]);
+        let bytes = self.batch_readback.read(&self.gpu, bytes)?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
+    }
+
+    /// Checks the parts of a `forward` step; returns its query rows, logits rows and
+    /// token ids.
+    #[allow(clippy::type_complexity)]
+    fn check_parts<'a>(
+        &self,
+        parts: &[SequencePart<'a>],
+    ) -> Result<(Vec<QueryRow<'a>>, Vec<OutRow>, Vec<u32>), ModelError> {
+        let bs = self.options.kv_block_size;
+        let n: usize = parts.iter().map(|p| p.tokens.len()).sum();
+        if n == 0 || n > self.options.max_chunk {
+            return Err(ModelError::Invalid(format!(
+                "a step takes 1..={} token rows, got {n}",
+                self.options.max_chunk
+            )));
+        }
+        let sampled = parts.iter().filter(|p| p.sample.is_some()).count();
+        if sampled > self.max_out_rows {
+            return Err(ModelError::Invalid(format!(
+                "a step samples at most {} sequences, got {sampled}",
+                self.max_out_rows
+            )));
+        }
+        let mut rows = Vec::with_capacity(n);
+        let mut outs = Vec::with_capacity(sampled);
+        let mut tokens = Vec::with_capacity(n);
+        for (i, p) in parts.iter().enumerate() {
+            let end = p.pos0 + p.tokens.len();
+            if p.tokens.is_empty() || end > self.options.context {
+                return Err(ModelError::Invalid(format!(
+                    "part {i}: {} tokens at position {} do not fit the context of {}",
+                    p.tokens.len(),
+                    p.pos0,
+                    self.options.context
+                )));
+            }
+            if p.table.len() * bs < end {
+                return Err(ModelError::Invalid(format!(
+                    "part {i}: {} blocks of {bs} do not cover position {}",
+                    p.table.len(),
+                    end - 1
+                )));
+            }
+            if let Some(b) = p.table.iter().find(|&&b| b as usize >= self.pool.blocks) {
+                return Err(ModelError::Invalid(format!(
+                    "part {i}: block {b} is outside the pool of {}",
+                    self.pool.blocks
+                )));
+            }
+            for t in 0..p.tokens.len() {
+                let row = rows.len() as u32;
+                rows.push(QueryRow {
+                    context_len: (p.pos0 + t + 1) as u32,
+                    table: p.table,
+                    q_row: row,
+                    out_row: row,
+                });
+            }
+            tokens.extend_from_slice(p.tokens);
+            if let Some((sampling, counter)) = &p.sample {
+                sampling.validate().map_err(ModelError::Invalid)?;
+                outs.push(OutRow::new(rows.len() as u32 - 1, sampling, *counter));
+            }
+        }
+        Ok((rows, outs, tokens))
+    }
+
     /// One decode step of `contexts.len()` sequences at once (B token rows in one forward
     /// pass, every weight read once for all of them): row i is the next token of sequence
     /// i, whose KV cache already holds `contexts[i]` positions; its key and value are
@@ -741,18 +912,16 @@ impl GpuModel {
             }
             StepInput::Sampled => {}
         }
-        let params = StepParams {
-            n_tokens: b as u32,
-            pos0: 0,
-            out_row0: 0,
-            n_out_rows: b as u32,
-            temperature: sampling.temperature,
-            top_k: sampling.top_k,
-            top_p: sampling.top_p,
-            seed: sampling.seed,
-            counter,
-            _pad: [0; 3],
-        };
+        // row i draws with seed + i, so rows of one setting differ
+        let outs: Vec<OutRow> = (0..b as u32)
+            .map(|i| {
+                let row = SamplingParams {
+                    seed: sampling.seed.wrapping_add(i),
+                    ..*sampling
+                };
+                OutRow::new(i, &row, counter)
+            })
+            .collect();
         let rows: Vec<QueryRow> = contexts
             .iter()
             .enumerate()
@@ -763,7 +932,7 @@ impl GpuModel {
                 out_row: i as u32,
             })
             .collect();
-        let max_context = self.write_step(&params, &rows);
+        let max_context = self.write_step(0, &rows, &outs);
         Ok(StepShape {
             n_tokens: b as u32,
             pos0: 0,
@@ -850,12 +1019,21 @@ impl GpuModel {
         Ok(())
     }
 
-    /// Writes the step parameters, the query rows and block tables, and the attention's
-    /// parameters; returns the longest context.
-    fn write_step(&self, params: &StepParams, rows: &[QueryRow<'_>]) -> u32 {
+    /// Writes the step parameters, the query rows and block tables, the logits rows, and
+    /// the attention's parameters; returns the longest context.
+    fn write_step(&self, pos0: u32, rows: &[QueryRow<'_>], outs: &[OutRow]) -> u32 {
+        let params = StepParams {
+            n_tokens: rows.len() as u32,
+            pos0,
+            n_out_rows: outs.len() as u32,
+            _pad: 0,
+        };
         self.gpu
             .queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(params));
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
+        self.gpu
+            .queue
+            .write_buffer(&self.out_rows, 0, bytemuck::cast_slice(outs));
         let meta = StepMeta::new(rows, self.options.max_chunk);
         self.gpu
             .queue
@@ -918,18 +1096,7 @@ impl GpuModel {
         if let StepInput::Tokens(ids) = input {
             self.write_tokens(ids)?;
         }
-        let params = StepParams {
-            n_tokens: n_tokens as u32,
-            pos0: pos0 as u32,
-            out_row0: n_tokens as u32 - 1,
-            n_out_rows: 1,
-            temperature: sampling.temperature,
-            top_k: sampling.top_k,
-            top_p: sampling.top_p,
-            seed: sampling.seed,
-            counter,
-            _pad: [0; 3],
-        };
+        let out = OutRow::new(n_tokens as u32 - 1, sampling, counter);
         let shape = StepShape::single(n_tokens as u32, pos0 as u32);
         let table = &self.block_tables[seq];
         let rows: Vec<QueryRow> = (0..n_tokens as u32)
@@ -940,7 +1107,7 @@ impl GpuModel {
                 out_row: t,
             })
             .collect();
-        self.write_step(&params, &rows);
+        self.write_step(pos0 as u32, &rows, &[out]);
         Ok(self.encode_prepared(&shape))
     }
 

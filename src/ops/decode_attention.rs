@@ -64,6 +64,9 @@ pub struct AttentionTuning {
     pub target_workgroups: usize,
     /// bytes of workgroup memory one workgroup may use
     pub workgroup_memory: usize,
+    /// smallest split in positions, overriding the plan's (`HEADROOM_ATTN_MIN_CHUNK`, for
+    /// tuning); rounded up to the tile
+    pub min_chunk: Option<usize>,
 }
 
 impl AttentionTuning {
@@ -71,6 +74,7 @@ impl AttentionTuning {
         AttentionTuning {
             target_workgroups: target_workgroups(gpu),
             workgroup_memory: gpu.limits.max_compute_workgroup_storage_size as usize,
+            min_chunk: env_usize("HEADROOM_ATTN_MIN_CHUNK"),
         }
     }
 }
@@ -106,7 +110,7 @@ impl AttentionPlan {
         // at most 4 heads (32 accumulators) per thread where the threads allow it
         let value_head_groups = group.div_ceil(4).clamp(1, WG / dc);
         // partials are group x value_dim f32 per split, against chunk x (K + V) values
-        let min_chunk = (16 * group).div_ceil(tile) * tile;
+        let min_chunk = tuning.min_chunk.unwrap_or(16 * group).div_ceil(tile) * tile;
         let fixed = 4 * ((group * tile).max(8 * WG) + WG + 3 * group + 4);
         let queries = 4 * group * kv.key_dim;
         if fixed > tuning.workgroup_memory {
@@ -171,11 +175,7 @@ fn prev_power_of_two(n: usize) -> usize {
 /// Workgroups that keep this adapter busy: an adapter property, since WebGPU does not
 /// report core counts. `HEADROOM_ATTN_WORKGROUPS` overrides it (for tuning).
 pub fn target_workgroups(gpu: &GpuContext) -> usize {
-    if let Some(n) = std::env::var("HEADROOM_ATTN_WORKGROUPS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-    {
+    if let Some(n) = env_usize("HEADROOM_ATTN_WORKGROUPS") {
         return n;
     }
     match gpu.adapter_info.device_type {
@@ -184,6 +184,14 @@ pub fn target_workgroups(gpu: &GpuContext) -> usize {
         wgpu::DeviceType::Cpu => 4 * std::thread::available_parallelism().map_or(4, |n| n.get()),
         wgpu::DeviceType::Other => 1024,
     }
+}
+
+/// A positive number from the environment (tuning overrides).
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
 }
 
 /// Where one attention layer reads and writes.

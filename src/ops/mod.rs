@@ -18,14 +18,38 @@ use crate::gpu::GpuContext;
 pub struct StepParams {
     pub n_tokens: u32,
     pub pos0: u32,
-    pub out_row0: u32,
+    /// rows that get logits, each described by an [`OutRow`]
     pub n_out_rows: u32,
+    pub _pad: u32,
+}
+
+/// A row that gets logits: the activation row it comes from and how to sample the next
+/// token (mirrors `OutRow` in shaders/common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct OutRow {
+    pub src_row: u32,
     pub temperature: f32,
     pub top_k: u32,
     pub top_p: f32,
     pub seed: u32,
     pub counter: u32,
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 2],
+}
+
+impl OutRow {
+    /// Row `src_row`, sampled with `sampling` as the `counter`-th draw of its sequence.
+    pub fn new(src_row: u32, sampling: &sample::SamplingParams, counter: u32) -> Self {
+        OutRow {
+            src_row,
+            temperature: sampling.temperature,
+            top_k: sampling.top_k,
+            top_p: sampling.top_p,
+            seed: sampling.seed,
+            counter,
+            _pad: [0; 2],
+        }
+    }
 }
 
 /// What varies between recordings of the same op.

@@ -12,6 +12,16 @@ struct Dims {
     _pad: u32,
 }
 
+/// Which rows an [`RmsNorm`] normalises.
+#[derive(Clone, Copy)]
+pub enum NormRows<'a> {
+    /// every token row
+    All,
+    /// the logits rows: row r of y is the activation row `out_rows[r].src_row` (a buffer
+    /// of `ops::OutRow`)
+    Logits(&'a wgpu::Buffer),
+}
+
 /// y = x * rsqrt(mean(x^2) + eps) * weight, over all token rows or only the logits rows.
 pub struct RmsNorm {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
@@ -30,8 +40,12 @@ impl RmsNorm {
         weight: &wgpu::Buffer,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
-        logits_rows: bool,
+        rows: NormRows<'_>,
     ) -> Self {
+        let (logits_rows, out_rows) = match rows {
+            NormRows::All => (false, x), // bound but never read
+            NormRows::Logits(b) => (true, b),
+        };
         let pipeline = gpu.pipelines.get(&KernelSource::new(
             "rmsnorm",
             include_str!("../../shaders/rmsnorm.wgsl"),
@@ -45,7 +59,12 @@ impl RmsNorm {
                 _pad: 0,
             },
         );
-        let group = bind(gpu, &pipeline, "rmsnorm", &[step, &dims, x, weight, y]);
+        let group = bind(
+            gpu,
+            &pipeline,
+            "rmsnorm",
+            &[step, &dims, x, weight, y, out_rows],
+        );
         RmsNorm {
             pipeline,
             group,

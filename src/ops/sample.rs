@@ -1,5 +1,6 @@
 //! Sampling on the GPU (shaders/sample.wgsl): greedy, temperature, top-k, top-p, seeded.
-//! The chosen ids land in the token buffer that the next step embeds.
+//! The chosen ids land in the token buffer that the next step embeds. Each logits row
+//! has its own settings (an `ops::OutRow`).
 
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
@@ -62,6 +63,7 @@ impl Sample {
         vocab: usize,
         logits: &wgpu::Buffer,
         tokens: &wgpu::Buffer,
+        out_rows: &wgpu::Buffer,
     ) -> Self {
         let pipeline = gpu.pipelines.get(&KernelSource::new(
             "sample",
@@ -74,7 +76,12 @@ impl Sample {
                 _pad: [0; 3],
             },
         );
-        let group = bind(gpu, &pipeline, "sample", &[step, &dims, logits, tokens]);
+        let group = bind(
+            gpu,
+            &pipeline,
+            "sample",
+            &[step, &dims, logits, tokens, out_rows],
+        );
         Sample {
             pipeline,
             group,

@@ -1,0 +1,577 @@
+//! The serving engine: one thread owns the model and runs the scheduler's steps back to
+//! back; requests come in through a channel and their tokens go out through each
+//! request's [`EventSink`] as soon as a step samples them.
+
+use super::api::{
+    Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
+};
+use super::blocks::BlockPool;
+use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
+use crate::engine::FinishReason;
+use crate::model::gpu_model::{GpuModel, ModelError, SequencePart};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the engine batches.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// the model's name in responses
+    pub model_id: String,
+    /// most sequences in the running batch (at most the model's sampled rows per step)
+    pub max_running: usize,
+    /// most requests waiting; more are refused as overloaded
+    pub max_waiting: usize,
+    pub prefix_caching: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            model_id: "headroom".into(),
+            max_running: 64,
+            max_waiting: 4096,
+            prefix_caching: true,
+        }
+    }
+}
+
+/// One forward pass, for throughput against batch size (`bench serve`).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StepRecord {
+    /// seconds since the engine started, at the end of the step
+    pub at_s: f64,
+    pub seconds: f64,
+    /// sequences in the running batch
+    pub running: usize,
+    /// rows that sampled a token (decode rows and finished prefills)
+    pub sampled: usize,
+    /// prompt tokens computed (prefill rows)
+    pub prefill_tokens: usize,
+}
+
+/// What the engine thread and the handles share.
+struct Shared {
+    model_id: String,
+    tokenizer: Arc<Tokenizer>,
+    context: usize,
+    vocab: usize,
+    block_size: usize,
+    pool_blocks: usize,
+    max_waiting: usize,
+    metrics: Mutex<MetricsSnapshot>,
+    steps: Mutex<Vec<StepRecord>>,
+    /// why the engine stopped, once it has
+    stopped: Mutex<Option<String>>,
+}
+
+enum Command {
+    Submit(Box<Pending>),
+    Shutdown,
+}
+
+/// A request on its way to the engine thread.
+struct Pending {
+    req: CompletionRequest,
+    sink: EventSink,
+}
+
+/// A request inside the engine, beside its KV state.
+struct Live {
+    req: CompletionRequest,
+    sink: EventSink,
+    decoder: StreamDecoder,
+    /// text held back because it may start a stop string
+    held: String,
+    finish: Option<FinishReason>,
+    /// the sink said nobody listens any more
+    gone: bool,
+}
+
+/// A running engine. Dropping it stops the thread after the current step.
+pub struct Engine {
+    shared: Arc<Shared>,
+    tx: Mutex<mpsc::Sender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine thread, which builds the model (a paged one: see
+    /// `GpuModel::load_paged`) and its tokenizer with `build` (GPU objects stay on that
+    /// thread) and then serves. Returns once the model is ready, or its error.
+    pub fn start(
+        options: EngineOptions,
+        build: impl FnOnce() -> Result<(GpuModel, Tokenizer), ModelError> + Send + 'static,
+    ) -> Result<Engine, ModelError> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let opts = options.clone();
+        let thread = std::thread::Builder::new()
+            .name("headroom-engine".into())
+            .spawn(move || {
+                let (model, tokenizer) = match build() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let shared = Arc::new(Shared {
+                    model_id: opts.model_id.clone(),
+                    tokenizer: Arc::new(tokenizer),
+                    context: model.options.context,
+                    vocab: model.config.vocab_size,
+                    block_size: model.kv_layout.block_size,
+                    pool_blocks: model.pool_blocks(),
+                    max_waiting: opts.max_waiting,
+                    metrics: Mutex::new(MetricsSnapshot {
+                        kv_blocks_total: model.pool_blocks(),
+                        kv_block_size: model.kv_layout.block_size,
+                        kv_bytes_per_token: model.kv_layout.bytes_per_token(),
+                        ..Default::default()
+                    }),
+                    steps: Mutex::new(Vec::new()),
+                    stopped: Mutex::new(None),
+                });
+                if ready_tx.send(Ok(shared.clone())).is_err() {
+                    return;
+                }
+                let why = EngineLoop::new(model, shared.clone(), &opts).run(rx);
+                *shared.stopped.lock().unwrap() = Some(why);
+            })
+            .map_err(|e| ModelError::Invalid(format!("starting the engine thread: {e}")))?;
+        let shared = ready_rx
+            .recv()
+            .map_err(|_| ModelError::Invalid("the engine thread ended while loading".into()))??;
+        Ok(Engine {
+            shared,
+            tx: Mutex::new(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Every step run so far (for `bench serve`).
+    pub fn step_records(&self) -> Vec<StepRecord> {
+        self.shared.steps.lock().unwrap().clone()
+    }
+
+    /// Why the engine stopped, if it has.
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.stopped.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(Command::Shutdown);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Backend for Engine {
+    fn model_id(&self) -> &str {
+        &self.shared.model_id
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.shared.tokenizer
+    }
+
+    fn context(&self) -> usize {
+        self.shared.context
+    }
+
+    fn submit(&self, req: CompletionRequest, sink: EventSink) -> Result<(), SubmitError> {
+        check_request(&self.shared, &req)?;
+        if let Some(why) = self.stopped() {
+            return Err(SubmitError::Stopped(why));
+        }
+        let waiting = self.shared.metrics.lock().unwrap().waiting;
+        if waiting >= self.shared.max_waiting {
+            return Err(SubmitError::Overloaded(format!(
+                "{waiting} requests are waiting (the most is {}); retry later",
+                self.shared.max_waiting
+            )));
+        }
+        let pending = Box::new(Pending { req, sink });
+        self.tx
+            .lock()
+            .unwrap()
+            .send(Command::Submit(pending))
+            .map_err(|_| SubmitError::Stopped(self.stopped().unwrap_or_default()))
+    }
+
+    fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.lock().unwrap().clone()
+    }
+}
+
+/// Refuses requests that can never run: empty or too long prompts, ids outside the
+/// vocabulary, bad sampling settings, prompts larger than the whole KV pool.
+fn check_request(s: &Shared, req: &CompletionRequest) -> Result<(), SubmitError> {
+    let n = req.prompt_ids.len();
+    if n == 0 {
+        return Err(SubmitError::Invalid("the prompt is empty".into()));
+    }
+    if n >= s.context {
+        return Err(SubmitError::Invalid(format!(
+            "the prompt has {n} tokens, but the context holds {} (and one more is needed to generate)",
+            s.context
+        )));
+    }
+    let blocks = (n + 1).div_ceil(s.block_size);
+    if blocks > s.pool_blocks {
+        return Err(SubmitError::Invalid(format!(
+            "the prompt needs {blocks} KV blocks of {} tokens, but the pool has {}; start the server with more --kv-memory",
+            s.block_size, s.pool_blocks
+        )));
+    }
+    if let Some(bad) = req.prompt_ids.iter().find(|&&t| t as usize >= s.vocab) {
+        return Err(SubmitError::Invalid(format!(
+            "token id {bad} is outside the vocabulary of {}",
+            s.vocab
+        )));
+    }
+    if req.max_tokens == 0 {
+        return Err(SubmitError::Invalid("max_tokens must be at least 1".into()));
+    }
+    req.sampling.validate().map_err(SubmitError::Invalid)
+}
+
+/// The engine thread's state.
+struct EngineLoop {
+    model: GpuModel,
+    shared: Arc<Shared>,
+    sched: Scheduler<Live>,
+    started: Instant,
+    /// (time, generated tokens) of recent steps, for the tokens/s gauge
+    recent: VecDeque<(Instant, usize)>,
+    totals: MetricsSnapshot,
+}
+
+impl EngineLoop {
+    fn new(model: GpuModel, shared: Arc<Shared>, opts: &EngineOptions) -> Self {
+        let limits = StepLimits {
+            max_tokens: model.options.max_chunk,
+            max_running: opts.max_running.min(model.max_sampled_rows()).max(1),
+            prefix_caching: opts.prefix_caching,
+        };
+        let pool = BlockPool::new(model.pool_blocks(), model.kv_layout.block_size);
+        let totals = shared.metrics.lock().unwrap().clone();
+        EngineLoop {
+            model,
+            shared,
+            sched: Scheduler::new(pool, limits),
+            started: Instant::now(),
+            recent: VecDeque::new(),
+            totals,
+        }
+    }
+
+    /// Serves until shut down or a device error; returns why it stopped.
+    fn run(mut self, rx: mpsc::Receiver<Command>) -> String {
+        loop {
+            // wait for work when idle; otherwise take what has arrived and go on
+            if self.sched.is_idle() {
+                match rx.recv() {
+                    Ok(c) => {
+                        if !self.accept(c) {
+                            return "shut down".into();
+                        }
+                    }
+                    Err(_) => return "shut down".into(),
+                }
+            }
+            while let Ok(c) = rx.try_recv() {
+                if !self.accept(c) {
+                    self.fail_all("the engine is shutting down");
+                    return "shut down".into();
+                }
+            }
+            if let Err(e) = self.step() {
+                let why = format!("device error: {e}");
+                self.fail_all(&why);
+                self.publish();
+                return why;
+            }
+            self.publish();
+        }
+    }
+
+    /// Queues a submitted request; false on shutdown.
+    fn accept(&mut self, c: Command) -> bool {
+        match c {
+            Command::Submit(p) => {
+                self.totals.requests_total += 1;
+                let live = Live {
+                    decoder: StreamDecoder::new(p.req.skip_special),
+                    req: p.req,
+                    sink: p.sink,
+                    held: String::new(),
+                    finish: None,
+                    gone: false,
+                };
+                let seq = SeqState::new(live.req.prompt_ids.clone());
+                self.sched.waiting.push_back((seq, live));
+                true
+            }
+            Command::Shutdown => false,
+        }
+    }
+
+    /// One scheduled forward pass and what follows from its samples.
+    fn step(&mut self) -> Result<(), ModelError> {
+        let work = self.sched.schedule();
+        if work.is_empty() {
+            self.refuse_unfittable();
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let sampled = {
+            let parts: Vec<SequencePart> = work
+                .iter()
+                .map(|w| {
+                    let (s, live) = &self.sched.running[w.index];
+                    SequencePart {
+                        tokens: &s.tokens[w.start..w.start + w.len],
+                        pos0: w.start,
+                        table: &s.table,
+                        sample: w.sample.then(|| (live.req.sampling, s.generated() as u32)),
+                    }
+                })
+                .collect();
+            self.model.forward(&parts)?
+        };
+        self.sched.complete(&work);
+        let prefill_tokens: usize = work
+            .iter()
+            .filter(|w| !w.sample || w.len > 1)
+            .map(|w| w.len)
+            .sum();
+        let sampled_work: Vec<&Work> = work.iter().filter(|w| w.sample).collect();
+        for (w, &id) in sampled_work.iter().zip(&sampled) {
+            self.on_sample(w.index, id);
+        }
+        self.totals.steps_total += 1;
+        self.totals.generated_tokens_total += sampled.len() as u64;
+        let now = Instant::now();
+        self.recent.push_back((now, sampled.len()));
+        let record = StepRecord {
+            at_s: (now - self.started).as_secs_f64(),
+            seconds: (now - t0).as_secs_f64(),
+            running: self.sched.running.len(),
+            sampled: sampled.len(),
+            prefill_tokens,
+        };
+        self.shared.steps.lock().unwrap().push(record);
+        self.retire();
+        Ok(())
+    }
+
+    /// A sampled id for `running[i]`: stop checks, text, events.
+    fn on_sample(&mut self, i: usize, id: u32) {
+        let context = self.shared.context;
+        let tok = self.shared.tokenizer.clone();
+        let (s, live) = &mut self.sched.running[i];
+        let stop_id = live.req.stop_ids.contains(&id);
+        let (mut text, ids, mut finish) = if stop_id {
+            // the stop id is not output; text held back until now is
+            (live.decoder.flush(&tok), vec![], Some(FinishReason::Stop))
+        } else {
+            s.tokens.push(id);
+            let text = live.decoder.push(&tok, id);
+            let finish = if s.generated() >= live.req.max_tokens {
+                Some(FinishReason::Length)
+            } else if s.tokens.len() >= context {
+                Some(FinishReason::Context)
+            } else {
+                None
+            };
+            (text, vec![id], finish)
+        };
+        if finish.is_some() {
+            text.push_str(&live.decoder.flush(&tok));
+        }
+        let (mut emit, stopped) = cut_at_stop(&mut live.held, &text, &live.req.stop_strings);
+        if stopped {
+            finish = Some(FinishReason::Stop);
+        } else if finish.is_some() {
+            // the end: no stop string can complete any more
+            emit.push_str(&std::mem::take(&mut live.held));
+        }
+        if (!emit.is_empty() || !ids.is_empty()) && !(live.sink)(Event::Delta { text: emit, ids }) {
+            live.gone = true;
+        }
+        live.finish = finish;
+    }
+
+    /// Sends the final events of finished sequences and frees their blocks.
+    fn retire(&mut self) {
+        let done: Vec<bool> = self
+            .sched
+            .running
+            .iter()
+            .map(|(_, l)| l.finish.is_some() || l.gone)
+            .collect();
+        for (s, mut live) in self.sched.retire(|i| done[i]) {
+            if live.gone {
+                continue;
+            }
+            let finish = live.finish.unwrap_or(FinishReason::Cancelled);
+            let usage = usage_of(&s);
+            self.totals.requests_finished += 1;
+            self.totals.prompt_tokens_total += s.prompt_len as u64;
+            self.totals.prompt_tokens_cached += s.cached_tokens as u64;
+            (live.sink)(Event::Done { finish, usage });
+        }
+    }
+
+    /// With nothing running, a waiting request that cannot fit even the empty pool
+    /// (it grew past it) ends here instead of blocking the queue.
+    fn refuse_unfittable(&mut self) {
+        if !self.sched.running.is_empty() {
+            return;
+        }
+        if let Some((s, mut live)) = self.sched.waiting.pop_front() {
+            let msg = format!(
+                "the sequence needs {} KV blocks, the pool has {}",
+                self.sched.blocks_for(s.tokens.len() + 1),
+                self.sched.pool.total()
+            );
+            if s.generated() > 0 {
+                let usage = usage_of(&s);
+                (live.sink)(Event::Done {
+                    finish: FinishReason::Context,
+                    usage,
+                });
+            } else {
+                (live.sink)(Event::Failed(msg));
+            }
+        }
+    }
+
+    /// Fails every running and waiting request (device error or shutdown).
+    fn fail_all(&mut self, why: &str) {
+        let running = self.sched.retire(|_| true);
+        let waiting: Vec<_> = self.sched.waiting.drain(..).collect();
+        for (_, mut live) in running.into_iter().chain(waiting) {
+            (live.sink)(Event::Failed(why.to_string()));
+        }
+    }
+
+    /// Publishes the counters for `/metrics`.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(5))
+        {
+            self.recent.pop_front();
+        }
+        let rate = match (self.recent.front(), self.recent.back()) {
+            (Some((a, _)), Some((b, _))) if b > a => {
+                let n: usize = self.recent.iter().skip(1).map(|(_, n)| n).sum();
+                n as f64 / (*b - *a).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let pool = &self.sched.pool;
+        let m = MetricsSnapshot {
+            running: self.sched.running.len(),
+            waiting: self.sched.waiting.len(),
+            kv_blocks_used: pool.used(),
+            kv_blocks_cached: pool.cached_idle(),
+            requests_preempted: self.sched.preempted_total,
+            decode_tokens_per_s: rate,
+            ..self.totals.clone()
+        };
+        *self.shared.metrics.lock().unwrap() = m;
+    }
+}
+
+fn usage_of(s: &SeqState) -> Usage {
+    Usage {
+        prompt_tokens: s.prompt_len,
+        completion_tokens: s.generated(),
+        cached_tokens: s.cached_tokens,
+    }
+}
+
+/// Adds `text` to the held-back text and returns what can be emitted: everything before
+/// a stop string (then true: stop), or everything but the longest tail that could still
+/// grow into a stop string.
+fn cut_at_stop(held: &mut String, text: &str, stops: &[String]) -> (String, bool) {
+    held.push_str(text);
+    if stops.is_empty() {
+        return (std::mem::take(held), false);
+    }
+    let first = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| held.find(s.as_str()))
+        .min();
+    if let Some(at) = first {
+        let out = held[..at].to_string();
+        held.clear();
+        return (out, true);
+    }
+    // the longest suffix of `held` that is a proper prefix of some stop string
+    let keep = stops
+        .iter()
+        .flat_map(|s| {
+            (1..s.len())
+                .filter(|&k| s.is_char_boundary(k) && held.ends_with(&s[..k]))
+                .max()
+        })
+        .max()
+        .unwrap_or(0);
+    let cut = held.len() - keep;
+    let out = held[..cut].to_string();
+    held.drain(..cut);
+    (out, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_at_stop;
+
+    #[test]
+    fn stop_strings_cut_the_text_and_hold_back_partial_matches() {
+        let stops = vec!["\n\n".to_string(), "END".to_string()];
+        let mut held = String::new();
+        assert_eq!(
+            cut_at_stop(&mut held, "Hello", &stops),
+            ("Hello".into(), false)
+        );
+        // "E" might start "END": held back
+        assert_eq!(
+            cut_at_stop(&mut held, " wor E", &stops),
+            (" wor ".into(), false)
+        );
+        assert_eq!(held, "E");
+        // it did not: released
+        assert_eq!(cut_at_stop(&mut held, "x", &stops), ("Ex".into(), false));
+        // a stop string split over two pieces
+        assert_eq!(
+            cut_at_stop(&mut held, "done.\n", &stops),
+            ("done.".into(), false)
+        );
+        assert_eq!(cut_at_stop(&mut held, "\nmore", &stops), ("".into(), true));
+        // no stop strings: everything goes out
+        let mut h = String::new();
+        assert_eq!(cut_at_stop(&mut h, "abc", &[]), ("abc".into(), false));
+        // the earliest of several stop strings wins
+        let mut h = String::new();
+        assert_eq!(
+            cut_at_stop(&mut h, "a END b\n\n", &stops),
+            ("a ".into(), true)
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Serving many requests at once: a paged KV block pool with prefix caching
+//! (`blocks`), a scheduler that batches sequences continuously with chunked prefill
+//! (`scheduler`), the engine thread that runs it on a model (`engine`), and the
+//! OpenAI-compatible HTTP server (`http`) that talks to any [`api::Backend`].
+
+pub mod api;
+pub mod blocks;
+pub mod engine;
+pub mod http;
+pub mod load;
+pub mod openai;
+pub mod scheduler;

@@ -1,0 +1,196 @@
+//! The OpenAI wire format: request bodies as clients send them and the responses,
+//! stream chunks and errors the server writes back. Only the fields this server reads
+//! or writes are here; unknown request fields are ignored, as OpenAI's own server does.
+//! Fields whose JSON shape varies (`prompt`, `stop`, message `content`) stay
+//! [`serde_json::Value`]s so that `http` can explain exactly what is wrong with them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::api::Usage;
+
+/// `stream_options` of a streaming request.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// Sampling and length fields shared by both endpoints. `null` means absent.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SamplingFields {
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// not in OpenAI's API; vLLM and llama.cpp accept it too
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    /// a string or an array of strings
+    #[serde(default)]
+    pub stop: Option<Value>,
+    #[serde(default)]
+    pub n: Option<i64>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// `POST /v1/completions`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CompletionBody {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// a string, an array of one string, or token ids (flat, or one array of them)
+    pub prompt: Value,
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub echo: Option<bool>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatBody {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessageBody>,
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    /// the newer name of `max_tokens`
+    #[serde(default)]
+    pub max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+}
+
+/// One message of `messages`; `content` is a string, an array of parts, or null.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatMessageBody {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Value>,
+}
+
+/// `usage` of a response or of the last stream chunk.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UsageBody {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: usize,
+}
+
+impl From<Usage> for UsageBody {
+    fn from(u: Usage) -> Self {
+        UsageBody {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: u.cached_tokens,
+            },
+        }
+    }
+}
+
+/// A response (`object` = "text_completion" or "chat.completion") or a stream chunk
+/// (`object` = "text_completion" or "chat.completion.chunk"); `C` is the choice type.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompletionResponse<C> {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<C>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageBody>,
+}
+
+/// A choice of `/v1/completions`, whole or streamed.
+#[derive(Clone, Debug, Serialize)]
+pub struct TextChoice {
+    pub index: u32,
+    pub text: String,
+    /// null until the last chunk of a stream
+    pub finish_reason: Option<&'static str>,
+    pub logprobs: Option<()>,
+}
+
+/// A whole choice of `/v1/chat/completions`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatChoice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    pub finish_reason: &'static str,
+    pub logprobs: Option<()>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AssistantMessage {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// A streamed choice of `/v1/chat/completions`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatChunkChoice {
+    pub index: u32,
+    pub delta: ChatDelta,
+    pub finish_reason: Option<&'static str>,
+    pub logprobs: Option<()>,
+}
+
+/// What a chat chunk adds: the role once at the start, then content.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChatDelta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// `{"error": {...}}`, the body of every error response and of a failed stream's last event.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+}
+
+/// An entry of `/v1/models`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelCard {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub owned_by: &'static str,
+}
+
+/// `/v1/models`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelList {
+    pub object: &'static str,
+    pub data: Vec<ModelCard>,
+}

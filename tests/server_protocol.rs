@@ -1,0 +1,951 @@
+//! The OpenAI-compatible HTTP layer against a scripted backend: JSON shapes, SSE framing,
+//! error bodies, metrics, cancellation when a client goes away, and the official `openai`
+//! Python client (scripts/openai_client_check.py). Requests are written by hand over
+//! TCP so that exactly what goes over the wire is checked.
+//!
+//! The backend is fake but the tokenizer is the default model's (skipped without the model,
+//! except in CI).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use headroom::engine::FinishReason;
+use headroom::serve::api::{
+    Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
+};
+use headroom::tokenizer::{ChatMessage, Tokenizer};
+use serde_json::{json, Value};
+
+const MODEL: &str = "test-org/fake-model";
+const CONTEXT: usize = 256;
+/// The fake generates at most this many words, then stops on its own ("stop").
+const WORDS: usize = 5;
+
+/// `top_k` values that pick a script other than the normal one.
+const TOP_K_ENDLESS: u32 = 1001;
+const TOP_K_FAIL: u32 = 1002;
+const TOP_K_OVERLOADED: u32 = 1003;
+
+/// A backend that answers from a script on its own thread, as the engine does.
+struct FakeBackend {
+    tokenizer: Tokenizer,
+    /// the last request accepted
+    last: Mutex<Option<CompletionRequest>>,
+    /// set when a sink returned false (the server dropped the receiver)
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Backend for FakeBackend {
+    fn model_id(&self) -> &str {
+        MODEL
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    fn context(&self) -> usize {
+        CONTEXT
+    }
+
+    fn submit(&self, req: CompletionRequest, sink: EventSink) -> Result<(), SubmitError> {
+        if req.prompt_ids.is_empty() {
+            return Err(SubmitError::Invalid("the prompt is empty".into()));
+        }
+        if req.prompt_ids.len() >= CONTEXT {
+            return Err(SubmitError::Invalid(format!(
+                "the prompt has {} tokens; the context holds {CONTEXT}",
+                req.prompt_ids.len()
+            )));
+        }
+        if req.sampling.top_k == TOP_K_OVERLOADED {
+            return Err(SubmitError::Overloaded("the queue is full".into()));
+        }
+        *self.last.lock().unwrap() = Some(req.clone());
+        let cancelled = self.cancelled.clone();
+        std::thread::spawn(move || play_script(req, sink, &cancelled));
+        Ok(())
+    }
+
+    fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            running: 3,
+            waiting: 2,
+            kv_blocks_used: 40,
+            kv_blocks_total: 100,
+            kv_blocks_cached: 7,
+            kv_block_size: 16,
+            kv_bytes_per_token: 18432,
+            requests_total: 11,
+            requests_finished: 8,
+            requests_preempted: 1,
+            prompt_tokens_total: 400,
+            prompt_tokens_cached: 100,
+            generated_tokens_total: 900,
+            steps_total: 321,
+            decode_tokens_per_s: 12.5,
+        }
+    }
+}
+
+/// The words the fake generates for a prompt: one per prompt id, cycling.
+fn fake_words(prompt_ids: &[u32], max_tokens: usize) -> Vec<String> {
+    (0..max_tokens.min(WORDS))
+        .map(|i| format!(" w{}", prompt_ids[i % prompt_ids.len()] % 100))
+        .collect()
+}
+
+fn fake_text(prompt_ids: &[u32], max_tokens: usize) -> String {
+    fake_words(prompt_ids, max_tokens).concat()
+}
+
+/// What the fake's cached-token count is for a prompt.
+fn fake_cached(prompt_len: usize) -> usize {
+    prompt_len / 2
+}
+
+fn play_script(req: CompletionRequest, mut sink: EventSink, cancelled: &AtomicBool) {
+    let mut send = |event: Event| {
+        let listening = sink(event);
+        if !listening {
+            cancelled.store(true, Ordering::SeqCst);
+        }
+        listening
+    };
+    let delta = |text: &str| Event::Delta {
+        text: text.to_string(),
+        ids: vec![1],
+    };
+    match req.sampling.top_k {
+        TOP_K_ENDLESS => {
+            // Ticks until nobody listens (bounded, so a failed test leaks no thread).
+            for _ in 0..1000 {
+                if !send(delta(" tick")) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        TOP_K_FAIL => {
+            send(delta(" partial"));
+            send(Event::Failed("device lost".into()));
+        }
+        _ => {
+            let words = fake_words(&req.prompt_ids, req.max_tokens);
+            for word in &words {
+                // An empty delta, as for an incomplete character: never a chunk of its own.
+                if !send(delta(word)) || !send(delta("")) {
+                    return;
+                }
+            }
+            let finish = if req.max_tokens > WORDS {
+                FinishReason::Stop
+            } else {
+                FinishReason::Length
+            };
+            let usage = Usage {
+                prompt_tokens: req.prompt_ids.len(),
+                completion_tokens: words.len(),
+                cached_tokens: fake_cached(req.prompt_ids.len()),
+            };
+            send(Event::Done { finish, usage });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The server under test
+
+/// The default model's tokenizer, or None (with a note) when the model is absent outside CI.
+fn tokenizer() -> Option<Tokenizer> {
+    static TOKENIZER: OnceLock<Option<Tokenizer>> = OnceLock::new();
+    TOKENIZER
+        .get_or_init(|| {
+            let path = headroom::engine::default_model_path();
+            if !path.exists() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "the default model is missing at {} (.ci/run fetches it)",
+                    path.display()
+                );
+                eprintln!(
+                    "skipping: no model at {} (run scripts/fetch-model.sh)",
+                    path.display()
+                );
+                return None;
+            }
+            Some(
+                headroom::engine::open(&path)
+                    .expect("open the default model")
+                    .tokenizer,
+            )
+        })
+        .clone()
+}
+
+/// A server on a free port with its own runtime; dropping it stops the server.
+struct Server {
+    addr: SocketAddr,
+    backend: Arc<FakeBackend>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start() -> Option<Server> {
+    let backend = Arc::new(FakeBackend {
+        tokenizer: tokenizer()?,
+        last: Mutex::new(None),
+        cancelled: Arc::new(AtomicBool::new(false)),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(headroom::serve::http::serve(backend.clone(), listener));
+    Some(Server {
+        addr,
+        backend,
+        _runtime: runtime,
+    })
+}
+
+impl Server {
+    fn get(&self, path: &str) -> HttpResponse {
+        http(self.addr, "GET", path, "")
+    }
+
+    fn post(&self, path: &str, body: &Value) -> HttpResponse {
+        http(self.addr, "POST", path, &body.to_string())
+    }
+
+    fn last_request(&self) -> CompletionRequest {
+        self.backend
+            .last
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a request reached the backend")
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.backend.tokenizer
+    }
+
+    /// Waits up to `limit` for a sink to have returned false.
+    fn saw_cancel_within(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.backend.cancelled.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 client
+
+struct HttpResponse {
+    status: u16,
+    /// header lines, names lowercased
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The `data:` payloads of an SSE body, in order (keep-alive comments skipped).
+    fn sse_data(&self) -> Vec<String> {
+        assert!(
+            self.body.ends_with("\n\n"),
+            "SSE events end with a blank line: {:?}",
+            self.body
+        );
+        self.body
+            .split("\n\n")
+            .filter(|event| !event.is_empty() && !event.starts_with(':'))
+            .map(|event| {
+                event
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not a data event: {event:?}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The error object of an OpenAI error body, checked for its four fields.
+    fn error(&self) -> Value {
+        let body = self.json();
+        let error = body["error"].clone();
+        for field in ["message", "type", "param", "code"] {
+            assert!(error.get(field).is_some(), "error without {field}: {body}");
+        }
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        error
+    }
+}
+
+fn send_request(stream: &mut TcpStream, method: &str, path: &str, body: &str) {
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    send_request(&mut stream, method, path, body);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_response(&String::from_utf8(raw).expect("UTF-8 response"))
+}
+
+fn parse_response(raw: &str) -> HttpResponse {
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Joins the chunks of a chunked transfer encoding.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn health_and_models() {
+    let Some(server) = start() else { return };
+    let health = server.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json(), json!({"status": "ok"}));
+
+    let models = server.get("/v1/models");
+    assert_eq!(models.status, 200);
+    let body = models.json();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    let card = &body["data"][0];
+    assert_eq!(card["id"], MODEL);
+    assert_eq!(card["object"], "model");
+    assert!(card["created"].as_u64().is_some());
+    assert!(card["owned_by"].is_string());
+
+    let one = server.get(&format!("/v1/models/{MODEL}"));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json(), *card);
+    let encoded = server.get("/v1/models/test-org%2Ffake-model");
+    assert_eq!(encoded.status, 200, "{}", encoded.body);
+
+    let unknown = server.get("/v1/models/no-such-model");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.error()["code"], "model_not_found");
+}
+
+#[test]
+fn completion_returns_text_finish_reason_and_usage() {
+    let Some(server) = start() else { return };
+    let prompt = "The capital of France is";
+    let r = server.post(
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": prompt, "max_tokens": 3, "temperature": 0,
+                "seed": 7, "stop": ["\n\n", ""], "user": "someone", "frequency_penalty": 0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let body = r.json();
+
+    let ids = server.tokenizer().encode(prompt, true).unwrap();
+    let req = server.last_request();
+    assert_eq!(req.prompt_ids, ids);
+    assert_eq!(req.max_tokens, 3);
+    assert_eq!(req.sampling.temperature, 0.0);
+    assert_eq!(req.sampling.top_p, 1.0);
+    assert_eq!(req.sampling.top_k, 0);
+    assert_eq!(req.sampling.seed, 7);
+    assert_eq!(req.stop_ids, server.tokenizer().eos_ids());
+    assert_eq!(req.stop_strings, vec!["\n\n".to_string()]);
+    assert!(req.skip_special);
+
+    assert!(body["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(body["object"], "text_completion");
+    assert!(body["created"].as_u64().unwrap() > 1_600_000_000);
+    assert_eq!(body["model"], MODEL);
+    let choices = body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1);
+    assert_eq!(
+        choices[0],
+        json!({"index": 0, "text": fake_text(&ids, 3), "finish_reason": "length", "logprobs": null})
+    );
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": ids.len(), "completion_tokens": 3, "total_tokens": ids.len() + 3,
+               "prompt_tokens_details": {"cached_tokens": fake_cached(ids.len())}})
+    );
+}
+
+#[test]
+fn completion_defaults_and_prompt_forms() {
+    let Some(server) = start() else { return };
+    // No model, no max_tokens: OpenAI's defaults (16 tokens, temperature 1).
+    let r = server.post("/v1/completions", &json!({"prompt": ["Hello"]}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let req = server.last_request();
+    assert_eq!(
+        req.prompt_ids,
+        server.tokenizer().encode("Hello", true).unwrap()
+    );
+    assert_eq!(req.max_tokens, 16);
+    assert_eq!(req.sampling.temperature, 1.0);
+    assert!(req.stop_strings.is_empty());
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
+
+    for (prompt, ids) in [
+        (json!([5, 6, 7]), vec![5, 6, 7]),
+        (json!([[8, 9]]), vec![8, 9]),
+    ] {
+        let r = server.post("/v1/completions", &json!({"prompt": prompt, "stop": "x"}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let req = server.last_request();
+        assert_eq!(req.prompt_ids, ids);
+        assert_eq!(req.stop_strings, vec!["x".to_string()]);
+        assert_eq!(r.json()["usage"]["prompt_tokens"], ids.len());
+    }
+
+    // Without a seed each request gets its own.
+    server.post("/v1/completions", &json!({"prompt": "a"}));
+    let first = server.last_request().sampling.seed;
+    server.post("/v1/completions", &json!({"prompt": "a"}));
+    assert_ne!(first, server.last_request().sampling.seed);
+}
+
+#[test]
+fn chat_completion_uses_the_template() {
+    let Some(server) = start() else { return };
+    let r = server.post(
+        "/v1/chat/completions",
+        &json!({"model": MODEL, "max_completion_tokens": 2, "temperature": 0.5, "top_p": 0.9,
+                "top_k": 40, "logprobs": false, "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": [{"type": "text", "text": "Hi "},
+                                                 {"type": "text", "text": "there"}]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let tok = server.tokenizer();
+    let messages = [
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi there"),
+    ];
+    let ids = tok
+        .encode(&tok.apply_chat(&messages, true).unwrap(), false)
+        .unwrap();
+    let req = server.last_request();
+    assert_eq!(req.prompt_ids, ids);
+    assert_eq!(req.max_tokens, 2);
+    assert_eq!(req.sampling.temperature, 0.5);
+    assert_eq!(req.sampling.top_p, 0.9);
+    assert_eq!(req.sampling.top_k, 40);
+
+    let body = r.json();
+    assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], MODEL);
+    assert_eq!(
+        body["choices"],
+        json!([{"index": 0, "message": {"role": "assistant", "content": fake_text(&ids, 2)},
+                "finish_reason": "length", "logprobs": null}])
+    );
+    assert_eq!(body["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+    assert_eq!(body["usage"]["total_tokens"], ids.len() + 2);
+
+    // Without a limit the reply may fill the rest of the context.
+    let r = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Hi there"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let req = server.last_request();
+    assert_eq!(req.max_tokens, CONTEXT - req.prompt_ids.len());
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn chat_stream_sends_role_deltas_finish_usage_and_done() {
+    let Some(server) = start() else { return };
+    let r = server.post(
+        "/v1/chat/completions",
+        &json!({"model": MODEL, "max_tokens": 4, "stream": true,
+                "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": "Tell me a story"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let ids = server.last_request().prompt_ids;
+    let data = r.sse_data();
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    // role, 4 words, finish, usage
+    assert_eq!(chunks.len(), 7, "{data:?}");
+    let id = chunks[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("chatcmpl-"));
+    for chunk in &chunks {
+        assert_eq!(chunk["id"], id);
+        assert_eq!(chunk["object"], "chat.completion.chunk");
+        assert_eq!(chunk["model"], MODEL);
+    }
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    let words: Vec<&str> = chunks[1..5]
+        .iter()
+        .map(|c| {
+            assert_eq!(c["choices"][0]["finish_reason"], Value::Null);
+            c["choices"][0]["delta"]["content"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(words, fake_words(&ids, 4));
+    assert_eq!(chunks[5]["choices"][0]["delta"], json!({}));
+    assert_eq!(chunks[5]["choices"][0]["finish_reason"], "length");
+    assert_eq!(chunks[6]["choices"], json!([]));
+    assert_eq!(chunks[6]["usage"]["completion_tokens"], 4);
+    assert_eq!(chunks[6]["usage"]["prompt_tokens"], ids.len());
+}
+
+#[test]
+fn completion_stream_without_usage() {
+    let Some(server) = start() else { return };
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": "One two", "max_tokens": 10, "stream": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ids = server.last_request().prompt_ids;
+    let data = r.sse_data();
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), WORDS + 1, "{data:?}");
+    let mut text = String::new();
+    for chunk in &chunks {
+        assert_eq!(chunk["object"], "text_completion");
+        assert!(chunk.get("usage").is_none());
+        text.push_str(chunk["choices"][0]["text"].as_str().unwrap());
+    }
+    assert_eq!(text, fake_text(&ids, 10));
+    assert_eq!(chunks[WORDS]["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn bad_requests_get_openai_errors() {
+    let Some(server) = start() else { return };
+    let chat = |extra: Value| {
+        let mut body = json!({"messages": [{"role": "user", "content": "Hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let cases = [
+        ("/v1/chat/completions", chat(json!({"n": 2})), "n"),
+        (
+            "/v1/chat/completions",
+            chat(json!({"temperature": -1})),
+            "temperature",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"temperature": 2.5})),
+            "temperature",
+        ),
+        ("/v1/chat/completions", chat(json!({"top_p": 0})), "top_p"),
+        (
+            "/v1/chat/completions",
+            chat(json!({"max_tokens": 0})),
+            "max_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"max_completion_tokens": -3})),
+            "max_completion_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"logprobs": true})),
+            "logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"stop": ["a", "b", "c", "d", "e"]})),
+            "stop",
+        ),
+        ("/v1/chat/completions", chat(json!({"stop": 3})), "stop"),
+        ("/v1/chat/completions", json!({"messages": []}), "messages"),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "x"}}]}]}),
+            "messages",
+        ),
+        ("/v1/completions", json!({"prompt": ["a", "b"]}), "prompt"),
+        ("/v1/completions", json!({"prompt": []}), "prompt"),
+        ("/v1/completions", json!({"prompt": [1, -2]}), "prompt"),
+        (
+            "/v1/completions",
+            json!({"prompt": [1, 99999999]}),
+            "prompt",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": {"text": "a"}}),
+            "prompt",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "echo": true}),
+            "echo",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "logprobs": 2}),
+            "logprobs",
+        ),
+    ];
+    for (path, body, param) in cases {
+        let r = server.post(path, &body);
+        assert_eq!(r.status, 400, "{body} -> {}", r.body);
+        let error = r.error();
+        assert_eq!(error["type"], "invalid_request_error", "{body}");
+        assert_eq!(error["param"], param, "{body} -> {error}");
+    }
+    let only_one = server.post("/v1/completions", &json!({"prompt": ["a", "b"]}));
+    assert_eq!(only_one.error()["message"], "only one prompt per request");
+
+    // Unreadable bodies: 400 with serde's message, not axum's 422 text.
+    for raw in [
+        "{not json",
+        "",
+        r#"{"prompt": "a", "temperature": "hot"}"#,
+        r#"{"max_tokens": 4}"#,
+    ] {
+        let r = http(server.addr, "POST", "/v1/completions", raw);
+        assert_eq!(r.status, 400, "{raw} -> {}", r.body);
+        assert_eq!(r.error()["type"], "invalid_request_error");
+    }
+
+    // The backend's own check (the prompt is longer than the context).
+    let long = "word ".repeat(CONTEXT * 2);
+    let r = server.post("/v1/completions", &json!({"prompt": long}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error()["message"].as_str().unwrap().contains("context"));
+
+    let r = server.post("/v1/completions", &json!({"model": "gpt-4", "prompt": "a"}));
+    assert_eq!(r.status, 404);
+    let error = r.error();
+    assert_eq!(error["code"], "model_not_found");
+    assert_eq!(error["param"], "model");
+
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": "a", "top_k": TOP_K_OVERLOADED}),
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.error()["type"], "server_error");
+
+    let r = server.get("/v1/nothing-here");
+    assert_eq!(r.status, 404);
+    assert!(r.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/nothing-here"));
+
+    let r = server.get("/v1/completions");
+    assert_eq!(r.status, 405);
+    r.error();
+}
+
+#[test]
+fn engine_failure_is_a_500_or_a_stream_error() {
+    let Some(server) = start() else { return };
+    let body = json!({"prompt": "a", "top_k": TOP_K_FAIL});
+    let r = server.post("/v1/completions", &body);
+    assert_eq!(r.status, 500, "{}", r.body);
+    let error = r.error();
+    assert_eq!(error["type"], "server_error");
+    assert_eq!(error["message"], "device lost");
+
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": "a", "top_k": TOP_K_FAIL, "stream": true}),
+    );
+    assert_eq!(r.status, 200);
+    let data = r.sse_data();
+    assert_eq!(data.len(), 2, "{data:?}");
+    let last: Value = serde_json::from_str(&data[1]).unwrap();
+    assert_eq!(last["error"]["message"], "device lost");
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let Some(server) = start() else { return };
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let expected = [
+        ("requests_running", "gauge", "3"),
+        ("requests_waiting", "gauge", "2"),
+        ("kv_blocks_used", "gauge", "40"),
+        ("kv_blocks_capacity", "gauge", "100"),
+        ("kv_blocks_cached", "gauge", "7"),
+        ("kv_block_size_tokens", "gauge", "16"),
+        ("kv_bytes_per_token", "gauge", "18432"),
+        ("requests_total", "counter", "11"),
+        ("requests_finished_total", "counter", "8"),
+        ("requests_preempted_total", "counter", "1"),
+        ("prompt_tokens_total", "counter", "400"),
+        ("prompt_tokens_cached_total", "counter", "100"),
+        ("generated_tokens_total", "counter", "900"),
+        ("steps_total", "counter", "321"),
+        ("decode_tokens_per_second", "gauge", "12.5"),
+        ("prefix_cache_hit_rate", "gauge", "0.25"),
+    ];
+    let lines: Vec<&str> = r.body.lines().collect();
+    for (name, kind, value) in expected {
+        let name = format!("headroom_{name}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("# HELP {name} "))),
+            "{name}"
+        );
+        assert!(
+            lines.contains(&format!("# TYPE {name} {kind}").as_str()),
+            "{name}"
+        );
+        assert!(
+            lines.contains(&format!("{name} {value}").as_str()),
+            "{name}: {}",
+            r.body
+        );
+    }
+    assert_eq!(lines.len(), expected.len() * 3);
+}
+
+#[test]
+fn client_leaving_a_stream_cancels_the_request() {
+    let Some(server) = start() else { return };
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = json!({"prompt": "a", "stream": true, "top_k": TOP_K_ENDLESS}).to_string();
+    send_request(&mut stream, "POST", "/v1/completions", &body);
+    // Read until the first text chunk has arrived, then hang up.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("tick") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(!server.backend.cancelled.load(Ordering::SeqCst));
+    drop(stream);
+    assert!(
+        server.saw_cancel_within(Duration::from_secs(2)),
+        "the sink still reported a listener after the client left"
+    );
+}
+
+#[test]
+fn client_leaving_a_whole_request_cancels_it() {
+    let Some(server) = start() else { return };
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let body = json!({"prompt": "a", "top_k": TOP_K_ENDLESS}).to_string();
+    send_request(&mut stream, "POST", "/v1/completions", &body);
+    let start = Instant::now();
+    while server.backend.last.lock().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the request never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!server.backend.cancelled.load(Ordering::SeqCst));
+    drop(stream);
+    assert!(
+        server.saw_cancel_within(Duration::from_secs(2)),
+        "the sink still reported a listener after the client left"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The official Python client
+
+/// `target/openai-venv/bin/python` with the `openai` package, made on first use; None (with
+/// a note) when there is no python3 outside CI.
+fn openai_python() -> Option<PathBuf> {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let venv = target.join("openai-venv");
+    let python = venv.join("bin/python");
+    let has_openai = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import openai"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has_openai(&python) {
+        return Some(python);
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "python3 is missing");
+        eprintln!("skipping: no python3");
+        return None;
+    }
+    let pip: Vec<String> = if succeeds(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    ) {
+        vec![python.display().to_string(), "-m".into(), "pip".into()]
+    } else {
+        // Debian without python3-venv has no ensurepip: make the venv without pip and
+        // install into it with the system's pip.
+        run_checked(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear", "--without-pip"])
+                .arg(&venv),
+        );
+        vec![
+            "python3".into(),
+            "-m".into(),
+            "pip".into(),
+            "--python".into(),
+            python.display().to_string(),
+        ]
+    };
+    run_checked(Command::new(&pip[0]).args(&pip[1..]).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "openai>=1.40,<3",
+    ]));
+    assert!(
+        has_openai(&python),
+        "openai is not importable after pip install"
+    );
+    Some(python)
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.output().is_ok_and(|o| o.status.success())
+}
+
+fn run_checked(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn official_openai_python_client() {
+    let Some(server) = start() else { return };
+    let Some(python) = openai_python() else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openai_client_check.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}/v1", server.addr))
+        .args(["--max-tokens", "4"])
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "openai_client_check.py failed:\n{report}"
+    );
+    eprintln!("{report}");
+}
