@@ -122,12 +122,7 @@ impl<T> Scheduler<T> {
                     // preempted itself: the entries after it moved down
                     continue;
                 }
-                work.push(Work {
-                    index: i,
-                    start: self.running[i].0.computed,
-                    len: 1,
-                    sample: true,
-                });
+                work.push(self.next_part(i, 1));
                 budget -= 1;
             }
             i += 1;
@@ -140,13 +135,7 @@ impl<T> Scheduler<T> {
             }
             let len = self.reserve(i, s.pending().min(budget));
             if len > 0 {
-                let s = &self.running[i].0;
-                work.push(Work {
-                    index: i,
-                    start: s.computed,
-                    len,
-                    sample: s.computed + len == s.tokens.len(),
-                });
+                work.push(self.next_part(i, len));
                 budget -= len;
             }
         }
@@ -155,17 +144,21 @@ impl<T> Scheduler<T> {
             let Some(len) = self.admit_next(budget) else {
                 break;
             };
-            let i = self.running.len() - 1;
-            let s = &self.running[i].0;
-            work.push(Work {
-                index: i,
-                start: s.computed,
-                len,
-                sample: s.computed + len == s.tokens.len(),
-            });
+            work.push(self.next_part(self.running.len() - 1, len));
             budget -= len;
         }
         work
+    }
+
+    /// The next `len` uncomputed tokens of `running[i]`, sampling if they reach its end.
+    fn next_part(&self, i: usize, len: usize) -> Work {
+        let s = &self.running[i].0;
+        Work {
+            index: i,
+            start: s.computed,
+            len,
+            sample: s.computed + len == s.tokens.len(),
+        }
     }
 
     /// Makes room in `running[i]`'s table for `n` more tokens, preempting newer
