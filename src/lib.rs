@@ -9,3 +9,4 @@ pub mod ops;
 pub mod plot;
 pub mod serve;
 pub mod tokenizer;
+pub mod viewer;

@@ -35,6 +35,9 @@ enum Command {
     /// Serve an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,
     /// /v1/models, /health, /metrics) with continuous batching and prefix caching.
     Serve(ServeArgs),
+    /// The viewer: streaming generation, live telemetry, the attention-variant explorer
+    /// and attention maps (a window; --screenshot saves a PNG and exits).
+    View(headroom::viewer::ViewArgs),
     /// Print a model's config, tensors, dtypes, bytes and KV bytes per token.
     Inspect {
         /// a GGUF file or a Hugging Face directory
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => run_generate(a),
         Command::Chat(a) => run_chat(a),
+        Command::View(a) => headroom::viewer::run(&a).map_err(Into::into),
         Command::Bench {
             what: BenchCommand::Generate(a),
         } => run_bench_generate(a),

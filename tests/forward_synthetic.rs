@@ -168,3 +168,105 @@ fn f16_storage_stays_close_to_the_cpu_reference() {
         2e-2,
     );
 }
+
+/// A reported step captures the same attention weights as the CPU reference's softmax,
+/// samples what a plain step samples, declares the traffic its kernels declare, and (with
+/// timestamps) times every kernel family.
+#[test]
+fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
+    use headroom::model::gpu_model::{SequencePart, StepProbe};
+    use headroom::ops::StepShape;
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let cfg = config(Arch::Llama, 6, 2, 16, false);
+    let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
+    let mut cpu = CpuModel::new(&src).unwrap();
+    let options = GpuModelOptions {
+        weights: StorageFormat::F32,
+        kv: StorageFormat::F32,
+        context: 128,
+        max_chunk: 64,
+        kv_block_size: 16,
+    };
+    let model = GpuModel::load(gpu(), &src, options, &mut |_, _, _| {}).unwrap();
+    let prompt: Vec<u32> = (0..41)
+        .map(|i| (i * 53 + seed as u32 % 7) % cfg.vocab_size as u32)
+        .collect();
+    for (pos, &t) in prompt.iter().enumerate() {
+        cpu.forward(t, pos);
+    }
+    let table: Vec<u32> = (0..8).collect();
+    let part = [SequencePart {
+        tokens: &prompt,
+        pos0: 0,
+        table: &table,
+        sample: Some((SamplingParams::default(), 0)),
+    }];
+    let plain = model.forward(&part).unwrap();
+    let report = model
+        .forward_report(
+            &part,
+            StepProbe {
+                kernel_times: true,
+                attention_of: Some(0),
+            },
+        )
+        .unwrap();
+    assert_eq!(report.sampled, plain, "the probe changed the sampled token");
+
+    let probe = report.attention.expect("attention captured");
+    assert_eq!(
+        (probe.layers, probe.heads, probe.kv_heads, probe.positions),
+        (3, 6, 2, prompt.len())
+    );
+    let reference = cpu.last_attention();
+    assert_eq!(probe.weights.len(), reference.len());
+    let worst = probe
+        .weights
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "attention weights differ by {worst}");
+    for l in 0..3 {
+        for h in 0..6 {
+            let sum: f32 = probe.head(l, h).iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "layer {l} head {h} sums to {sum}");
+        }
+    }
+
+    let shape = StepShape {
+        n_tokens: prompt.len() as u32,
+        pos0: 0,
+        n_out_rows: 1,
+        max_context: prompt.len() as u32,
+    };
+    let declared = model.step_cost(&shape);
+    assert_eq!(report.cost, declared);
+    assert!(declared.weight_bytes > 0 && declared.kv_bytes > 0);
+    assert_eq!(
+        declared.weight_bytes + declared.kv_bytes + declared.activation_bytes(),
+        declared.bytes()
+    );
+    if model.gpu.features.timestamps {
+        let total = report.gpu_s.expect("timestamps give the step's GPU time");
+        let families: Vec<&str> = report.kernels.iter().map(|k| k.family).collect();
+        for f in [
+            "embed",
+            "rmsnorm",
+            "matmul",
+            "rope_kv",
+            "attention",
+            "silu_mul",
+            "sample",
+        ] {
+            assert!(families.contains(&f), "{f} missing from {families:?}");
+        }
+        let sum: f64 = report.kernels.iter().map(|k| k.seconds).sum();
+        assert!((sum - total).abs() <= 1e-9 * total.max(1.0) + 1e-12);
+        let bytes: u64 = report.kernels.iter().map(|k| k.bytes).sum();
+        assert_eq!(bytes, declared.bytes());
+    } else {
+        assert!(report.gpu_s.is_none() && report.kernels.is_empty());
+    }
+}

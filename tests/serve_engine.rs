@@ -47,6 +47,7 @@ fn request(e: &Engine, text: &str, max_tokens: usize) -> CompletionRequest {
         stop_ids: vec![],
         stop_strings: vec![],
         skip_special: true,
+        probe_attention: false,
     }
 }
 
@@ -86,6 +87,7 @@ fn run_all(e: &Engine, reqs: Vec<CompletionRequest>) -> Vec<Outcome> {
                         }
                     }
                     Event::Failed(m) => panic!("request failed: {m}"),
+                    Event::Attention(_) => panic!("attention sent without probe_attention"),
                 }
             }
         })
@@ -243,4 +245,39 @@ fn stops_errors_and_a_vanished_client() {
     );
     let m = settled(&e);
     assert_eq!(m.kv_blocks_used, 0, "{m:?}");
+}
+
+/// A request with `probe_attention` gets its prompt's attention map before its first token,
+/// and the same tokens as without it.
+#[test]
+fn attention_probe_arrives_first_and_changes_nothing() {
+    let e = engine(64 << 20, 64);
+    let plain = request(&e, "The capital of France is", 3);
+    let mut probed = plain.clone();
+    probed.probe_attention = true;
+    let want = run_all(&e, vec![plain]).remove(0);
+    let (tx, rx) = mpsc::channel();
+    e.submit(probed.clone(), Box::new(move |ev| tx.send(ev).is_ok()))
+        .unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(600)).unwrap();
+    let Event::Attention(map) = first else {
+        panic!("first event is not the attention map: {first:?}")
+    };
+    assert_eq!(map.positions, probed.prompt_ids.len());
+    assert_eq!((map.layers, map.heads, map.kv_heads), (30, 9, 3));
+    for l in 0..map.layers {
+        for h in 0..map.heads {
+            let sum: f32 = map.head(l, h).iter().sum();
+            assert!((sum - 1.0).abs() < 1e-3, "layer {l} head {h}: {sum}");
+        }
+    }
+    let mut ids = vec![];
+    loop {
+        match rx.recv_timeout(Duration::from_secs(600)).unwrap() {
+            Event::Delta { ids: i, .. } => ids.extend(i),
+            Event::Done { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ids, want.ids);
 }

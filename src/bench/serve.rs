@@ -137,6 +137,7 @@ fn request(prompt_ids: Vec<u32>, max_tokens: usize) -> CompletionRequest {
         stop_ids: vec![],
         stop_strings: vec![],
         skip_special: true,
+        probe_attention: false,
     }
 }
 
@@ -174,6 +175,7 @@ fn finish(rx: mpsc::Receiver<(Event, Instant)>) -> Result<(Instant, Usage), Benc
                 return Ok((first, usage));
             }
             Event::Failed(m) => return Err(BenchError(format!("request failed: {m}"))),
+            Event::Attention(_) => {}
         }
     }
 }
@@ -185,7 +187,7 @@ fn measure_throughput(
     ids: &mut Ids,
     bytes_per_block: u64,
 ) -> Result<Throughput, BenchError> {
-    let first_step = e.step_records().len();
+    let first_step = e.steps_run();
     let t0 = Instant::now();
     let rxs = (0..c)
         .map(|_| submit(e, request(ids.take(a.prompt_tokens), a.gen_tokens)))
@@ -208,12 +210,14 @@ fn measure_throughput(
                         break;
                     }
                     Event::Failed(m) => return Err(BenchError(format!("request failed: {m}"))),
+                    Event::Attention(_) => {}
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let steps: Vec<StepRecord> = e.step_records()[first_step..]
+    let steps: Vec<StepRecord> = e
+        .step_records_since(first_step)
         .iter()
         .filter(|s| s.prefill_tokens == 0 && s.running == c && s.sampled == c)
         .cloned()

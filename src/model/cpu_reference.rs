@@ -98,6 +98,8 @@ pub struct CpuModel {
     /// per layer: `[cached tokens, kv_heads * head_dim]`
     k_cache: Vec<Vec<f32>>,
     v_cache: Vec<Vec<f32>>,
+    /// the last `forward`'s attention weights, `[layer][head][position]`
+    last_attention: Vec<f32>,
 }
 
 impl CpuModel {
@@ -112,6 +114,7 @@ impl CpuModel {
             inv_freq: llama3_rope_inv_freq(&cfg),
             k_cache: vec![Vec::new(); cfg.num_layers],
             v_cache: vec![Vec::new(); cfg.num_layers],
+            last_attention: Vec::new(),
             cfg,
             weights,
         })
@@ -130,6 +133,12 @@ impl CpuModel {
     pub fn reset(&mut self) {
         self.k_cache.iter_mut().for_each(Vec::clear);
         self.v_cache.iter_mut().for_each(Vec::clear);
+    }
+
+    /// The softmax weights of the last `forward`'s token over its positions (itself
+    /// included), `[layer][head][position]`.
+    pub fn last_attention(&self) -> &[f32] {
+        &self.last_attention
     }
 
     fn w(&self, name: TensorName) -> &[f32] {
@@ -162,6 +171,7 @@ impl CpuModel {
         let h = cfg.hidden_size;
         let t = token as usize;
         let mut x = self.w(TensorName::TokenEmbedding)[t * h..(t + 1) * h].to_vec();
+        self.last_attention.clear();
 
         for l in 0..cfg.num_layers {
             // attention
@@ -194,6 +204,7 @@ impl CpuModel {
                     })
                     .collect();
                 softmax(&mut scores);
+                self.last_attention.extend(scores.iter().map(|&p| p as f32));
                 for d in 0..hd {
                     let mut acc = 0f64;
                     for (s, p) in scores.iter().enumerate() {

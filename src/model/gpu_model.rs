@@ -8,6 +8,9 @@
 //!   xn = rmsnorm(x) ; gu = xn [Wgate|Wup]^T ; h = silu(g) * u ; x += h Wdown^T
 //! Head: rmsnorm(last row) -> lm_head -> sample.
 
+mod report;
+pub use report::{softmax_in_place, AttentionProbe, KernelTime, StepProbe, StepReport};
+
 use super::source::{LayerTensor, LoadError, TensorName, WeightSource};
 use super::ModelConfig;
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer, StorageFormat};
@@ -124,6 +127,10 @@ pub struct GpuModel {
     readback_ring: ReadbackBuffer,
     /// one slot per row of a batched decode step
     batch_readback: ReadbackBuffer,
+    /// the fused q|k|v activation rows (the attention probe copies queries out of it)
+    qkv: wgpu::Buffer,
+    /// timestamp queries for reported steps; None without timestamps
+    clock: Option<report::StepClock>,
     /// bytes of all weights on the GPU
     pub weight_bytes: u64,
     /// bytes of the whole KV cache
@@ -633,6 +640,7 @@ impl GpuModel {
         let readback_ring =
             ReadbackBuffer::new(&gpu, "sampled_ring", 4 * MAX_STEPS_PER_READBACK as u64);
         let batch_readback = ReadbackBuffer::new(&gpu, "sampled_batch", 4 * out_rows as u64);
+        let clock = report::StepClock::new(&gpu, layers.len() + head.len());
         Ok(GpuModel {
             gpu,
             config: cfg,
@@ -653,6 +661,8 @@ impl GpuModel {
             readback,
             readback_ring,
             batch_readback,
+            qkv,
+            clock,
             weight_bytes,
             kv_cache_bytes,
         })

@@ -493,6 +493,8 @@ impl DecodeAttention {
             bytes_read: kv_reads * kv_row * eb + q + partial,
             bytes_written: o + partial,
             flops: positions * self.heads as u64 * 2 * (self.kv.key_dim + self.kv.value_dim) as u64,
+            weight_bytes: 0,
+            kv_bytes: kv_reads * kv_row * eb,
         }
     }
 
@@ -518,5 +520,9 @@ impl super::Op for DecodeAttention {
         let lens: Vec<u32> = (0..s.n_tokens).map(|t| s.pos0 + t + 1).collect();
         let split = self.split(s.n_tokens as usize, s.max_context as usize);
         DecodeAttention::cost(self, &lens, split)
+    }
+    fn cost_of_rows(&self, s: &StepShape, context_lens: &[u32]) -> Cost {
+        let split = self.split(s.n_tokens as usize, s.max_context as usize);
+        DecodeAttention::cost(self, context_lens, split)
     }
 }

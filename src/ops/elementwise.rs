@@ -59,6 +59,7 @@ impl Op for SiluMul {
             bytes_read: 8 * n,
             bytes_written: 4 * n,
             flops: 6 * n,
+            ..Cost::default()
         }
     }
 }

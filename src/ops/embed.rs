@@ -79,6 +79,8 @@ impl Op for Embed {
             bytes_read: n * self.elem_bytes + 4 * s.n_tokens as u64,
             bytes_written: n * 4,
             flops: 0,
+            weight_bytes: n * self.elem_bytes,
+            kv_bytes: 0,
         }
     }
 }

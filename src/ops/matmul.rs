@@ -317,6 +317,8 @@ impl Op for Matmul {
             bytes_read: self.weight_bytes + t * k * 4 + extra,
             bytes_written: t * n * 4,
             flops: 2 * t * k * n,
+            weight_bytes: self.weight_bytes + if self.has_bias { n * 4 } else { 0 },
+            kv_bytes: 0,
         }
     }
 }

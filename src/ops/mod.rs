@@ -83,6 +83,22 @@ pub struct Cost {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub flops: u64,
+    /// of the bytes read, those that are model weights (embeddings, matrices, norms)
+    pub weight_bytes: u64,
+    /// of the bytes read and written, those of the KV cache
+    pub kv_bytes: u64,
+}
+
+impl Cost {
+    /// Bytes read and written.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_read + self.bytes_written
+    }
+
+    /// Bytes that are neither weights nor KV cache: activations, step metadata, logits.
+    pub fn activation_bytes(&self) -> u64 {
+        self.bytes() - self.weight_bytes - self.kv_bytes
+    }
 }
 
 impl std::ops::Add for Cost {
@@ -92,6 +108,8 @@ impl std::ops::Add for Cost {
             bytes_read: self.bytes_read + o.bytes_read,
             bytes_written: self.bytes_written + o.bytes_written,
             flops: self.flops + o.flops,
+            weight_bytes: self.weight_bytes + o.weight_bytes,
+            kv_bytes: self.kv_bytes + o.kv_bytes,
         }
     }
 }
@@ -101,6 +119,11 @@ pub trait Op {
     fn name(&self) -> &'static str;
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, shape: &StepShape);
     fn cost(&self, shape: &StepShape) -> Cost;
+    /// The cost of a step whose query rows see these context lengths (a batched or
+    /// mixed step); only attention depends on them.
+    fn cost_of_rows(&self, shape: &StepShape, _context_lens: &[u32]) -> Cost {
+        self.cost(shape)
+    }
 }
 
 /// A bind group that binds `buffers[i]` (whole) at binding i of group 0, against the

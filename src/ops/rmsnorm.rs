@@ -97,6 +97,8 @@ impl Op for RmsNorm {
             bytes_read: 4 * n + 4 * self.hidden as u64,
             bytes_written: 4 * n,
             flops: 4 * n,
+            weight_bytes: 4 * self.hidden as u64,
+            kv_bytes: 0,
         }
     }
 }

@@ -92,6 +92,8 @@ impl Op for RopeKvAppend {
             bytes_read: t * (qk + kv / 2) * 4 + d * 2,
             bytes_written: t * (self.heads as u64 * d * 4 + kv * self.kv_bytes),
             flops: t * qk * 3,
+            weight_bytes: 0,
+            kv_bytes: t * kv * self.kv_bytes,
         }
     }
 }

@@ -106,6 +106,7 @@ impl Op for Sample {
             bytes_read: 4 * n,
             bytes_written: 4 * s.n_out_rows as u64,
             flops: n,
+            ..Cost::default()
         }
     }
 }

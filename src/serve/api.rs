@@ -21,6 +21,9 @@ pub struct CompletionRequest {
     pub stop_strings: Vec<String>,
     /// do not emit the text of special tokens
     pub skip_special: bool,
+    /// send the attention weights of the prompt's last token (`Event::Attention`) before
+    /// the first token
+    pub probe_attention: bool,
 }
 
 /// Token counts of one finished request, as OpenAI's `usage` reports them.
@@ -43,6 +46,9 @@ pub enum Event {
     Done { finish: FinishReason, usage: Usage },
     /// Failed after it was accepted (a device error); the message says what happened.
     Failed(String),
+    /// The attention weights of the prompt's last token over the prompt, in every layer and
+    /// head (requests with `probe_attention`), before its first `Delta`.
+    Attention(std::sync::Arc<crate::model::gpu_model::AttentionProbe>),
 }
 
 /// Receives a request's events on the engine's thread; returns false when nobody listens

@@ -8,7 +8,7 @@ use super::api::{
 use super::blocks::BlockPool;
 use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
 use crate::engine::FinishReason;
-use crate::model::gpu_model::{GpuModel, ModelError, SequencePart};
+use crate::model::gpu_model::{GpuModel, KernelTime, ModelError, SequencePart, StepProbe};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -25,6 +25,8 @@ pub struct EngineOptions {
     /// most requests waiting; more are refused as overloaded
     pub max_waiting: usize,
     pub prefix_caching: bool,
+    /// time every kernel family on every n-th step (0: never; see `GpuModel::forward_report`)
+    pub kernel_times_every: u64,
 }
 
 impl Default for EngineOptions {
@@ -34,13 +36,17 @@ impl Default for EngineOptions {
             max_running: 64,
             max_waiting: 4096,
             prefix_caching: true,
+            kernel_times_every: 0,
         }
     }
 }
 
-/// One forward pass, for throughput against batch size (`bench serve`).
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+/// One forward pass: throughput against batch size (`bench serve`), the viewer's live
+/// telemetry.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct StepRecord {
+    /// steps before this one since the engine started
+    pub index: u64,
     /// seconds since the engine started, at the end of the step
     pub at_s: f64,
     pub seconds: f64,
@@ -50,7 +56,27 @@ pub struct StepRecord {
     pub sampled: usize,
     /// prompt tokens computed (prefill rows)
     pub prefill_tokens: usize,
+    /// token rows of the pass (prefill and decode)
+    pub rows: usize,
+    /// the kernels' declared traffic, split (see `ops::Cost`)
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub activation_bytes: u64,
+    /// GPU time from timestamps (None without them)
+    pub gpu_s: Option<f64>,
+    /// per kernel family, on the steps that time them (`EngineOptions::kernel_times_every`)
+    pub kernels: Vec<KernelTime>,
 }
+
+impl StepRecord {
+    /// Bytes the step's kernels read and wrote.
+    pub fn bytes(&self) -> u64 {
+        self.weight_bytes + self.kv_bytes + self.activation_bytes
+    }
+}
+
+/// Step records kept for readers: the most recent ones.
+const KEPT_STEP_RECORDS: usize = 1 << 16;
 
 /// What the engine thread and the handles share.
 struct Shared {
@@ -62,7 +88,7 @@ struct Shared {
     pool_blocks: usize,
     max_waiting: usize,
     metrics: Mutex<MetricsSnapshot>,
-    steps: Mutex<Vec<StepRecord>>,
+    steps: Mutex<VecDeque<StepRecord>>,
     /// why the engine stopped, once it has
     stopped: Mutex<Option<String>>,
 }
@@ -132,7 +158,7 @@ impl Engine {
                         kv_bytes_per_token: model.kv_layout.bytes_per_token(),
                         ..Default::default()
                     }),
-                    steps: Mutex::new(Vec::new()),
+                    steps: Mutex::new(VecDeque::new()),
                     stopped: Mutex::new(None),
                 });
                 if ready_tx.send(Ok(shared.clone())).is_err() {
@@ -152,9 +178,28 @@ impl Engine {
         })
     }
 
-    /// Every step run so far (for `bench serve`).
+    /// The steps run so far (the most recent 65536).
     pub fn step_records(&self) -> Vec<StepRecord> {
-        self.shared.steps.lock().unwrap().clone()
+        self.shared.steps.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// The kept steps whose index is `first` or later.
+    pub fn step_records_since(&self, first: u64) -> Vec<StepRecord> {
+        let steps = self.shared.steps.lock().unwrap();
+        let skip = steps
+            .front()
+            .map_or(0, |s| first.saturating_sub(s.index) as usize);
+        steps.iter().skip(skip).cloned().collect()
+    }
+
+    /// Steps run so far.
+    pub fn steps_run(&self) -> u64 {
+        self.shared
+            .steps
+            .lock()
+            .unwrap()
+            .back()
+            .map_or(0, |s| s.index + 1)
     }
 
     /// Why the engine stopped, if it has.
@@ -253,6 +298,7 @@ struct EngineLoop {
     /// (time, generated tokens) of recent steps, for the tokens/s gauge
     recent: VecDeque<(Instant, usize)>,
     totals: MetricsSnapshot,
+    kernel_times_every: u64,
 }
 
 impl EngineLoop {
@@ -271,6 +317,7 @@ impl EngineLoop {
             started: Instant::now(),
             recent: VecDeque::new(),
             totals,
+            kernel_times_every: opts.kernel_times_every,
         }
     }
 
@@ -333,7 +380,8 @@ impl EngineLoop {
             return Ok(());
         }
         let t0 = Instant::now();
-        let sampled = {
+        let index = self.totals.steps_total;
+        let report = {
             let parts: Vec<SequencePart> = work
                 .iter()
                 .map(|w| {
@@ -346,8 +394,26 @@ impl EngineLoop {
                     }
                 })
                 .collect();
-            self.model.forward(&parts)?
+            // the first sample of a request that asks for it: its prompt's last token
+            let attention_of = work.iter().position(|w| {
+                let (s, live) = &self.sched.running[w.index];
+                w.sample && s.generated() == 0 && live.req.probe_attention
+            });
+            let probe = StepProbe {
+                kernel_times: self.kernel_times_every > 0
+                    && index.is_multiple_of(self.kernel_times_every),
+                attention_of,
+            };
+            let report = self.model.forward_report(&parts, probe)?;
+            if let (Some(p), Some(a)) = (attention_of, &report.attention) {
+                let live = &mut self.sched.running[work[p].index].1;
+                if !(live.sink)(Event::Attention(Arc::new(a.clone()))) {
+                    live.gone = true;
+                }
+            }
+            report
         };
+        let sampled = &report.sampled;
         self.sched.complete(&work);
         let prefill_tokens: usize = work
             .iter()
@@ -355,7 +421,7 @@ impl EngineLoop {
             .map(|w| w.len)
             .sum();
         let sampled_work: Vec<&Work> = work.iter().filter(|w| w.sample).collect();
-        for (w, &id) in sampled_work.iter().zip(&sampled) {
+        for (w, &id) in sampled_work.iter().zip(sampled) {
             self.on_sample(w.index, id);
         }
         self.totals.steps_total += 1;
@@ -363,13 +429,25 @@ impl EngineLoop {
         let now = Instant::now();
         self.recent.push_back((now, sampled.len()));
         let record = StepRecord {
+            index,
             at_s: (now - self.started).as_secs_f64(),
             seconds: (now - t0).as_secs_f64(),
             running: self.sched.running.len(),
             sampled: sampled.len(),
             prefill_tokens,
+            rows: work.iter().map(|w| w.len).sum(),
+            weight_bytes: report.cost.weight_bytes,
+            kv_bytes: report.cost.kv_bytes,
+            activation_bytes: report.cost.activation_bytes(),
+            gpu_s: report.gpu_s,
+            kernels: report.kernels,
         };
-        self.shared.steps.lock().unwrap().push(record);
+        let mut steps = self.shared.steps.lock().unwrap();
+        if steps.len() == KEPT_STEP_RECORDS {
+            steps.pop_front();
+        }
+        steps.push_back(record);
+        drop(steps);
         self.retire();
         Ok(())
     }

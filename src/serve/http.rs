@@ -344,6 +344,7 @@ async fn collect(mut events: UnboundedReceiver<Event>) -> Result<Finished, ApiEr
                 })
             }
             Event::Failed(message) => return Err(ApiError::server(message)),
+            Event::Attention(_) => {}
         }
     }
     Err(ApiError::server(ENGINE_DROPPED))
@@ -413,6 +414,7 @@ fn completion_request(
         stop_ids: tokenizer.eos_ids().to_vec(),
         stop_strings: stop_strings(s.stop.as_ref())?,
         skip_special: true,
+        probe_attention: false,
     })
 }
 
@@ -732,6 +734,7 @@ fn event_stream(
             Some(Event::Delta { text, .. }) => (reply.delta(text), Some((events, reply))),
             Some(Event::Done { finish, usage }) => (reply.closing(finish, usage), None),
             Some(Event::Failed(message)) => (vec![error_event(ApiError::server(message))], None),
+            Some(Event::Attention(_)) => (Vec::new(), Some((events, reply))),
             None => (vec![error_event(ApiError::server(ENGINE_DROPPED))], None),
         };
         Some(step)

@@ -1,0 +1,366 @@
+//! A forward step that also says what it cost: the declared bytes of every kernel (split
+//! into weights, KV cache and activations), its GPU time from timestamp queries, the GPU
+//! time of each kernel family, and, on request, the attention weights of one query row
+//! over its context in every layer and head (the viewer's live telemetry and attention
+//! map).
+
+use super::{GpuModel, ModelError, SequencePart};
+use crate::gpu::{GpuContext, GpuError, ReadbackBuffer};
+use crate::ops::{Cost, StepShape};
+
+/// What to measure or capture during one step, beyond sampling.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepProbe {
+    /// time every kernel on its own (one compute pass each; the step runs a little slower)
+    pub kernel_times: bool,
+    /// capture the attention weights of the last row of this part (its index in the step)
+    pub attention_of: Option<usize>,
+}
+
+/// GPU time and declared traffic of one kernel family in a step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KernelTime {
+    /// the op's name: embed, rmsnorm, matmul, rope_kv, attention, silu_mul, sample
+    pub family: &'static str,
+    pub seconds: f64,
+    pub bytes: u64,
+}
+
+/// The last row of a part attending over its context: softmax weights for every layer and
+/// query head, computed from the query the step produced and the keys in the KV cache.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionProbe {
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// positions attended over (the row's own included)
+    pub positions: usize,
+    /// `[layer][head][position]`
+    pub weights: Vec<f32>,
+}
+
+impl AttentionProbe {
+    /// The weights of one head of one layer over the positions (sums to 1).
+    pub fn head(&self, layer: usize, head: usize) -> &[f32] {
+        let at = (layer * self.heads + head) * self.positions;
+        &self.weights[at..at + self.positions]
+    }
+
+    /// Query heads per KV head.
+    pub fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+}
+
+/// One step's samples and what it cost.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub sampled: Vec<u32>,
+    /// declared traffic and arithmetic of all the step's kernels
+    pub cost: Cost,
+    /// GPU time of the whole step from timestamps; None where the adapter has none
+    pub gpu_s: Option<f64>,
+    /// per kernel family, in order of first use; empty unless asked and timestamps exist
+    pub kernels: Vec<KernelTime>,
+    pub attention: Option<AttentionProbe>,
+}
+
+/// Timestamp queries for one step: a pair per compute pass.
+pub(super) struct StepClock {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: ReadbackBuffer,
+    pairs: u32,
+    period_ns: f64,
+}
+
+impl StepClock {
+    /// None where the device has no timestamp queries.
+    pub(super) fn new(gpu: &GpuContext, passes: usize) -> Option<StepClock> {
+        let period_ns = gpu.queue.get_timestamp_period() as f64;
+        if !(gpu.features.timestamps && period_ns.is_finite() && period_ns > 0.0) {
+            return None;
+        }
+        let pairs = (passes as u32).min(wgpu::QUERY_SET_MAX_QUERIES / 2);
+        let bytes = 2 * pairs as u64 * wgpu::QUERY_SIZE as u64;
+        Some(StepClock {
+            set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("step clock"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * pairs,
+            }),
+            resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step clock resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            readback: ReadbackBuffer::new(gpu, "step clock readback", bytes),
+            pairs,
+            period_ns,
+        })
+    }
+
+    fn writes(&self, pair: u32) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: Some(2 * pair),
+            end_of_pass_write_index: Some(2 * pair + 1),
+        }
+    }
+
+    fn resolve(&self, enc: &mut wgpu::CommandEncoder, pairs: u32) {
+        enc.resolve_query_set(&self.set, 0..2 * pairs, &self.resolve, 0);
+        let bytes = 2 * pairs as u64 * wgpu::QUERY_SIZE as u64;
+        self.readback.copy_from(enc, &self.resolve, bytes);
+    }
+
+    /// Seconds of each pass; None for a pair the driver returned unusable (zero, or the
+    /// end not after the start).
+    fn read(&self, gpu: &GpuContext, pairs: u32) -> Result<Vec<Option<f64>>, GpuError> {
+        let bytes = self
+            .readback
+            .read(gpu, 2 * pairs as u64 * wgpu::QUERY_SIZE as u64)?;
+        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+        Ok(ticks
+            .chunks(2)
+            .map(|p| {
+                (p[0] != 0 && p[1] > p[0]).then(|| (p[1] - p[0]) as f64 * self.period_ns * 1e-9)
+            })
+            .collect())
+    }
+}
+
+impl GpuModel {
+    /// [`forward`](Self::forward), reporting the step's declared traffic and GPU time and
+    /// capturing what `probe` asks for.
+    pub fn forward_report(
+        &self,
+        parts: &[SequencePart<'_>],
+        probe: StepProbe,
+    ) -> Result<StepReport, ModelError> {
+        let (rows, outs, tokens) = self.check_parts(parts)?;
+        let probe_row = match probe.attention_of {
+            Some(p) if p >= parts.len() => {
+                return Err(ModelError::Invalid(format!(
+                    "attention probe of part {p}, but the step has {} parts",
+                    parts.len()
+                )))
+            }
+            Some(p) => {
+                let before: usize = parts[..=p].iter().map(|x| x.tokens.len()).sum();
+                Some(before - 1)
+            }
+            None => None,
+        };
+        self.write_tokens(&tokens)?;
+        let max_context = self.write_step(0, &rows, &outs);
+        let shape = StepShape {
+            n_tokens: rows.len() as u32,
+            pos0: 0,
+            n_out_rows: outs.len() as u32,
+            max_context,
+        };
+        let lens: Vec<u32> = rows.iter().map(|r| r.context_len).collect();
+        let ops: Vec<&dyn crate::ops::Op> = self
+            .layers
+            .iter()
+            .chain(self.head.iter())
+            .map(|o| o.as_ref())
+            .collect();
+        let costs: Vec<Cost> = ops.iter().map(|o| o.cost_of_rows(&shape, &lens)).collect();
+        let cost = costs.iter().fold(Cost::default(), |a, &c| a + c);
+
+        let clock = self.clock.as_ref();
+        let per_kernel = probe.kernel_times && clock.is_some_and(|c| c.pairs as usize >= ops.len());
+        let nh_d = self.config.num_heads * self.config.head_dim;
+        let qkv_row = (self.config.num_heads + 2 * self.config.num_kv_heads) * self.config.head_dim;
+        let capture = probe_row.map(|_| {
+            self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("attention probe queries"),
+                size: (self.config.num_layers * nh_d * 4) as u64,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step (reported)"),
+            });
+        // Passes: one per kernel when timing kernels; else one, split after each layer's
+        // RoPE/KV append when the queries are captured (a copy cannot sit inside a pass).
+        let mut pass_ops: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        for (i, op) in ops.iter().enumerate() {
+            if per_kernel || (capture.is_some() && op.name() == "rope_kv") {
+                pass_ops.push(start..i + 1);
+                start = i + 1;
+            }
+        }
+        if start < ops.len() {
+            pass_ops.push(start..ops.len());
+        }
+        // every pass timed, where the adapter has timestamps
+        let clock = clock.filter(|c| pass_ops.len() <= c.pairs as usize);
+        let mut layer = 0;
+        for (p, range) in pass_ops.iter().enumerate() {
+            let timestamp_writes = clock.map(|c| c.writes(p as u32));
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("forward"),
+                    timestamp_writes,
+                });
+                for op in &ops[range.clone()] {
+                    op.record(&mut pass, &shape);
+                }
+            }
+            if let (Some(cap), Some(row)) = (&capture, probe_row) {
+                if ops[range.end - 1].name() == "rope_kv" {
+                    enc.copy_buffer_to_buffer(
+                        &self.qkv,
+                        (row * qkv_row * 4) as u64,
+                        cap,
+                        (layer * nh_d * 4) as u64,
+                        (nh_d * 4) as u64,
+                    );
+                    layer += 1;
+                }
+            }
+        }
+        let timed_pairs = pass_ops.len() as u32;
+        if let Some(c) = clock {
+            c.resolve(&mut enc, timed_pairs);
+        }
+        let sample_bytes = 4 * outs.len() as u64;
+        if sample_bytes > 0 {
+            self.batch_readback
+                .copy_from(&mut enc, &self.tokens, sample_bytes);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        let sampled = if sample_bytes > 0 {
+            let bytes = self.batch_readback.read(&self.gpu, sample_bytes)?;
+            bytemuck::cast_slice::<u8, u32>(&bytes).to_vec()
+        } else {
+            self.gpu.wait()?;
+            Vec::new()
+        };
+        let (gpu_s, kernels) = match clock {
+            Some(c) => {
+                let times = c.read(&self.gpu, timed_pairs)?;
+                let (total, families) = kernel_times(&ops, &costs, &pass_ops, &times);
+                (total, if per_kernel { families } else { Vec::new() })
+            }
+            None => (None, Vec::new()),
+        };
+        let attention = match (capture, probe_row) {
+            (Some(cap), Some(row)) => Some(self.attention_weights(&cap, &rows[row])?),
+            _ => None,
+        };
+        Ok(StepReport {
+            sampled,
+            cost,
+            gpu_s,
+            kernels,
+            attention,
+        })
+    }
+
+    /// Softmax weights of the captured queries over the keys of `row`'s blocks.
+    fn attention_weights(
+        &self,
+        queries: &wgpu::Buffer,
+        row: &crate::kv::QueryRow<'_>,
+    ) -> Result<AttentionProbe, ModelError> {
+        let cfg = &self.config;
+        let (nl, nh, nkv, d) = (
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+        );
+        let positions = row.context_len as usize;
+        let layout = self.kv_layout;
+        let bs = layout.block_size;
+        let q = self.gpu.read_f32(queries, nl * nh * d)?;
+        let blocks = &row.table[..positions.div_ceil(bs)];
+        let scale = 1.0 / (d as f32).sqrt();
+        let group = nh / nkv;
+        let mut weights = vec![0f32; nl * nh * positions];
+        for l in 0..nl {
+            let keys: Vec<Vec<f32>> = blocks
+                .iter()
+                .map(|&b| self.pool.read_block(&self.gpu, l, false, b as usize))
+                .collect::<Result<_, _>>()?;
+            for h in 0..nh {
+                let qh = &q[(l * nh + h) * d..(l * nh + h + 1) * d];
+                let kvh = h / group;
+                let w = &mut weights[(l * nh + h) * positions..(l * nh + h + 1) * positions];
+                for (p, s) in w.iter_mut().enumerate() {
+                    let block = &keys[p / bs];
+                    *s = scale
+                        * (0..d)
+                            .map(|e| qh[e] * block[layout.key_offset(kvh, p % bs, e)])
+                            .sum::<f32>();
+                }
+                softmax_in_place(w);
+            }
+        }
+        Ok(AttentionProbe {
+            layers: nl,
+            heads: nh,
+            kv_heads: nkv,
+            positions,
+            weights,
+        })
+    }
+}
+
+/// Sums pass times into kernel families (a pass holds one op when kernels are timed); the
+/// step's GPU time is the sum of its passes. Any unusable pair makes both unknown.
+fn kernel_times(
+    ops: &[&dyn crate::ops::Op],
+    costs: &[Cost],
+    passes: &[std::ops::Range<usize>],
+    times: &[Option<f64>],
+) -> (Option<f64>, Vec<KernelTime>) {
+    if times.iter().any(Option::is_none) {
+        return (None, Vec::new());
+    }
+    let mut out: Vec<KernelTime> = Vec::new();
+    let mut total = 0.0;
+    for (range, t) in passes.iter().zip(times) {
+        let t = t.unwrap_or_default();
+        total += t;
+        let op = range.start;
+        let family = ops[op].name();
+        let bytes: u64 = costs[range.clone()].iter().map(Cost::bytes).sum();
+        match out.iter_mut().find(|k| k.family == family) {
+            Some(k) => {
+                k.seconds += t;
+                k.bytes += bytes;
+            }
+            None => out.push(KernelTime {
+                family,
+                seconds: t,
+                bytes,
+            }),
+        }
+    }
+    (Some(total), out)
+}
+
+/// Numerically stable softmax.
+pub fn softmax_in_place(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in v.iter_mut() {
+        *x /= sum;
+    }
+}

@@ -1,0 +1,194 @@
+//! The Generate tab: a prompt, sampling settings, and one or more sequences streamed from
+//! the real model at once (continuous batching in the serving engine).
+
+use super::session::{EngineState, StreamHandle};
+use crate::ops::sample::SamplingParams;
+use crate::serve::api::{Backend, CompletionRequest};
+use crate::tokenizer::ChatMessage;
+use egui::RichText;
+
+pub struct GenerateTab {
+    pub prompt: String,
+    pub chat: bool,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u32,
+    /// sequences generated side by side from the same prompt (seeds seed, seed + 1, ...)
+    pub sequences: usize,
+    pub streams: Vec<StreamHandle>,
+    pub error: Option<String>,
+}
+
+impl Default for GenerateTab {
+    fn default() -> Self {
+        GenerateTab {
+            prompt: "Explain in two sentences why grouped-query attention makes decoding faster."
+                .into(),
+            chat: true,
+            max_tokens: 128,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 1,
+            sequences: 1,
+            streams: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl GenerateTab {
+    pub fn running(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|s| s.stream.lock().unwrap().running())
+    }
+
+    /// Submits the prompt `sequences` times; the first also asks for its attention map.
+    pub fn start(&mut self, engine: &crate::serve::engine::Engine, ctx: Option<egui::Context>) {
+        self.error = None;
+        let tok = engine.tokenizer();
+        let text = if self.chat && tok.chat_template().is_some() {
+            match tok.apply_chat(&[ChatMessage::new("user", &self.prompt)], true) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error = Some(format!("chat template: {e}"));
+                    return;
+                }
+            }
+        } else {
+            self.prompt.clone()
+        };
+        let ids = match tok.encode(&text, true) {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.error = Some(format!("tokenizing the prompt: {e}"));
+                return;
+            }
+        };
+        self.streams = (0..self.sequences)
+            .map(|i| {
+                let req = CompletionRequest {
+                    prompt_ids: ids.clone(),
+                    max_tokens: self.max_tokens,
+                    sampling: SamplingParams {
+                        temperature: self.temperature,
+                        top_p: self.top_p,
+                        seed: self.seed.wrapping_add(i as u32),
+                        ..SamplingParams::default()
+                    },
+                    stop_ids: tok.eos_ids().to_vec(),
+                    stop_strings: vec![],
+                    skip_special: true,
+                    probe_attention: i == 0,
+                };
+                StreamHandle::submit(engine, req, ctx.clone())
+            })
+            .collect();
+    }
+
+    pub fn stop(&self) {
+        for s in &self.streams {
+            s.stop();
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &EngineState) {
+        let running = self.running();
+        egui::Panel::left("generate_controls")
+            .resizable(false)
+            .default_size(300.0)
+            .show(ui, |ui| {
+                let heading = ui.heading("Prompt");
+                ui.add(
+                    egui::TextEdit::multiline(&mut self.prompt)
+                        .desired_rows(6)
+                        .desired_width(f32::INFINITY),
+                )
+                .labelled_by(heading.id);
+                ui.checkbox(&mut self.chat, "use the model's chat template");
+                ui.add(
+                    egui::Slider::new(&mut self.max_tokens, 1..=1024)
+                        .logarithmic(true)
+                        .text("max tokens"),
+                );
+                ui.add(egui::Slider::new(&mut self.temperature, 0.0..=2.0).text("temperature"));
+                ui.add(egui::Slider::new(&mut self.top_p, 0.05..=1.0).text("top-p"));
+                ui.add(egui::DragValue::new(&mut self.seed).prefix("seed "));
+                ui.add(egui::Slider::new(&mut self.sequences, 1..=8).text("sequences at once"));
+                ui.horizontal(|ui| {
+                    let ready = engine.engine().is_some();
+                    if ui
+                        .add_enabled(ready && !running, egui::Button::new("Start"))
+                        .clicked()
+                    {
+                        if let Some(e) = engine.engine() {
+                            self.start(e, Some(ui.ctx().clone()));
+                        }
+                    }
+                    if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
+                        self.stop();
+                    }
+                });
+                match engine {
+                    EngineState::Loading { since, .. } => {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label(format!(
+                                "loading the model… {:.0} s",
+                                since.elapsed().as_secs_f64()
+                            ));
+                        });
+                    }
+                    EngineState::Failed(e) => {
+                        ui.colored_label(egui::Color32::LIGHT_RED, format!("no model: {e}"));
+                    }
+                    EngineState::Ready(e) => {
+                        ui.label(format!("model: {}", e.model_id()));
+                    }
+                }
+                if let Some(e) = &self.error {
+                    ui.colored_label(egui::Color32::LIGHT_RED, e);
+                }
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            if self.streams.is_empty() {
+                ui.label("Press Start to stream the model's answer. With several sequences they run batched: every weight is read once per step for all of them.");
+                return;
+            }
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                for (i, s) in self.streams.iter().enumerate() {
+                    let st = s.stream.lock().unwrap();
+                    let status = match (&st.error, st.finish) {
+                        (Some(e), _) => format!("failed: {e}"),
+                        (None, Some(f)) => format!("{f:?}"),
+                        (None, None) => "generating…".into(),
+                    };
+                    let rate = match (st.first_token_s, st.done_s) {
+                        (Some(a), Some(b)) if b > a && st.ids.len() > 1 => {
+                            format!(" · {:.1} tokens/s", (st.ids.len() - 1) as f64 / (b - a))
+                        }
+                        _ => String::new(),
+                    };
+                    let ttft = st
+                        .first_token_s
+                        .map_or(String::new(), |t| format!(" · first token {:.0} ms", t * 1e3));
+                    ui.label(
+                        RichText::new(format!(
+                            "sequence {} · {} tokens{ttft}{rate} · {status}",
+                            i + 1,
+                            st.ids.len()
+                        ))
+                        .strong(),
+                    );
+                    ui.label(RichText::new(&st.text).monospace());
+                    ui.separator();
+                }
+            });
+        });
+        if running {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(16));
+        }
+    }
+}

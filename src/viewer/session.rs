@@ -1,0 +1,152 @@
+//! The viewer's engine: the serving engine (`serve::engine`), loaded on a background thread
+//! so the window opens at once, and the requests the Generate tab streams from it.
+
+use crate::engine::FinishReason;
+use crate::model::gpu_model::AttentionProbe;
+use crate::serve::api::{Backend, CompletionRequest, Event};
+use crate::serve::engine::Engine;
+use crate::serve::load::{open_engine, ServeOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+/// The engine, once loaded.
+pub enum EngineState {
+    Loading {
+        since: Instant,
+        rx: mpsc::Receiver<Result<Engine, String>>,
+    },
+    Ready(Arc<Engine>),
+    Failed(String),
+}
+
+impl EngineState {
+    /// Starts loading `options` on its own thread; `ctx` is repainted when done.
+    pub fn load(options: ServeOptions, ctx: Option<egui::Context>) -> EngineState {
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("headroom-viewer-load".into())
+            .spawn(move || {
+                let r =
+                    open_engine(&options).map_err(|e| format!("{}: {e}", options.model.display()));
+                let _ = tx.send(r);
+                if let Some(c) = ctx {
+                    c.request_repaint();
+                }
+            });
+        match spawned {
+            Ok(_) => EngineState::Loading {
+                since: Instant::now(),
+                rx,
+            },
+            Err(e) => EngineState::Failed(format!("starting the loader thread: {e}")),
+        }
+    }
+
+    /// Moves a finished load into Ready or Failed.
+    pub fn poll(&mut self) {
+        if let EngineState::Loading { rx, .. } = self {
+            match rx.try_recv() {
+                Ok(Ok(e)) => *self = EngineState::Ready(Arc::new(e)),
+                Ok(Err(e)) => *self = EngineState::Failed(e),
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    *self = EngineState::Failed("the loader thread ended without a model".into())
+                }
+            }
+        }
+    }
+
+    pub fn engine(&self) -> Option<&Arc<Engine>> {
+        match self {
+            EngineState::Ready(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// One streamed request, filled in by the engine thread.
+#[derive(Default)]
+pub struct Stream {
+    pub prompt_ids: Vec<u32>,
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub finish: Option<FinishReason>,
+    pub error: Option<String>,
+    pub cached_tokens: usize,
+    pub started: Option<Instant>,
+    pub first_token_s: Option<f64>,
+    pub done_s: Option<f64>,
+    pub attention: Option<Arc<AttentionProbe>>,
+}
+
+impl Stream {
+    pub fn running(&self) -> bool {
+        self.finish.is_none() && self.error.is_none()
+    }
+}
+
+/// A request in flight: its stream and the switch that stops it.
+#[derive(Clone)]
+pub struct StreamHandle {
+    pub stream: Arc<Mutex<Stream>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl StreamHandle {
+    /// Submits `req`; events fill the stream and repaint `ctx`.
+    pub fn submit(
+        engine: &Engine,
+        req: CompletionRequest,
+        ctx: Option<egui::Context>,
+    ) -> StreamHandle {
+        let stream = Arc::new(Mutex::new(Stream {
+            prompt_ids: req.prompt_ids.clone(),
+            started: Some(Instant::now()),
+            ..Default::default()
+        }));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (s, c) = (stream.clone(), cancel.clone());
+        let sink = Box::new(move |ev: Event| {
+            if c.load(Ordering::Relaxed) {
+                let mut st = s.lock().unwrap();
+                st.finish.get_or_insert(FinishReason::Cancelled);
+                return false;
+            }
+            let mut st = s.lock().unwrap();
+            let elapsed = st.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            match ev {
+                Event::Delta { text, ids } => {
+                    if st.first_token_s.is_none() && !ids.is_empty() {
+                        st.first_token_s = Some(elapsed);
+                    }
+                    st.text.push_str(&text);
+                    st.ids.extend(ids);
+                }
+                Event::Done { finish, usage } => {
+                    st.finish = Some(finish);
+                    st.cached_tokens = usage.cached_tokens;
+                    st.done_s = Some(elapsed);
+                }
+                Event::Failed(m) => st.error = Some(m),
+                Event::Attention(a) => st.attention = Some(a),
+            }
+            drop(st);
+            if let Some(ctx) = &ctx {
+                ctx.request_repaint();
+            }
+            true
+        });
+        if let Err(e) = engine.submit(req, sink) {
+            stream.lock().unwrap().error = Some(e.to_string());
+        }
+        StreamHandle { stream, cancel }
+    }
+
+    /// Stops the request at the engine's next event for it.
+    pub fn stop(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let mut st = self.stream.lock().unwrap();
+        st.finish.get_or_insert(FinishReason::Cancelled);
+    }
+}

@@ -1,0 +1,388 @@
+//! Live telemetry of the running engine, from its step records: tokens/s, memory traffic
+//! (the kernels' declared bytes over their GPU time from timestamps) against the probed
+//! copy bandwidth, bytes per token split into weights / KV cache / activations, GPU time
+//! per kernel family, and the KV pool.
+
+use crate::serve::api::MetricsSnapshot;
+use crate::serve::engine::{Engine, StepRecord};
+use crate::viewer::cost_model::fmt_bytes;
+use egui::{Color32, RichText};
+use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot};
+use std::collections::VecDeque;
+
+/// Seconds of history kept and plotted.
+pub const HISTORY_S: f64 = 180.0;
+/// Width of the bins rates are computed over.
+const BIN_S: f64 = 0.5;
+
+/// Totals of the steps that ended in one bin of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Bin {
+    /// start of the bin, seconds since the engine started
+    pub at_s: f64,
+    pub sampled: usize,
+    pub prefill_tokens: usize,
+    pub rows: usize,
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub activation_bytes: u64,
+    /// GPU seconds of the steps that had timestamps, and their bytes
+    pub gpu_s: f64,
+    pub timed_bytes: u64,
+    pub steps: usize,
+}
+
+impl Bin {
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        self.sampled as f64 / BIN_S
+    }
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        self.prefill_tokens as f64 / BIN_S
+    }
+    /// Declared bytes over measured GPU time (None without timestamps).
+    pub fn gbps(&self) -> Option<f64> {
+        (self.gpu_s > 0.0).then(|| self.timed_bytes as f64 / self.gpu_s / 1e9)
+    }
+}
+
+/// Groups steps into bins of `BIN_S` by the time they ended.
+pub fn bin_steps(steps: &[StepRecord]) -> Vec<Bin> {
+    let mut bins: Vec<Bin> = Vec::new();
+    for s in steps {
+        let at = (s.at_s / BIN_S).floor() * BIN_S;
+        if bins.last().is_none_or(|b| b.at_s != at) {
+            bins.push(Bin {
+                at_s: at,
+                ..Default::default()
+            });
+        }
+        let b = bins.last_mut().expect("pushed above");
+        b.sampled += s.sampled;
+        b.prefill_tokens += s.prefill_tokens;
+        b.rows += s.rows;
+        b.weight_bytes += s.weight_bytes;
+        b.kv_bytes += s.kv_bytes;
+        b.activation_bytes += s.activation_bytes;
+        b.steps += 1;
+        if let Some(g) = s.gpu_s {
+            b.gpu_s += g;
+            b.timed_bytes += s.bytes();
+        }
+    }
+    bins
+}
+
+pub struct Telemetry {
+    next_step: u64,
+    pub steps: VecDeque<StepRecord>,
+    pub metrics: MetricsSnapshot,
+    /// (seconds since the viewer started, blocks used, blocks cached)
+    pool_history: VecDeque<(f64, usize, usize)>,
+    started: std::time::Instant,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            next_step: 0,
+            steps: VecDeque::new(),
+            metrics: MetricsSnapshot::default(),
+            pool_history: VecDeque::new(),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Takes the engine's new steps and metrics (cheap: call every frame).
+    pub fn update(&mut self, engine: &Engine) {
+        use crate::serve::api::Backend;
+        for s in engine.step_records_since(self.next_step) {
+            self.next_step = s.index + 1;
+            self.steps.push_back(s);
+        }
+        let newest = self.steps.back().map_or(0.0, |s| s.at_s);
+        while self
+            .steps
+            .front()
+            .is_some_and(|s| s.at_s < newest - HISTORY_S)
+        {
+            self.steps.pop_front();
+        }
+        self.metrics = engine.metrics();
+        let t = self.started.elapsed().as_secs_f64();
+        if self.pool_history.back().is_none_or(|p| t - p.0 >= 0.25) {
+            self.pool_history.push_back((
+                t,
+                self.metrics.kv_blocks_used,
+                self.metrics.kv_blocks_cached,
+            ));
+        }
+        while self
+            .pool_history
+            .front()
+            .is_some_and(|p| p.0 < t - HISTORY_S)
+        {
+            self.pool_history.pop_front();
+        }
+    }
+
+    /// The latest step that timed its kernels one by one.
+    pub fn latest_kernel_profile(&self) -> Option<&StepRecord> {
+        self.steps.iter().rev().find(|s| !s.kernels.is_empty())
+    }
+
+    pub fn ui(&self, ui: &mut egui::Ui, peak_gbps: Option<f64>, timestamps: Option<bool>) {
+        let steps: Vec<StepRecord> = self.steps.iter().cloned().collect();
+        let bins = bin_steps(&steps);
+        // the newest bin is still filling: leave it out of rates
+        let done = &bins[..bins.len().saturating_sub(1)];
+        let m = &self.metrics;
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new(format!("{:.1} tokens/s", m.decode_tokens_per_s)).size(22.0).strong());
+            ui.label(format!(
+                "· running {} · waiting {} · steps {} · generated {} · prompt tokens {} ({} from the prefix cache, {:.0}% hit rate)",
+                m.running,
+                m.waiting,
+                m.steps_total,
+                m.generated_tokens_total,
+                m.prompt_tokens_total,
+                m.prompt_tokens_cached,
+                100.0 * m.prefix_hit_rate()
+            ));
+        });
+        match timestamps {
+            Some(false) => {
+                ui.colored_label(
+                    Color32::YELLOW,
+                    "This adapter has no timestamp queries: GPU time, memory traffic and per-kernel times cannot be measured, so none are shown.",
+                );
+            }
+            None => {
+                ui.label("waiting for the engine…");
+            }
+            Some(true) => {}
+        }
+        let half = (ui.available_width() - 12.0) / 2.0;
+        let height = 200.0;
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                ui.label(RichText::new("tokens/s (per 0.5 s)").strong());
+                let decode: Vec<[f64; 2]> = done
+                    .iter()
+                    .map(|b| [b.at_s, b.decode_tokens_per_s()])
+                    .collect();
+                let prefill: Vec<[f64; 2]> = done
+                    .iter()
+                    .map(|b| [b.at_s, b.prefill_tokens_per_s()])
+                    .collect();
+                Plot::new("tokens_per_s")
+                    .height(height)
+                    .legend(Legend::default())
+                    .x_axis_label("s")
+                    .show(ui, |p| {
+                        p.line(Line::new("decode", decode).color(Color32::from_rgb(86, 156, 214)));
+                        p.line(
+                            Line::new("prefill", prefill).color(Color32::from_rgb(220, 140, 60)),
+                        );
+                    });
+            });
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                let title = match peak_gbps {
+                    Some(g) => format!("memory traffic, GB/s (probed copy peak {g:.1})"),
+                    None => "memory traffic, GB/s (probing the peak…)".into(),
+                };
+                ui.label(RichText::new(title).strong());
+                let gbps: Vec<[f64; 2]> = done
+                    .iter()
+                    .filter_map(|b| b.gbps().map(|g| [b.at_s, g]))
+                    .collect();
+                Plot::new("traffic")
+                    .height(height)
+                    .legend(Legend::default())
+                    .x_axis_label("s")
+                    .show(ui, |p| {
+                        p.line(
+                            Line::new("declared bytes / GPU time", gbps)
+                                .color(Color32::from_rgb(120, 190, 100)),
+                        );
+                        if let Some(g) = peak_gbps {
+                            p.hline(HLine::new("probed copy bandwidth", g).color(Color32::GRAY));
+                        }
+                    });
+            });
+        });
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                ui.label(RichText::new("bytes per token row, by what they are").strong());
+                let per = |f: fn(&Bin) -> u64| -> Vec<[f64; 2]> {
+                    done.iter()
+                        .filter(|b| b.rows > 0)
+                        .map(|b| [b.at_s, f(b) as f64 / b.rows as f64 / (1 << 20) as f64])
+                        .collect()
+                };
+                Plot::new("bytes_per_token")
+                    .height(height)
+                    .legend(Legend::default())
+                    .x_axis_label("s")
+                    .y_axis_label("MiB")
+                    .show(ui, |p| {
+                        p.line(
+                            Line::new("weights", per(|b| b.weight_bytes))
+                                .color(Color32::from_rgb(86, 156, 214)),
+                        );
+                        p.line(
+                            Line::new("KV cache", per(|b| b.kv_bytes))
+                                .color(Color32::from_rgb(230, 80, 80)),
+                        );
+                        p.line(
+                            Line::new("activations", per(|b| b.activation_bytes))
+                                .color(Color32::from_rgb(200, 200, 90)),
+                        );
+                    });
+            });
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                self.kernel_chart(ui, height, timestamps);
+            });
+        });
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                ui.label(RichText::new(format!(
+                    "KV cache blocks: {} used · {} cached (reusable prefixes) · {} free of {} ({} tokens each, {} per token)",
+                    m.kv_blocks_used,
+                    m.kv_blocks_cached,
+                    m.kv_blocks_total.saturating_sub(m.kv_blocks_used + m.kv_blocks_cached),
+                    m.kv_blocks_total,
+                    m.kv_block_size,
+                    fmt_bytes(m.kv_bytes_per_token)
+                )).strong());
+                let used: Vec<[f64; 2]> = self.pool_history.iter().map(|p| [p.0, p.1 as f64]).collect();
+                let cached: Vec<[f64; 2]> = self.pool_history.iter().map(|p| [p.0, p.2 as f64]).collect();
+                Plot::new("kv_blocks")
+                    .height(140.0)
+                    .legend(Legend::default())
+                    .show(ui, |p| {
+                        p.line(Line::new("used", used));
+                        p.line(Line::new("cached", cached));
+                        p.hline(HLine::new("capacity", m.kv_blocks_total as f64).color(Color32::GRAY));
+                    });
+            });
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                if let Some(b) = done.last() {
+                    let total = b.weight_bytes + b.kv_bytes + b.activation_bytes;
+                    ui.label(RichText::new("last 0.5 s").strong());
+                    ui.label(format!("{} steps, {} token rows, {} tokens sampled", b.steps, b.rows, b.sampled));
+                    ui.label(format!(
+                        "declared traffic {} = weights {} + KV {} + activations {}",
+                        fmt_bytes(total),
+                        fmt_bytes(b.weight_bytes),
+                        fmt_bytes(b.kv_bytes),
+                        fmt_bytes(b.activation_bytes)
+                    ));
+                    if let (Some(g), Some(peak)) = (b.gbps(), peak_gbps) {
+                        ui.label(format!(
+                            "GPU busy {:.0} ms → {g:.1} GB/s = {:.0}% of the probed copy bandwidth",
+                            b.gpu_s * 1e3,
+                            100.0 * g / peak
+                        ));
+                    }
+                }
+            });
+        });
+    }
+
+    fn kernel_chart(&self, ui: &mut egui::Ui, height: f32, timestamps: Option<bool>) {
+        ui.label(RichText::new("GPU time per kernel family (one profiled step)").strong());
+        let Some(step) = self.latest_kernel_profile() else {
+            ui.label(match timestamps {
+                Some(false) => {
+                    "no timestamp queries on this adapter: per-kernel times are not available"
+                }
+                _ => "waiting for a profiled step (every 8th step times each kernel)",
+            });
+            return;
+        };
+        let bars: Vec<Bar> = step
+            .kernels
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                Bar::new(i as f64, k.seconds * 1e6)
+                    .name(k.family)
+                    .width(0.7)
+            })
+            .collect();
+        let total: f64 = step.kernels.iter().map(|k| k.seconds).sum();
+        Plot::new("kernels")
+            .height(height - 40.0)
+            .y_axis_label("µs")
+            .show_x(false)
+            .show(ui, |p| {
+                p.bar_chart(BarChart::new("µs", bars).color(Color32::from_rgb(150, 120, 220)))
+            });
+        let parts: Vec<String> = step
+            .kernels
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {:.0}% ({:.1} GB/s)",
+                    k.family,
+                    100.0 * k.seconds / total.max(1e-12),
+                    k.bytes as f64 / k.seconds.max(1e-12) / 1e9
+                )
+            })
+            .collect();
+        ui.label(format!(
+            "step {} ({} rows): {}",
+            step.index,
+            step.rows,
+            parts.join(" · ")
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(at_s: f64, sampled: usize, gpu_s: Option<f64>) -> StepRecord {
+        StepRecord {
+            index: 0,
+            at_s,
+            seconds: 0.01,
+            running: sampled,
+            sampled,
+            prefill_tokens: 0,
+            rows: sampled,
+            weight_bytes: 1000,
+            kv_bytes: 200,
+            activation_bytes: 50,
+            gpu_s,
+            kernels: vec![],
+        }
+    }
+
+    #[test]
+    fn bins_sum_steps_and_rate_only_timed_bytes() {
+        let steps = [
+            step(0.1, 2, Some(1e-6)),
+            step(0.4, 2, None),
+            step(0.6, 4, Some(2e-6)),
+        ];
+        let bins = bin_steps(&steps);
+        assert_eq!(bins.len(), 2);
+        assert_eq!(bins[0].sampled, 4);
+        assert_eq!(bins[0].decode_tokens_per_s(), 8.0);
+        assert_eq!(bins[0].weight_bytes, 2000);
+        // only the timed step's 1250 bytes over its 1 µs
+        assert!((bins[0].gbps().unwrap() - 1.25).abs() < 1e-9);
+        assert_eq!(bins[1].at_s, 0.5);
+        assert_eq!(bin_steps(&[step(0.0, 1, None)])[0].gbps(), None);
+    }
+}

@@ -1,0 +1,166 @@
+//! The viewer, driven through egui_kittest (the accessibility tree, no window): the
+//! explorer shows the cost model's numbers and the real kernels' measurements after "Run";
+//! every tab renders without a model. And `headroom view --screenshot` under Xvfb renders
+//! the real window through wgpu (lavapipe in CI) and writes a PNG.
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use headroom::viewer::cost_model::{fmt_bytes, fmt_seconds, AttentionKind};
+use headroom::viewer::explorer::Explorer;
+use headroom::viewer::kernel_lab::LabOptions;
+use headroom::viewer::session::EngineState;
+use headroom::viewer::{Tab, ViewerApp};
+use std::time::{Duration, Instant};
+
+fn small_lab() -> LabOptions {
+    LabOptions {
+        adapter: None,
+        probe_bytes: Some(8 << 20),
+        runs: Some(3),
+    }
+}
+
+fn shown<S>(h: &Harness<'_, S>, text: &str) -> bool {
+    h.query_all_by_label(text).next().is_some()
+}
+
+#[test]
+fn explorer_shows_the_cost_model_and_the_measured_kernels() {
+    let mut h = Harness::builder()
+        .with_size([1400.0, 1000.0])
+        .build_ui_state(|ui, e: &mut Explorer| e.ui(ui), Explorer::new(small_lab()));
+    h.run_steps(2);
+    // move two sliders the way assistive technology does
+    h.get_by_role_and_label(Role::Slider, "context")
+        .set_value_accesskit(320.0);
+    h.get_by_role_and_label(Role::Slider, "batch")
+        .set_value_accesskit(2.0);
+    h.run_steps(3);
+    assert_eq!((h.state().context, h.state().batch), (320, 2));
+    let shape = h.state().shape();
+    assert_eq!(shape.kind, AttentionKind::Gqa { group: 3 });
+    let mha = shape.with_kind(AttentionKind::Mha);
+    // the cost model's sizes, for this variant and for MHA
+    for bytes in [
+        shape.kv_bytes_per_token(),
+        shape.kv_bytes_total(),
+        mha.kv_bytes_per_token(),
+        mha.kv_bytes_total(),
+    ] {
+        assert!(
+            shown(&h, &fmt_bytes(bytes)),
+            "{} not shown",
+            fmt_bytes(bytes)
+        );
+    }
+
+    h.get_by_label("Run").click();
+    let t0 = Instant::now();
+    while h.state().measured_at(&shape).is_none() || h.state().measured_at(&mha).is_none() {
+        assert!(h.state().lab_error.is_none(), "{:?}", h.state().lab_error);
+        assert!(t0.elapsed() < Duration::from_secs(300), "no measurement");
+        std::thread::sleep(Duration::from_millis(50));
+        h.step();
+    }
+    h.run_steps(3);
+    let e = h.state();
+    let gbps = e.device.as_ref().expect("probed").copy_gbps;
+    assert!(gbps > 0.0);
+    let m = e.measured_at(&shape).unwrap().clone();
+    let base = e.measured_at(&mha).unwrap().clone();
+    // the kernel read exactly the cost model's KV cache of one layer
+    assert_eq!(
+        m.result.kv_bytes * shape.layers as u64,
+        shape.kv_bytes_total()
+    );
+    assert_eq!(
+        base.result.kv_bytes * mha.layers as u64,
+        mha.kv_bytes_total()
+    );
+    assert_eq!(
+        (m.result.batch, m.result.context, m.result.kv_heads),
+        (2, 320, 3)
+    );
+    // what is shown is what was measured and predicted
+    for text in [
+        fmt_seconds(shape.predicted_token_s(gbps)),
+        fmt_seconds(mha.predicted_token_s(gbps)),
+        fmt_seconds(m.token_s()),
+        fmt_seconds(base.token_s()),
+        format!("{:.1} µs", m.result.median_us),
+        format!("{:.1} µs", base.result.median_us),
+    ] {
+        assert!(shown(&h, &text), "{text} not shown");
+    }
+    let speedup = format!(
+        "speedup over MHA: {:.2}x predicted (KV bytes) · {:.2}x measured",
+        mha.kv_bytes_total() as f64 / shape.kv_bytes_total() as f64,
+        base.token_s() / m.token_s()
+    );
+    assert!(shown(&h, &speedup), "{speedup} not shown");
+    // per token = one layer's kernel x layers / batch
+    assert!((m.token_s() - m.result.median_us * 1e-6 * 30.0 / 2.0).abs() < 1e-12);
+}
+
+#[test]
+fn every_tab_renders_without_a_model_and_says_why() {
+    let mut explorer = Explorer::new(small_lab());
+    explorer.context = 256;
+    let app = ViewerApp::new(
+        EngineState::Failed("no such file: /nowhere.gguf".into()),
+        explorer,
+        Tab::Generate,
+        false,
+    );
+    let mut h = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app);
+    h.run_steps(2);
+    assert!(shown(&h, "no model: no such file: /nowhere.gguf"));
+    for tab in Tab::ALL {
+        h.get_by_label(tab.name()).click();
+        h.run_steps(2);
+        assert_eq!(h.state().tab, tab);
+    }
+    assert!(h
+        .query_all_by_label_contains("Generate something first")
+        .next()
+        .is_some());
+}
+
+#[test]
+fn screenshot_under_xvfb_writes_the_rendered_window() {
+    let have_xvfb = std::process::Command::new("xvfb-run")
+        .arg("--help")
+        .output()
+        .is_ok();
+    assert!(
+        have_xvfb,
+        "xvfb-run is missing: install it (apt-get install xvfb xauth); CI does"
+    );
+    let out = std::env::temp_dir().join(format!("headroom-view-{}.png", std::process::id()));
+    let status = std::process::Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24"])
+        .arg(env!("CARGO_BIN_EXE_headroom"))
+        .args([
+            "view", "--tab", "explorer", "--size", "1000x700", "--after", "3",
+        ])
+        .arg("--screenshot")
+        .arg(&out)
+        // a missing model must not stop the window
+        .env("HEADROOM_MODEL", "/nonexistent/model.gguf")
+        .status()
+        .expect("runs xvfb-run");
+    assert!(status.success(), "headroom view exited with {status}");
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1000, 700));
+    // not one flat colour: text, panels and the diagram were drawn
+    let px = &buf[..info.buffer_size()];
+    let distinct: std::collections::HashSet<&[u8]> = px.chunks(4).collect();
+    assert!(distinct.len() > 50, "only {} colours", distinct.len());
+    let _ = std::fs::remove_file(&out);
+}
