@@ -164,3 +164,56 @@ fn screenshot_under_xvfb_writes_the_rendered_window() {
     assert!(distinct.len() > 50, "only {} colours", distinct.len());
     let _ = std::fs::remove_file(&out);
 }
+
+/// On a real GPU (ignored by default): the explorer's Run at Llama-3-8B shapes, printed as
+/// `bench attention` prints them, to set beside `headroom bench attention` in one run
+/// (bench/2026-11-23-h100-viewer/).
+#[test]
+#[ignore = "needs a real GPU; run with --ignored --nocapture"]
+fn explorer_measurements_on_this_gpu() {
+    use headroom::viewer::cost_model::PRESETS;
+    let mut h = Harness::builder()
+        .with_size([1400.0, 1000.0])
+        .build_ui_state(
+            |ui, e: &mut Explorer| e.ui(ui),
+            Explorer::new(LabOptions {
+                adapter: None,
+                probe_bytes: None,
+                runs: None,
+            }),
+        );
+    for (batch, context) in [(1, 4096), (16, 4096), (1, 16384), (16, 16384)] {
+        let e = h.state_mut();
+        e.apply_preset(2);
+        e.batch = batch;
+        e.context = context;
+        h.run_steps(2);
+        h.get_by_label("Run").click();
+        let shape = h.state().shape();
+        let mha = shape.with_kind(AttentionKind::Mha);
+        let t0 = Instant::now();
+        while h.state().measured_at(&shape).is_none() || h.state().measured_at(&mha).is_none() {
+            assert!(h.state().lab_error.is_none(), "{:?}", h.state().lab_error);
+            assert!(t0.elapsed() < Duration::from_secs(300));
+            std::thread::sleep(Duration::from_millis(20));
+            h.step();
+        }
+        for s in [mha, shape] {
+            let m = h.state().measured_at(&s).unwrap();
+            println!(
+                "explorer {} {} kv_heads {} batch {batch} context {context}: {:.1} us (min {:.1}), {:.0}% of copy bandwidth",
+                PRESETS[2].name,
+                s.kind.label(),
+                s.kv_heads(),
+                m.result.median_us,
+                m.result.min_us,
+                m.result.pct_of_copy_bandwidth
+            );
+        }
+    }
+    let d = h.state().device.clone().unwrap();
+    println!(
+        "explorer device {} copy {:.1} GB/s, {}",
+        d.adapter, d.copy_gbps, d.timing
+    );
+}

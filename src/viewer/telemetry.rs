@@ -287,7 +287,7 @@ impl Telemetry {
                     ));
                     if let (Some(g), Some(peak)) = (b.gbps(), peak_gbps) {
                         ui.label(format!(
-                            "GPU busy {:.0} ms → {g:.1} GB/s = {:.0}% of the probed copy bandwidth",
+                            "GPU busy {:.0} ms: {g:.1} GB/s = {:.0}% of the probed copy bandwidth",
                             b.gpu_s * 1e3,
                             100.0 * g / peak
                         ));
