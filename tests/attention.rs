@@ -141,16 +141,22 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     eprintln!("{what}: max abs err {worst:e} over {} values", got.len());
 }
 
-/// Aims split-K at `target` workgroups. Odd targets also leave only the workgroup memory
-/// of the largest fixed scratch (32 heads x 64-position tiles, 9104 bytes), so grouped
-/// heads read their queries from global memory; even targets stage them when they fit.
-/// Targets divisible by 3 allow splits as short as one tile.
+/// Aims split-K at `target` workgroups. Odd targets also leave only 9104 bytes of
+/// workgroup memory (WebGPU's default is 16 KiB), so groups of wide heads are split into
+/// more head blocks, and keep the default most heads per workgroup; even targets use the
+/// adapter's memory and allow 8 heads per workgroup. Targets divisible by 3 allow splits
+/// as short as one tile.
 fn tuning(g: &GpuContext, target: usize) -> AttentionTuning {
     let memory = g.limits.max_compute_workgroup_storage_size as usize;
     AttentionTuning {
         target_workgroups: target,
         workgroup_memory: if target % 2 == 1 { 9104 } else { memory },
         min_chunk: target.is_multiple_of(3).then_some(1),
+        max_group: if target % 2 == 1 {
+            headroom::ops::decode_attention::MAX_GROUP
+        } else {
+            8
+        },
     }
 }
 
@@ -244,6 +250,8 @@ struct Case {
     lens: &'static [usize],
     target: usize,
     split_bindings: bool,
+    /// query heads per workgroup the plan should choose
+    group: usize,
 }
 
 fn check(case: &Case, r: &mut StdRng) {
@@ -308,15 +316,11 @@ fn check(case: &Case, r: &mut StdRng) {
     }
     let what = format!(
         "heads {nh} kv {nkv} dim {d} block {} {:?} lens {:?} split {split:?} target {} \
-         (queries staged {}, values staged {})",
-        case.block,
-        case.format,
-        case.lens,
-        case.target,
-        plan.queries_in_workgroup,
-        plan.values_in_workgroup
+         (heads per workgroup {}, workgroup memory {} B)",
+        case.block, case.format, case.lens, case.target, plan.group, plan.workgroup_bytes
     );
     assert_close(&what, &got, &want, 1e-5, 1e-4);
+    assert_eq!(plan.group, case.group, "{what}: heads per workgroup");
     if case.target > 1 {
         let longest = *case.lens.iter().max().unwrap();
         assert!(
@@ -333,24 +337,26 @@ fn gqa_family_matches_cpu_for_every_group_size() {
     #[rustfmt::skip]
     let cases = [
         // MHA, no split and forced split, block 16
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false },
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1 },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1 },
         // GQA-2, head dim 128, odd block size, pool over two bindings
-        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true },
+        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2 },
         // G = 3 (SmolLM2), head dim 64
-        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3 },
         // G = 4, head dim 96
-        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false },
+        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4 },
         // G = 8, head dim 80
-        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false },
+        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8 },
         // MQA, G = 32, head dim 128
-        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true },
-        // 32 heads of dim 64 on one KV head: values staged in workgroup memory
-        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false },
+        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8 },
+        // 32 heads of dim 64 on one KV head: four head blocks of 8
+        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8 },
         // head dim 256
-        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false },
-        // 64 heads on one KV head: two head blocks of 32
-        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false },
+        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2 },
+        // 64 heads on one KV head, at most 4 per workgroup: 16 head blocks
+        // 8 heads of dim 256 on one KV head: 4 would need 9348 bytes, so 4 head blocks of 2
+        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2 },
+        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4 },
     ];
     for case in &cases {
         check(case, &mut r);
@@ -381,7 +387,7 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
     let cases: [Case; 3] = [
         (8, 64, 16, 32, 32, 16, StorageFormat::F32, &[50, 130], 1),
         (16, 128, 32, 48, 40, 16, StorageFormat::F16, &[257, 9, 64], 24),
-        // 40 heads: two head blocks of 20 on the one latent head
+        // 40 heads: five head blocks of 8 on the one latent head
         (40, 64, 16, 32, 24, 7, StorageFormat::F16, &[90], 12),
     ];
     for &(nh, rank, dr, dn, dv, bs, fmt, lens, target) in &cases {

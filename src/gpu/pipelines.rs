@@ -79,8 +79,52 @@ impl KernelSource {
         for (k, v) in &self.constants {
             out = out.replace(&format!("{{{{{k}}}}}"), v);
         }
-        out
+        unroll(&out)
     }
+}
+
+/// Expands `//!UNROLL NAME COUNT` ... `//!END` blocks (COUNT a number, after constant
+/// substitution) into COUNT braced copies with `%NAME%` replaced by 0, 1, ...: registers
+/// indexed by a loop variable may otherwise live in local memory, since not every driver
+/// unrolls the loop before it allocates registers.
+fn unroll(src: &str) -> String {
+    let mut out = String::new();
+    let mut lines = src.lines();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.trim().strip_prefix("//!UNROLL ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let name = parts.next().unwrap_or_default();
+        let count: usize = parts
+            .next()
+            .and_then(|c| c.trim_end_matches('u').parse().ok())
+            .unwrap_or_else(|| panic!("//!UNROLL needs a name and a count: {line}"));
+        let mut body = Vec::new();
+        let mut depth = 0;
+        for l in lines.by_ref() {
+            let t = l.trim();
+            if t == "//!END" {
+                if depth == 0 {
+                    break;
+                }
+                depth -= 1;
+            } else if t.starts_with("//!UNROLL ") {
+                depth += 1;
+            }
+            body.push(l);
+        }
+        let block = unroll(&body.join("\n"));
+        let pattern = format!("%{name}%");
+        for i in 0..count {
+            out.push_str("{\n");
+            out.push_str(&block.replace(&pattern, &i.to_string()));
+            out.push_str("}\n");
+        }
+    }
+    out
 }
 
 /// WGSL for a float buffer stored as `format`, read (and written) four values at a time.
@@ -161,6 +205,24 @@ fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writabl
         s += &format!(
             "fn {name}_load8(blk: u32, i8: u32) -> array<vec4<f32>, 2> {{ {local} {body} }}\n"
         );
+        // the same 8 values as stored (NAME_raw: packed halves or two vec4), fetched now
+        // and unpacked later with NAME_unpack8, so a batch of loads costs few registers
+        s += &match format {
+            StorageFormat::F16 => format!(
+                "alias {name}_raw = vec4<u32>;\n\
+                 fn {name}_fetch8(blk: u32, i8: u32) -> vec4<u32> {{ {local} let i = first / 8u + i8; \
+                 if (hi) {{ return {name}1[i]; }} return {name}0[i]; }}\n\
+                 fn {name}_unpack8(p: vec4<u32>) -> array<vec4<f32>, 2> {{ \
+                 return array<vec4<f32>, 2>(\
+                 vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)), \
+                 vec4<f32>(unpack2x16float(p.z), unpack2x16float(p.w))); }}\n"
+            ),
+            StorageFormat::F32 => format!(
+                "alias {name}_raw = array<vec4<f32>, 2>;\n\
+                 fn {name}_fetch8(blk: u32, i8: u32) -> array<vec4<f32>, 2> {{ return {name}_load8(blk, i8); }}\n\
+                 fn {name}_unpack8(p: array<vec4<f32>, 2>) -> array<vec4<f32>, 2> {{ return p; }}\n"
+            ),
+        };
         // the same 8 values as packed halves (the raw 16 bytes of an f16 pool), for staging
         s += &match format {
             StorageFormat::F16 => format!(
@@ -308,4 +370,19 @@ pub enum BindingKind {
     Uniform,
     Read,
     ReadWrite,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unroll;
+
+    #[test]
+    fn unroll_repeats_nested_blocks_with_their_indices() {
+        let src =
+            "a;\n//!UNROLL i 2\nx[%i%] = 1;\n//!UNROLL j 2\ny[%i%][%j%] = 2;\n//!END\n//!END\nb;";
+        let got = unroll(src);
+        let want = "a;\n{\nx[0] = 1;\n{\ny[0][0] = 2;\n}\n{\ny[0][1] = 2;\n}\n}\n\
+                    {\nx[1] = 1;\n{\ny[1][0] = 2;\n}\n{\ny[1][1] = 2;\n}\n}\nb;\n";
+        assert_eq!(got, want);
+    }
 }

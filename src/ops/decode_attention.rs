@@ -11,13 +11,18 @@ use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, SharedLayout};
 use crate::kv::{KvLayout, LayerPool, StepMeta};
 use std::sync::Arc;
 
-/// Threads per workgroup.
+/// Threads per workgroup, and positions per tile (one per thread in the score phase).
 const WG: usize = 128;
-/// Most query heads one workgroup serves; larger groups are split into head blocks (each
-/// reads the shared KV head again).
-pub const MAX_GROUP: usize = 32;
-/// Workgroup memory for one tile's scores, in f32.
-const SCORE_CAPACITY: usize = 2048;
+/// Most query heads one workgroup serves: each keeps 8 accumulators per head per thread
+/// in registers. Larger groups are split into head blocks (each reads the shared KV head
+/// again, mostly from cache: head blocks of one KV head are dispatched next to each other).
+/// On the H100, 8 heads ran 2-5x slower than 4 (registers spill), 2 slightly slower than
+/// 4 (bench/2026-11-24-h100-attention).
+pub const MAX_GROUP: usize = 4;
+/// Value rows (of 8 values) one thread loads before it uses any, and the most key chunks:
+/// loads in flight together, against registers held.
+const VALUE_ROWS_IN_FLIGHT: usize = 4;
+const KEY_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Parameters of one dispatch (mirrors `Params` in the shaders).
 #[repr(C)]
@@ -38,23 +43,17 @@ struct Params {
 pub struct AttentionPlan {
     /// query heads per workgroup
     pub group: usize,
-    /// head blocks per KV head (1 unless the group is larger than MAX_GROUP)
+    /// head blocks per KV head (more than 1 when the group is over MAX_GROUP or its
+    /// queries would not fit workgroup memory)
     pub blocks_per_kv_head: usize,
-    /// positions per score tile
+    /// positions per tile
     pub tile: usize,
-    /// threads per head in the softmax reductions
-    pub threads_per_head: usize,
-    /// head groups in the value phase
-    pub value_head_groups: usize,
     /// smallest split: below it the partial results cost more than they save
     pub min_chunk: usize,
     /// workgroups that keep this adapter busy
     pub target_workgroups: usize,
-    /// the head block's queries are staged in workgroup memory (when they fit)
-    pub queries_in_workgroup: bool,
-    /// each tile's values are staged in workgroup memory (f16 pools with few position
-    /// groups in the value phase, when they fit)
-    pub values_in_workgroup: bool,
+    /// workgroup memory the kernel uses, in bytes
+    pub workgroup_bytes: usize,
 }
 
 /// What the plan takes from the adapter.
@@ -67,6 +66,8 @@ pub struct AttentionTuning {
     /// smallest split in positions, overriding the plan's (`HEADROOM_ATTN_MIN_CHUNK`, for
     /// tuning); rounded up to the tile
     pub min_chunk: Option<usize>,
+    /// most query heads per workgroup (`HEADROOM_ATTN_MAX_GROUP`, for tuning)
+    pub max_group: usize,
 }
 
 impl AttentionTuning {
@@ -75,8 +76,18 @@ impl AttentionTuning {
             target_workgroups: target_workgroups(gpu),
             workgroup_memory: gpu.limits.max_compute_workgroup_storage_size as usize,
             min_chunk: env_usize("HEADROOM_ATTN_MIN_CHUNK"),
+            max_group: env_usize("HEADROOM_ATTN_MAX_GROUP").unwrap_or(MAX_GROUP),
         }
     }
+}
+
+/// Workgroup memory of the kernel for `group` heads: two score tiles (at least the
+/// [WG][8] of the final merge), the tiles' block ids, each position group's max and sum
+/// per head, and the group's queries.
+fn workgroup_bytes(group: usize, kv: &KvLayout) -> usize {
+    let position_groups = WG / (kv.value_dim / 8);
+    let scores = (2 * WG * group).max(8 * WG);
+    4 * (scores + 2 * WG + 2 * position_groups * group + group * kv.key_dim + 1)
 }
 
 impl AttentionPlan {
@@ -88,12 +99,6 @@ impl AttentionPlan {
                 kv.kv_heads
             )));
         }
-        let per_kv = heads / kv.kv_heads;
-        // the largest divisor of the group that fits one workgroup
-        let group = (1..=per_kv.min(MAX_GROUP))
-            .rev()
-            .find(|g| per_kv.is_multiple_of(*g))
-            .unwrap_or(1);
         let dc = kv.value_dim / 8;
         if dc > WG {
             return Err(GpuError::Other(format!(
@@ -102,41 +107,28 @@ impl AttentionPlan {
                 WG * 8
             )));
         }
-        let mut tile = WG;
-        while group * tile > SCORE_CAPACITY && tile > 16 {
-            tile /= 2;
-        }
-        let threads_per_head = prev_power_of_two(WG / group);
-        // at most 4 heads (32 accumulators) per thread where the threads allow it
-        let value_head_groups = group.div_ceil(4).clamp(1, WG / dc);
-        // partials are group x value_dim f32 per split, against chunk x (K + V) values
-        let min_chunk = tuning.min_chunk.unwrap_or(16 * group).div_ceil(tile) * tile;
-        let fixed = 4 * ((group * tile).max(8 * WG) + WG + 3 * group + 4);
-        let queries = 4 * group * kv.key_dim;
-        if fixed > tuning.workgroup_memory {
-            return Err(GpuError::OverLimit {
-                what: format!("attention scratch for {group} heads"),
-                bytes: fixed as u64,
+        let per_kv = heads / kv.kv_heads;
+        // the largest divisor of the group that fits one workgroup's registers and memory
+        let group = (1..=per_kv.min(tuning.max_group.max(1)))
+            .rev()
+            .find(|&g| {
+                per_kv.is_multiple_of(g) && workgroup_bytes(g, kv) <= tuning.workgroup_memory
+            })
+            .ok_or_else(|| GpuError::OverLimit {
+                what: format!("attention scratch for one head of dim {}", kv.key_dim),
+                bytes: workgroup_bytes(1, kv) as u64,
                 limit: tuning.workgroup_memory as u64,
                 limit_name: "max_compute_workgroup_storage_size",
-            });
-        }
-        let position_groups = WG / (dc * value_head_groups);
-        let values = 2 * tile * kv.value_dim;
-        let q_fits = fixed + queries <= tuning.workgroup_memory;
-        let stage_values = kv.format == crate::gpu::StorageFormat::F16
-            && position_groups < 4
-            && fixed + values + if q_fits { queries } else { 0 } <= tuning.workgroup_memory;
+            })?;
+        // partials are group x value_dim f32 per split, against chunk x (K + V) values
+        let min_chunk = tuning.min_chunk.unwrap_or(16 * group).div_ceil(WG) * WG;
         Ok(AttentionPlan {
             group,
             blocks_per_kv_head: per_kv / group,
-            tile,
-            threads_per_head,
-            value_head_groups,
-            min_chunk: min_chunk.max(tile),
+            tile: WG,
+            min_chunk,
             target_workgroups: tuning.target_workgroups,
-            queries_in_workgroup: q_fits,
-            values_in_workgroup: stage_values,
+            workgroup_bytes: workgroup_bytes(group, kv),
         })
     }
 
@@ -162,14 +154,6 @@ impl AttentionPlan {
 pub struct Split {
     pub chunk: usize,
     pub n_splits: usize,
-}
-
-fn prev_power_of_two(n: usize) -> usize {
-    if n == 0 {
-        1
-    } else {
-        1 << (usize::BITS - 1 - n.leading_zeros())
-    }
 }
 
 /// Workgroups that keep this adapter busy: an adapter property, since WebGPU does not
@@ -366,28 +350,15 @@ impl DecodeAttention {
         .constant("BLOCK_ELEMS", block_elems)
         .constant("BPB", blocks_per_binding)
         .constant("WG", WG)
-        .constant("P", plan.tile)
-        .constant("TPH", plan.threads_per_head)
-        .constant("NHG", plan.value_head_groups)
-        .constant("SCORES", (plan.group * plan.tile).max(8 * WG))
-        .constant("Q_SMEM", plan.queries_in_workgroup)
-        .constant("V_STAGE", plan.values_in_workgroup)
         .constant(
-            "VS",
-            if plan.values_in_workgroup {
-                plan.tile * kv.value_dim / 8
-            } else {
-                1
-            },
+            "CU",
+            (1..=KEY_CHUNKS_IN_FLIGHT)
+                .rev()
+                .find(|u| (kv.key_dim / 8).is_multiple_of(*u))
+                .unwrap_or(1),
         )
-        .constant(
-            "QS4",
-            if plan.queries_in_workgroup {
-                plan.group * kv.key_dim / 4
-            } else {
-                1
-            },
-        );
+        .constant("VU", VALUE_ROWS_IN_FLIGHT)
+        .constant("SCORES", (2 * WG * plan.group).max(8 * WG));
         use BindingKind::{Read, ReadWrite, Uniform};
         let layout = gpu.pipelines.layout(
             "decode_attention",
@@ -460,7 +431,7 @@ impl DecodeAttention {
         let hb = self.head_blocks() as u32;
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.group, &[]);
-        pass.dispatch_workgroups(split.n_splits as u32, hb, n_queries);
+        pass.dispatch_workgroups(hb, split.n_splits as u32, n_queries);
         if split.n_splits > 1 {
             let outputs4 = (self.plan.group * self.kv.value_dim / 4) as u32;
             pass.set_pipeline(&self.merge);
