@@ -161,8 +161,9 @@ fn accessor(name: &str, binding: &str, format: StorageFormat, writable: bool) ->
 /// WGSL for a paged KV pool of `format` values held in two bindings: blocks
 /// `0..BLOCKS_PER_BINDING` in `NAME0`, the rest in `NAME1` (the same buffer when one binding
 /// holds the pool). Each block is `BLOCK_ELEMS` values; the kernel defines both constants.
-/// Read-only pools get `NAME_load8(block, i8)`, the values `8 * i8 .. 8 * i8 + 8` of the
-/// block as two vec4 (one 16-byte load for f16); writable pools get
+/// Read-only pools get `NAME_fetch8(block, i8)`, the values `8 * i8 .. 8 * i8 + 8` of the
+/// block as stored (`NAME_raw`; one 16-byte load for f16), and `NAME_unpack8(raw)`, the
+/// same as two f32 vec4; writable pools get
 /// `NAME_store4(block, i4, v)`, the values `4 * i4 ..` of the block.
 fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writable: bool) -> String {
     let access = if writable { "read_write" } else { "read" };
@@ -188,25 +189,9 @@ fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writabl
              let i = first / 4u + i4; if (hi) {{ {name}1[i] = v4; }} else {{ {name}0[i] = v4; }} }}\n"
         );
     } else {
-        let body = match format {
-            StorageFormat::F32 => format!(
-                "let i = first / 4u + 2u * i8; \
-                 if (hi) {{ return array<vec4<f32>, 2>({name}1[i], {name}1[i + 1u]); }} \
-                 return array<vec4<f32>, 2>({name}0[i], {name}0[i + 1u]);"
-            ),
-            StorageFormat::F16 => format!(
-                "let i = first / 8u + i8; var p: vec4<u32>; \
-                 if (hi) {{ p = {name}1[i]; }} else {{ p = {name}0[i]; }} \
-                 return array<vec4<f32>, 2>(\
-                 vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)), \
-                 vec4<f32>(unpack2x16float(p.z), unpack2x16float(p.w)));"
-            ),
-        };
-        s += &format!(
-            "fn {name}_load8(blk: u32, i8: u32) -> array<vec4<f32>, 2> {{ {local} {body} }}\n"
-        );
-        // the same 8 values as stored (NAME_raw: packed halves or two vec4), fetched now
-        // and unpacked later with NAME_unpack8, so a batch of loads costs few registers
+        // NAME_fetch8 reads the values 8 * i8 .. 8 * i8 + 8 as stored (NAME_raw: packed
+        // halves or two vec4) and NAME_unpack8 makes them f32 later, so a batch of loads in
+        // flight holds few registers
         s += &match format {
             StorageFormat::F16 => format!(
                 "alias {name}_raw = vec4<u32>;\n\
@@ -219,20 +204,11 @@ fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writabl
             ),
             StorageFormat::F32 => format!(
                 "alias {name}_raw = array<vec4<f32>, 2>;\n\
-                 fn {name}_fetch8(blk: u32, i8: u32) -> array<vec4<f32>, 2> {{ return {name}_load8(blk, i8); }}\n\
+                 fn {name}_fetch8(blk: u32, i8: u32) -> array<vec4<f32>, 2> {{ {local} \
+                 let i = first / 4u + 2u * i8; \
+                 if (hi) {{ return array<vec4<f32>, 2>({name}1[i], {name}1[i + 1u]); }} \
+                 return array<vec4<f32>, 2>({name}0[i], {name}0[i + 1u]); }}\n\
                  fn {name}_unpack8(p: array<vec4<f32>, 2>) -> array<vec4<f32>, 2> {{ return p; }}\n"
-            ),
-        };
-        // the same 8 values as packed halves (the raw 16 bytes of an f16 pool), for staging
-        s += &match format {
-            StorageFormat::F16 => format!(
-                "fn {name}_raw8(blk: u32, i8: u32) -> vec4<u32> {{ {local} let i = first / 8u + i8; \
-                 if (hi) {{ return {name}1[i]; }} return {name}0[i]; }}\n"
-            ),
-            StorageFormat::F32 => format!(
-                "fn {name}_raw8(blk: u32, i8: u32) -> vec4<u32> {{ let v = {name}_load8(blk, i8); \
-                 return vec4<u32>(pack2x16float(v[0].xy), pack2x16float(v[0].zw), \
-                 pack2x16float(v[1].xy), pack2x16float(v[1].zw)); }}\n"
             ),
         };
     }
