@@ -36,7 +36,9 @@ fn sum_f(lid: u32, v: f32) -> f32 {
         if (lid < off) { red_f[lid] += red_f[lid + off]; }
         workgroupBarrier();
     }
-    let r = red_f[0];
+    // uniform for every invocation (browsers' WGSL compilers must be able to prove it:
+    // callers branch on it around barriers)
+    let r = workgroupUniformLoad(&red_f[0]);
     workgroupBarrier();
     return r;
 }
@@ -48,7 +50,9 @@ fn sum_u(lid: u32, v: u32) -> u32 {
         if (lid < off) { red_u[lid] += red_u[lid + off]; }
         workgroupBarrier();
     }
-    let r = red_u[0];
+    // uniform for every invocation (browsers' WGSL compilers must be able to prove it:
+    // callers branch on it around barriers)
+    let r = workgroupUniformLoad(&red_u[0]);
     workgroupBarrier();
     return r;
 }
@@ -83,8 +87,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         }
         workgroupBarrier();
     }
-    let max_v = red_f[0];
-    let arg = red_u[0];
+    let max_v = workgroupUniformLoad(&red_f[0]);
+    let arg = workgroupUniformLoad(&red_u[0]);
     workgroupBarrier();
     if (o.temperature <= 0.0 || o.top_k == 1u) {
         if (lid == 0u) { tokens[row] = arg; }

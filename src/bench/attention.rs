@@ -5,8 +5,13 @@
 
 use super::BenchError;
 use crate::gpu::fill::fill_random;
-use crate::gpu::timing::{probe_copy_bandwidth, BandwidthProbe, GpuTimer, TimingSource};
-use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
+use crate::gpu::timing::{GpuTimer, TimingSource};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::{
+    timing::{probe_copy_bandwidth, BandwidthProbe},
+    GpuOptions,
+};
+use crate::gpu::{GpuContext, StorageFormat};
 use crate::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention, Split};
 use std::path::PathBuf;
@@ -322,10 +327,22 @@ pub struct Shape<'a> {
 
 /// Measures one shape, `runs` timed runs; `copy_gbps` is the probed
 /// copy bandwidth the result is compared with.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn measure(
     gpu: &GpuContext,
     timer: &GpuTimer,
     shape: &Shape,
+    runs: usize,
+    copy_gbps: f64,
+) -> Result<AttentionResult, BenchError> {
+    crate::gpu::block_on(measure_async(gpu, timer, shape, runs, copy_gbps))
+}
+
+/// [`measure`], awaited (the browser's kernel lab).
+pub async fn measure_async(
+    gpu: &GpuContext,
+    timer: &GpuTimer,
+    shape: &Shape<'_>,
     runs: usize,
     copy_gbps: f64,
 ) -> Result<AttentionResult, BenchError> {
@@ -337,19 +354,23 @@ pub fn measure(
     } = shape;
     let s = setup(gpu, v, batch, context, block_size)?;
     let split: Split = s.scratch.prepare(gpu, &s.meta);
-    gpu.wait()?;
+    gpu.wait_async().await?;
     let lens = vec![context as u32; batch];
     let cost = s.op.cost(&lens, split);
     let kv_bytes = s.op.kv_bytes(&lens);
     let total = cost.bytes_read + cost.bytes_written;
     // repeat inside one pass so that each sample lasts about a millisecond
-    let single = timer.time_pass(gpu, "attention", &mut |pass| {
-        s.op.record(pass, batch as u32, split)
-    })?;
+    let single = timer
+        .time_pass_async(gpu, "attention", &mut |pass| {
+            s.op.record(pass, batch as u32, split)
+        })
+        .await?;
     let reps = ((1e-3 / single.seconds.max(1e-7)).ceil() as u32).clamp(1, 200);
-    let m = timer.measure(gpu, "attention", 3, runs.max(1), reps, &mut |pass| {
-        s.op.record(pass, batch as u32, split)
-    })?;
+    let m = timer
+        .measure_async(gpu, "attention", 3, runs.max(1), reps, &mut |pass| {
+            s.op.record(pass, batch as u32, split)
+        })
+        .await?;
     let roofline = kv_bytes as f64 / (copy_gbps * 1e9);
     Ok(AttentionResult {
         variant: v.name.to_string(),
@@ -402,6 +423,7 @@ pub fn add_speedups(results: &mut [AttentionResult]) {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run(a: &BenchAttentionArgs) -> Result<(), BenchError> {
     let gpu = GpuContext::new_blocking(&GpuOptions {
         adapter: a.adapter.clone(),
@@ -551,6 +573,7 @@ fn short(n: usize) -> String {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn write_csv(path: &std::path::Path, results: &[AttentionResult]) -> Result<(), BenchError> {
     let mut s = String::from(
         "variant,heads,kv_heads,key_dim,value_dim,batch,context,group,splits,chunk,kv_bytes,\
@@ -586,6 +609,7 @@ fn write_csv(path: &std::path::Path, results: &[AttentionResult]) -> Result<(), 
     std::fs::write(path, s).map_err(|e| BenchError(format!("writing {}: {e}", path.display())))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn plot(
     path: &std::path::Path,
     results: &[AttentionResult],

@@ -1,9 +1,12 @@
 //! One sequence from prompt to finish: chunked prefill, then one decode step per token,
 //! sampling on the GPU and reading back one id per step.
 
-use crate::model::gpu_model::{GpuModel, ModelError, StepInput, MAX_STEPS_PER_READBACK};
 use crate::ops::sample::SamplingParams;
-use std::time::Instant;
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    crate::model::gpu_model::{GpuModel, ModelError, StepInput, MAX_STEPS_PER_READBACK},
+    web_time::Instant,
+};
 
 #[derive(Clone, Debug)]
 pub struct GenerateRequest {
@@ -49,6 +52,7 @@ pub struct GenerateResult {
 
 /// Runs `req` on `model`. `on_token(id)` sees every generated id as soon as it is read
 /// back and returns false to stop early.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn generate(
     model: &GpuModel,
     req: &GenerateRequest,

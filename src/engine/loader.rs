@@ -1,10 +1,14 @@
 //! Finding and opening a model with its tokenizer.
 
 use crate::model::gguf::GgufFile;
+use crate::model::gguf_model::GgufModel;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::model::load::open_model;
 use crate::model::{LoadError, WeightSource};
 use crate::tokenizer::{vocab_from_gguf, Tokenizer};
-use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// The default model's file name, as `scripts/fetch-model.sh` stores it.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -37,6 +41,7 @@ pub struct ModelFiles {
 }
 
 /// Opens a GGUF file or an HF directory, with the tokenizer that belongs to it.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn open(path: &Path) -> Result<ModelFiles, LoadError> {
     let label = path.display().to_string();
     let weights = open_model(path)?;
@@ -50,6 +55,26 @@ pub fn open(path: &Path) -> Result<ModelFiles, LoadError> {
         Tokenizer::from_gguf_vocab(&vocab)
             .map_err(|e| LoadError::new(&label, format!("tokenizer: {e}")))?
     };
+    check_vocab(&label, weights, tokenizer)
+}
+
+/// Parses a GGUF file held in memory (the browser's picked, dropped or downloaded file;
+/// `name` labels it in messages), with the tokenizer from its metadata.
+pub fn open_gguf_bytes(name: &str, bytes: Vec<u8>) -> Result<ModelFiles, LoadError> {
+    let model = GgufModel::from_gguf(GgufFile::from_bytes(name, bytes)?)?;
+    let vocab = vocab_from_gguf(model.gguf())
+        .map_err(|e| LoadError::new(name, format!("tokenizer: {e}")))?;
+    let tokenizer = Tokenizer::from_gguf_vocab(&vocab)
+        .map_err(|e| LoadError::new(name, format!("tokenizer: {e}")))?;
+    check_vocab(name, Box::new(model), tokenizer)
+}
+
+/// The tokenizer's ids must all be rows of the embedding.
+fn check_vocab(
+    label: &str,
+    weights: Box<dyn WeightSource>,
+    tokenizer: Tokenizer,
+) -> Result<ModelFiles, LoadError> {
     if tokenizer.vocab_size() > weights.config().vocab_size {
         return Err(LoadError::new(
             label,

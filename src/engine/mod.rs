@@ -3,5 +3,9 @@
 mod generate;
 mod loader;
 
-pub use generate::{generate, FinishReason, GenerateRequest, GenerateResult, GenerateStats};
-pub use loader::{default_model_path, open, ModelFiles, DEFAULT_MODEL_FILE};
+#[cfg(not(target_arch = "wasm32"))]
+pub use generate::generate;
+pub use generate::{FinishReason, GenerateRequest, GenerateResult, GenerateStats};
+#[cfg(not(target_arch = "wasm32"))]
+pub use loader::open;
+pub use loader::{default_model_path, open_gguf_bytes, ModelFiles, DEFAULT_MODEL_FILE};

@@ -114,12 +114,24 @@ impl GpuContext {
     }
 
     /// Copies `bytes` of `src` back to the host (blocking). For tests and one-off reads.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_bytes(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
         self.read_bytes_at(src, 0, bytes)
     }
 
     /// Copies `bytes` of `src` from byte `offset` (both multiples of 4) to the host.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_bytes_at(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>, GpuError> {
+        super::block_on(self.read_bytes_at_async(src, offset, bytes))
+    }
+
+    /// [`read_bytes_at`](Self::read_bytes_at), awaited.
+    pub async fn read_bytes_at_async(
         &self,
         src: &wgpu::Buffer,
         offset: u64,
@@ -129,14 +141,20 @@ impl GpuContext {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, offset, rb.buffer(), 0, bytes.div_ceil(4) * 4);
         self.queue.submit([enc.finish()]);
-        rb.read(self, bytes)
+        rb.read_async(self, bytes).await
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<f32>, GpuError> {
-        let b = self.read_bytes(src, (n * 4) as u64)?;
+        super::block_on(self.read_f32_async(src, n))
+    }
+
+    pub async fn read_f32_async(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<f32>, GpuError> {
+        let b = self.read_bytes_at_async(src, 0, (n * 4) as u64).await?;
         Ok(bytemuck::cast_slice(&b).to_vec())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_u32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<u32>, GpuError> {
         let b = self.read_bytes(src, (n * 4) as u64)?;
         Ok(bytemuck::cast_slice(&b).to_vec())
@@ -170,17 +188,27 @@ impl ReadbackBuffer {
         enc.copy_buffer_to_buffer(src, 0, &self.buffer, 0, bytes);
     }
 
-    /// Maps, copies out and unmaps (blocking; on the web this must be awaited instead).
+    /// Maps, copies out and unmaps (blocking; the browser build uses `read_async`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, gpu: &GpuContext, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        super::block_on(self.read_async(gpu, bytes))
+    }
+
+    /// Maps, copies out and unmaps. Natively the device is polled until the map is done; on
+    /// the web the browser maps it while the page goes on.
+    pub async fn read_async(&self, gpu: &GpuContext, bytes: u64) -> Result<Vec<u8>, GpuError> {
         let bytes = bytes.div_ceil(4) * 4;
         let slice = self.buffer.slice(0..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        #[cfg(not(target_arch = "wasm32"))]
         gpu.wait()?;
-        rx.recv()
-            .map_err(|e| GpuError::Other(e.to_string()))?
+        #[cfg(target_arch = "wasm32")]
+        let _ = gpu;
+        rx.await
+            .map_err(|_| GpuError::Other("the GPU device went away during a readback".into()))?
             .map_err(|e| GpuError::Other(format!("mapping a readback buffer: {e}")))?;
         let out = slice
             .get_mapped_range()

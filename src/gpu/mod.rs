@@ -11,6 +11,26 @@ pub use pipelines::{BindingKind, KernelSource, PipelineCache, SharedLayout};
 
 use std::sync::Arc;
 
+/// Runs a future to completion on this thread: the native build's way to call the async
+/// GPU paths (readbacks, error scopes) that the browser build awaits.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+/// Lets the browser's event loop run (paint, input) before going on; nothing natively.
+pub async fn yield_now() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            if let Some(w) = web_sys::window() {
+                let _ = w.set_timeout_with_callback(&resolve);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+}
+
 /// How to pick and configure the GPU.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -158,8 +178,9 @@ impl GpuContext {
     }
 
     /// Blocking `new`, for the command line and tests.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
-        pollster::block_on(Self::new(options))
+        block_on(Self::new(options))
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)"
@@ -177,7 +198,26 @@ impl GpuContext {
             .min(self.limits.max_buffer_size)
     }
 
-    /// Waits for all submitted work.
+    /// Waits for all submitted work without blocking where blocking is not allowed: on the
+    /// web the browser's event loop runs while this is pending.
+    pub async fn wait_async(&self) -> Result<(), GpuError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.wait()
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            self.queue.on_submitted_work_done(move || {
+                let _ = tx.send(());
+            });
+            rx.await
+                .map_err(|_| GpuError::Other("the GPU device went away while waiting".into()))
+        }
+    }
+
+    /// Waits for all submitted work (blocking; the browser build uses `wait_async`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<(), GpuError> {
         self.device
             .poll(wgpu::PollType::Wait {

@@ -28,7 +28,7 @@
 
 use super::{BindingKind, GpuContext, GpuError, KernelSource, ReadbackBuffer, SharedLayout};
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 const COPY_WGSL: &str = include_str!("../../shaders/copy.wgsl");
 /// Threads per workgroup in shaders/copy.wgsl.
@@ -209,6 +209,7 @@ impl GpuTimer {
     /// Records `record` once into one compute pass whose beginning and end timestamps are
     /// written (pass-level `timestamp_writes`), submits it alone, waits, and returns its
     /// time. `record` sets its own pipelines and bind groups.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time_pass(
         &self,
         gpu: &GpuContext,
@@ -218,8 +219,20 @@ impl GpuTimer {
         self.time_pass_reps(gpu, label, 1, record)
     }
 
+    /// [`time_pass`](Self::time_pass), awaited.
+    pub async fn time_pass_async(
+        &self,
+        gpu: &GpuContext,
+        label: &str,
+        record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+    ) -> Result<Timed, GpuError> {
+        let mut t = self.run_batch(gpu, label, 1, 1, record).await?;
+        Ok(t.remove(0))
+    }
+
     /// [`time_pass`](Self::time_pass) with `record` called `reps` times, back to back, in
     /// the one pass; the times returned are per repetition (pass time / `reps`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time_pass_reps(
         &self,
         gpu: &GpuContext,
@@ -227,7 +240,7 @@ impl GpuTimer {
         reps: u32,
         record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
     ) -> Result<Timed, GpuError> {
-        let mut t = self.run_batch(gpu, label, 1, reps, record)?;
+        let mut t = super::block_on(self.run_batch(gpu, label, 1, reps, record))?;
         Ok(t.remove(0))
     }
 
@@ -246,7 +259,21 @@ impl GpuTimer {
     ///
     /// Warm-up passes run exactly like timed ones (timestamps included), their results
     /// dropped: they compile, page in and clock up.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn measure(
+        &self,
+        gpu: &GpuContext,
+        label: &str,
+        warmup: usize,
+        runs: usize,
+        reps_per_sample: u32,
+        record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+    ) -> Result<Measurement, GpuError> {
+        super::block_on(self.measure_async(gpu, label, warmup, runs, reps_per_sample, record))
+    }
+
+    /// [`measure`](Self::measure), awaited (the browser's kernel lab).
+    pub async fn measure_async(
         &self,
         gpu: &GpuContext,
         label: &str,
@@ -262,20 +289,20 @@ impl GpuTimer {
         let mut left = warmup;
         while left > 0 {
             let n = left.min(self.max_spans as usize);
-            self.run_batch(gpu, label, n, reps, record)?;
+            self.run_batch(gpu, label, n, reps, record).await?;
             left -= n;
         }
         let mut timed = Vec::with_capacity(runs);
         while timed.len() < runs {
             let n = (runs - timed.len()).min(self.max_spans as usize);
-            timed.extend(self.run_batch(gpu, label, n, reps, record)?);
+            timed.extend(self.run_batch(gpu, label, n, reps, record).await?);
         }
         Ok(Measurement::from_timed(&timed, reps, self.source))
     }
 
     /// `n` (<= max_spans) passes, each submitted alone and waited for, then one readback of
     /// their timestamps.
-    fn run_batch(
+    async fn run_batch(
         &self,
         gpu: &GpuContext,
         label: &str,
@@ -311,7 +338,7 @@ impl GpuTimer {
             let cmd = enc.finish();
             let t0 = Instant::now();
             gpu.queue.submit([cmd]);
-            gpu.wait()?;
+            gpu.wait_async().await?;
             walls.push(t0.elapsed().as_secs_f64());
         }
         let raw: Option<Vec<u64>> = match &self.queries {
@@ -325,12 +352,12 @@ impl GpuTimer {
                 enc.resolve_query_set(&q.set, 0..2 * n as u32, &q.resolve, 0);
                 q.readback.copy_from(&mut enc, &q.resolve, bytes);
                 gpu.queue.submit([enc.finish()]);
-                let b = q.readback.read(gpu, bytes)?;
+                let b = q.readback.read_async(gpu, bytes).await?;
                 Some(bytemuck::pod_collect_to_vec(&b))
             }
             None => None,
         };
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             return Err(GpuError::Other(format!("{label}: {e}")));
         }
         let r = reps as f64;
@@ -460,31 +487,44 @@ impl BandwidthProbe {
 /// with pseudo-random words on the GPU first. Two buffers of that size are allocated for
 /// the duration of the call: the caller picks a size the GPU's memory holds (1 GiB on a
 /// large GPU, a few MiB on lavapipe); an allocation failure is an error, not a panic.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn probe_copy_bandwidth(gpu: &GpuContext, bytes: u64) -> Result<BandwidthProbe, GpuError> {
     probe_copy_bandwidth_with(gpu, bytes, &ProbeOptions::default())
 }
 
 /// [`probe_copy_bandwidth`] with explicit options.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn probe_copy_bandwidth_with(
+    gpu: &GpuContext,
+    bytes: u64,
+    opts: &ProbeOptions,
+) -> Result<BandwidthProbe, GpuError> {
+    super::block_on(probe_copy_bandwidth_async(gpu, bytes, opts))
+}
+
+/// [`probe_copy_bandwidth_with`], awaited (the browser's kernel lab).
+pub async fn probe_copy_bandwidth_async(
     gpu: &GpuContext,
     bytes: u64,
     opts: &ProbeOptions,
 ) -> Result<BandwidthProbe, GpuError> {
     let k = ProbeKernels::new(gpu);
     let bytes = probe_bytes(gpu, bytes)?;
-    let (src, dst) = allocate(gpu, "copy probe", &[bytes, bytes])?;
+    let (src, dst) = allocate(gpu, "copy probe", &[bytes, bytes]).await?;
     let n4 = (bytes / 16) as u32;
-    k.fill(gpu, &src, n4, 0x9e37_79b9)?;
+    k.fill(gpu, &src, n4, 0x9e37_79b9).await?;
     let (bg, groups) = k.bind(gpu, ProbeKind::Copy, n4, &src, &dst);
     let grid = grid(gpu, groups, max_grid_x(gpu))?;
-    let m = timer_for(gpu, opts).measure(
-        gpu,
-        "copy probe",
-        opts.warmup,
-        opts.runs,
-        opts.reps_per_sample,
-        &mut |pass| k.record(pass, ProbeKind::Copy, &bg, grid),
-    )?;
+    let m = timer_for(gpu, opts)
+        .measure_async(
+            gpu,
+            "copy probe",
+            opts.warmup,
+            opts.runs,
+            opts.reps_per_sample,
+            &mut |pass| k.record(pass, ProbeKind::Copy, &bg, grid),
+        )
+        .await?;
     src.destroy();
     dst.destroy();
     Ok(BandwidthProbe::new(
@@ -499,11 +539,13 @@ pub fn probe_copy_bandwidth_with(
 /// Reads `bytes` (rounded and clamped as in [`probe_copy_bandwidth`]) with the read kernel
 /// of shaders/copy.wgsl: each thread sums 16 coalesced vec4<u32> loads, each workgroup
 /// writes one vec4 (16 bytes per 64 KiB read). Its `gbps_read` is the pure read rate.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn probe_read_bandwidth(gpu: &GpuContext, bytes: u64) -> Result<BandwidthProbe, GpuError> {
     probe_read_bandwidth_with(gpu, bytes, &ProbeOptions::default())
 }
 
 /// [`probe_read_bandwidth`] with explicit options.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn probe_read_bandwidth_with(
     gpu: &GpuContext,
     bytes: u64,
@@ -514,8 +556,8 @@ pub fn probe_read_bandwidth_with(
     let n4 = (bytes / 16) as u32;
     let groups = n4.div_ceil(WG * READ_PER_THREAD);
     let written = groups as u64 * 16;
-    let (src, dst) = allocate(gpu, "read probe", &[bytes, written])?;
-    k.fill(gpu, &src, n4, 0x85eb_ca6b)?;
+    let (src, dst) = super::block_on(allocate(gpu, "read probe", &[bytes, written]))?;
+    super::block_on(k.fill(gpu, &src, n4, 0x85eb_ca6b))?;
     let (bg, groups) = k.bind(gpu, ProbeKind::Read, n4, &src, &dst);
     let grid = grid(gpu, groups, max_grid_x(gpu))?;
     let m = timer_for(gpu, opts).measure(
@@ -551,7 +593,7 @@ fn probe_bytes(gpu: &GpuContext, bytes: u64) -> Result<u64, GpuError> {
 }
 
 /// Storage buffers of the given sizes; out-of-memory comes back as an error.
-fn allocate(
+async fn allocate(
     gpu: &GpuContext,
     what: &str,
     sizes: &[u64; 2],
@@ -559,7 +601,7 @@ fn allocate(
     let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let a = gpu.storage(&format!("{what} src"), sizes[0]);
     let b = gpu.storage(&format!("{what} dst"), sizes[1]);
-    if let Some(e) = pollster::block_on(scope.pop()) {
+    if let Some(e) = scope.pop().await {
         return Err(GpuError::Other(format!(
             "{what}: allocating {} + {} bytes: {e}",
             sizes[0], sizes[1]
@@ -708,7 +750,7 @@ impl ProbeKernels {
     }
 
     /// Fills the first `n4` vec4 of `dst` with the hash of shaders/copy.wgsl and waits.
-    fn fill(
+    async fn fill(
         &self,
         gpu: &GpuContext,
         dst: &wgpu::Buffer,
@@ -724,7 +766,7 @@ impl ProbeKernels {
             self.record(&mut pass, ProbeKind::Fill, &bg, grid);
         }
         gpu.queue.submit([enc.finish()]);
-        gpu.wait()
+        gpu.wait_async().await
     }
 }
 
@@ -861,7 +903,7 @@ mod tests {
         let k = ProbeKernels::new(&g);
         let n4 = 777u32;
         let dst = g.storage("dst", n4 as u64 * 16).unwrap();
-        k.fill(&g, &dst, n4, 12345).unwrap();
+        crate::gpu::block_on(k.fill(&g, &dst, n4, 12345)).unwrap();
         let out = g.read_u32(&dst, n4 as usize * 4).unwrap();
         for i in 0..n4 {
             let h = pcg(i ^ 12345);

@@ -208,7 +208,19 @@ impl KvPool {
     }
 
     /// Reads block `b` of a layer's K (or V) pool back as f32, in the pool's layout.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_block(
+        &self,
+        gpu: &GpuContext,
+        layer: usize,
+        value_pool: bool,
+        b: usize,
+    ) -> Result<Vec<f32>, GpuError> {
+        crate::gpu::block_on(self.read_block_async(gpu, layer, value_pool, b))
+    }
+
+    /// [`read_block`](Self::read_block), awaited.
+    pub async fn read_block_async(
         &self,
         gpu: &GpuContext,
         layer: usize,
@@ -231,7 +243,9 @@ impl KvPool {
             (&pair[1], b - self.blocks_per_binding)
         };
         let eb = self.layout.format.bytes_per_element();
-        let bytes = gpu.read_bytes_at(buf, (local * elems * eb) as u64, (elems * eb) as u64)?;
+        let bytes = gpu
+            .read_bytes_at_async(buf, (local * elems * eb) as u64, (elems * eb) as u64)
+            .await?;
         Ok(self.layout.format.decode(&bytes))
     }
 

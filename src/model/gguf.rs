@@ -18,6 +18,7 @@ use super::quant::GgmlType;
 use super::source::LoadError;
 use std::collections::HashMap;
 use std::ops::Deref;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
@@ -29,6 +30,7 @@ const MAX_ARRAY_DEPTH: u32 = 8;
 
 /// The bytes of a model file: memory-mapped, or owned (tests, the browser).
 pub(crate) enum FileBytes {
+    #[cfg(not(target_arch = "wasm32"))]
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
 }
@@ -37,6 +39,7 @@ impl Deref for FileBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
+            #[cfg(not(target_arch = "wasm32"))]
             FileBytes::Mapped(m) => m,
             FileBytes::Owned(v) => v,
         }
@@ -44,6 +47,7 @@ impl Deref for FileBytes {
 }
 
 /// Memory-maps `path` read-only.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn map_file(path: &Path) -> Result<FileBytes, LoadError> {
     let label = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| LoadError::new(&label, e.to_string()))?;
@@ -336,6 +340,7 @@ impl<'a> Cursor<'a> {
 
 impl GgufFile {
     /// Memory-maps and parses the file at `path`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: &Path) -> Result<GgufFile, LoadError> {
         let bytes = map_file(path)?;
         Self::parse(path.display().to_string(), bytes)

@@ -6,6 +6,7 @@ use super::cpu_reference::llama3_rope_inv_freq;
 use super::gguf::{GgufFile, TensorInfo};
 use super::load::{check_shape, expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 /// The llama.cpp name of a tensor, e.g. `blk.3.attn_q.weight`.
@@ -93,6 +94,7 @@ impl std::fmt::Debug for GgufModel {
 }
 
 impl GgufModel {
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: &Path) -> Result<GgufModel, LoadError> {
         Self::from_gguf(GgufFile::open(path)?)
     }

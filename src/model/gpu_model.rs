@@ -317,6 +317,7 @@ impl WeightProvider for RandomWeights {
 impl GpuModel {
     /// Uploads every weight of `src` and builds the kernels. `progress(done, total, what)`
     /// is called after each tensor.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(
         gpu: Arc<GpuContext>,
         src: &dyn WeightSource,
@@ -325,13 +326,36 @@ impl GpuModel {
     ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
         let kv = KvCapacity::Sequences(1);
-        Self::build(gpu, cfg, options, kv, &mut FileWeights(src), progress)
+        crate::gpu::block_on(Self::build(
+            gpu,
+            cfg,
+            options,
+            kv,
+            &mut FileWeights(src),
+            progress,
+        ))
     }
 
     /// As `load`, with a KV pool of `blocks` blocks that the caller hands out to
     /// sequences step by step (see [`forward`](Self::forward)), and at most `max_batch`
     /// sequences sampled per step (at most `options.max_chunk`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load_paged(
+        gpu: Arc<GpuContext>,
+        src: &dyn WeightSource,
+        options: GpuModelOptions,
+        blocks: usize,
+        max_batch: usize,
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<GpuModel, ModelError> {
+        crate::gpu::block_on(Self::load_paged_async(
+            gpu, src, options, blocks, max_batch, progress,
+        ))
+    }
+
+    /// [`load_paged`](Self::load_paged), awaited: in the browser the page paints (and the
+    /// progress shows) between layers.
+    pub async fn load_paged_async(
         gpu: Arc<GpuContext>,
         src: &dyn WeightSource,
         options: GpuModelOptions,
@@ -341,7 +365,7 @@ impl GpuModel {
     ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
         let kv = KvCapacity::Paged { blocks, max_batch };
-        Self::build(gpu, cfg, options, kv, &mut FileWeights(src), progress)
+        Self::build(gpu, cfg, options, kv, &mut FileWeights(src), progress).await
     }
 
     /// The same model graph as `load`, for `config`, with pseudo-random weights made on the
@@ -350,6 +374,7 @@ impl GpuModel {
     /// `sequences` sequences of `options.context` positions each, side by side, for
     /// [`decode_batch`](Self::decode_batch); `options.max_chunk` must be at least the
     /// batch. Out-of-memory and other device errors while building come back as errors.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn synthetic(
         gpu: Arc<GpuContext>,
         config: ModelConfig,
@@ -359,16 +384,16 @@ impl GpuModel {
     ) -> Result<GpuModel, ModelError> {
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let invalid = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let built = Self::build(
+        let built = crate::gpu::block_on(Self::build(
             gpu.clone(),
             config,
             options,
             KvCapacity::Sequences(sequences),
             &mut RandomWeights { seed },
             &mut |_, _, _| {},
-        );
-        let invalid = pollster::block_on(invalid.pop());
-        let oom = pollster::block_on(oom.pop());
+        ));
+        let invalid = crate::gpu::block_on(invalid.pop());
+        let oom = crate::gpu::block_on(oom.pop());
         if let Some(e) = oom.or(invalid) {
             return Err(ModelError::Gpu(GpuError::Other(format!(
                 "building a synthetic model: {e}"
@@ -381,7 +406,7 @@ impl GpuModel {
 
     /// Builds the graph (weights from `weights`, activations, KV cache as `kv` says,
     /// kernels).
-    fn build(
+    async fn build(
         gpu: Arc<GpuContext>,
         cfg: ModelConfig,
         options: GpuModelOptions,
@@ -453,6 +478,7 @@ impl GpuModel {
         let embed = weights.matrix(&gpu, GraphMatrix::Embedding, cfg.vocab_size, h, wf)?;
         done += 1;
         progress(done, total, "token_embedding");
+        crate::gpu::yield_now().await;
         let mut weight_bytes = embed.bytes();
 
         let mut layers: Vec<Box<dyn Op>> =
@@ -584,6 +610,7 @@ impl GpuModel {
             )));
             done += 1;
             progress(done, total, &format!("layer {l}"));
+            crate::gpu::yield_now().await;
         }
 
         let final_norm = gpu.storage_init(
@@ -592,6 +619,7 @@ impl GpuModel {
         )?;
         done += 1;
         progress(done, total, "final_norm");
+        crate::gpu::yield_now().await;
         let lm_head_owned;
         let lm_head = if cfg.tie_word_embeddings {
             &embed
@@ -670,6 +698,7 @@ impl GpuModel {
 
     /// Runs the layers over `input` at positions `pos0..`, then samples the next token
     /// from the last row. Returns the sampled id.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn step(
         &self,
         input: StepInput<'_>,
@@ -683,6 +712,7 @@ impl GpuModel {
     /// As [`step`](Self::step), for sequence `seq` of a model whose KV cache holds several
     /// (see [`synthetic`](Self::synthetic)): prefills or extends that sequence's cache
     /// alone. `step` is `step_sequence(0, ..)`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn step_sequence(
         &self,
         seq: usize,
@@ -701,6 +731,7 @@ impl GpuModel {
     /// `count` decode steps from the previously sampled token at positions `pos0..`,
     /// submitted back to back (each feeds the next on the GPU) with a single readback at
     /// the end, so the host never waits between them. Returns the `count` sampled ids.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode_steps(
         &self,
         pos0: usize,
@@ -762,6 +793,7 @@ impl GpuModel {
     /// and its keys and values are written into its table's blocks. Parts with `sample`
     /// get the next token drawn from the logits of their last row; the sampled ids come
     /// back in the order of those parts, read back at the end of the step.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward(&self, parts: &[SequencePart<'_>]) -> Result<Vec<u32>, ModelError> {
         let (rows, outs, tokens) = self.check_parts(parts)?;
         self.write_tokens(&tokens)?;
@@ -858,6 +890,7 @@ impl GpuModel {
     /// batched step sampled (rows 0..B of the token buffer; after a single-sequence step
     /// only row 0 holds one). Returns the B sampled ids (row i with sampling counter
     /// `counter`, seeded per row).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode_batch(
         &self,
         input: StepInput<'_>,
@@ -978,6 +1011,7 @@ impl GpuModel {
 
     /// The logits of rows 0..rows of the last step (a batched step has one row per
     /// sequence; other steps one row).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn logits_rows(&self, rows: usize) -> Result<Vec<Vec<f32>>, ModelError> {
         let most = self.max_batch().max(1);
         if rows == 0 || rows > most {
@@ -1122,6 +1156,7 @@ impl GpuModel {
     }
 
     /// The logits of the last step's last row (for tests and inspection).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn last_logits(&self) -> Result<Vec<f32>, ModelError> {
         Ok(self.gpu.read_f32(&self.logits, self.config.vocab_size)?)
     }

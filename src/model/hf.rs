@@ -3,14 +3,17 @@
 //! memory-mapped. Tensors are F32, F16 or BF16, already in HF layout.
 
 use super::config::{Arch, Llama3RopeScaling, ModelConfig};
-use super::gguf::{map_file, FileBytes};
-use super::load::{check_shape, expected_shape, tensor_names};
+#[cfg(not(target_arch = "wasm32"))]
+use super::gguf::map_file;
+use super::gguf::FileBytes;
+use super::load::{check_shape, expected_shape};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use half::{bf16, f16};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
+#[cfg(not(target_arch = "wasm32"))]
+use {super::load::tensor_names, safetensors::SafeTensors, std::path::Path};
 
 /// The HF (transformers) name of a tensor, e.g. `model.layers.3.self_attn.q_proj.weight`.
 pub fn hf_tensor_name(name: TensorName) -> String {
@@ -228,6 +231,7 @@ impl HfModel {
     /// Opens `dir`: parses config.json, maps and validates every safetensors shard, and
     /// checks that every tensor the config needs is present with a supported dtype and the
     /// right shape.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(dir: &Path) -> Result<HfModel, LoadError> {
         let label = dir.display().to_string();
         let config_path = dir.join("config.json");
@@ -359,6 +363,7 @@ impl HfModel {
 
 /// The shard files of an index, and (tensor, file) for every weight_map entry.
 #[allow(clippy::type_complexity)]
+#[cfg(not(target_arch = "wasm32"))]
 fn read_index(path: &Path) -> Result<(Vec<String>, Vec<(String, String)>), LoadError> {
     let label = path.display().to_string();
     let err = |m: String| LoadError::new(&label, m);

@@ -2,15 +2,16 @@
 //! shapes every source is checked against.
 
 use super::config::ModelConfig;
-use super::gguf::GGUF_MAGIC;
-use super::gguf_model::GgufModel;
-use super::hf::HfModel;
-use super::source::{LayerTensor, LoadError, TensorName, WeightSource};
-use std::io::Read;
-use std::path::Path;
+use super::source::{LayerTensor, LoadError, TensorName};
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    super::gguf::GGUF_MAGIC, super::gguf_model::GgufModel, super::hf::HfModel,
+    super::source::WeightSource, std::io::Read, std::path::Path,
+};
 
 /// Opens `path`: a directory is a Hugging Face model (config.json + safetensors), a file
 /// starting with the GGUF magic is a GGUF model.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn open_model(path: &Path) -> Result<Box<dyn WeightSource>, LoadError> {
     let label = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| {

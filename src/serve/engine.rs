@@ -10,10 +10,11 @@ use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
 use crate::engine::FinishReason;
 use crate::model::gpu_model::{GpuModel, KernelTime, ModelError, SequencePart, StepProbe};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+use futures_channel::mpsc;
+use futures_util::StreamExt;
 use std::collections::VecDeque;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use web_time::{Duration, Instant};
 
 /// How the engine batches.
 #[derive(Clone, Debug)]
@@ -93,6 +94,28 @@ struct Shared {
     stopped: Mutex<Option<String>>,
 }
 
+impl Shared {
+    fn new(model: &GpuModel, tokenizer: Tokenizer, opts: &EngineOptions) -> Arc<Shared> {
+        Arc::new(Shared {
+            model_id: opts.model_id.clone(),
+            tokenizer: Arc::new(tokenizer),
+            context: model.options.context,
+            vocab: model.config.vocab_size,
+            block_size: model.kv_layout.block_size,
+            pool_blocks: model.pool_blocks(),
+            max_waiting: opts.max_waiting,
+            metrics: Mutex::new(MetricsSnapshot {
+                kv_blocks_total: model.pool_blocks(),
+                kv_block_size: model.kv_layout.block_size,
+                kv_bytes_per_token: model.kv_layout.bytes_per_token(),
+                ..Default::default()
+            }),
+            steps: Mutex::new(VecDeque::new()),
+            stopped: Mutex::new(None),
+        })
+    }
+}
+
 enum Command {
     Submit(Box<Pending>),
     Shutdown,
@@ -116,10 +139,11 @@ struct Live {
     gone: bool,
 }
 
-/// A running engine. Dropping it stops the thread after the current step.
+/// A running engine. Dropping it stops the loop after the current step.
 pub struct Engine {
     shared: Arc<Shared>,
-    tx: Mutex<mpsc::Sender<Command>>,
+    tx: mpsc::UnboundedSender<Command>,
+    #[cfg(not(target_arch = "wasm32"))]
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -127,13 +151,13 @@ impl Engine {
     /// Starts the engine thread, which builds the model (a paged one: see
     /// `GpuModel::load_paged`) and its tokenizer with `build` (GPU objects stay on that
     /// thread) and then serves. Returns once the model is ready, or its error.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn start(
         options: EngineOptions,
         build: impl FnOnce() -> Result<(GpuModel, Tokenizer), ModelError> + Send + 'static,
     ) -> Result<Engine, ModelError> {
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let opts = options.clone();
+        let (tx, rx) = mpsc::unbounded();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("headroom-engine".into())
             .spawn(move || {
@@ -144,27 +168,12 @@ impl Engine {
                         return;
                     }
                 };
-                let shared = Arc::new(Shared {
-                    model_id: opts.model_id.clone(),
-                    tokenizer: Arc::new(tokenizer),
-                    context: model.options.context,
-                    vocab: model.config.vocab_size,
-                    block_size: model.kv_layout.block_size,
-                    pool_blocks: model.pool_blocks(),
-                    max_waiting: opts.max_waiting,
-                    metrics: Mutex::new(MetricsSnapshot {
-                        kv_blocks_total: model.pool_blocks(),
-                        kv_block_size: model.kv_layout.block_size,
-                        kv_bytes_per_token: model.kv_layout.bytes_per_token(),
-                        ..Default::default()
-                    }),
-                    steps: Mutex::new(VecDeque::new()),
-                    stopped: Mutex::new(None),
-                });
+                let shared = Shared::new(&model, tokenizer, &options);
                 if ready_tx.send(Ok(shared.clone())).is_err() {
                     return;
                 }
-                let why = EngineLoop::new(model, shared.clone(), &opts).run(rx);
+                let engine = EngineLoop::new(model, shared.clone(), &options);
+                let why = crate::gpu::block_on(engine.run(rx));
                 *shared.stopped.lock().unwrap() = Some(why);
             })
             .map_err(|e| ModelError::Invalid(format!("starting the engine thread: {e}")))?;
@@ -173,9 +182,24 @@ impl Engine {
             .map_err(|_| ModelError::Invalid("the engine thread ended while loading".into()))??;
         Ok(Engine {
             shared,
-            tx: Mutex::new(tx),
+            tx,
             thread: Some(thread),
         })
+    }
+
+    /// The browser's `start`: serves `model` from a task on the page's event loop, which
+    /// awaits every GPU readback (the page never blocks on the engine).
+    #[cfg(target_arch = "wasm32")]
+    pub fn start_local(options: EngineOptions, model: GpuModel, tokenizer: Tokenizer) -> Engine {
+        let (tx, rx) = mpsc::unbounded();
+        let shared = Shared::new(&model, tokenizer, &options);
+        let engine = EngineLoop::new(model, shared.clone(), &options);
+        let stopped = shared.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let why = engine.run(rx).await;
+            *stopped.stopped.lock().unwrap() = Some(why);
+        });
+        Engine { shared, tx }
     }
 
     /// The steps run so far (the most recent 65536).
@@ -210,9 +234,8 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if let Ok(tx) = self.tx.lock() {
-            let _ = tx.send(Command::Shutdown);
-        }
+        let _ = self.tx.unbounded_send(Command::Shutdown);
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -246,9 +269,7 @@ impl Backend for Engine {
         }
         let pending = Box::new(Pending { req, sink });
         self.tx
-            .lock()
-            .unwrap()
-            .send(Command::Submit(pending))
+            .unbounded_send(Command::Submit(pending))
             .map_err(|_| SubmitError::Stopped(self.stopped().unwrap_or_default()))
     }
 
@@ -322,17 +343,17 @@ impl EngineLoop {
     }
 
     /// Serves until shut down or a device error; returns why it stopped.
-    fn run(mut self, rx: mpsc::Receiver<Command>) -> String {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) -> String {
         loop {
             // wait for work when idle; otherwise take what has arrived and go on
             if self.sched.is_idle() {
-                match rx.recv() {
-                    Ok(c) => {
+                match rx.next().await {
+                    Some(c) => {
                         if !self.accept(c) {
                             return "shut down".into();
                         }
                     }
-                    Err(_) => return "shut down".into(),
+                    None => return "shut down".into(),
                 }
             }
             while let Ok(c) = rx.try_recv() {
@@ -341,7 +362,7 @@ impl EngineLoop {
                     return "shut down".into();
                 }
             }
-            if let Err(e) = self.step() {
+            if let Err(e) = self.step().await {
                 let why = format!("device error: {e}");
                 self.fail_all(&why);
                 self.publish();
@@ -373,7 +394,7 @@ impl EngineLoop {
     }
 
     /// One scheduled forward pass and what follows from its samples.
-    fn step(&mut self) -> Result<(), ModelError> {
+    async fn step(&mut self) -> Result<(), ModelError> {
         let work = self.sched.schedule();
         if work.is_empty() {
             self.refuse_unfittable();
@@ -404,7 +425,7 @@ impl EngineLoop {
                     && index.is_multiple_of(self.kernel_times_every),
                 attention_of,
             };
-            let report = self.model.forward_report(&parts, probe)?;
+            let report = self.model.forward_report_async(&parts, probe).await?;
             if let (Some(p), Some(a)) = (attention_of, &report.attention) {
                 let live = &mut self.sched.running[work[p].index].1;
                 if !(live.sink)(Event::Attention(Arc::new(a.clone()))) {

@@ -1,12 +1,15 @@
 //! Opening a model for serving: the GPU, the weights, and a KV pool sized from a memory
 //! budget.
 
-use super::engine::{Engine, EngineOptions};
-use crate::engine::open;
-use crate::gpu::{GpuContext, GpuOptions};
+use super::engine::EngineOptions;
+use crate::gpu::GpuContext;
 use crate::kv::KvLayout;
 use crate::model::gpu_model::{GpuModel, GpuModelOptions, ModelError};
+use crate::model::WeightSource;
 use std::path::PathBuf;
+use std::sync::Arc;
+#[cfg(not(target_arch = "wasm32"))]
+use {super::engine::Engine, crate::engine::open, crate::gpu::GpuOptions};
 
 /// Largest KV pool chosen without `--kv-memory`.
 pub const DEFAULT_KV_MEMORY_CAP: u64 = 4 << 30;
@@ -75,6 +78,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 /// Opens the model, uploads it and starts the engine on it.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn open_engine(o: &ServeOptions) -> Result<Engine, ModelError> {
     let o = o.clone();
     Engine::start(o.engine.clone(), move || {
@@ -83,34 +87,47 @@ pub fn open_engine(o: &ServeOptions) -> Result<Engine, ModelError> {
             adapter: o.adapter.clone(),
             ..Default::default()
         })?;
-        let cfg = files.weights.config();
-        let layout = KvLayout {
-            layers: cfg.num_layers,
-            kv_heads: cfg.num_kv_heads,
-            key_dim: cfg.head_dim,
-            value_dim: cfg.head_dim,
-            block_size: o.gpu.kv_block_size,
-            format: o.gpu.kv,
-            latent: false,
-        };
-        let max_running = o.engine.max_running.min(o.gpu.max_chunk);
-        let blocks = pool_blocks(
-            &layout,
-            o.kv_memory,
-            max_running,
-            o.gpu.context,
-            gpu.max_binding(),
-        )?;
-        let model = GpuModel::load_paged(
+        let model = crate::gpu::block_on(upload_paged(
             gpu,
             files.weights.as_ref(),
-            o.gpu.clone(),
-            blocks,
-            max_running,
+            &o.gpu,
+            o.kv_memory,
+            o.engine.max_running,
             &mut |_, _, _| {},
-        )?;
+        ))?;
         Ok((model, files.tokenizer))
     })
+}
+
+/// Uploads `weights` as a paged model whose KV pool is sized by `kv_memory` (see
+/// [`ServeOptions::kv_memory`]) for up to `max_running` sequences.
+pub async fn upload_paged(
+    gpu: Arc<GpuContext>,
+    weights: &dyn WeightSource,
+    options: &GpuModelOptions,
+    kv_memory: Option<u64>,
+    max_running: usize,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<GpuModel, ModelError> {
+    let cfg = weights.config();
+    let layout = KvLayout {
+        layers: cfg.num_layers,
+        kv_heads: cfg.num_kv_heads,
+        key_dim: cfg.head_dim,
+        value_dim: cfg.head_dim,
+        block_size: options.kv_block_size,
+        format: options.kv,
+        latent: false,
+    };
+    let max_running = max_running.min(options.max_chunk);
+    let blocks = pool_blocks(
+        &layout,
+        kv_memory,
+        max_running,
+        options.context,
+        gpu.max_binding(),
+    )?;
+    GpuModel::load_paged_async(gpu, weights, options.clone(), blocks, max_running, progress).await
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 pub mod api;
 pub mod blocks;
 pub mod engine;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod http;
 pub mod load;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod openai;
 pub mod scheduler;

@@ -203,8 +203,8 @@ impl JsonStyle {
 /// no time zone database). Unknown directives are kept as written.
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn strftime_now(fmt: String) -> Result<Value, Error> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let secs = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     Ok(Value::from(strftime(&fmt, secs)))

@@ -4,7 +4,7 @@
 use super::session::{EngineState, StreamHandle};
 use crate::ops::sample::SamplingParams;
 use crate::serve::api::{Backend, CompletionRequest};
-use crate::tokenizer::ChatMessage;
+use crate::tokenizer::{ChatMessage, Tokenizer};
 use egui::RichText;
 
 pub struct GenerateTab {
@@ -47,44 +47,45 @@ impl GenerateTab {
     /// Submits the prompt `sequences` times; the first also asks for its attention map.
     pub fn start(&mut self, engine: &crate::serve::engine::Engine, ctx: Option<egui::Context>) {
         self.error = None;
-        let tok = engine.tokenizer();
-        let text = if self.chat && tok.chat_template().is_some() {
-            match tok.apply_chat(&[ChatMessage::new("user", &self.prompt)], true) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.error = Some(format!("chat template: {e}"));
-                    return;
-                }
+        match self.requests(engine.tokenizer()) {
+            Ok(reqs) => {
+                self.streams = reqs
+                    .into_iter()
+                    .map(|req| StreamHandle::submit(engine, req, ctx.clone()))
+                    .collect()
             }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// The requests [`start`](Self::start) submits: the prompt (through the chat template
+    /// when asked and the model has one), once per sequence.
+    pub fn requests(&self, tok: &Tokenizer) -> Result<Vec<CompletionRequest>, String> {
+        let text = if self.chat && tok.chat_template().is_some() {
+            tok.apply_chat(&[ChatMessage::new("user", &self.prompt)], true)
+                .map_err(|e| format!("chat template: {e}"))?
         } else {
             self.prompt.clone()
         };
-        let ids = match tok.encode(&text, true) {
-            Ok(ids) => ids,
-            Err(e) => {
-                self.error = Some(format!("tokenizing the prompt: {e}"));
-                return;
-            }
-        };
-        self.streams = (0..self.sequences)
-            .map(|i| {
-                let req = CompletionRequest {
-                    prompt_ids: ids.clone(),
-                    max_tokens: self.max_tokens,
-                    sampling: SamplingParams {
-                        temperature: self.temperature,
-                        top_p: self.top_p,
-                        seed: self.seed.wrapping_add(i as u32),
-                        ..SamplingParams::default()
-                    },
-                    stop_ids: tok.eos_ids().to_vec(),
-                    stop_strings: vec![],
-                    skip_special: true,
-                    probe_attention: i == 0,
-                };
-                StreamHandle::submit(engine, req, ctx.clone())
+        let ids = tok
+            .encode(&text, true)
+            .map_err(|e| format!("tokenizing the prompt: {e}"))?;
+        Ok((0..self.sequences)
+            .map(|i| CompletionRequest {
+                prompt_ids: ids.clone(),
+                max_tokens: self.max_tokens,
+                sampling: SamplingParams {
+                    temperature: self.temperature,
+                    top_p: self.top_p,
+                    seed: self.seed.wrapping_add(i as u32),
+                    ..SamplingParams::default()
+                },
+                stop_ids: tok.eos_ids().to_vec(),
+                stop_strings: vec![],
+                skip_special: true,
+                probe_attention: i == 0,
             })
-            .collect();
+            .collect())
     }
 
     pub fn stop(&self) {
@@ -131,7 +132,12 @@ impl GenerateTab {
                     }
                 });
                 match engine {
-                    EngineState::Loading { since, .. } => {
+                    EngineState::NoModel => {
+                        ui.label(
+                            "No model yet: choose a GGUF file or give a URL above the canvas.",
+                        );
+                    }
+                    EngineState::Loading { since, status, .. } => {
                         ui.horizontal(|ui| {
                             ui.spinner();
                             ui.label(format!(
@@ -139,6 +145,10 @@ impl GenerateTab {
                                 since.elapsed().as_secs_f64()
                             ));
                         });
+                        let status = status.lock().unwrap().clone();
+                        if !status.is_empty() {
+                            ui.label(status);
+                        }
                     }
                     EngineState::Failed(e) => {
                         ui.colored_label(egui::Color32::LIGHT_RED, format!("no model: {e}"));

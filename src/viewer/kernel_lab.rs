@@ -1,12 +1,15 @@
-//! The explorer's measurements: a thread that owns its own GPU device, probes the copy
+//! The explorer's measurements: a task that owns its own GPU device, probes the copy
 //! bandwidth once (the same probe as `headroom bench attention`) and then times the real
 //! decode-attention kernels at the shapes it is sent, with the benchmark's own
-//! `bench::attention::measure`. The UI never waits on it: it polls for replies.
+//! `bench::attention::measure`. It runs on its own thread natively and as a task on the
+//! page's event loop in the browser. The UI never waits on it: it polls for replies.
 
 use super::cost_model::AttentionShape;
-use crate::bench::attention::{measure, AttentionResult, Shape};
-use crate::gpu::timing::{probe_copy_bandwidth, GpuTimer};
+use crate::bench::attention::{measure_async, AttentionResult, Shape};
+use crate::gpu::timing::{probe_copy_bandwidth_async, GpuTimer, ProbeOptions};
 use crate::gpu::{GpuContext, GpuOptions};
+use futures_channel::mpsc as jobs_channel;
+use futures_util::StreamExt;
 use std::sync::mpsc;
 
 /// Positions per KV block, as the engine and the benchmark use.
@@ -16,7 +19,8 @@ const BLOCK_SIZE: usize = 16;
 #[derive(Clone, Debug)]
 pub struct LabOptions {
     pub adapter: Option<String>,
-    /// bytes of the bandwidth probe; None: 1 GiB on a GPU, 64 MiB on a CPU adapter
+    /// bytes of the bandwidth probe; None: 1 GiB on a GPU (256 MiB in a browser), 64 MiB
+    /// on a CPU adapter
     pub probe_bytes: Option<u64>,
     /// timed samples per shape (median shown); None: 20 on a GPU (as the benchmark), 3 on
     /// a CPU adapter
@@ -50,20 +54,27 @@ pub enum LabReply {
 
 /// The handle the UI holds.
 pub struct KernelLab {
-    jobs: mpsc::Sender<Vec<AttentionShape>>,
+    jobs: jobs_channel::UnboundedSender<Vec<AttentionShape>>,
     replies: mpsc::Receiver<LabReply>,
     /// shapes sent and not answered yet
     pub pending: usize,
 }
 
 impl KernelLab {
-    /// Starts the lab thread; it answers `Ready` (or `Failed`) once probed.
+    /// Starts the lab; it answers `Ready` (or `Failed`) once probed.
     pub fn start(options: LabOptions) -> KernelLab {
-        let (jobs, job_rx) = mpsc::channel::<Vec<AttentionShape>>();
+        let (jobs, job_rx) = jobs_channel::unbounded::<Vec<AttentionShape>>();
         let (reply_tx, replies) = mpsc::channel();
+        // the future holds GPU handles that stay on the thread (or page) that runs it
+        #[cfg(not(target_arch = "wasm32"))]
         let spawned = std::thread::Builder::new()
             .name("headroom-kernel-lab".into())
-            .spawn(move || lab_thread(options, job_rx, reply_tx));
+            .spawn(move || crate::gpu::block_on(lab_loop(options, job_rx, reply_tx)));
+        #[cfg(target_arch = "wasm32")]
+        let spawned: Result<(), String> = {
+            wasm_bindgen_futures::spawn_local(lab_loop(options, job_rx, reply_tx));
+            Ok(())
+        };
         let lab = KernelLab {
             jobs,
             replies,
@@ -84,7 +95,7 @@ impl KernelLab {
     /// Queues shapes to measure, one reply each.
     pub fn measure(&mut self, shapes: Vec<AttentionShape>) {
         self.pending += shapes.len();
-        if self.jobs.send(shapes).is_err() {
+        if self.jobs.unbounded_send(shapes).is_err() {
             self.pending = 0;
         }
     }
@@ -104,15 +115,17 @@ impl KernelLab {
     }
 }
 
-fn lab_thread(
+async fn lab_loop(
     options: LabOptions,
-    jobs: mpsc::Receiver<Vec<AttentionShape>>,
+    mut jobs: jobs_channel::UnboundedReceiver<Vec<AttentionShape>>,
     replies: mpsc::Sender<LabReply>,
 ) {
-    let gpu = match GpuContext::new_blocking(&GpuOptions {
+    let gpu = match GpuContext::new(&GpuOptions {
         adapter: options.adapter.clone(),
         ..Default::default()
-    }) {
+    })
+    .await
+    {
         Ok(g) => g,
         Err(e) => {
             let _ = replies.send(LabReply::Failed {
@@ -123,11 +136,17 @@ fn lab_thread(
         }
     };
     let cpu_adapter = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
+    let gpu_probe = if cfg!(target_arch = "wasm32") {
+        256 << 20
+    } else {
+        1 << 30
+    };
     let probe_bytes = options
         .probe_bytes
-        .unwrap_or(if cpu_adapter { 64 << 20 } else { 1 << 30 });
+        .unwrap_or(if cpu_adapter { 64 << 20 } else { gpu_probe });
     let runs = options.runs.unwrap_or(if cpu_adapter { 3 } else { 20 });
-    let probe = match probe_copy_bandwidth(&gpu, probe_bytes) {
+    let probe = match probe_copy_bandwidth_async(&gpu, probe_bytes, &ProbeOptions::default()).await
+    {
         Ok(p) => p,
         Err(e) => {
             let _ = replies.send(LabReply::Failed {
@@ -148,7 +167,7 @@ fn lab_thread(
     if replies.send(LabReply::Ready(device)).is_err() {
         return;
     }
-    for shapes in jobs {
+    while let Some(shapes) = jobs.next().await {
         for shape in shapes {
             let variant = shape.variant();
             let s = Shape {
@@ -157,7 +176,7 @@ fn lab_thread(
                 context: shape.context,
                 block_size: BLOCK_SIZE,
             };
-            let reply = match measure(&gpu, &timer, &s, runs, copy_gbps) {
+            let reply = match measure_async(&gpu, &timer, &s, runs, copy_gbps).await {
                 Ok(result) => LabReply::Measured {
                     shape,
                     result: Box::new(result),

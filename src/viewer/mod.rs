@@ -12,18 +12,19 @@ pub mod kernel_lab;
 pub mod session;
 pub mod telemetry;
 
-use crate::model::gpu_model::GpuModelOptions;
-use crate::serve::engine::EngineOptions;
-use crate::serve::load::ServeOptions;
 use attention_map::AttentionTab;
 use explorer::Explorer;
 use generate::GenerateTab;
-use kernel_lab::LabOptions;
 use session::EngineState;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use telemetry::Telemetry;
+use web_time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    crate::model::gpu_model::GpuModelOptions, crate::serve::engine::EngineOptions,
+    crate::serve::load::ServeOptions, kernel_lab::LabOptions, web_time::Instant,
+};
 
 /// The tabs, in the order shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,12 +96,14 @@ pub struct ViewerApp {
     pub attention: AttentionTab,
     demo: bool,
     demo_started: bool,
+    #[cfg(not(target_arch = "wasm32"))]
     screenshot: Option<Screenshot>,
     /// the generation whose attention map is shown (its first stream)
     mapped_stream: Option<usize>,
 }
 
 /// A screenshot to take at `at`, then exit.
+#[cfg(not(target_arch = "wasm32"))]
 struct Screenshot {
     path: PathBuf,
     at: Instant,
@@ -119,6 +122,7 @@ impl ViewerApp {
             attention: AttentionTab::default(),
             demo,
             demo_started: false,
+            #[cfg(not(target_arch = "wasm32"))]
             screenshot: None,
             mapped_stream: None,
         }
@@ -215,9 +219,11 @@ impl ViewerApp {
                 self.attention.ui(ui, &self.engine, last);
             }
         });
+        #[cfg(not(target_arch = "wasm32"))]
         self.screenshot_step(&ctx);
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn screenshot_step(&mut self, ctx: &egui::Context) {
         let Some(s) = &mut self.screenshot else {
             return;
@@ -255,6 +261,7 @@ impl eframe::App for ViewerApp {
 }
 
 /// Writes an RGBA PNG.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), String> {
     let [w, h] = image.size;
     let file =
@@ -272,6 +279,7 @@ pub fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), 
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn parse_size(s: &str) -> Result<[f32; 2], String> {
     let (w, h) = s
         .split_once('x')
@@ -287,6 +295,7 @@ fn parse_size(s: &str) -> Result<[f32; 2], String> {
 }
 
 /// Opens the window and runs until it is closed (or the screenshot is saved).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run(a: &ViewArgs) -> Result<(), String> {
     let tab = Tab::parse(&a.tab)?;
     let size = parse_size(&a.size)?;

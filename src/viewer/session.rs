@@ -1,20 +1,26 @@
 //! The viewer's engine: the serving engine (`serve::engine`), loaded on a background thread
-//! so the window opens at once, and the requests the Generate tab streams from it.
+//! (natively) or a task on the page's event loop (the browser) so the window opens at once,
+//! and the requests the Generate tab streams from it.
 
 use crate::engine::FinishReason;
 use crate::model::gpu_model::AttentionProbe;
 use crate::serve::api::{Backend, CompletionRequest, Event};
 use crate::serve::engine::Engine;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::serve::load::{open_engine, ServeOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
+use web_time::Instant;
 
 /// The engine, once loaded.
 pub enum EngineState {
+    /// No model chosen yet (the browser page, before a file or URL is given).
+    NoModel,
     Loading {
         since: Instant,
-        rx: mpsc::Receiver<Result<Engine, String>>,
+        rx: mpsc::Receiver<Result<Arc<Engine>, String>>,
+        /// what the loader is doing ("uploading 12/272 tensors"), empty when unknown
+        status: Arc<Mutex<String>>,
     },
     Ready(Arc<Engine>),
     Failed(String),
@@ -22,24 +28,36 @@ pub enum EngineState {
 
 impl EngineState {
     /// Starts loading `options` on its own thread; `ctx` is repainted when done.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(options: ServeOptions, ctx: Option<egui::Context>) -> EngineState {
         let (tx, rx) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("headroom-viewer-load".into())
             .spawn(move || {
-                let r =
-                    open_engine(&options).map_err(|e| format!("{}: {e}", options.model.display()));
+                let r = open_engine(&options)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{}: {e}", options.model.display()));
                 let _ = tx.send(r);
                 if let Some(c) = ctx {
                     c.request_repaint();
                 }
             });
         match spawned {
-            Ok(_) => EngineState::Loading {
-                since: Instant::now(),
-                rx,
-            },
+            Ok(_) => EngineState::loading(rx, Arc::default()),
             Err(e) => EngineState::Failed(format!("starting the loader thread: {e}")),
+        }
+    }
+
+    /// Waits on a loader that sends its engine (or why not) on `rx` and writes what it is
+    /// doing into `status`.
+    pub fn loading(
+        rx: mpsc::Receiver<Result<Arc<Engine>, String>>,
+        status: Arc<Mutex<String>>,
+    ) -> EngineState {
+        EngineState::Loading {
+            since: Instant::now(),
+            rx,
+            status,
         }
     }
 
@@ -47,7 +65,7 @@ impl EngineState {
     pub fn poll(&mut self) {
         if let EngineState::Loading { rx, .. } = self {
             match rx.try_recv() {
-                Ok(Ok(e)) => *self = EngineState::Ready(Arc::new(e)),
+                Ok(Ok(e)) => *self = EngineState::Ready(e),
                 Ok(Err(e)) => *self = EngineState::Failed(e),
                 Err(mpsc::TryRecvError::Empty) => {}
                 Err(mpsc::TryRecvError::Disconnected) => {

@@ -78,7 +78,7 @@ pub struct Telemetry {
     pub metrics: MetricsSnapshot,
     /// (seconds since the viewer started, blocks used, blocks cached)
     pool_history: VecDeque<(f64, usize, usize)>,
-    started: std::time::Instant,
+    started: web_time::Instant,
 }
 
 impl Default for Telemetry {
@@ -88,7 +88,7 @@ impl Default for Telemetry {
             steps: VecDeque::new(),
             metrics: MetricsSnapshot::default(),
             pool_history: VecDeque::new(),
-            started: std::time::Instant::now(),
+            started: web_time::Instant::now(),
         }
     }
 }

@@ -117,10 +117,11 @@ impl StepClock {
 
     /// Seconds of each pass; None for a pair the driver returned unusable (zero, or the
     /// end not after the start).
-    fn read(&self, gpu: &GpuContext, pairs: u32) -> Result<Vec<Option<f64>>, GpuError> {
+    async fn read(&self, gpu: &GpuContext, pairs: u32) -> Result<Vec<Option<f64>>, GpuError> {
         let bytes = self
             .readback
-            .read(gpu, 2 * pairs as u64 * wgpu::QUERY_SIZE as u64)?;
+            .read_async(gpu, 2 * pairs as u64 * wgpu::QUERY_SIZE as u64)
+            .await?;
         let ticks: &[u64] = bytemuck::cast_slice(&bytes);
         Ok(ticks
             .chunks(2)
@@ -134,7 +135,17 @@ impl StepClock {
 impl GpuModel {
     /// [`forward`](Self::forward), reporting the step's declared traffic and GPU time and
     /// capturing what `probe` asks for.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward_report(
+        &self,
+        parts: &[SequencePart<'_>],
+        probe: StepProbe,
+    ) -> Result<StepReport, ModelError> {
+        crate::gpu::block_on(self.forward_report_async(parts, probe))
+    }
+
+    /// [`forward_report`](Self::forward_report), awaited (the browser's engine loop).
+    pub async fn forward_report_async(
         &self,
         parts: &[SequencePart<'_>],
         probe: StepProbe,
@@ -241,22 +252,25 @@ impl GpuModel {
         }
         self.gpu.queue.submit([enc.finish()]);
         let sampled = if sample_bytes > 0 {
-            let bytes = self.batch_readback.read(&self.gpu, sample_bytes)?;
+            let bytes = self
+                .batch_readback
+                .read_async(&self.gpu, sample_bytes)
+                .await?;
             bytemuck::cast_slice::<u8, u32>(&bytes).to_vec()
         } else {
-            self.gpu.wait()?;
+            self.gpu.wait_async().await?;
             Vec::new()
         };
         let (gpu_s, kernels) = match clock {
             Some(c) => {
-                let times = c.read(&self.gpu, timed_pairs)?;
+                let times = c.read(&self.gpu, timed_pairs).await?;
                 let (total, families) = kernel_times(&ops, &costs, &pass_ops, &times);
                 (total, if per_kernel { families } else { Vec::new() })
             }
             None => (None, Vec::new()),
         };
         let attention = match (capture, probe_row) {
-            (Some(cap), Some(row)) => Some(self.attention_weights(&cap, &rows[row])?),
+            (Some(cap), Some(row)) => Some(self.attention_weights(&cap, &rows[row]).await?),
             _ => None,
         };
         Ok(StepReport {
@@ -269,7 +283,7 @@ impl GpuModel {
     }
 
     /// Softmax weights of the captured queries over the keys of `row`'s blocks.
-    fn attention_weights(
+    async fn attention_weights(
         &self,
         queries: &wgpu::Buffer,
         row: &crate::kv::QueryRow<'_>,
@@ -284,16 +298,20 @@ impl GpuModel {
         let positions = row.context_len as usize;
         let layout = self.kv_layout;
         let bs = layout.block_size;
-        let q = self.gpu.read_f32(queries, nl * nh * d)?;
+        let q = self.gpu.read_f32_async(queries, nl * nh * d).await?;
         let blocks = &row.table[..positions.div_ceil(bs)];
         let scale = 1.0 / (d as f32).sqrt();
         let group = nh / nkv;
         let mut weights = vec![0f32; nl * nh * positions];
         for l in 0..nl {
-            let keys: Vec<Vec<f32>> = blocks
-                .iter()
-                .map(|&b| self.pool.read_block(&self.gpu, l, false, b as usize))
-                .collect::<Result<_, _>>()?;
+            let mut keys: Vec<Vec<f32>> = Vec::with_capacity(blocks.len());
+            for &b in blocks {
+                keys.push(
+                    self.pool
+                        .read_block_async(&self.gpu, l, false, b as usize)
+                        .await?,
+                );
+            }
             for h in 0..nh {
                 let qh = &q[(l * nh + h) * d..(l * nh + h + 1) * d];
                 let kvh = h / group;

@@ -1,0 +1,233 @@
+//! The browser build, end to end: `web/build.sh` builds the site, a static server on
+//! 127.0.0.1 serves it with the default model, headless Chromium (WebGPU on; SwiftShader
+//! without a GPU) opens it, loads the model from the server and generates 16 greedy tokens
+//! through the Generate tab; they must equal the native engine's tokens for the same
+//! prompt. Saves `target/browser-test.png` and prints both decode rates.
+//!
+//! Needs the wasm toolchain and wasm-bindgen (`web/build.sh --deps`), Debian's `chromium`
+//! and Node (`.ci/run` installs them). `HEADROOM_SKIP_BROWSER=1` skips it, saying so.
+
+use headroom::engine::default_model_path;
+use headroom::model::gpu_model::GpuModelOptions;
+use headroom::serve::api::Backend;
+use headroom::serve::engine::EngineOptions;
+use headroom::serve::load::{open_engine, ServeOptions};
+use headroom::viewer::generate::GenerateTab;
+use headroom::viewer::session::StreamHandle;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "The three primary colors are";
+const TOKENS: usize = 16;
+
+/// The tab's request settings, as the page's `generate(prompt, 16, false)` sets them.
+fn tab() -> GenerateTab {
+    GenerateTab {
+        prompt: PROMPT.into(),
+        chat: false,
+        max_tokens: TOKENS,
+        temperature: 0.0,
+        sequences: 1,
+        ..Default::default()
+    }
+}
+
+/// The server, stopped when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn serve(dir: &Path) -> (Server, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server starts");
+    let server = Server(child);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, port)
+}
+
+/// Native tokens for the same request: the viewer's engine on the default adapter.
+fn native(model: &Path) -> (Vec<u32>, Vec<u32>, String, f64) {
+    let engine = open_engine(&ServeOptions {
+        model: model.to_path_buf(),
+        adapter: None,
+        gpu: GpuModelOptions {
+            context: 2048,
+            max_chunk: 256,
+            ..Default::default()
+        },
+        kv_memory: None,
+        engine: EngineOptions {
+            model_id: "native".into(),
+            max_running: 8,
+            kernel_times_every: 8,
+            ..Default::default()
+        },
+    })
+    .expect("the native engine starts");
+    let req = tab()
+        .requests(engine.tokenizer())
+        .expect("the request builds")
+        .remove(0);
+    let h = StreamHandle::submit(&engine, req, None);
+    let t = Instant::now();
+    loop {
+        {
+            let st = h.stream.lock().unwrap();
+            assert!(st.error.is_none(), "native: {:?}", st.error);
+            if st.finish.is_some() {
+                let rate = match (st.first_token_s, st.done_s) {
+                    (Some(a), Some(b)) if b > a => (st.ids.len() - 1) as f64 / (b - a),
+                    _ => 0.0,
+                };
+                return (st.prompt_ids.clone(), st.ids.clone(), st.text.clone(), rate);
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "native run timed out"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .iter()
+        .map(|x| x.as_u64().expect("an id") as u32)
+        .collect()
+}
+
+#[test]
+fn browser_generates_the_native_tokens() {
+    if std::env::var_os("HEADROOM_SKIP_BROWSER").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: HEADROOM_SKIP_BROWSER=1");
+        return;
+    }
+    let model = default_model_path();
+    assert!(
+        model.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        model.display()
+    );
+    let root = root();
+    let site = root.join("target/site-test");
+    run(
+        Command::new("bash")
+            .arg(root.join("web/build.sh"))
+            .arg(&site),
+        "web/build.sh",
+    );
+    let models = site.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let file = model.file_name().unwrap().to_string_lossy().to_string();
+    std::os::unix::fs::symlink(&model, models.join(&file)).expect("model link");
+    let tests = root.join("web/tests");
+    if !tests.join("node_modules/playwright-core").exists() {
+        run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&tests),
+            "npm ci (playwright-core)",
+        );
+    }
+
+    let (_server, port) = serve(&site);
+    let url = format!("http://127.0.0.1:{port}/?model=models/{file}");
+    let shot = root.join("target/browser-test.png");
+    let out = run(
+        Command::new("node")
+            .arg(tests.join("browser-test.mjs"))
+            .arg(&url)
+            .arg(&shot)
+            .arg(PROMPT)
+            .arg(TOKENS.to_string()),
+        "node web/tests/browser-test.mjs",
+    );
+    let line = out.lines().last().unwrap_or_default();
+    let page: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        page["state"], "ready",
+        "the page did not load the model: {page:#}"
+    );
+    let result = &page["result"];
+    assert!(result.is_object(), "no result: {page:#}");
+    assert!(shot.exists(), "no screenshot");
+
+    let (native_prompt, native_ids, native_text, native_rate) = native(&model);
+    let browser_rate = result["decode_tokens_per_s"].as_f64().unwrap_or(0.0);
+    eprintln!("page: {}", page["status"]);
+    eprintln!("gpu: {}", page["gpu"]);
+    eprintln!("native  ({} ids): {native_text:?}", native_ids.len());
+    eprintln!(
+        "browser ({} ids): {:?}",
+        ids(result, "ids").len(),
+        result["text"]
+    );
+    eprintln!(
+        "decode tokens/s: native {native_rate:.2}, browser {browser_rate:.2} ({:.0}% of native)",
+        100.0 * browser_rate / native_rate
+    );
+    assert_eq!(
+        ids(result, "prompt_ids"),
+        native_prompt,
+        "prompt tokens differ"
+    );
+    assert_eq!(
+        native_ids.len(),
+        TOKENS,
+        "native stopped early: {native_text:?}"
+    );
+    assert_eq!(ids(result, "ids"), native_ids, "generated tokens differ");
+    assert_eq!(result["text"], native_text.as_str());
+}
