@@ -51,6 +51,9 @@ struct Page {
     engine: Option<Arc<Engine>>,
     commands: Vec<GenerateCommand>,
     ctx: Option<egui::Context>,
+    /// the kernels run on a software adapter (the CPU): the UI then paints once a second
+    /// while generating instead of every frame, leaving the CPU to the kernels
+    software_adapter: bool,
 }
 
 thread_local! {
@@ -80,6 +83,9 @@ impl eframe::App for WebViewer {
         if let Some(state) = next {
             self.app.engine = state;
         }
+        let slow = PAGE.with(|p| p.borrow().software_adapter);
+        self.app.generate.repaint_on_token = !slow;
+        self.app.frame_interval = std::time::Duration::from_millis(if slow { 1000 } else { 16 });
         for c in commands {
             let reply = match self.app.engine.engine().cloned() {
                 None => Err("no model is loaded".to_string()),
@@ -256,16 +262,23 @@ async fn open_engine(
     let gpu = GpuContext::new(&GpuOptions::default())
         .await
         .map_err(|e| e.to_string())?;
+    let software = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
+    PAGE.with(|p| p.borrow_mut().software_adapter = software);
     let f = &gpu.features;
     // wgpu's WebGPU backend does not pass the browser's `subgroups` feature on (yet), so
     // the page runs the portable matvec even where the adapter has subgroups
     let summary = format!(
-        "runs: {} · shader-f16: {} (f16 storage is read with unpack2x16float either way) \
+        "runs: {}{} · shader-f16: {} (f16 storage is read with unpack2x16float either way) \
          · timestamps: {} · max storage binding {} MiB",
         if f.subgroups {
             "subgroup matvec kernels"
         } else {
             "portable matvec kernels (no subgroups through wgpu)"
+        },
+        if software {
+            " on a software adapter (the UI repaints once a second while generating; no per-kernel timing)"
+        } else {
+            ""
         },
         if f.shader_f16 { "yes" } else { "no" },
         if f.timestamps { "yes" } else { "no" },
@@ -295,7 +308,8 @@ async fn open_engine(
         EngineOptions {
             model_id: name,
             max_running: MAX_RUNNING,
-            kernel_times_every: 8,
+            // per-kernel timing splits a step into a pass per kernel: costly on a CPU
+            kernel_times_every: if software { 0 } else { 8 },
             ..Default::default()
         },
         model,

@@ -18,6 +18,9 @@ pub struct GenerateTab {
     pub sequences: usize,
     pub streams: Vec<StreamHandle>,
     pub error: Option<String>,
+    /// repaint as each token arrives (off where drawing is costly: a software adapter,
+    /// whose frames take the CPU the kernels run on; the app's frame timer still repaints)
+    pub repaint_on_token: bool,
 }
 
 impl Default for GenerateTab {
@@ -33,6 +36,7 @@ impl Default for GenerateTab {
             sequences: 1,
             streams: Vec::new(),
             error: None,
+            repaint_on_token: true,
         }
     }
 }
@@ -47,6 +51,7 @@ impl GenerateTab {
     /// Submits the prompt `sequences` times; the first also asks for its attention map.
     pub fn start(&mut self, engine: &crate::serve::engine::Engine, ctx: Option<egui::Context>) {
         self.error = None;
+        let ctx = ctx.filter(|_| self.repaint_on_token);
         match self.requests(engine.tokenizer()) {
             Ok(reqs) => {
                 self.streams = reqs
@@ -196,9 +201,5 @@ impl GenerateTab {
                 }
             });
         });
-        if running {
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(16));
-        }
     }
 }

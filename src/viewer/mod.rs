@@ -100,6 +100,8 @@ pub struct ViewerApp {
     screenshot: Option<Screenshot>,
     /// the generation whose attention map is shown (its first stream)
     mapped_stream: Option<usize>,
+    /// how often to repaint while work runs (longer where frames are costly)
+    pub frame_interval: Duration,
 }
 
 /// A screenshot to take at `at`, then exit.
@@ -125,6 +127,7 @@ impl ViewerApp {
             #[cfg(not(target_arch = "wasm32"))]
             screenshot: None,
             mapped_stream: None,
+            frame_interval: Duration::from_millis(16),
         }
     }
 
@@ -161,7 +164,7 @@ impl ViewerApp {
             || matches!(self.engine, EngineState::Loading { .. })
             || self.explorer.pending() > 0;
         if busy {
-            ctx.request_repaint_after(Duration::from_millis(16));
+            ctx.request_repaint_after(self.frame_interval);
         }
     }
 
