@@ -1,11 +1,12 @@
 // Decode matmul for few token rows (T <= 8, one pipeline per T): y[t, row0 + r] (+)= dot(x[t, :], W[r, :]) + b.
 // Each workgroup owns ROWS weight rows; LANES threads split K of each row in chunks of 8,
-// so every weight is read once for all T tokens.
+// so every weight is read once for all T tokens. LANES = 1 (CPU adapters) needs no
+// reduction and no barrier.
 //!COMMON
 //!MATMUL
 
-const ROWS: u32 = 8u;
-const LANES: u32 = 32u;
+const LANES: u32 = {{LANES}}u;
+const ROWS: u32 = 256u / LANES;
 const TMAX: u32 = {{T}}u;   // token rows, fixed per pipeline so the accumulators stay in registers
 var<workgroup> red: array<f32, 256>;
 
@@ -31,20 +32,23 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
     }
     for (var t = 0u; t < TMAX; t++) {
-        red[lid.x] = acc[t];
-        workgroupBarrier();
-        for (var off = LANES / 2u; off > 0u; off >>= 1u) {
-            if (lane < off) { red[lid.x] += red[lid.x + off]; }
+        var v = acc[t];
+        if (LANES > 1u) {
+            red[lid.x] = v;
             workgroupBarrier();
+            for (var off = LANES / 2u; off > 0u; off >>= 1u) {
+                if (lane < off) { red[lid.x] += red[lid.x + off]; }
+                workgroupBarrier();
+            }
+            v = red[lid.x];
         }
         if (lane == 0u && r < dims.rows) {
             let col = dims.row0 + r;
-            var v = red[lid.x];
             if (dims.has_bias != 0u) { v += bias[col]; }
             let yi = t * dims.n + col;
             if (dims.accumulate != 0u) { v += y[yi]; }
             y[yi] = v;
         }
-        workgroupBarrier();
+        if (LANES > 1u) { workgroupBarrier(); }
     }
 }

@@ -27,23 +27,30 @@ fn gpu() -> Arc<GpuContext> {
     .clone()
 }
 
-/// The default context and, where it uses subgroups, one without them: both paths run.
+/// The default context and contexts without subgroups, with one and with 32 threads per
+/// row in the portable matvec (CPU adapters pick one, GPUs 32): every path runs.
 fn gpus() -> Vec<Arc<GpuContext>> {
-    static PORTABLE: OnceLock<Arc<GpuContext>> = OnceLock::new();
-    let g = gpu();
-    if !g.features.subgroups {
-        return vec![g];
-    }
-    let p = PORTABLE
-        .get_or_init(|| {
-            GpuContext::new_blocking(&GpuOptions {
-                no_subgroups: true,
-                ..Default::default()
+    static PORTABLE: OnceLock<Vec<Arc<GpuContext>>> = OnceLock::new();
+    let mut all = vec![gpu()];
+    all.extend(
+        PORTABLE
+            .get_or_init(|| {
+                [1, 32]
+                    .into_iter()
+                    .map(|lanes| {
+                        GpuContext::new_blocking(&GpuOptions {
+                            no_subgroups: true,
+                            matvec_lanes: Some(lanes),
+                            ..Default::default()
+                        })
+                        .unwrap()
+                    })
+                    .collect::<Vec<_>>()
             })
-            .unwrap()
-        })
-        .clone();
-    vec![g, p]
+            .iter()
+            .cloned(),
+    );
+    all
 }
 
 fn rng() -> StdRng {

@@ -38,6 +38,10 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Use the portable kernels even where the adapter has subgroups (tests run both).
     pub no_subgroups: bool,
+    /// Threads per weight row in the portable matvec (a power of two up to 256); None: 1
+    /// on a CPU adapter (no barriers: they cost a software rasterizer more than the
+    /// reads), 32 on a GPU.
+    pub matvec_lanes: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,8 @@ pub struct GpuContext {
     pub features: GpuFeatures,
     pub limits: wgpu::Limits,
     pub pipelines: PipelineCache,
+    /// threads per weight row in the portable matvec (see [`GpuOptions::matvec_lanes`])
+    pub matvec_lanes: u32,
 }
 
 impl GpuContext {
@@ -167,7 +173,14 @@ impl GpuContext {
             subgroup_max_size: info.subgroup_max_size.max(1),
         };
         let limits = device.limits();
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let matvec_lanes = options
+            .matvec_lanes
+            .unwrap_or(if cpu { 1 } else { 32 })
+            .clamp(1, 256)
+            .next_power_of_two();
         Ok(Arc::new(GpuContext {
+            matvec_lanes,
             pipelines: PipelineCache::new(device.clone()),
             device,
             queue,

@@ -217,10 +217,11 @@ impl Matmul {
             .constant("ROWS", rows);
             (src, rows)
         } else {
-            (
-                KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl")),
-                8,
-            )
+            let lanes = gpu.matvec_lanes;
+            let src =
+                KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl"))
+                    .constant("LANES", lanes);
+            (src, 256 / lanes)
         };
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
