@@ -2,7 +2,10 @@
 //! 127.0.0.1 serves it with the default model, headless Chromium (WebGPU on; SwiftShader
 //! without a GPU) opens it, loads the model from the server and generates 16 greedy tokens
 //! through the Generate tab; they must equal the native engine's tokens for the same
-//! prompt. Saves `target/browser-test.png` and prints both decode rates.
+//! prompt. Then the page is opened again without the model's URL and must load it from
+//! the browser's storage (the Cache API), and a Chromium without WebGPU must get the page's
+//! plain message instead of a blank canvas. Saves `target/browser-test.png` and prints both
+//! decode rates.
 //!
 //! Needs the wasm toolchain and wasm-bindgen (`web/build.sh --deps`), Debian's `chromium`
 //! and Node (`.ci/run` installs them). `HEADROOM_SKIP_BROWSER=1` skips it, saying so.
@@ -203,6 +206,21 @@ fn browser_generates_the_native_tokens() {
     let result = &page["result"];
     assert!(result.is_object(), "no result: {page:#}");
     assert!(shot.exists(), "no screenshot");
+    let reload = &page["reload"];
+    assert_eq!(reload["state"], "ready", "the second visit did not load: {page:#}");
+    let again = reload["status"].as_str().unwrap_or_default();
+    assert!(
+        again.contains("(browser cache)"),
+        "the second visit did not load from the browser's storage: {again}"
+    );
+
+    let plain = &page["without_webgpu"];
+    assert_eq!(plain["state"], "no-webgpu", "without WebGPU: {page:#}");
+    let message = plain["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("has no WebGPU") && message.contains("--enable-unsafe-webgpu"),
+        "the no-WebGPU message: {message:?}"
+    );
 
     let (native_prompt, native_ids, native_text, native_rate) = native(&model);
     let browser_rate = result["decode_tokens_per_s"].as_f64().unwrap_or(0.0);

@@ -8,7 +8,8 @@
 //   headroom.generate(prompt, n, chat)  greedy, in the Generate tab; resolves with
 //                                       {prompt_ids, ids, text, finish, decode_tokens_per_s, ...}
 // `document.body.dataset.state` is "no-webgpu", "starting", "idle", "loading", "ready" or
-// "error".
+// "error"; `document.body.dataset.stored` is "yes" once the loaded file is in the browser's
+// storage (it is copied there while it loads and may finish after "ready").
 
 import init, * as wasm from "./headroom.js";
 
@@ -72,6 +73,7 @@ let busy = false;
 async function streamIn(name, stream, size, from) {
   if (busy) throw new Error("a model is already loading");
   busy = true;
+  delete document.body.dataset.stored;
   try {
     setState("loading", `reading ${name} (${from})…`);
     const reader = stream.getReader();
@@ -127,9 +129,10 @@ async function loadFile(file) {
     await w.write(file);
     await w.close();
     localStorage.setItem(LAST, JSON.stringify({ kind: "file", name: file.name }));
+    return true;
   })().catch((e) => console.warn("not kept in browser storage:", e));
   await streamIn(file.name, file.stream(), file.size, "local file");
-  await keep;
+  if (await keep) document.body.dataset.stored = "yes";
   showCached();
 }
 
@@ -152,13 +155,20 @@ async function loadUrl(url) {
     }
     if (cache) {
       // both branches of the tee are read at once, so neither buffers the whole file
-      storing = cache.put(abs, resp.clone()).catch((e) => console.warn("not cached:", e));
+      storing = cache.put(abs, resp.clone()).then(
+        () => true,
+        (e) => console.warn("not cached:", e),
+      );
     }
+  } else {
+    storing = Promise.resolve(true);
   }
   const size = Number(resp.headers.get("content-length") || 0);
   await streamIn(name, resp.body, size, from);
-  await storing;
-  localStorage.setItem(LAST, JSON.stringify({ kind: "url", url: abs }));
+  if (await storing) {
+    localStorage.setItem(LAST, JSON.stringify({ kind: "url", url: abs }));
+    document.body.dataset.stored = "yes";
+  }
   showCached();
 }
 
@@ -177,6 +187,7 @@ async function loadLast() {
     if (h) {
       const file = await h.getFile();
       await streamIn(file.name, file.stream(), file.size, "browser storage");
+      document.body.dataset.stored = "yes";
       return true;
     }
   }

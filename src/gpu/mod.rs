@@ -198,10 +198,12 @@ impl GpuContext {
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)"
     pub fn adapter_name(&self) -> String {
-        format!(
-            "{} ({:?})",
-            self.adapter_info.name, self.adapter_info.backend
-        )
+        // browsers may keep the adapter's description to themselves
+        let name = match self.adapter_info.name.as_str() {
+            "" => "unnamed adapter",
+            n => n,
+        };
+        format!("{name} ({:?})", self.adapter_info.backend)
     }
 
     /// Largest single storage binding, in bytes.

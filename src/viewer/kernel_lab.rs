@@ -158,7 +158,7 @@ async fn lab_loop(
     };
     let timer = GpuTimer::new(&gpu, 64);
     let device = LabDevice {
-        adapter: format!("{} ({:?})", gpu.adapter_info.name, gpu.adapter_info.backend),
+        adapter: gpu.adapter_name(),
         copy_gbps: probe.gbps_read_write,
         timing: timer.source().name(),
         cpu_adapter,

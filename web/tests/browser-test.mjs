@@ -1,25 +1,30 @@
 // Opens the site in headless Chromium (WebGPU on; SwiftShader where there is no GPU),
 // waits for the model given in the URL to load, generates greedily through the page's API
-// and saves a screenshot. Prints one JSON line: {state, status, gpu, result, logs}.
+// and saves a screenshot; then opens the page again without the URL and waits for it to
+// load the model from the browser's storage; last, opens it in a Chromium without WebGPU,
+// which must say so. Prints one JSON line:
+// {state, status, gpu, result, reload, without_webgpu, logs}.
 //
 //   node web/tests/browser-test.mjs URL SCREENSHOT.png PROMPT MAX_TOKENS
 import { chromium } from "playwright-core";
 
 const [url, shot, prompt, maxTokens] = process.argv.slice(2);
 const timeout = Number(process.env.HEADROOM_BROWSER_TIMEOUT_S || 900) * 1000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const flags = [
+  "--no-sandbox",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const launch = (extra) =>
+  chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [...flags, ...extra],
+  });
+const browser = await launch(["--enable-unsafe-webgpu"]);
 const logs = [];
 let out = {};
 try {
@@ -48,10 +53,34 @@ try {
     await page.waitForTimeout(1000);
   }
   await page.screenshot({ path: shot });
+  if (out.state === "ready") {
+    // a later visit: the page loads the last model from its storage, not the network
+    await page.waitForFunction(() => document.body.dataset.stored === "yes", null, { timeout });
+    await page.goto(new URL("/", url).href);
+    await page.waitForFunction(
+      () => ["ready", "error"].includes(document.body.dataset.state),
+      null,
+      { timeout, polling: 250 },
+    );
+    out.reload = await read();
+  }
 } catch (e) {
   out.error = `${e}`;
 } finally {
-  out.logs = logs.slice(-40);
-  console.log(JSON.stringify(out));
   await browser.close();
 }
+try {
+  const plain = await launch(["--disable-features=WebGPU"]);
+  const page = await plain.newPage();
+  await page.goto(new URL("/", url).href);
+  await page.waitForFunction(() => document.body.dataset.state !== "starting", null, { timeout: 60000 });
+  out.without_webgpu = await page.evaluate(() => ({
+    state: document.body.dataset.state,
+    message: document.getElementById("no-webgpu").hidden ? null : document.getElementById("no-webgpu").innerText,
+  }));
+  await plain.close();
+} catch (e) {
+  out.error = `${out.error || ""} without WebGPU: ${e}`;
+}
+out.logs = logs.slice(-40);
+console.log(JSON.stringify(out));
