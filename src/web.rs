@@ -1,14 +1,15 @@
 //! The browser build's entry points (wasm32 only), called by `web/loader.js`:
 //!
 //! - [`start`] runs the viewer (every tab) in a canvas with eframe's web runner;
-//! - [`begin_model`], [`push_model_bytes`] and [`load_model`] take a model file the page
-//!   streams in (picked, dropped, downloaded, or from the page's cache) and upload it;
+//! - [`begin_model`], [`push_model_bytes`] and [`load_model`] take the model file (a GGUF)
+//!   or files (a Hugging Face model: config.json, tokenizer.json, safetensors) the page
+//!   streams in (picked, dropped, downloaded, or from the page's storage) and upload them;
 //! - [`generate`] runs a prompt through the Generate tab, as if typed there, and resolves
 //!   with the result: the page's API and the browser test's way in.
 //!
 //! Everything runs on the page's event loop: GPU readbacks are awaited, never spun on.
 
-use crate::engine::open_gguf_bytes;
+use crate::engine::{open_gguf_bytes, open_hf_files, ModelFiles};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::model::gpu_model::GpuModelOptions;
 use crate::serve::engine::{Engine, EngineOptions};
@@ -22,8 +23,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// The largest model file the page takes: wasm32 addresses 4 GiB, and the file is held in
-/// that memory while it uploads.
+/// The most model bytes the page takes: wasm32 addresses 4 GiB, and the files are held in
+/// that memory while they upload.
 const MAX_MODEL_BYTES: u64 = 3 << 30;
 
 /// Tokens per sequence, sequences at once: as the desktop viewer.
@@ -38,13 +39,19 @@ struct GenerateCommand {
     reply: futures_channel::oneshot::Sender<Result<StreamHandle, String>>,
 }
 
+/// A model file streamed in by the page.
+struct ReceivedFile {
+    name: String,
+    bytes: Vec<u8>,
+    /// bytes announced
+    size: u64,
+}
+
 /// What the exported functions and the running viewer share.
 #[derive(Default)]
 struct Page {
-    /// the model file being streamed in by the page
-    file: Vec<u8>,
-    file_name: String,
-    file_size: u64,
+    /// the model's files, the last one still arriving
+    files: Vec<ReceivedFile>,
     /// the engine state the viewer shows from its next frame
     next_engine: Option<EngineState>,
     /// the loaded engine, for `generate`
@@ -164,72 +171,76 @@ pub async fn start(canvas_id: String) -> Result<(), JsValue> {
     Ok(())
 }
 
-/// Starts receiving a model file of `size` bytes named `name`.
+/// Forgets the files received so far: the next `begin_model` starts a new model.
+#[wasm_bindgen]
+pub fn clear_model_files() {
+    PAGE.with(|p| p.borrow_mut().files.clear());
+}
+
+/// Starts receiving a model file of `size` bytes named `name` (one GGUF, or one of a
+/// Hugging Face model's files).
 #[wasm_bindgen]
 pub fn begin_model(name: String, size: f64) -> Result<(), JsValue> {
     if !(size.is_finite() && size > 0.0) {
         return Err(JsValue::from_str(&format!("{name}: the file is empty")));
     }
     let size = size as u64;
-    if size > MAX_MODEL_BYTES {
-        return Err(JsValue::from_str(&format!(
-            "{name}: {size} bytes is more than the {MAX_MODEL_BYTES} bytes a page can hold \
-             (wasm32 memory is 4 GiB); use the desktop build for this model"
-        )));
-    }
     PAGE.with(|p| {
         let mut p = p.borrow_mut();
-        p.file = Vec::new();
-        p.file
+        let total = size + p.files.iter().map(|f| f.size).sum::<u64>();
+        if total > MAX_MODEL_BYTES {
+            return Err(JsValue::from_str(&format!(
+                "{name}: {total} bytes of model files is more than the {MAX_MODEL_BYTES} a \
+                 page can hold (wasm32 memory is 4 GiB); use the desktop build for this model"
+            )));
+        }
+        let mut bytes = Vec::new();
+        bytes
             .try_reserve_exact(size as usize)
             .map_err(|e| JsValue::from_str(&format!("{name}: reserving {size} bytes: {e}")))?;
-        p.file_name = name;
-        p.file_size = size;
+        p.files.push(ReceivedFile { name, bytes, size });
         Ok(())
     })
 }
 
-/// Appends the next piece of the file (wasm-bindgen copies it into wasm memory once).
+/// Appends the next piece of the file begun last (wasm-bindgen copies it into wasm memory
+/// once).
 #[wasm_bindgen]
 pub fn push_model_bytes(chunk: &[u8]) -> Result<(), JsValue> {
     PAGE.with(|p| {
         let mut p = p.borrow_mut();
-        let total = p.file.len() as u64 + chunk.len() as u64;
-        if total > p.file_size {
+        let f = p
+            .files
+            .last_mut()
+            .ok_or_else(|| JsValue::from_str("push_model_bytes before begin_model"))?;
+        let total = f.bytes.len() as u64 + chunk.len() as u64;
+        if total > f.size {
             return Err(JsValue::from_str(&format!(
                 "{}: got {total} bytes, more than the {} announced",
-                p.file_name, p.file_size
+                f.name, f.size
             )));
         }
-        p.file.extend_from_slice(chunk);
+        f.bytes.extend_from_slice(chunk);
         Ok(())
     })
 }
 
-/// Parses and uploads the received file and starts the engine on it. Resolves with a line
-/// that says what runs where; rejects with what is wrong (and the viewer shows it too).
+/// Parses and uploads the received files and starts the engine on them. Resolves with a
+/// line that says what runs where; rejects with what is wrong (the viewer shows it too).
 #[wasm_bindgen]
 pub async fn load_model() -> Result<String, JsValue> {
-    let (name, bytes, size) = PAGE.with(|p| {
+    let files = PAGE.with(|p| {
         let mut p = p.borrow_mut();
         p.engine = None;
-        (
-            p.file_name.clone(),
-            std::mem::take(&mut p.file),
-            p.file_size,
-        )
+        std::mem::take(&mut p.files)
     });
     let (tx, rx) = mpsc::channel();
     let status = Arc::new(Mutex::new(String::new()));
     PAGE.with(|p| p.borrow_mut().next_engine = Some(EngineState::loading(rx, status.clone())));
     repaint();
-    let result = if (bytes.len() as u64) < size {
-        Err(format!(
-            "{name}: the file is truncated: {} of {size} bytes arrived",
-            bytes.len()
-        ))
-    } else {
-        open_engine(name, bytes, status).await
+    let result = match open_files(files, &status) {
+        Ok((name, model)) => open_engine(name, model, status).await,
+        Err(e) => Err(e),
     };
     repaint();
     match result {
@@ -245,20 +256,53 @@ pub async fn load_model() -> Result<String, JsValue> {
     }
 }
 
-async fn open_engine(
-    name: String,
-    bytes: Vec<u8>,
-    status: Arc<Mutex<String>>,
-) -> Result<(Arc<Engine>, String), String> {
-    let lower = name.to_lowercase();
-    if lower.ends_with(".safetensors") || lower.ends_with(".json") {
+/// One GGUF, or the files of a Hugging Face model (with config.json); parsed and checked.
+fn open_files(
+    files: Vec<ReceivedFile>,
+    status: &Mutex<String>,
+) -> Result<(String, ModelFiles), String> {
+    if let Some(f) = files.iter().find(|f| (f.bytes.len() as u64) < f.size) {
         return Err(format!(
-            "{name}: the page opens GGUF files; a safetensors model also needs its config.json \
-             and tokenizer.json, which the desktop build reads from the model's directory"
+            "{}: the file is truncated: {} of {} bytes arrived",
+            f.name,
+            f.bytes.len(),
+            f.size
         ));
     }
-    *status.lock().unwrap() = "parsing the file".into();
-    let files = open_gguf_bytes(&name, bytes).map_err(|e| e.to_string())?;
+    *status.lock().unwrap() = "parsing the model".into();
+    match files.as_slice() {
+        [] => Err("no model file was given".into()),
+        [one] if !one.name.ends_with(".json") && !one.name.ends_with(".safetensors") => {
+            let f = files.into_iter().next().expect("one file");
+            let model = open_gguf_bytes(&f.name, f.bytes).map_err(|e| e.to_string())?;
+            Ok((f.name, model))
+        }
+        _ if files.iter().any(|f| f.name == "config.json") => {
+            let label = match files.iter().find(|f| f.name.ends_with(".safetensors")) {
+                Some(f) if files.len() > 1 => format!("{} (+{} files)", f.name, files.len() - 1),
+                _ => "the model's files".into(),
+            };
+            let by_name = files.into_iter().map(|f| (f.name, f.bytes)).collect();
+            let model = open_hf_files(&label, by_name).map_err(|e| e.to_string())?;
+            Ok((label, model))
+        }
+        _ => Err(format!(
+            "{}: a Hugging Face model needs its config.json, tokenizer.json and safetensors \
+             files picked or dropped together; a single file must be a GGUF",
+            files
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+async fn open_engine(
+    name: String,
+    files: ModelFiles,
+    status: Arc<Mutex<String>>,
+) -> Result<(Arc<Engine>, String), String> {
     let gpu = GpuContext::new(&GpuOptions::default())
         .await
         .map_err(|e| e.to_string())?;

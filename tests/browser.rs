@@ -5,13 +5,16 @@
 //! prompt. Then the page is opened again without the model's URL and must load it from
 //! the browser's storage (the Cache API), and a Chromium without WebGPU must get the page's
 //! plain message instead of a blank canvas. Saves `target/browser-test.png` and prints both
-//! decode rates.
+//! decode rates. Last, the same model as Hugging Face files (f16 safetensors in two shards,
+//! config.json, tokenizer.json, written from the GGUF) is picked in the page's file input
+//! and must give the same tokens.
 //!
 //! Needs the wasm toolchain and wasm-bindgen (`web/build.sh --deps`), Debian's `chromium`
 //! and Node (`.ci/run` installs them). `HEADROOM_SKIP_BROWSER=1` skips it, saying so.
 
 use headroom::engine::default_model_path;
 use headroom::model::gpu_model::GpuModelOptions;
+use headroom::model::synthetic::{write_hf_dir, HfDtype};
 use headroom::serve::api::Backend;
 use headroom::serve::engine::EngineOptions;
 use headroom::serve::load::{open_engine, ServeOptions};
@@ -174,6 +177,8 @@ fn browser_generates_the_native_tokens() {
     std::fs::create_dir_all(&models).unwrap();
     let file = model.file_name().unwrap().to_string_lossy().to_string();
     std::os::unix::fs::symlink(&model, models.join(&file)).expect("model link");
+    let hf_dir = models.join("hf");
+    let hf_files = write_hf_model(&model, &hf_dir);
     let tests = root.join("web/tests");
     if !tests.join("node_modules/playwright-core").exists() {
         run(
@@ -193,7 +198,8 @@ fn browser_generates_the_native_tokens() {
             .arg(&url)
             .arg(&shot)
             .arg(PROMPT)
-            .arg(TOKENS.to_string()),
+            .arg(TOKENS.to_string())
+            .args(&hf_files),
         "node web/tests/browser-test.mjs",
     );
     let line = out.lines().last().unwrap_or_default();
@@ -207,7 +213,10 @@ fn browser_generates_the_native_tokens() {
     assert!(result.is_object(), "no result: {page:#}");
     assert!(shot.exists(), "no screenshot");
     let reload = &page["reload"];
-    assert_eq!(reload["state"], "ready", "the second visit did not load: {page:#}");
+    assert_eq!(
+        reload["state"], "ready",
+        "the second visit did not load: {page:#}"
+    );
     let again = reload["status"].as_str().unwrap_or_default();
     assert!(
         again.contains("(browser cache)"),
@@ -248,4 +257,41 @@ fn browser_generates_the_native_tokens() {
     );
     assert_eq!(ids(result, "ids"), native_ids, "generated tokens differ");
     assert_eq!(result["text"], native_text.as_str());
+
+    let hf = &page["hf_result"];
+    assert!(
+        hf.is_object(),
+        "the HF files did not load: {}",
+        page["hf_status"]
+    );
+    assert_eq!(
+        ids(hf, "prompt_ids"),
+        native_prompt,
+        "HF files: prompt tokens differ"
+    );
+    assert_eq!(
+        ids(hf, "ids"),
+        native_ids,
+        "HF files: generated tokens differ"
+    );
+}
+
+/// The default model as a Hugging Face model (f16 safetensors in two shards with their
+/// index, config.json, tokenizer.json and tokenizer_config.json); returns the files.
+fn write_hf_model(gguf: &Path, dir: &Path) -> Vec<PathBuf> {
+    let files = headroom::engine::open(gguf).expect("the default model opens");
+    let _ = std::fs::remove_dir_all(dir);
+    write_hf_dir(dir, files.weights.as_ref(), HfDtype::F16, 2).expect("HF files written");
+    std::fs::write(dir.join("tokenizer.json"), files.tokenizer.to_json()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        files.tokenizer.to_tokenizer_config_json(),
+    )
+    .unwrap();
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    all.sort();
+    all
 }

@@ -5,6 +5,7 @@
 // `window.headroom` is the page's API (the browser test uses it):
 //   headroom.ready                      a promise: the viewer is running
 //   headroom.loadUrl(url)               loads a GGUF from a URL (or the cache)
+//   headroom.loadFiles([File])          a GGUF, or a Hugging Face model's files
 //   headroom.generate(prompt, n, chat)  greedy, in the Generate tab; resolves with
 //                                       {prompt_ids, ids, text, finish, decode_tokens_per_s, ...}
 // `document.body.dataset.state` is "no-webgpu", "starting", "idle", "loading", "ready" or
@@ -69,38 +70,46 @@ function noWebGpu(why) {
 // --- moving bytes into the engine
 let busy = false;
 
-// Streams `stream` (`size` bytes, or unknown: 0) into wasm memory, then uploads it.
-async function streamIn(name, stream, size, from) {
+// Streams every item ({name, size (0: unknown), stream}) into wasm memory, then uploads
+// the model they make: one GGUF, or a Hugging Face model's files.
+async function streamIn(items, from) {
   if (busy) throw new Error("a model is already loading");
   busy = true;
   delete document.body.dataset.stored;
+  const label = items.length === 1 ? items[0].name : `${items.length} files`;
   try {
-    setState("loading", `reading ${name} (${from})…`);
-    const reader = stream.getReader();
+    wasm.clear_model_files();
+    const total = items.reduce((n, it) => n + it.size, 0);
     let done = 0;
-    let pending = [];
-    if (size > 0) wasm.begin_model(name, size);
-    for (;;) {
-      const { value, done: end } = await reader.read();
-      if (end) break;
-      if (size > 0) wasm.push_model_bytes(value);
-      else pending.push(value);
-      done += value.length;
-      progress(done, size);
-      $("status").textContent = `reading ${name} (${from}): ${mib(done)}${size ? " of " + mib(size) : ""}`;
-    }
-    if (size === 0) {
-      wasm.begin_model(name, done);
-      for (const c of pending) wasm.push_model_bytes(c);
-      pending = null;
+    for (const it of items) {
+      setState("loading", `reading ${it.name} (${from})…`);
+      const reader = it.stream.getReader();
+      let pending = [];
+      let got = 0;
+      if (it.size > 0) wasm.begin_model(it.name, it.size);
+      for (;;) {
+        const { value, done: end } = await reader.read();
+        if (end) break;
+        if (it.size > 0) wasm.push_model_bytes(value);
+        else pending.push(value);
+        got += value.length;
+        done += value.length;
+        progress(done, total);
+        $("status").textContent = `reading ${it.name} (${from}): ${mib(got)}${it.size ? " of " + mib(it.size) : ""}`;
+      }
+      if (it.size === 0) {
+        wasm.begin_model(it.name, got);
+        for (const c of pending) wasm.push_model_bytes(c);
+        pending = null;
+      }
     }
     progress(0, 0);
-    setState("loading", `uploading ${name} to the GPU…`);
+    setState("loading", `uploading ${label} to the GPU…`);
     const summary = await wasm.load_model();
-    setState("ready", `${name} (${from}) · ${summary}`);
+    setState("ready", `${label} (${from}) · ${summary}`);
   } catch (e) {
     progress(0, 0);
-    setState("error", `${name}: ${e.message || e}`);
+    setState("error", `${label}: ${e.message || e}`);
     throw e;
   } finally {
     busy = false;
@@ -116,22 +125,28 @@ async function opfsRoot() {
   }
 }
 
-// A picked or dropped file: loaded directly, and copied into the origin-private file
-// system (only the latest one is kept) for the next visit.
-async function loadFile(file) {
+const fileItems = (files) => files.map((f) => ({ name: f.name, size: f.size, stream: f.stream() }));
+
+// Picked or dropped files (a GGUF, or a Hugging Face model's config.json, tokenizer.json
+// and safetensors): loaded directly, and copied into the origin-private file system (only
+// the latest model is kept) for the next visit.
+async function loadFiles(files) {
+  const names = files.map((f) => f.name);
   const keep = (async () => {
     const root = await opfsRoot();
-    if (!root) return;
+    if (!root) return false;
     for await (const name of root.keys()) {
-      if (name !== file.name) await root.removeEntry(name).catch(() => {});
+      if (!names.includes(name)) await root.removeEntry(name).catch(() => {});
     }
-    const w = await (await root.getFileHandle(file.name, { create: true })).createWritable();
-    await w.write(file);
-    await w.close();
-    localStorage.setItem(LAST, JSON.stringify({ kind: "file", name: file.name }));
+    for (const f of files) {
+      const w = await (await root.getFileHandle(f.name, { create: true })).createWritable();
+      await w.write(f);
+      await w.close();
+    }
+    localStorage.setItem(LAST, JSON.stringify({ kind: "files", names }));
     return true;
   })().catch((e) => console.warn("not kept in browser storage:", e));
-  await streamIn(file.name, file.stream(), file.size, "local file");
+  await streamIn(fileItems(files), files.length === 1 ? "local file" : "local files");
   if (await keep) document.body.dataset.stored = "yes";
   showCached();
 }
@@ -144,7 +159,7 @@ async function loadUrl(url) {
   const cache = "caches" in window ? await caches.open(CACHE).catch(() => null) : null;
   let resp = cache ? await cache.match(abs) : undefined;
   let from = "browser cache";
-  let storing = Promise.resolve();
+  let storing = Promise.resolve(true);
   if (!resp) {
     from = "network";
     resp = await fetch(abs);
@@ -153,18 +168,16 @@ async function loadUrl(url) {
       setState("error", e.message);
       throw e;
     }
-    if (cache) {
-      // both branches of the tee are read at once, so neither buffers the whole file
-      storing = cache.put(abs, resp.clone()).then(
-        () => true,
-        (e) => console.warn("not cached:", e),
-      );
-    }
-  } else {
-    storing = Promise.resolve(true);
+    storing = cache
+      ? // both branches of the tee are read at once, so neither buffers the whole file
+        cache.put(abs, resp.clone()).then(
+          () => true,
+          (e) => console.warn("not cached:", e),
+        )
+      : Promise.resolve(false);
   }
   const size = Number(resp.headers.get("content-length") || 0);
-  await streamIn(name, resp.body, size, from);
+  await streamIn([{ name, size, stream: resp.body }], from);
   if (await storing) {
     localStorage.setItem(LAST, JSON.stringify({ kind: "url", url: abs }));
     document.body.dataset.stored = "yes";
@@ -181,15 +194,18 @@ async function loadLast() {
       await loadUrl(last.url);
       return true;
     }
-  } else if (last.kind === "file") {
+  } else if (last.kind === "files") {
     const root = await opfsRoot();
-    const h = root && (await root.getFileHandle(last.name).catch(() => null));
-    if (h) {
-      const file = await h.getFile();
-      await streamIn(file.name, file.stream(), file.size, "browser storage");
-      document.body.dataset.stored = "yes";
-      return true;
+    if (!root) return false;
+    const files = [];
+    for (const name of last.names) {
+      const h = await root.getFileHandle(name).catch(() => null);
+      if (!h) return false;
+      files.push(await h.getFile());
     }
+    await streamIn(fileItems(files), "browser storage");
+    document.body.dataset.stored = "yes";
+    return true;
   }
   return false;
 }
@@ -213,8 +229,8 @@ async function showCached() {
 
 function wireInputs() {
   $("file").addEventListener("change", (e) => {
-    const f = e.target.files[0];
-    if (f) loadFile(f).catch(() => {});
+    const files = [...e.target.files];
+    if (files.length) loadFiles(files).catch(() => {});
   });
   $("url-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -230,8 +246,8 @@ function wireInputs() {
   window.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.hidden = true;
-    const f = e.dataTransfer.files[0];
-    if (f) loadFile(f).catch(() => {});
+    const files = [...e.dataTransfer.files];
+    if (files.length) loadFiles(files).catch(() => {});
   });
 }
 
@@ -248,7 +264,7 @@ async function main() {
   await wasm.start("headroom");
   wireInputs();
   if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
-  setState("idle", "open a GGUF file, drop one here, or give a URL");
+  setState("idle", "open a GGUF file (or a Hugging Face model's config.json, tokenizer.json and safetensors), drop it here, or give a URL");
   showCached();
   const asked = new URLSearchParams(location.search).get("model");
   if (asked) await loadUrl(asked).catch(() => {});
@@ -263,6 +279,7 @@ const ready = main().catch((e) => {
 window.headroom = {
   ready,
   loadUrl,
+  loadFiles,
   async generate(prompt, maxTokens = 16, chat = false) {
     return JSON.parse(await wasm.generate(prompt, maxTokens, chat));
   },

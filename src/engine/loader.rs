@@ -2,6 +2,7 @@
 
 use crate::model::gguf::GgufFile;
 use crate::model::gguf_model::GgufModel;
+use crate::model::hf::{HfModel, MemoryFiles};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::model::load::open_model;
 use crate::model::{LoadError, WeightSource};
@@ -67,6 +68,21 @@ pub fn open_gguf_bytes(name: &str, bytes: Vec<u8>) -> Result<ModelFiles, LoadErr
     let tokenizer = Tokenizer::from_gguf_vocab(&vocab)
         .map_err(|e| LoadError::new(name, format!("tokenizer: {e}")))?;
     check_vocab(name, Box::new(model), tokenizer)
+}
+
+/// Opens a Hugging Face model from its files held in memory, by file name (config.json,
+/// tokenizer.json and the optional tokenizer/generation configs and chat template, and
+/// model.safetensors or the shards with model.safetensors.index.json); `label` names it.
+pub fn open_hf_files(
+    label: &str,
+    files: std::collections::HashMap<String, Vec<u8>>,
+) -> Result<ModelFiles, LoadError> {
+    let tokenizer = Tokenizer::from_hf_files(&|name| name.to_string(), &mut |name| {
+        Ok(files.get(name).cloned())
+    })
+    .map_err(|e| LoadError::new(label, format!("tokenizer: {e}")))?;
+    let weights = HfModel::open_files(label, &mut MemoryFiles(files))?;
+    check_vocab(label, Box::new(weights), tokenizer)
 }
 
 /// The tokenizer's ids must all be rows of the embedding.

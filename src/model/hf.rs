@@ -1,19 +1,19 @@
-//! A Hugging Face model directory as a [`WeightSource`]: `config.json` plus
-//! `model.safetensors` or sharded safetensors with `model.safetensors.index.json`, all
-//! memory-mapped. Tensors are F32, F16 or BF16, already in HF layout.
+//! A Hugging Face model as a [`WeightSource`]: `config.json` plus `model.safetensors` or
+//! sharded safetensors with `model.safetensors.index.json`, from a directory (memory-mapped)
+//! or from files held in memory (the browser). Tensors are F32, F16 or BF16, in HF layout.
 
 use super::config::{Arch, Llama3RopeScaling, ModelConfig};
-#[cfg(not(target_arch = "wasm32"))]
-use super::gguf::map_file;
 use super::gguf::FileBytes;
+use super::load::tensor_names;
 use super::load::{check_shape, expected_shape};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use half::{bf16, f16};
 use safetensors::Dtype;
+use safetensors::SafeTensors;
 use serde_json::Value;
 use std::collections::HashMap;
 #[cfg(not(target_arch = "wasm32"))]
-use {super::load::tensor_names, safetensors::SafeTensors, std::path::Path};
+use {super::gguf::map_file, std::path::Path};
 
 /// The HF (transformers) name of a tensor, e.g. `model.layers.3.self_attn.q_proj.weight`.
 pub fn hf_tensor_name(name: TensorName) -> String {
@@ -227,34 +227,81 @@ impl std::fmt::Debug for HfModel {
     }
 }
 
+/// The files of an HF model: a directory, or files held in memory (the browser).
+pub(crate) trait ModelFileSet {
+    /// How messages name the file `name` of the set.
+    fn label(&self, name: &str) -> String;
+    /// The file's bytes; None when the set has no such file.
+    fn read(&mut self, name: &str) -> Result<Option<FileBytes>, LoadError>;
+}
+
+/// A directory on disk; files are memory-mapped.
+#[cfg(not(target_arch = "wasm32"))]
+struct DirFiles<'a>(&'a Path);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ModelFileSet for DirFiles<'_> {
+    fn label(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    fn read(&mut self, name: &str) -> Result<Option<FileBytes>, LoadError> {
+        let path = self.0.join(name);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        map_file(&path).map(Some)
+    }
+}
+
+/// Files held in memory, by name (picked or dropped in the browser).
+pub(crate) struct MemoryFiles(pub HashMap<String, Vec<u8>>);
+
+impl ModelFileSet for MemoryFiles {
+    fn label(&self, name: &str) -> String {
+        name.to_string()
+    }
+
+    fn read(&mut self, name: &str) -> Result<Option<FileBytes>, LoadError> {
+        Ok(self.0.remove(name).map(FileBytes::Owned))
+    }
+}
+
 impl HfModel {
     /// Opens `dir`: parses config.json, maps and validates every safetensors shard, and
     /// checks that every tensor the config needs is present with a supported dtype and the
     /// right shape.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(dir: &Path) -> Result<HfModel, LoadError> {
-        let label = dir.display().to_string();
-        let config_path = dir.join("config.json");
-        let config_label = config_path.display().to_string();
-        let json = std::fs::read_to_string(&config_path).map_err(|e| {
-            LoadError::new(
-                &config_label,
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    "no such file (a Hugging Face model directory needs config.json)".into()
-                } else {
-                    e.to_string()
-                },
-            )
-        })?;
+        Self::open_files(&dir.display().to_string(), &mut DirFiles(dir))
+    }
+
+    /// As [`open`](Self::open), for the files of `set` (`label` names the model).
+    pub(crate) fn open_files(
+        label: &str,
+        set: &mut dyn ModelFileSet,
+    ) -> Result<HfModel, LoadError> {
+        let label = label.to_string();
+        let config_label = set.label("config.json");
+        let json = match set.read("config.json")? {
+            Some(b) => String::from_utf8(b.to_vec())
+                .map_err(|_| LoadError::new(&config_label, "not UTF-8 text"))?,
+            None => {
+                return Err(LoadError::new(
+                    &config_label,
+                    "no such file (a Hugging Face model directory needs config.json)",
+                ))
+            }
+        };
         let config = parse_hf_config(&config_label, &json)?;
 
         // which files, and which tensor each index entry promises
-        let single = dir.join("model.safetensors");
-        let index_path = dir.join("model.safetensors.index.json");
-        let (files, promised): (Vec<String>, Vec<(String, String)>) = if single.exists() {
+        let index_label = set.label("model.safetensors.index.json");
+        let mut single = set.read("model.safetensors")?;
+        let (files, promised): (Vec<String>, Vec<(String, String)>) = if single.is_some() {
             (vec!["model.safetensors".into()], Vec::new())
-        } else if index_path.exists() {
-            read_index(&index_path)?
+        } else if let Some(index) = set.read("model.safetensors.index.json")? {
+            read_index(&index_label, &index)?
         } else {
             return Err(LoadError::new(
                 &label,
@@ -266,18 +313,17 @@ impl HfModel {
         let mut tensors = HashMap::new();
         let mut order = Vec::new();
         for (si, file) in files.iter().enumerate() {
-            let path = dir.join(file);
-            let plabel = path.display().to_string();
-            if !path.is_file() {
+            let plabel = set.label(file);
+            let found = match single.take() {
+                Some(b) => Some(b),
+                None => set.read(file)?,
+            };
+            let Some(bytes) = found else {
                 return Err(LoadError::new(
                     &plabel,
-                    format!(
-                        "shard '{file}' does not exist (listed in {})",
-                        index_path.display()
-                    ),
+                    format!("shard '{file}' does not exist (listed in {index_label})"),
                 ));
-            }
-            let bytes = map_file(&path)?;
+            };
             let st = SafeTensors::deserialize(&bytes)
                 .map_err(|e| LoadError::new(&plabel, format!("invalid safetensors file: {e}")))?;
             let base = bytes.as_ptr() as usize;
@@ -313,9 +359,9 @@ impl HfModel {
         }
         for (name, file) in &promised {
             let found = tensors.get(name).map(|t: &HfTensor| &shards[t.shard].path);
-            if found != Some(&dir.join(file).display().to_string()) {
+            if found != Some(&set.label(file)) {
                 return Err(LoadError::new(
-                    index_path.display().to_string(),
+                    &index_label,
                     format!("tensor '{name}' is listed in shard '{file}' but is not in it"),
                 ));
             }
@@ -363,12 +409,12 @@ impl HfModel {
 
 /// The shard files of an index, and (tensor, file) for every weight_map entry.
 #[allow(clippy::type_complexity)]
-#[cfg(not(target_arch = "wasm32"))]
-fn read_index(path: &Path) -> Result<(Vec<String>, Vec<(String, String)>), LoadError> {
-    let label = path.display().to_string();
-    let err = |m: String| LoadError::new(&label, m);
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+fn read_index(
+    label: &str,
+    bytes: &[u8],
+) -> Result<(Vec<String>, Vec<(String, String)>), LoadError> {
+    let err = |m: String| LoadError::new(label, m);
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
     let map = v
         .get("weight_map")
         .and_then(Value::as_object)
@@ -507,9 +553,21 @@ mod tests {
                 );
                 let m = HfModel::open(&dir).unwrap();
                 assert_eq!(m.config(), src.config());
+                // the same files held in memory (the browser's way in) read the same
+                let files = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| {
+                        let p = e.unwrap().path();
+                        let name = p.file_name().unwrap().to_string_lossy().to_string();
+                        (name, std::fs::read(&p).unwrap())
+                    })
+                    .collect();
+                let mem = HfModel::open_files("mem", &mut MemoryFiles(files)).unwrap();
+                assert_eq!(mem.config(), src.config());
                 for name in tensor_names(src.config()) {
                     let a = src.load(name).unwrap();
                     let b = m.load(name).unwrap();
+                    assert_eq!(b.data, mem.load(name).unwrap().data, "{name} from memory");
                     assert_eq!(a.shape, b.shape);
                     for (x, y) in a.data.iter().zip(&b.data) {
                         let tol = match dtype {

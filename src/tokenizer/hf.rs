@@ -17,6 +17,9 @@ use serde_json::Value;
 
 use super::{Tokenizer, TokenizerError};
 
+/// Reads a model file by name: its bytes, or None when there is no such file.
+pub type FileReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, TokenizerError> + 'a;
+
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, TokenizerError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
@@ -94,23 +97,33 @@ impl Tokenizer {
     /// Loads `tokenizer.json` and friends from an HF model directory (see the module
     /// comment for which files and keys).
     pub fn from_hf_dir(dir: &Path) -> Result<Tokenizer, TokenizerError> {
-        let tj_path = dir.join("tokenizer.json");
+        Self::from_hf_files(&|name| dir.join(name).display().to_string(), &mut |name| {
+            read_optional(&dir.join(name))
+        })
+    }
+
+    /// As [`Tokenizer::from_hf_dir`], for files named as in the directory: `read(name)`
+    /// gives a file's bytes (None: absent), `label(name)` names it in messages.
+    pub fn from_hf_files(
+        label: &dyn Fn(&str) -> String,
+        read: &mut FileReader<'_>,
+    ) -> Result<Tokenizer, TokenizerError> {
         let tokenizer_json =
-            read_optional(&tj_path)?.ok_or_else(|| TokenizerError::MissingFile {
+            read("tokenizer.json")?.ok_or_else(|| TokenizerError::MissingFile {
                 what: "tokenizer.json",
-                path: tj_path.display().to_string(),
+                path: label("tokenizer.json"),
             })?;
-        let config = read_optional(&dir.join("tokenizer_config.json"))?;
-        let generation = read_optional(&dir.join("generation_config.json"))?;
+        let config = read("tokenizer_config.json")?;
+        let generation = read("generation_config.json")?;
         let mut tok =
             Tokenizer::from_json_bytes(&tokenizer_json, config.as_deref(), generation.as_deref())?;
         if tok.chat_template.is_none() {
-            if let Some(b) = read_optional(&dir.join("chat_template.jinja"))? {
+            if let Some(b) = read("chat_template.jinja")? {
                 let t = String::from_utf8(b).map_err(|_| {
                     TokenizerError::invalid("chat_template.jinja", "not UTF-8 text")
                 })?;
                 tok.chat_template = Some(t);
-            } else if let Some(b) = read_optional(&dir.join("chat_template.json"))? {
+            } else if let Some(b) = read("chat_template.json")? {
                 let v = parse_json("chat_template.json", &b)?;
                 tok.chat_template = chat_template(v.get("chat_template"))?;
             }

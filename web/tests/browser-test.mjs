@@ -5,10 +5,13 @@
 // which must say so. Prints one JSON line:
 // {state, status, gpu, result, reload, without_webgpu, logs}.
 //
-//   node web/tests/browser-test.mjs URL SCREENSHOT.png PROMPT MAX_TOKENS
+//   node web/tests/browser-test.mjs URL SCREENSHOT.png PROMPT MAX_TOKENS [HF_FILE...]
+//
+// With HF_FILEs (a Hugging Face model's files), they are then picked in the file input and
+// the same prompt is generated again from them: {hf_status, hf_result}.
 import { chromium } from "playwright-core";
 
-const [url, shot, prompt, maxTokens] = process.argv.slice(2);
+const [url, shot, prompt, maxTokens, ...hfFiles] = process.argv.slice(2);
 const timeout = Number(process.env.HEADROOM_BROWSER_TIMEOUT_S || 900) * 1000;
 const flags = [
   "--no-sandbox",
@@ -63,6 +66,23 @@ try {
       { timeout, polling: 250 },
     );
     out.reload = await read();
+    if (hfFiles.length) {
+      await page.setInputFiles("#file", hfFiles);
+      await page.waitForFunction(
+        () => ["ready", "error"].includes(document.body.dataset.state) &&
+          document.getElementById("status").textContent.includes("local files"),
+        null,
+        { timeout, polling: 250 },
+      );
+      const hf = await read();
+      out.hf_status = hf.status;
+      if (hf.state === "ready") {
+        out.hf_result = await page.evaluate(
+          ([p, n]) => window.headroom.generate(p, n, false),
+          [prompt, Number(maxTokens)],
+        );
+      }
+    }
   }
 } catch (e) {
   out.error = `${e}`;
