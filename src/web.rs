@@ -406,15 +406,6 @@ pub async fn generate(prompt: String, max_tokens: u32, chat: bool) -> Result<Str
                 return Ok(doc.to_string());
             }
         }
-        sleep_ms(20).await;
+        crate::gpu::sleep_ms(20).await;
     }
-}
-
-async fn sleep_ms(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        }
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }

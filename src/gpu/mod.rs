@@ -21,14 +21,18 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// Lets the browser's event loop run (paint, input) before going on; nothing natively.
 pub async fn yield_now() {
     #[cfg(target_arch = "wasm32")]
-    {
-        let promise = js_sys::Promise::new(&mut |resolve, _| {
-            if let Some(w) = web_sys::window() {
-                let _ = w.set_timeout_with_callback(&resolve);
-            }
-        });
-        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-    }
+    sleep_ms(0).await;
+}
+
+/// Waits `ms` milliseconds on the page's timer, letting the page run meanwhile.
+#[cfg(target_arch = "wasm32")]
+pub async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// How to pick and configure the GPU.

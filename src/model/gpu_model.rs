@@ -338,24 +338,9 @@ impl GpuModel {
 
     /// As `load`, with a KV pool of `blocks` blocks that the caller hands out to
     /// sequences step by step (see [`forward`](Self::forward)), and at most `max_batch`
-    /// sequences sampled per step (at most `options.max_chunk`).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_paged(
-        gpu: Arc<GpuContext>,
-        src: &dyn WeightSource,
-        options: GpuModelOptions,
-        blocks: usize,
-        max_batch: usize,
-        progress: &mut dyn FnMut(usize, usize, &str),
-    ) -> Result<GpuModel, ModelError> {
-        crate::gpu::block_on(Self::load_paged_async(
-            gpu, src, options, blocks, max_batch, progress,
-        ))
-    }
-
-    /// [`load_paged`](Self::load_paged), awaited: in the browser the page paints (and the
-    /// progress shows) between layers.
-    pub async fn load_paged_async(
+    /// sequences sampled per step (at most `options.max_chunk`). Async: in the browser the
+    /// page paints (and the progress shows) between layers; natively, `gpu::block_on` it.
+    pub async fn load_paged(
         gpu: Arc<GpuContext>,
         src: &dyn WeightSource,
         options: GpuModelOptions,

@@ -127,7 +127,7 @@ pub async fn upload_paged(
         options.context,
         gpu.max_binding(),
     )?;
-    GpuModel::load_paged_async(gpu, weights, options.clone(), blocks, max_running, progress).await
+    GpuModel::load_paged(gpu, weights, options.clone(), blocks, max_running, progress).await
 }
 
 #[cfg(test)]
