@@ -23,16 +23,7 @@
 //   V: [b][kv_head][BS][VD]          (row-major: coalesced value reads)
 // MLA (V_ALIASED): no V pool; the value of a position is the first VD values of its key
 // (the latent), read from the K pool.
-struct Params {
-    table_base: u32,     // u32 offset of the block tables in `step_meta`
-    chunk: u32,          // positions per split, a multiple of P
-    n_splits: u32,       // 1: write normalised outputs directly
-    q_stride4: u32,      // vec4s between query rows
-    out_stride4: u32,    // vec4s between output rows
-    ml_base4: u32,       // vec4 offset of the (max, sum) pairs in `partials`
-    _pad: u32,
-    scale: f32,
-}
+//!ATTENTION_PARAMS
 @group(0) @binding(0) var<uniform> prm: Params;
 // step_meta: per query (context length, block-table offset, query row, output row), then at
 // table_base the block tables

@@ -2,16 +2,7 @@
 // split of a query into the normalised output,
 //   out = sum_s acc_s * exp(m_s - M) / sum_s l_s * exp(m_s - M),  M = max_s m_s.
 // One thread per output vec4; workgroup (x: vec4 slice, y: head block, z: query).
-struct Params {
-    table_base: u32,
-    chunk: u32,
-    n_splits: u32,
-    q_stride4: u32,
-    out_stride4: u32,
-    ml_base4: u32,
-    _pad: u32,
-    scale: f32,
-}
+//!ATTENTION_PARAMS
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> step_meta: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> partials: array<vec4<f32>>;

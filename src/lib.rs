@@ -3,14 +3,15 @@
 // would otherwise warn there.
 #![cfg_attr(target_arch = "wasm32", allow(dead_code))]
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod engine;
+pub mod formats;
 pub mod gpu;
 pub mod kv;
+pub mod metrics;
 pub mod model;
 pub mod ops;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod plot;
 pub mod serve;
 pub mod tokenizer;
 pub mod viewer;

@@ -123,7 +123,7 @@ struct ServeArgs {
     /// bytes of GPU memory for the KV pool (suffixes K, M, G, e.g. 2G) [default: room for
     /// --max-running sequences at full context, at most a quarter of what the adapter's
     /// bindings allow and at most 4G]
-    #[arg(long, value_parser = headroom::serve::load::parse_bytes)]
+    #[arg(long, value_parser = headroom::engine::parse_bytes)]
     kv_memory: Option<u64>,
     /// most sequences decoding at once
     #[arg(long, default_value_t = 64)]
@@ -290,8 +290,8 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
 }
 
 fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
-    use headroom::serve::engine::EngineOptions;
-    use headroom::serve::load::{open_engine, ServeOptions};
+    use headroom::engine::EngineOptions;
+    use headroom::engine::{open_engine, LoadOptions};
     let path = a
         .model
         .model
@@ -313,7 +313,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "headroom".into());
-    let options = ServeOptions {
+    let options = LoadOptions {
         model: path.clone(),
         adapter: a.model.adapter.clone(),
         gpu: GpuModelOptions {
@@ -333,7 +333,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
     };
     eprintln!("loading {} ...", path.display());
     let engine = open_engine(&options)?;
-    let m = headroom::serve::api::Backend::metrics(&engine);
+    let m = headroom::engine::Backend::metrics(&engine);
     eprintln!(
         "model {model_id}: context {context}, KV pool {} blocks x {} tokens = {} tokens ({:.0} MiB, {} bytes per token), up to {} sequences at once",
         m.kv_blocks_total,
@@ -343,7 +343,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         m.kv_bytes_per_token,
         a.max_running
     );
-    let backend: std::sync::Arc<dyn headroom::serve::api::Backend> = std::sync::Arc::new(engine);
+    let backend: std::sync::Arc<dyn headroom::engine::Backend> = std::sync::Arc::new(engine);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -355,7 +355,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
             "listening on http://{} (OpenAI API at /v1, metrics at /metrics)",
             listener.local_addr()?
         );
-        headroom::serve::http::serve(backend, listener).await?;
+        headroom::serve::serve(backend, listener).await?;
         Ok::<(), AnyError>(())
     })
 }

@@ -9,11 +9,11 @@
 //!
 //! Everything runs on the page's event loop: GPU readbacks are awaited, never spun on.
 
+use crate::engine::upload_paged;
 use crate::engine::{open_gguf_bytes, open_hf_files, ModelFiles};
+use crate::engine::{Engine, EngineOptions};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::model::gpu_model::GpuModelOptions;
-use crate::serve::engine::{Engine, EngineOptions};
-use crate::serve::load::upload_paged;
 use crate::viewer::explorer::Explorer;
 use crate::viewer::kernel_lab::LabOptions;
 use crate::viewer::session::{EngineState, StreamHandle};

@@ -13,11 +13,11 @@
 //! and Node (`.ci/run` installs them). `HEADROOM_SKIP_BROWSER=1` skips it, saying so.
 
 use headroom::engine::default_model_path;
+use headroom::engine::Backend;
+use headroom::engine::EngineOptions;
+use headroom::engine::{open_engine, LoadOptions};
 use headroom::model::gpu_model::GpuModelOptions;
 use headroom::model::synthetic::{write_hf_dir, HfDtype};
-use headroom::serve::api::Backend;
-use headroom::serve::engine::EngineOptions;
-use headroom::serve::load::{open_engine, ServeOptions};
 use headroom::viewer::generate::GenerateTab;
 use headroom::viewer::session::StreamHandle;
 use std::net::{TcpListener, TcpStream};
@@ -101,7 +101,7 @@ fn serve(dir: &Path) -> (Server, u16) {
 
 /// Native tokens for the same request: the viewer's engine on the default adapter.
 fn native(model: &Path) -> (Vec<u32>, Vec<u32>, String, f64) {
-    let engine = open_engine(&ServeOptions {
+    let engine = open_engine(&LoadOptions {
         model: model.to_path_buf(),
         adapter: None,
         gpu: GpuModelOptions {

@@ -2,8 +2,8 @@
 //! (`GpuModel::synthetic`, `WeightMatrix::random`): a batch of sequences with different
 //! contexts gives each row the logits and token of that sequence run alone.
 
-use headroom::bench::decode_step::tiny_config;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+use headroom::metrics::presets::tiny_config;
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions, StepInput};
 use headroom::ops::matmul::WeightMatrix;
 use headroom::ops::sample::SamplingParams;

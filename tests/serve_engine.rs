@@ -4,11 +4,11 @@
 //! a client that goes away frees its blocks.
 
 use headroom::engine::{default_model_path, FinishReason};
+use headroom::engine::{open_engine, LoadOptions};
+use headroom::engine::{Backend, CompletionRequest, Event, SubmitError, Usage};
+use headroom::engine::{Engine, EngineOptions};
 use headroom::model::gpu_model::GpuModelOptions;
 use headroom::ops::sample::SamplingParams;
-use headroom::serve::api::{Backend, CompletionRequest, Event, SubmitError, Usage};
-use headroom::serve::engine::{Engine, EngineOptions};
-use headroom::serve::load::{open_engine, ServeOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -20,7 +20,7 @@ fn engine(kv_memory: u64, max_chunk: usize) -> Engine {
         "{} is missing: run scripts/fetch-model.sh",
         path.display()
     );
-    open_engine(&ServeOptions {
+    open_engine(&LoadOptions {
         model: path,
         adapter: None,
         gpu: GpuModelOptions {
@@ -95,7 +95,7 @@ fn run_all(e: &Engine, reqs: Vec<CompletionRequest>) -> Vec<Outcome> {
 }
 
 /// Waits until the engine has published its state after the last request ended.
-fn settled(e: &Engine) -> headroom::serve::api::MetricsSnapshot {
+fn settled(e: &Engine) -> headroom::engine::MetricsSnapshot {
     for _ in 0..500 {
         let m = e.metrics();
         if m.running == 0 && m.waiting == 0 {

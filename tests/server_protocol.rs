@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use headroom::engine::FinishReason;
-use headroom::serve::api::{
+use headroom::engine::{
     Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
 };
 use headroom::tokenizer::{ChatMessage, Tokenizer};
@@ -210,7 +210,7 @@ fn start() -> Option<Server> {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    runtime.spawn(headroom::serve::http::serve(backend.clone(), listener));
+    runtime.spawn(headroom::serve::serve(backend.clone(), listener));
     Some(Server {
         addr,
         backend,

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use headroom::model::gguf::GgufFile;
+use headroom::formats::gguf::GgufFile;
 use headroom::tokenizer::{vocab_from_gguf, ChatMessage, StreamDecoder, Tokenizer};
 use serde_json::Value;
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use headroom::model::gguf::{GgufBuilder, GgufFile, MetaType, MetaValue};
+use headroom::formats::gguf::{GgufBuilder, GgufFile, MetaType, MetaValue};
 use headroom::tokenizer::{vocab_from_gguf, GgufVocab, StreamDecoder, Tokenizer, TokenizerError};
 
 /// Normal tokens with their scores (higher merges first), after <unk> <s> </s> and bytes.

@@ -6,7 +6,8 @@
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use headroom::viewer::cost_model::{fmt_bytes, fmt_seconds, AttentionKind};
+use headroom::metrics::attention::AttentionKind;
+use headroom::metrics::units::{fmt_bytes, fmt_seconds};
 use headroom::viewer::explorer::Explorer;
 use headroom::viewer::kernel_lab::LabOptions;
 use headroom::viewer::session::EngineState;
@@ -171,7 +172,7 @@ fn screenshot_under_xvfb_writes_the_rendered_window() {
 #[test]
 #[ignore = "needs a real GPU; run with --ignored --nocapture"]
 fn explorer_measurements_on_this_gpu() {
-    use headroom::viewer::cost_model::PRESETS;
+    use headroom::metrics::presets::PRESETS;
     let mut h = Harness::builder()
         .with_size([1400.0, 1000.0])
         .build_ui_state(

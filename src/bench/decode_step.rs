@@ -10,10 +10,13 @@
 
 use super::attention::parse_sizes;
 use super::BenchError;
-use crate::gpu::timing::{probe_copy_bandwidth, BandwidthProbe, GpuTimer, TimingSource};
+use crate::formats::date::UtcTime;
+use crate::gpu::timing::{GpuTimer, TimingSource};
 use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
+use crate::metrics::presets::{llama2_7b, llama2_tiny};
+use crate::metrics::probe::{probe_copy_bandwidth, BandwidthProbe};
 use crate::model::gpu_model::{GpuModel, GpuModelOptions, StepInput};
-use crate::model::{Arch, ModelConfig};
+use crate::model::ModelConfig;
 use crate::ops::sample::SamplingParams;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,56 +85,6 @@ impl From<Format> for StorageFormat {
             Format::F16 => StorageFormat::F16,
             Format::F32 => StorageFormat::F32,
         }
-    }
-}
-
-/// Llama-2-7B's shape with `kv_heads` KV heads (32: the real model, MHA): hidden 4096,
-/// 32 layers of 32 heads of 128, FFN 11008, vocabulary 32000, untied head.
-pub fn llama2_7b(kv_heads: usize) -> ModelConfig {
-    ModelConfig {
-        arch: Arch::Llama,
-        vocab_size: 32000,
-        hidden_size: 4096,
-        intermediate_size: 11008,
-        num_layers: 32,
-        num_heads: 32,
-        num_kv_heads: kv_heads,
-        head_dim: 128,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        rope_scaling: None,
-        max_position_embeddings: 4096,
-        tie_word_embeddings: false,
-        attention_bias: false,
-    }
-}
-
-/// A Llama-2 shaped model small enough for a software rasterizer (smoke tests of the
-/// bench: `--synthetic tiny`): 32 heads of 8, hidden 256, 2 layers, FFN 688, vocabulary
-/// 1000, so the same `--kv-heads` values work.
-pub fn llama2_tiny(kv_heads: usize) -> ModelConfig {
-    ModelConfig {
-        vocab_size: 1000,
-        hidden_size: 256,
-        intermediate_size: 688,
-        num_layers: 2,
-        head_dim: 8,
-        ..llama2_7b(kv_heads)
-    }
-}
-
-/// The small config of the tests (tests/decode_step.rs): hidden 64, 2 layers of 4 heads
-/// of 16 with `kv_heads` KV heads, FFN 128, vocabulary 97.
-pub fn tiny_config(kv_heads: usize) -> ModelConfig {
-    ModelConfig {
-        vocab_size: 97,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_layers: 2,
-        num_heads: 4,
-        head_dim: 16,
-        max_position_embeddings: 256,
-        ..llama2_7b(kv_heads)
     }
 }
 
@@ -395,7 +348,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
                 gpu.adapter_info.driver, gpu.adapter_info.driver_info
             ),
             unix_time: now,
-            date_utc: utc_date(now),
+            date_utc: UtcTime::from_unix(now as i64).iso8601(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             preset: a.synthetic.clone(),
             weights: wf.name(),
@@ -578,28 +531,6 @@ fn print_row(r: &StepResult) {
     );
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch.
-fn utc_date(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // civil-from-days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,12 +555,5 @@ mod tests {
         assert!(est as f64 / GIB > 70.0, "{est}");
         let est = memory_estimate(&mha, StorageFormat::F16, 512 * 1024, 16, 4096, 16);
         assert!(est as f64 / GIB < 50.0, "{est}");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_date(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_date(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

@@ -3,9 +3,8 @@
 //! has them) and set beside the probed copy bandwidth of the same run.
 
 pub mod attention;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod decode_step;
-#[cfg(not(target_arch = "wasm32"))]
+pub mod plot;
 pub mod serve;
 
 /// An error of a benchmark run, with what it was doing.
@@ -19,7 +18,6 @@ impl From<crate::gpu::GpuError> for BenchError {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl From<std::io::Error> for BenchError {
     fn from(e: std::io::Error) -> Self {
         BenchError(e.to_string())

@@ -15,14 +15,15 @@
 
 use super::attention::parse_sizes;
 use super::BenchError;
+use crate::bench::plot::{write_png, Panel, Series};
 use crate::engine::{default_model_path, FinishReason};
+use crate::engine::{open_engine, LoadOptions};
+use crate::engine::{Backend, CompletionRequest, Event, Usage};
+use crate::engine::{Engine, EngineOptions};
 use crate::gpu::StorageFormat;
+use crate::metrics::StepRecord;
 use crate::model::gpu_model::GpuModelOptions;
 use crate::ops::sample::SamplingParams;
-use crate::plot::{write_png, Panel, Series};
-use crate::serve::api::{Backend, CompletionRequest, Event, Usage};
-use crate::serve::engine::{Engine, EngineOptions, StepRecord};
-use crate::serve::load::{open_engine, ServeOptions};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -63,7 +64,7 @@ pub struct BenchServeArgs {
     #[arg(long, default_value_t = 256)]
     pub max_chunk: usize,
     /// bytes of KV pool, e.g. 2G (default: see `headroom serve --help`)
-    #[arg(long, value_parser = crate::serve::load::parse_bytes)]
+    #[arg(long, value_parser = crate::engine::parse_bytes)]
     pub kv_memory: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -312,7 +313,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
             a.context
         )));
     }
-    let opts = ServeOptions {
+    let opts = LoadOptions {
         model: a.model.clone().unwrap_or_else(default_model_path),
         adapter: a.adapter.clone(),
         gpu: GpuModelOptions {

@@ -1,13 +1,23 @@
-//! Requests, generation loop, stop conditions, streaming and timing.
+//! The engine: requests and their sampling settings, sequences, continuous batching with
+//! chunked prefill and preemption (`scheduler`), the engine thread that runs steps on a
+//! model (`runner`), stop conditions and streaming, and the one way to open a model
+//! (`open`). `generate` runs a single sequence on a model without the scheduler (the
+//! command line's `generate` and `chat`).
 
+pub mod api;
 mod generate;
-mod loader;
+mod open;
+mod runner;
+pub mod scheduler;
 
+pub use api::{Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage};
 #[cfg(not(target_arch = "wasm32"))]
 pub use generate::generate;
 pub use generate::{FinishReason, GenerateRequest, GenerateResult, GenerateStats};
-#[cfg(not(target_arch = "wasm32"))]
-pub use loader::open;
-pub use loader::{
-    default_model_path, open_gguf_bytes, open_hf_files, ModelFiles, DEFAULT_MODEL_FILE,
+pub use open::{
+    default_model_path, open_gguf_bytes, open_hf_files, parse_bytes, pool_blocks, upload_paged,
+    LoadOptions, ModelFiles, DEFAULT_KV_MEMORY_CAP, DEFAULT_MODEL_FILE,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use open::{open, open_engine};
+pub use runner::{Engine, EngineOptions};

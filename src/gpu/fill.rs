@@ -58,7 +58,7 @@ pub fn fill_random(
             row_words: ROW_WORDS,
         },
     );
-    let group = crate::ops::bind(gpu, &pipeline, "fill_random", &[&params, buffer]);
+    let group = super::bind(gpu, &pipeline, "fill_random", &[&params, buffer]);
     let rows = (words as u32).div_ceil(ROW_WORDS);
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {

@@ -1,11 +1,13 @@
 //! Adapter and device choice, features and limits, buffers, pipelines and readback.
 //! Knows nothing of models or tokens.
 
+mod bind;
 mod buffers;
 pub mod fill;
 mod pipelines;
 pub mod timing;
 
+pub use bind::{bind, bind_layout};
 pub use buffers::{ReadbackBuffer, StorageFormat};
 pub use pipelines::{BindingKind, KernelSource, PipelineCache, SharedLayout};
 
@@ -246,4 +248,26 @@ impl GpuContext {
             .map(|_| ())
             .map_err(|e| GpuError::Other(e.to_string()))
     }
+}
+
+/// The unit tests' shared context, and a lock so that tests which time things do not run
+/// at the same time.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) fn test_gpu() -> (Arc<GpuContext>, std::sync::MutexGuard<'static, ()>) {
+    use std::sync::{Mutex, OnceLock};
+    static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let g = GPU
+        .get_or_init(|| {
+            let g = GpuContext::new_blocking(&GpuOptions::default())
+                .expect("a GPU adapter (lavapipe in CI)");
+            eprintln!(
+                "adapter: {} timestamps: {}",
+                g.adapter_name(),
+                g.features.timestamps
+            );
+            g
+        })
+        .clone();
+    (g, LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }

@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul_bindings.wgsl");
+const ATTENTION_PARAMS: &str = include_str!("../../shaders/decode_attention_params.wgsl");
 
 /// A kernel's WGSL plus how to specialise it. Directives in the source:
 /// `//!COMMON` inserts shaders/common.wgsl; `//!MATMUL` shaders/matmul_bindings.wgsl;
-/// `//!W4 NAME BINDING` declares a read-only
+/// `//!ATTENTION_PARAMS` shaders/decode_attention_params.wgsl; `//!W4 NAME BINDING` declares a read-only
 /// float buffer NAME with `NAME_load4(i)`; `//!KV4 NAME BINDING read|read_write` the same
 /// with `NAME_store4(i, v)` when writable; `//!PAGED NAME B0 B1 read|read_write` a paged
 /// KV pool split over two bindings (see `paged_accessor`); `{{KEY}}` is replaced by a
-/// constant.
+/// constant, and a placeholder left without one is a bug that `assemble` reports.
 #[derive(Clone, Debug)]
 pub struct KernelSource {
     pub name: &'static str,
@@ -58,6 +59,8 @@ impl KernelSource {
             let t = line.trim();
             if t == "//!COMMON" {
                 out.push_str(COMMON);
+            } else if t == "//!ATTENTION_PARAMS" {
+                out.push_str(ATTENTION_PARAMS);
             } else if let Some(rest) = t.strip_prefix("//!W4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 out.push_str(&accessor(parts[0], parts[1], self.weights, false));
@@ -78,6 +81,13 @@ impl KernelSource {
         }
         for (k, v) in &self.constants {
             out = out.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        if let Some(at) = out.find("{{") {
+            let key: String = out[at..].chars().take_while(|&c| c != '\n').collect();
+            panic!(
+                "kernel {}: placeholder {key} has no constant (add .constant(..) for it)",
+                self.name
+            );
         }
         unroll(&out)
     }

@@ -112,3 +112,38 @@ impl ModelConfig {
         Ok(())
     }
 }
+
+/// RoPE inverse frequencies, `head_dim / 2` of them: `theta^(-2i/head_dim)`, with
+/// llama-3 scaling applied when the config has it (HF `_compute_llama3_parameters`).
+pub fn llama3_rope_inv_freq(cfg: &ModelConfig) -> Vec<f32> {
+    let dim = cfg.head_dim;
+    let base = cfg.rope_theta as f64;
+    let inv: Vec<f64> = (0..dim / 2)
+        .map(|i| 1.0 / base.powf((2 * i) as f64 / dim as f64))
+        .collect();
+    let Some(s) = cfg.rope_scaling else {
+        return inv.iter().map(|&f| f as f32).collect();
+    };
+    let (factor, low, high) = (
+        s.factor as f64,
+        s.low_freq_factor as f64,
+        s.high_freq_factor as f64,
+    );
+    let old_ctx = s.original_max_position_embeddings as f64;
+    let low_freq_wavelen = old_ctx / low;
+    let high_freq_wavelen = old_ctx / high;
+    inv.iter()
+        .map(|&f| {
+            let wavelen = 2.0 * std::f64::consts::PI / f;
+            let scaled = if wavelen < high_freq_wavelen {
+                f
+            } else if wavelen > low_freq_wavelen {
+                f / factor
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                (1.0 - smooth) * f / factor + smooth * f
+            };
+            scaled as f32
+        })
+        .collect()
+}

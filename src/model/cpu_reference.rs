@@ -1,45 +1,10 @@
 //! A plain f32 forward pass on the CPU, llama2.c style: the test oracle for the GPU path.
 //! Dot products accumulate in f64. One token at a time, with a KV cache.
 
+use super::config::llama3_rope_inv_freq;
 use super::config::ModelConfig;
-use super::load::tensor_names;
-use super::source::{LayerTensor, LoadError, TensorName, WeightSource};
+use super::source::{tensor_names, LayerTensor, LoadError, TensorName, WeightSource};
 use std::collections::HashMap;
-
-/// RoPE inverse frequencies, `head_dim / 2` of them: `theta^(-2i/head_dim)`, with
-/// llama-3 scaling applied when the config has it (HF `_compute_llama3_parameters`).
-pub fn llama3_rope_inv_freq(cfg: &ModelConfig) -> Vec<f32> {
-    let dim = cfg.head_dim;
-    let base = cfg.rope_theta as f64;
-    let inv: Vec<f64> = (0..dim / 2)
-        .map(|i| 1.0 / base.powf((2 * i) as f64 / dim as f64))
-        .collect();
-    let Some(s) = cfg.rope_scaling else {
-        return inv.iter().map(|&f| f as f32).collect();
-    };
-    let (factor, low, high) = (
-        s.factor as f64,
-        s.low_freq_factor as f64,
-        s.high_freq_factor as f64,
-    );
-    let old_ctx = s.original_max_position_embeddings as f64;
-    let low_freq_wavelen = old_ctx / low;
-    let high_freq_wavelen = old_ctx / high;
-    inv.iter()
-        .map(|&f| {
-            let wavelen = 2.0 * std::f64::consts::PI / f;
-            let scaled = if wavelen < high_freq_wavelen {
-                f
-            } else if wavelen > low_freq_wavelen {
-                f / factor
-            } else {
-                let smooth = (old_ctx / wavelen - low) / (high - low);
-                (1.0 - smooth) * f / factor + smooth * f
-            };
-            scaled as f32
-        })
-        .collect()
-}
 
 /// y = W x for W row-major `[rows, x.len()]`, f64 accumulation.
 fn matmul(w: &[f32], x: &[f32]) -> Vec<f32> {

@@ -1,11 +1,11 @@
 //! A llama.cpp GGUF model as a [`WeightSource`]: config from metadata, llama.cpp tensor
 //! names, dequantization, and undoing the converter's q/k row permutation.
 
+use super::config::llama3_rope_inv_freq;
 use super::config::{Arch, Llama3RopeScaling, ModelConfig};
-use super::cpu_reference::llama3_rope_inv_freq;
-use super::gguf::{GgufFile, TensorInfo};
-use super::load::{check_shape, expected_shape, tensor_names};
+use super::source::{check_shape, expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
+use crate::formats::gguf::{GgufFile, TensorInfo};
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
@@ -390,8 +390,8 @@ impl WeightSource for GgufModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gguf::{GgufBuilder, MetaValue};
-    use crate::model::quant::GgmlType;
+    use crate::formats::gguf::{GgufBuilder, MetaValue};
+    use crate::formats::quant::GgmlType;
     use crate::model::synthetic::{gguf_builder, tiny_config, GgufWriteOptions, SyntheticModel};
     use std::path::PathBuf;
 

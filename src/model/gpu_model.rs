@@ -456,7 +456,7 @@ impl GpuModel {
         let dummy = gpu.storage("no_bias", 16)?;
         let inv_freq = gpu.storage_init(
             "rope_inv_freq",
-            bytemuck::cast_slice(&super::cpu_reference::llama3_rope_inv_freq(&cfg)),
+            bytemuck::cast_slice(&super::config::llama3_rope_inv_freq(&cfg)),
         )?;
 
         let wf = options.weights;

@@ -3,17 +3,14 @@
 //! or from files held in memory (the browser). Tensors are F32, F16 or BF16, in HF layout.
 
 use super::config::{Arch, Llama3RopeScaling, ModelConfig};
-use super::gguf::FileBytes;
-use super::load::tensor_names;
-use super::load::{check_shape, expected_shape};
+use super::source::{check_shape, expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
-use half::{bf16, f16};
-use safetensors::Dtype;
-use safetensors::SafeTensors;
+use crate::formats::safetensors::{self, TensorEntry};
+use crate::formats::FileBytes;
 use serde_json::Value;
 use std::collections::HashMap;
 #[cfg(not(target_arch = "wasm32"))]
-use {super::gguf::map_file, std::path::Path};
+use {crate::formats::map_file, std::path::Path};
 
 /// The HF (transformers) name of a tensor, e.g. `model.layers.3.self_attn.q_proj.weight`.
 pub fn hf_tensor_name(name: TensorName) -> String {
@@ -200,11 +197,7 @@ struct Shard {
 
 struct HfTensor {
     shard: usize,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    /// byte range in the shard file
-    start: usize,
-    end: usize,
+    entry: TensorEntry,
 }
 
 /// A Hugging Face model directory.
@@ -301,7 +294,7 @@ impl HfModel {
         let (files, promised): (Vec<String>, Vec<(String, String)>) = if single.is_some() {
             (vec!["model.safetensors".into()], Vec::new())
         } else if let Some(index) = set.read("model.safetensors.index.json")? {
-            read_index(&index_label, &index)?
+            safetensors::read_index(&index_label, &index)?
         } else {
             return Err(LoadError::new(
                 &label,
@@ -324,24 +317,10 @@ impl HfModel {
                     format!("shard '{file}' does not exist (listed in {index_label})"),
                 ));
             };
-            let st = SafeTensors::deserialize(&bytes)
-                .map_err(|e| LoadError::new(&plabel, format!("invalid safetensors file: {e}")))?;
-            let base = bytes.as_ptr() as usize;
-            let mut names: Vec<(String, HfTensor)> = st
-                .iter()
-                .map(|(name, view)| {
-                    let start = view.data().as_ptr() as usize - base;
-                    let t = HfTensor {
-                        shard: si,
-                        dtype: view.dtype(),
-                        shape: view.shape().to_vec(),
-                        start,
-                        end: start + view.data().len(),
-                    };
-                    (name.to_string(), t)
-                })
+            let names: Vec<(String, HfTensor)> = safetensors::read_tensors(&plabel, &bytes)?
+                .into_iter()
+                .map(|(name, entry)| (name, HfTensor { shard: si, entry }))
                 .collect();
-            names.sort_by_key(|(_, t)| t.start);
             for (name, t) in names {
                 if tensors.contains_key(&name) {
                     return Err(LoadError::new(
@@ -377,19 +356,17 @@ impl HfModel {
         for name in tensor_names(&model.config) {
             let (t, hname) = model.entry(name)?;
             let path = &model.shards[t.shard].path;
-            match t.dtype {
-                Dtype::F32 | Dtype::F16 | Dtype::BF16 => {}
-                d => {
-                    return Err(LoadError::new(
-                        path,
-                        format!(
-                            "tensor '{hname}' has dtype {d:?}, which headroom does not read \
-                             (supported: F32, F16, BF16)"
-                        ),
-                    ))
-                }
+            if !safetensors::is_float(t.entry.dtype) {
+                return Err(LoadError::new(
+                    path,
+                    format!(
+                        "tensor '{hname}' has dtype {:?}, which headroom does not read \
+                         (supported: F32, F16, BF16)",
+                        t.entry.dtype
+                    ),
+                ));
             }
-            check_shape(path, &hname, &model.config, name, &t.shape)?;
+            check_shape(path, &hname, &model.config, name, &t.entry.shape)?;
         }
         Ok(model)
     }
@@ -405,38 +382,6 @@ impl HfModel {
             })?;
         Ok((t, hname))
     }
-}
-
-/// The shard files of an index, and (tensor, file) for every weight_map entry.
-#[allow(clippy::type_complexity)]
-fn read_index(
-    label: &str,
-    bytes: &[u8],
-) -> Result<(Vec<String>, Vec<(String, String)>), LoadError> {
-    let err = |m: String| LoadError::new(label, m);
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
-    let map = v
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| err("no 'weight_map' object".into()))?;
-    let mut files: Vec<String> = Vec::new();
-    let mut promised = Vec::new();
-    for (name, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| err(format!("weight_map['{name}'] should be a file name")))?;
-        if file.contains('/') || file.contains('\\') || file == ".." || file.is_empty() {
-            return Err(err(format!(
-                "weight_map['{name}'] = '{file}' is not a plain file name"
-            )));
-        }
-        if !files.iter().any(|f| f == file) {
-            files.push(file.to_string());
-        }
-        promised.push((name.clone(), file.to_string()));
-    }
-    files.sort();
-    Ok((files, promised))
 }
 
 impl WeightSource for HfModel {
@@ -464,28 +409,14 @@ impl WeightSource for HfModel {
     fn load(&self, name: TensorName) -> Result<HostTensor, LoadError> {
         let (t, hname) = self.entry(name)?;
         let shard = &self.shards[t.shard];
+        let t = &t.entry;
         check_shape(&shard.path, &hname, &self.config, name, &t.shape)?;
-        let raw = &shard.bytes[t.start..t.end];
-        let data: Vec<f32> = match t.dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            d => {
-                return Err(LoadError::new(
-                    &shard.path,
-                    format!("tensor '{hname}' has unsupported dtype {d:?}"),
-                ))
-            }
-        };
+        let data = safetensors::to_f32(t.dtype, &shard.bytes[t.start..t.end]).ok_or_else(|| {
+            LoadError::new(
+                &shard.path,
+                format!("tensor '{hname}' has unsupported dtype {:?}", t.dtype),
+            )
+        })?;
         Ok(HostTensor {
             shape: expected_shape(&self.config, name),
             data,
@@ -496,7 +427,7 @@ impl WeightSource for HfModel {
         self.order
             .iter()
             .map(|name| {
-                let t = &self.tensors[name];
+                let t = &self.tensors[name].entry;
                 TensorSummary {
                     file_name: name.clone(),
                     dtype: format!("{:?}", t.dtype),
@@ -797,14 +728,14 @@ mod tests {
             .collect();
         for (name, shape, bytes) in &datas {
             let dtype = if name.ends_with("0.self_attn.q_proj.weight") {
-                Dtype::I32
+                ::safetensors::Dtype::I32
             } else {
-                Dtype::F32
+                ::safetensors::Dtype::F32
             };
-            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).unwrap();
+            let view = ::safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).unwrap();
             tensors.push((name.clone(), view));
         }
-        let bytes = safetensors::serialize(tensors, None).unwrap();
+        let bytes = ::safetensors::serialize(tensors, None).unwrap();
         std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
         std::fs::write(
             dir.join("config.json"),

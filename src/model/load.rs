@@ -1,17 +1,16 @@
-//! Opening a model by path (a GGUF file or an HF directory), and the tensor list and
-//! shapes every source is checked against.
+//! Opening a model by path: a GGUF file or an HF directory.
 
-use super::config::ModelConfig;
-use super::source::{LayerTensor, LoadError, TensorName};
-#[cfg(not(target_arch = "wasm32"))]
-use {
-    super::gguf::GGUF_MAGIC, super::gguf_model::GgufModel, super::hf::HfModel,
-    super::source::WeightSource, std::io::Read, std::path::Path,
-};
+#![cfg(not(target_arch = "wasm32"))]
+
+use super::gguf_model::GgufModel;
+use super::hf::HfModel;
+use super::source::{LoadError, WeightSource};
+use crate::formats::gguf::GGUF_MAGIC;
+use std::io::Read;
+use std::path::Path;
 
 /// Opens `path`: a directory is a Hugging Face model (config.json + safetensors), a file
 /// starting with the GGUF magic is a GGUF model.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn open_model(path: &Path) -> Result<Box<dyn WeightSource>, LoadError> {
     let label = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -45,68 +44,6 @@ pub fn open_model(path: &Path) -> Result<Box<dyn WeightSource>, LoadError> {
         "not a GGUF file (no \"GGUF\" magic) and not a Hugging Face model directory".into()
     };
     Err(LoadError::new(label, message))
-}
-
-/// Every tensor a model of this config has: biases only with `attention_bias`, lm_head
-/// only when embeddings are not tied.
-pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
-    let mut names = vec![TensorName::TokenEmbedding];
-    for l in 0..cfg.num_layers {
-        use LayerTensor::*;
-        let mut layer = vec![AttnNorm, Wq, Wk, Wv];
-        if cfg.attention_bias {
-            layer.extend([Bq, Bk, Bv]);
-        }
-        layer.extend([Wo, FfnNorm, WGate, WUp, WDown]);
-        names.extend(layer.into_iter().map(|t| TensorName::Layer(l, t)));
-    }
-    names.push(TensorName::FinalNorm);
-    if !cfg.tie_word_embeddings {
-        names.push(TensorName::LmHead);
-    }
-    names
-}
-
-/// Row-major shape of a tensor, outermost first (see [`TensorName`]'s docs).
-pub fn expected_shape(cfg: &ModelConfig, name: TensorName) -> Vec<usize> {
-    let q = cfg.num_heads * cfg.head_dim;
-    let kv = cfg.num_kv_heads * cfg.head_dim;
-    let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
-    match name {
-        TensorName::TokenEmbedding | TensorName::LmHead => vec![cfg.vocab_size, h],
-        TensorName::FinalNorm => vec![h],
-        TensorName::Layer(_, t) => match t {
-            LayerTensor::AttnNorm | LayerTensor::FfnNorm => vec![h],
-            LayerTensor::Wq => vec![q, h],
-            LayerTensor::Wk | LayerTensor::Wv => vec![kv, h],
-            LayerTensor::Bq => vec![q],
-            LayerTensor::Bk | LayerTensor::Bv => vec![kv],
-            LayerTensor::Wo => vec![h, q],
-            LayerTensor::WGate | LayerTensor::WUp => vec![f, h],
-            LayerTensor::WDown => vec![h, f],
-        },
-    }
-}
-
-/// Errors unless `shape` is what the config says `name` (stored as `file_name`) must be.
-pub(crate) fn check_shape(
-    path: &str,
-    file_name: &str,
-    cfg: &ModelConfig,
-    name: TensorName,
-    shape: &[usize],
-) -> Result<(), LoadError> {
-    let want = expected_shape(cfg, name);
-    if shape != want.as_slice() {
-        return Err(LoadError::new(
-            path,
-            format!(
-                "tensor '{file_name}' ({name}) has shape {shape:?}, the config needs {want:?} \
-                 (row-major)"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -152,23 +89,5 @@ mod tests {
         let e = open_model(&dir.join("x.bin")).err().unwrap().to_string();
         assert!(e.contains("x.bin: not a GGUF file"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn names_and_shapes() {
-        let mut cfg = tiny_config(Arch::Qwen2, 4, 1, false);
-        cfg.attention_bias = true;
-        let names = tensor_names(&cfg);
-        assert_eq!(names.len(), 3 + cfg.num_layers * 12);
-        assert!(names.contains(&TensorName::LmHead));
-        assert_eq!(
-            expected_shape(&cfg, TensorName::Layer(0, LayerTensor::Wk)),
-            vec![cfg.head_dim, cfg.hidden_size]
-        );
-        let e = check_shape("f", "w", &cfg, TensorName::FinalNorm, &[3]).unwrap_err();
-        assert!(
-            e.to_string().contains("'w' (final_norm) has shape [3]"),
-            "{e}"
-        );
     }
 }

@@ -2,12 +2,11 @@
 
 pub mod config;
 pub mod cpu_reference;
-pub mod gguf;
 pub mod gguf_model;
 pub mod gpu_model;
 pub mod hf;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod load;
-pub mod quant;
 pub mod source;
 pub mod synthetic;
 

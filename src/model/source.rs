@@ -2,6 +2,7 @@
 //! canonical name, dequantized to f32, in HF row-major layout.
 
 use super::config::ModelConfig;
+pub use crate::formats::LoadError;
 use std::fmt;
 
 /// Canonical tensor names, independent of GGUF or HF naming.
@@ -77,21 +78,66 @@ pub struct TensorSummary {
     pub bytes: u64,
 }
 
-/// An error while reading model files: always names the file and what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct LoadError {
-    pub path: String,
-    pub message: String,
+/// Every tensor a model of this config has: biases only with `attention_bias`, lm_head
+/// only when embeddings are not tied.
+pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
+    let mut names = vec![TensorName::TokenEmbedding];
+    for l in 0..cfg.num_layers {
+        use LayerTensor::*;
+        let mut layer = vec![AttnNorm, Wq, Wk, Wv];
+        if cfg.attention_bias {
+            layer.extend([Bq, Bk, Bv]);
+        }
+        layer.extend([Wo, FfnNorm, WGate, WUp, WDown]);
+        names.extend(layer.into_iter().map(|t| TensorName::Layer(l, t)));
+    }
+    names.push(TensorName::FinalNorm);
+    if !cfg.tie_word_embeddings {
+        names.push(TensorName::LmHead);
+    }
+    names
 }
 
-impl LoadError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        LoadError {
-            path: path.into(),
-            message: message.into(),
-        }
+/// Row-major shape of a tensor, outermost first (see [`TensorName`]'s docs).
+pub fn expected_shape(cfg: &ModelConfig, name: TensorName) -> Vec<usize> {
+    let q = cfg.num_heads * cfg.head_dim;
+    let kv = cfg.num_kv_heads * cfg.head_dim;
+    let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+    match name {
+        TensorName::TokenEmbedding | TensorName::LmHead => vec![cfg.vocab_size, h],
+        TensorName::FinalNorm => vec![h],
+        TensorName::Layer(_, t) => match t {
+            LayerTensor::AttnNorm | LayerTensor::FfnNorm => vec![h],
+            LayerTensor::Wq => vec![q, h],
+            LayerTensor::Wk | LayerTensor::Wv => vec![kv, h],
+            LayerTensor::Bq => vec![q],
+            LayerTensor::Bk | LayerTensor::Bv => vec![kv],
+            LayerTensor::Wo => vec![h, q],
+            LayerTensor::WGate | LayerTensor::WUp => vec![f, h],
+            LayerTensor::WDown => vec![h, f],
+        },
     }
+}
+
+/// Errors unless `shape` is what the config says `name` (stored as `file_name`) must be.
+pub(crate) fn check_shape(
+    path: &str,
+    file_name: &str,
+    cfg: &ModelConfig,
+    name: TensorName,
+    shape: &[usize],
+) -> Result<(), LoadError> {
+    let want = expected_shape(cfg, name);
+    if shape != want.as_slice() {
+        return Err(LoadError::new(
+            path,
+            format!(
+                "tensor '{file_name}' ({name}) has shape {shape:?}, the config needs {want:?} \
+                 (row-major)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A loaded model file (GGUF) or directory (HF safetensors).
@@ -105,4 +151,29 @@ pub trait WeightSource: Send + Sync {
     fn load(&self, name: TensorName) -> Result<HostTensor, LoadError>;
     /// Every tensor of the file, for `inspect`.
     fn summaries(&self) -> Vec<TensorSummary>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::Arch;
+    use crate::model::synthetic::tiny_config;
+
+    #[test]
+    fn names_and_shapes() {
+        let mut cfg = tiny_config(Arch::Qwen2, 4, 1, false);
+        cfg.attention_bias = true;
+        let names = tensor_names(&cfg);
+        assert_eq!(names.len(), 3 + cfg.num_layers * 12);
+        assert!(names.contains(&TensorName::LmHead));
+        assert_eq!(
+            expected_shape(&cfg, TensorName::Layer(0, LayerTensor::Wk)),
+            vec![cfg.head_dim, cfg.hidden_size]
+        );
+        let e = check_shape("f", "w", &cfg, TensorName::FinalNorm, &[3]).unwrap_err();
+        assert!(
+            e.to_string().contains("'w' (final_norm) has shape [3]"),
+            "{e}"
+        );
+    }
 }

@@ -2,12 +2,12 @@
 //! writers that turn any [`WeightSource`] into a GGUF file or an HF safetensors directory.
 
 use super::config::{Arch, ModelConfig};
-use super::gguf::{GgufBuilder, MetaType, MetaValue};
 use super::gguf_model::{gguf_tensor_name, llama_cpp_permute_rows};
 use super::hf::hf_tensor_name;
-use super::load::{expected_shape, tensor_names};
-use super::quant::{quantize, GgmlType};
+use super::source::{expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
+use crate::formats::gguf::{GgufBuilder, MetaType, MetaValue};
+use crate::formats::quant::{quantize, GgmlType};
 use half::{bf16, f16};
 use std::collections::HashMap;
 use std::io::Write;
@@ -259,10 +259,10 @@ pub fn gguf_builder(
     }
     if cfg.rope_scaling.is_some() {
         // llama.cpp's per-frequency divisors: plain / scaled inverse frequency
-        let scaled = super::cpu_reference::llama3_rope_inv_freq(cfg);
+        let scaled = super::config::llama3_rope_inv_freq(cfg);
         let mut plain_cfg = cfg.clone();
         plain_cfg.rope_scaling = None;
-        let plain = super::cpu_reference::llama3_rope_inv_freq(&plain_cfg);
+        let plain = super::config::llama3_rope_inv_freq(&plain_cfg);
         let factors: Vec<f32> = plain.iter().zip(&scaled).map(|(p, s)| p / s).collect();
         let bytes = quantize(GgmlType::F32, &factors).expect("f32");
         b.tensor(

@@ -24,7 +24,7 @@ pub const MAX_GROUP: usize = 4;
 const VALUE_ROWS_IN_FLIGHT: usize = 4;
 const KEY_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Parameters of one dispatch (mirrors `Params` in the shaders).
+/// Parameters of one dispatch (mirrors shaders/decode_attention_params.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {

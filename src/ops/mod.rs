@@ -10,7 +10,7 @@ pub mod rmsnorm;
 pub mod rope_kv;
 pub mod sample;
 
-use crate::gpu::GpuContext;
+pub use crate::gpu::{bind, bind_layout};
 
 /// Per-step parameters shared by every kernel (mirrors `Step` in shaders/common.wgsl).
 #[repr(C)]
@@ -124,48 +124,6 @@ pub trait Op {
     fn cost_of_rows(&self, shape: &StepShape, _context_lens: &[u32]) -> Cost {
         self.cost(shape)
     }
-}
-
-/// A bind group that binds `buffers[i]` (whole) at binding i of group 0, against the
-/// layout the pipeline derived from its shader.
-pub fn bind(
-    gpu: &GpuContext,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    buffers: &[&wgpu::Buffer],
-) -> wgpu::BindGroup {
-    bind_to(gpu, &pipeline.get_bind_group_layout(0), label, buffers)
-}
-
-/// The same against a shared layout (one bind group for all variants of a kernel).
-pub fn bind_layout(
-    gpu: &GpuContext,
-    layout: &crate::gpu::SharedLayout,
-    label: &str,
-    buffers: &[&wgpu::Buffer],
-) -> wgpu::BindGroup {
-    bind_to(gpu, &layout.bind_group, label, buffers)
-}
-
-fn bind_to(
-    gpu: &GpuContext,
-    layout: &wgpu::BindGroupLayout,
-    label: &str,
-    buffers: &[&wgpu::Buffer],
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = buffers
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout,
-        entries: &entries,
-    })
 }
 
 /// Splits a 1-D workgroup count over x and y so neither exceeds the 65535 limit.

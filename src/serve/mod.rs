@@ -1,14 +1,16 @@
-//! Serving many requests at once: a paged KV block pool with prefix caching
-//! (`blocks`), a scheduler that batches sequences continuously with chunked prefill
-//! (`scheduler`), the engine thread that runs it on a model (`engine`), and the
-//! OpenAI-compatible HTTP server (`http`) that talks to any [`api::Backend`].
+//! The OpenAI-compatible HTTP server, over any [`crate::engine::Backend`]: routes and
+//! handlers (`routes`), request checking (`request`), reply and stream shaping
+//! (`response`), error bodies (`error`), Prometheus text (`prometheus`) and the wire
+//! types (`openai`). It knows nothing of GPUs or batching.
 
-pub mod api;
-pub mod blocks;
-pub mod engine;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod http;
-pub mod load;
-#[cfg(not(target_arch = "wasm32"))]
+#![cfg(not(target_arch = "wasm32"))]
+
+mod error;
+mod ids;
 pub mod openai;
-pub mod scheduler;
+mod prometheus;
+mod request;
+mod response;
+mod routes;
+
+pub use routes::{router, serve};

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::api::Usage;
+use crate::engine::Usage;
 
 /// `stream_options` of a streaming request.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -14,6 +14,7 @@ use minijinja::{Environment, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::TokenizerError;
+use crate::formats::date::UtcTime;
 
 /// One message of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,20 +237,9 @@ const DAYS: [&str; 7] = [
 
 /// Formats UNIX time `secs` (UTC).
 fn strftime(fmt: &str, secs: i64) -> String {
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
-    let (h, m, s) = (tod / 3600, tod / 60 % 60, tod % 60);
+    let t = UtcTime::from_unix(secs);
+    let (year, weekday) = (t.year, t.weekday as usize);
+    let [month, day, h, m, s] = [t.month, t.day, t.hour, t.minute, t.second].map(i64::from);
     let month_name = MONTHS[(month - 1) as usize];
 
     let mut out = String::new();

@@ -33,7 +33,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper};
 
 use super::{pretok, Tokenizer, TokenizerError};
-use crate::model::gguf::GgufFile;
+use crate::formats::gguf::GgufFile;
 
 /// GGUF token types (`tokenizer.ggml.token_type`).
 pub mod token_type {

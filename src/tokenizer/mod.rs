@@ -65,7 +65,7 @@ pub enum TokenizerError {
         vocab_size: usize,
     },
     #[error("reading the GGUF tokenizer metadata: {0}")]
-    Gguf(#[from] crate::model::LoadError),
+    Gguf(#[from] crate::formats::LoadError),
     #[error("the model has no chat template (no tokenizer.chat_template / chat_template)")]
     NoChatTemplate,
     #[error("chat template: {0}")]

@@ -2,9 +2,11 @@
 //! cache it keeps and the decode-attention time the bandwidth predicts, and with "Run" the
 //! time of the real kernels on this GPU at that shape, beside MHA's.
 
-use super::cost_model::{fmt_bytes, fmt_seconds, AttentionKind, AttentionShape, PRESETS};
 use super::kernel_lab::{KernelLab, LabDevice, LabOptions, LabReply};
-use crate::bench::attention::AttentionResult;
+use crate::metrics::attention::{AttentionKind, AttentionShape};
+use crate::metrics::attention_lab::AttentionResult;
+use crate::metrics::presets::PRESETS;
+use crate::metrics::units::{fmt_bytes, fmt_seconds};
 use egui::{Color32, RichText};
 use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
 

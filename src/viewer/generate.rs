@@ -2,8 +2,8 @@
 //! the real model at once (continuous batching in the serving engine).
 
 use super::session::{EngineState, StreamHandle};
+use crate::engine::{Backend, CompletionRequest};
 use crate::ops::sample::SamplingParams;
-use crate::serve::api::{Backend, CompletionRequest};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use egui::RichText;
 
@@ -49,7 +49,7 @@ impl GenerateTab {
     }
 
     /// Submits the prompt `sequences` times; the first also asks for its attention map.
-    pub fn start(&mut self, engine: &crate::serve::engine::Engine, ctx: Option<egui::Context>) {
+    pub fn start(&mut self, engine: &crate::engine::Engine, ctx: Option<egui::Context>) {
         self.error = None;
         let ctx = ctx.filter(|_| self.repaint_on_token);
         match self.requests(engine.tokenizer()) {

@@ -1,13 +1,14 @@
 //! The explorer's measurements: a task that owns its own GPU device, probes the copy
 //! bandwidth once (the same probe as `headroom bench attention`) and then times the real
 //! decode-attention kernels at the shapes it is sent, with the benchmark's own
-//! `bench::attention::measure`. It runs on its own thread natively and as a task on the
+//! `metrics::attention_lab::measure`. It runs on its own thread natively and as a task on the
 //! page's event loop in the browser. The UI never waits on it: it polls for replies.
 
-use super::cost_model::AttentionShape;
-use crate::bench::attention::{measure_async, AttentionResult, Shape};
-use crate::gpu::timing::{probe_copy_bandwidth_async, GpuTimer, ProbeOptions};
+use crate::gpu::timing::GpuTimer;
 use crate::gpu::{GpuContext, GpuOptions};
+use crate::metrics::attention::AttentionShape;
+use crate::metrics::attention_lab::{measure_async, AttentionResult, Shape};
+use crate::metrics::probe::{probe_copy_bandwidth_async, ProbeOptions};
 use futures_channel::mpsc as jobs_channel;
 use futures_util::StreamExt;
 use std::sync::mpsc;
@@ -183,7 +184,7 @@ async fn lab_loop(
                 },
                 Err(e) => LabReply::Failed {
                     shape: Some(shape),
-                    message: e.0,
+                    message: e.to_string(),
                 },
             };
             if replies.send(reply).is_err() {

@@ -5,7 +5,6 @@
 //! and the kernel lab run on their own threads; the UI only polls them.
 
 pub mod attention_map;
-pub mod cost_model;
 pub mod explorer;
 pub mod generate;
 pub mod kernel_lab;
@@ -22,8 +21,8 @@ use telemetry::Telemetry;
 use web_time::Duration;
 #[cfg(not(target_arch = "wasm32"))]
 use {
-    crate::model::gpu_model::GpuModelOptions, crate::serve::engine::EngineOptions,
-    crate::serve::load::ServeOptions, kernel_lab::LabOptions, web_time::Instant,
+    crate::engine::EngineOptions, crate::engine::LoadOptions,
+    crate::model::gpu_model::GpuModelOptions, kernel_lab::LabOptions, web_time::Instant,
 };
 
 /// The tabs, in the order shown.
@@ -309,7 +308,7 @@ pub fn run(a: &ViewArgs) -> Result<(), String> {
         .model
         .clone()
         .unwrap_or_else(crate::engine::default_model_path);
-    let serve = ServeOptions {
+    let serve = LoadOptions {
         model,
         adapter: a.adapter.clone(),
         gpu: GpuModelOptions {

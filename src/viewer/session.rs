@@ -2,12 +2,12 @@
 //! (natively) or a task on the page's event loop (the browser) so the window opens at once,
 //! and the requests the Generate tab streams from it.
 
+use crate::engine::Engine;
 use crate::engine::FinishReason;
-use crate::model::gpu_model::AttentionProbe;
-use crate::serve::api::{Backend, CompletionRequest, Event};
-use crate::serve::engine::Engine;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::serve::load::{open_engine, ServeOptions};
+use crate::engine::{open_engine, LoadOptions};
+use crate::engine::{Backend, CompletionRequest, Event};
+use crate::model::gpu_model::AttentionProbe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use web_time::Instant;
@@ -29,7 +29,7 @@ pub enum EngineState {
 impl EngineState {
     /// Starts loading `options` on its own thread; `ctx` is repainted when done.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load(options: ServeOptions, ctx: Option<egui::Context>) -> EngineState {
+    pub fn load(options: LoadOptions, ctx: Option<egui::Context>) -> EngineState {
         let (tx, rx) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("headroom-viewer-load".into())

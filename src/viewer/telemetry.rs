@@ -3,75 +3,16 @@
 //! copy bandwidth, bytes per token split into weights / KV cache / activations, GPU time
 //! per kernel family, and the KV pool.
 
-use crate::serve::api::MetricsSnapshot;
-use crate::serve::engine::{Engine, StepRecord};
-use crate::viewer::cost_model::fmt_bytes;
+use crate::engine::Engine;
+use crate::engine::MetricsSnapshot;
+use crate::metrics::units::fmt_bytes;
+use crate::metrics::{bin_steps, Bin, StepRecord};
 use egui::{Color32, RichText};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot};
 use std::collections::VecDeque;
 
 /// Seconds of history kept and plotted.
 pub const HISTORY_S: f64 = 180.0;
-/// Width of the bins rates are computed over.
-const BIN_S: f64 = 0.5;
-
-/// Totals of the steps that ended in one bin of time.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Bin {
-    /// start of the bin, seconds since the engine started
-    pub at_s: f64,
-    pub sampled: usize,
-    pub prefill_tokens: usize,
-    pub rows: usize,
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub activation_bytes: u64,
-    /// GPU seconds of the steps that had timestamps, and their bytes
-    pub gpu_s: f64,
-    pub timed_bytes: u64,
-    pub steps: usize,
-}
-
-impl Bin {
-    pub fn decode_tokens_per_s(&self) -> f64 {
-        self.sampled as f64 / BIN_S
-    }
-    pub fn prefill_tokens_per_s(&self) -> f64 {
-        self.prefill_tokens as f64 / BIN_S
-    }
-    /// Declared bytes over measured GPU time (None without timestamps).
-    pub fn gbps(&self) -> Option<f64> {
-        (self.gpu_s > 0.0).then(|| self.timed_bytes as f64 / self.gpu_s / 1e9)
-    }
-}
-
-/// Groups steps into bins of `BIN_S` by the time they ended.
-pub fn bin_steps(steps: &[StepRecord]) -> Vec<Bin> {
-    let mut bins: Vec<Bin> = Vec::new();
-    for s in steps {
-        let at = (s.at_s / BIN_S).floor() * BIN_S;
-        if bins.last().is_none_or(|b| b.at_s != at) {
-            bins.push(Bin {
-                at_s: at,
-                ..Default::default()
-            });
-        }
-        let b = bins.last_mut().expect("pushed above");
-        b.sampled += s.sampled;
-        b.prefill_tokens += s.prefill_tokens;
-        b.rows += s.rows;
-        b.weight_bytes += s.weight_bytes;
-        b.kv_bytes += s.kv_bytes;
-        b.activation_bytes += s.activation_bytes;
-        b.steps += 1;
-        if let Some(g) = s.gpu_s {
-            b.gpu_s += g;
-            b.timed_bytes += s.bytes();
-        }
-    }
-    bins
-}
-
 pub struct Telemetry {
     next_step: u64,
     pub steps: VecDeque<StepRecord>,
@@ -96,7 +37,7 @@ impl Default for Telemetry {
 impl Telemetry {
     /// Takes the engine's new steps and metrics (cheap: call every frame).
     pub fn update(&mut self, engine: &Engine) {
-        use crate::serve::api::Backend;
+        use crate::engine::Backend;
         for s in engine.step_records_since(self.next_step) {
             self.next_step = s.index + 1;
             self.steps.push_back(s);

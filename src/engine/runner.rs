@@ -5,10 +5,11 @@
 use super::api::{
     Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
 };
-use super::blocks::BlockPool;
 use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
-use crate::engine::FinishReason;
-use crate::model::gpu_model::{GpuModel, KernelTime, ModelError, SequencePart, StepProbe};
+use super::FinishReason;
+use crate::kv::BlockPool;
+use crate::metrics::StepRecord;
+use crate::model::gpu_model::{GpuModel, ModelError, SequencePart, StepProbe};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use futures_channel::mpsc;
 use futures_util::StreamExt;
@@ -39,40 +40,6 @@ impl Default for EngineOptions {
             prefix_caching: true,
             kernel_times_every: 0,
         }
-    }
-}
-
-/// One forward pass: throughput against batch size (`bench serve`), the viewer's live
-/// telemetry.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct StepRecord {
-    /// steps before this one since the engine started
-    pub index: u64,
-    /// seconds since the engine started, at the end of the step
-    pub at_s: f64,
-    pub seconds: f64,
-    /// sequences in the running batch
-    pub running: usize,
-    /// rows that sampled a token (decode rows and finished prefills)
-    pub sampled: usize,
-    /// prompt tokens computed (prefill rows)
-    pub prefill_tokens: usize,
-    /// token rows of the pass (prefill and decode)
-    pub rows: usize,
-    /// the kernels' declared traffic, split (see `ops::Cost`)
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub activation_bytes: u64,
-    /// GPU time from timestamps (None without them)
-    pub gpu_s: Option<f64>,
-    /// per kernel family, on the steps that time them (`EngineOptions::kernel_times_every`)
-    pub kernels: Vec<KernelTime>,
-}
-
-impl StepRecord {
-    /// Bytes the step's kernels read and wrote.
-    pub fn bytes(&self) -> u64 {
-        self.weight_bytes + self.kv_bytes + self.activation_bytes
     }
 }
 

@@ -185,7 +185,7 @@ pub fn render_rgb(
     })
 }
 
-static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FONT_NAME: &str = "sans-serif";
 
 /// All text is drawn by [`text`] after plotters is done; plotters only gets

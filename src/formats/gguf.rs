@@ -14,10 +14,11 @@
 //! ```
 //! `ne[0]` is the innermost (contiguous) dimension.
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::map_file;
 use super::quant::GgmlType;
-use super::source::LoadError;
+use super::{FileBytes, LoadError};
 use std::collections::HashMap;
-use std::ops::Deref;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
@@ -27,43 +28,6 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_DIMS: usize = 4;
 /// arrays of arrays deeper than this are rejected (recursion bound)
 const MAX_ARRAY_DEPTH: u32 = 8;
-
-/// The bytes of a model file: memory-mapped, or owned (tests, the browser).
-pub(crate) enum FileBytes {
-    #[cfg(not(target_arch = "wasm32"))]
-    Mapped(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Deref for FileBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            #[cfg(not(target_arch = "wasm32"))]
-            FileBytes::Mapped(m) => m,
-            FileBytes::Owned(v) => v,
-        }
-    }
-}
-
-/// Memory-maps `path` read-only.
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn map_file(path: &Path) -> Result<FileBytes, LoadError> {
-    let label = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| LoadError::new(&label, e.to_string()))?;
-    let len = file
-        .metadata()
-        .map_err(|e| LoadError::new(&label, e.to_string()))?
-        .len();
-    if len == 0 {
-        return Ok(FileBytes::Owned(Vec::new()));
-    }
-    // SAFETY: the map is read-only; like every mmap-based loader we assume the file is not
-    // truncated or rewritten by another process while the model is open.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| LoadError::new(&label, format!("cannot memory-map: {e}")))?;
-    Ok(FileBytes::Mapped(map))
-}
 
 /// GGUF metadata value types, with their ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,10 @@
-//! The explorer's arithmetic: how big each attention variant's KV cache is, and how long
+//! The attention cost model: how big each attention variant's KV cache is, and how long
 //! decode attention takes if it only has to read that cache once at the probed memory
-//! bandwidth (the roofline prediction the measured kernels are set beside).
+//! bandwidth (the roofline prediction the measured kernels are set beside); and
+//! [`Variant`], one layer of a variant as the kernel measurements build it.
 
-use crate::bench::attention::Variant;
+use crate::gpu::StorageFormat;
+use crate::kv::KvLayout;
 
 /// Which attention a model uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,90 +121,56 @@ impl AttentionShape {
     }
 }
 
-/// A real model's attention, to start the explorer from.
-#[derive(Clone, Copy, Debug)]
-pub struct Preset {
+/// An attention variant and its shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variant {
     pub name: &'static str,
-    pub layers: usize,
     pub heads: usize,
+    pub kv_heads: usize,
     pub head_dim: usize,
-    pub kind: AttentionKind,
+    /// MLA: (latent rank, RoPE key dim); the cache is one latent head
+    pub mla: Option<(usize, usize)>,
 }
 
-/// Models people know; shapes from their config files.
-pub const PRESETS: [Preset; 4] = [
-    Preset {
-        name: "SmolLM2-135M",
-        layers: 30,
-        heads: 9,
-        head_dim: 64,
-        kind: AttentionKind::Gqa { group: 3 },
-    },
-    Preset {
-        name: "Llama-2-7B",
-        layers: 32,
-        heads: 32,
-        head_dim: 128,
-        kind: AttentionKind::Mha,
-    },
-    Preset {
-        name: "Llama-3-8B",
-        layers: 32,
-        heads: 32,
-        head_dim: 128,
-        kind: AttentionKind::Gqa { group: 4 },
-    },
-    Preset {
-        name: "DeepSeek-V2-Lite",
-        layers: 27,
-        heads: 16,
-        head_dim: 128,
-        kind: AttentionKind::Mla {
-            rank: 512,
-            rope: 64,
-        },
-    },
-];
-
-impl Preset {
-    pub fn shape(&self, batch: usize, context: usize) -> AttentionShape {
-        AttentionShape {
-            kind: self.kind,
-            layers: self.layers,
-            heads: self.heads,
-            head_dim: self.head_dim,
-            batch,
-            context,
+impl Variant {
+    /// The KV layout of one layer of this variant.
+    pub fn layout(&self, block_size: usize) -> KvLayout {
+        match self.mla {
+            Some((rank, rope)) => KvLayout {
+                layers: 1,
+                kv_heads: 1,
+                key_dim: rank + rope,
+                value_dim: rank,
+                block_size,
+                format: StorageFormat::F16,
+                latent: true,
+            },
+            None => KvLayout {
+                layers: 1,
+                kv_heads: self.kv_heads,
+                key_dim: self.head_dim,
+                value_dim: self.head_dim,
+                block_size,
+                format: StorageFormat::F16,
+                latent: false,
+            },
         }
     }
-}
 
-/// Formats bytes with a binary unit (KiB, MiB, GiB).
-pub fn fmt_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else if b >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{b:.0} B")
+    /// Query heads' key width (absorbed query for MLA).
+    pub fn key_dim(&self) -> usize {
+        self.mla.map_or(self.head_dim, |(r, p)| r + p)
     }
-}
 
-/// Formats seconds in µs or ms.
-pub fn fmt_seconds(s: f64) -> String {
-    if s >= 1e-3 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{:.1} µs", s * 1e6)
+    pub fn value_dim(&self) -> usize {
+        self.mla.map_or(self.head_dim, |(r, _)| r)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::presets::PRESETS;
 
     #[test]
     fn kv_cache_sizes_follow_the_heads_they_keep() {

@@ -1,8 +1,8 @@
 //! What the HTTP server needs from an engine: submit a request, receive its events,
-//! read the metrics. The engine (`serve::engine`) implements [`Backend`]; the server
+//! read the metrics. The engine (`engine::runner`) implements [`Backend`]; the server
 //! (`serve::http`) only sees this trait, so it can be tested against a scripted backend.
 
-use crate::engine::FinishReason;
+use super::FinishReason;
 use crate::ops::sample::SamplingParams;
 use crate::tokenizer::Tokenizer;
 

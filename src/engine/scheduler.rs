@@ -13,7 +13,7 @@
 //! have KV in its blocks (`computed`). A step computes the next `len` tokens; when that
 //! reaches the last token, the step also samples the one after it.
 
-use super::blocks::{block_hash, BlockPool};
+use crate::kv::{block_hash, BlockPool};
 use std::collections::VecDeque;
 
 /// One sequence's KV bookkeeping.

@@ -1,0 +1,12 @@
+// Parameters of decode attention and its split merge (mirrors `Params` in
+// src/ops/decode_attention.rs).
+struct Params {
+    table_base: u32,     // u32 offset of the block tables in `step_meta`
+    chunk: u32,          // positions per split, a multiple of P
+    n_splits: u32,       // 1: write normalised outputs directly
+    q_stride4: u32,      // vec4s between query rows
+    out_stride4: u32,    // vec4s between output rows
+    ml_base4: u32,       // vec4 offset of the (max, sum) pairs in `partials`
+    _pad: u32,
+    scale: f32,
+}

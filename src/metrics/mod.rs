@@ -1,0 +1,14 @@
+//! What the engine's work costs and how close it runs to the hardware: step records and
+//! their rates (`steps`), the memory-bandwidth probes kernels are compared with (`probe`),
+//! the attention cost model and its measurement of the real kernel (`attention`,
+//! `attention_lab`), model presets (`presets`) and units (`units`). The viewer and the
+//! benchmarks both read from here; ops declare each kernel's cost (`ops::Cost`).
+
+pub mod attention;
+pub mod attention_lab;
+pub mod presets;
+pub mod probe;
+pub mod steps;
+pub mod units;
+
+pub use steps::{bin_steps, Bin, StepRecord, BIN_S};

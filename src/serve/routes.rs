@@ -1,0 +1,231 @@
+//! The OpenAI-compatible HTTP server over any [`Backend`]: `/v1/completions`,
+//! `/v1/chat/completions` (whole or streamed as server-sent events), `/v1/models`,
+//! `/health` and Prometheus `/metrics`.
+//!
+//! Each request's events come from the engine's thread through an unbounded channel (the
+//! sink must not block). The receiving end lives in the handler, or in the SSE body while
+//! streaming, so when a client goes away the receiver is dropped, the sink returns false
+//! and the engine cancels the request.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::Value;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::error::{method_not_allowed, unknown_route, ApiError};
+use super::ids::unix_seconds;
+use super::openai::{ChatBody, CompletionBody, ModelCard, ModelList};
+use super::prometheus::render_metrics;
+use super::request::{
+    chat_messages, check_no_logprobs, check_one_choice, completion_request, max_tokens, parse_body,
+    prompt_ids,
+};
+use super::response::{event_stream, Endpoint, Reply};
+use crate::engine::FinishReason;
+use crate::engine::{Backend, CompletionRequest, Event, EventSink, Usage};
+
+/// `max_tokens` of `/v1/completions` when the request has none (OpenAI's default).
+pub(super) const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
+/// The error when a sink is dropped without `Done` or `Failed` (an engine bug).
+pub(super) const ENGINE_DROPPED: &str = "the engine dropped the request before it finished";
+
+/// The routes of the server, answering for `backend`.
+pub fn router(backend: Arc<dyn Backend>) -> Router {
+    let state = AppState {
+        backend,
+        started: unix_seconds(),
+    };
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/models", get(list_models))
+        // `{*id}` so that ids with a slash ("org/name") work unencoded too
+        .route("/v1/models/{*id}", get(get_model))
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(unknown_route)
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until the process ends.
+pub async fn serve(
+    backend: Arc<dyn Backend>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(backend)).await
+}
+
+#[derive(Clone)]
+pub(super) struct AppState {
+    pub(super) backend: Arc<dyn Backend>,
+    /// `created` of the model card: when the server started
+    pub(super) started: u64,
+}
+
+impl AppState {
+    /// Requests may name the served model or no model at all.
+    pub(super) fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
+        match model {
+            Some(m) if m != self.backend.model_id() => Err(ApiError::model_not_found(m)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn model_card(&self) -> ModelCard {
+        ModelCard {
+            id: self.backend.model_id().to_string(),
+            object: "model",
+            created: self.started,
+            owned_by: "headroom",
+        }
+    }
+}
+
+pub(super) async fn health() -> Json<Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+pub(super) async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list",
+        data: vec![state.model_card()],
+    })
+}
+
+pub(super) async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelCard>, ApiError> {
+    if id == state.backend.model_id() {
+        Ok(Json(state.model_card()))
+    } else {
+        Err(ApiError::model_not_found(&id))
+    }
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let text = render_metrics(&state.backend.metrics());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+pub(super) async fn completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: CompletionBody = parse_body(body)?;
+    state.check_model(body.model.as_deref())?;
+    check_one_choice(&body.sampling)?;
+    if body.echo == Some(true) {
+        return Err(ApiError::invalid("echo", "echo is not supported"));
+    }
+    check_no_logprobs(body.logprobs.as_ref())?;
+    let tokenizer = state.backend.tokenizer();
+    let prompt_ids = prompt_ids(tokenizer, &body.prompt)?;
+    let max_tokens =
+        max_tokens(body.max_tokens, "max_tokens")?.unwrap_or(DEFAULT_COMPLETION_MAX_TOKENS);
+    let req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
+    let reply = Reply::new(Endpoint::Completions, &state, &body.sampling);
+    run(state.backend.as_ref(), req, reply).await
+}
+
+pub(super) async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: ChatBody = parse_body(body)?;
+    state.check_model(body.model.as_deref())?;
+    check_one_choice(&body.sampling)?;
+    check_no_logprobs(body.logprobs.as_ref())?;
+    let messages = chat_messages(&body.messages)?;
+    let tokenizer = state.backend.tokenizer();
+    // The rendered template already holds the special tokens (BOS included where wanted).
+    let prompt_ids = tokenizer
+        .apply_chat(&messages, true)
+        .and_then(|text| tokenizer.encode(&text, false))
+        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let max_tokens = match body.max_completion_tokens {
+        Some(n) => max_tokens(Some(n), "max_completion_tokens")?,
+        None => max_tokens(body.max_tokens, "max_tokens")?,
+    };
+    // Without a limit a chat reply may fill the context, as with OpenAI.
+    let max_tokens = max_tokens.unwrap_or_else(|| {
+        state
+            .backend
+            .context()
+            .saturating_sub(prompt_ids.len())
+            .max(1)
+    });
+    let req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
+    let reply = Reply::new(Endpoint::Chat, &state, &body.sampling);
+    run(state.backend.as_ref(), req, reply).await
+}
+
+/// Submits `req` and answers with the whole completion, or with a stream of its chunks.
+pub(super) async fn run(
+    backend: &dyn Backend,
+    req: CompletionRequest,
+    reply: Reply,
+) -> Result<Response, ApiError> {
+    let events = submit(backend, req)?;
+    if reply.stream {
+        let sse = Sse::new(event_stream(events, reply)).keep_alive(KeepAlive::default());
+        return Ok(sse.into_response());
+    }
+    let done = collect(events).await?;
+    Ok(reply.whole(done))
+}
+
+/// Queues `req` on the backend, with a sink that forwards its events into a channel.
+pub(super) fn submit(
+    backend: &dyn Backend,
+    req: CompletionRequest,
+) -> Result<UnboundedReceiver<Event>, ApiError> {
+    let (tx, rx) = unbounded_channel();
+    // `send` fails only once the receiver is dropped: the client is gone.
+    let sink: EventSink = Box::new(move |event| tx.send(event).is_ok());
+    backend.submit(req, sink)?;
+    Ok(rx)
+}
+
+/// A finished completion.
+pub(super) struct Finished {
+    pub(super) text: String,
+    pub(super) finish: FinishReason,
+    pub(super) usage: Usage,
+}
+
+/// Gathers the text of a request until it is done.
+pub(super) async fn collect(mut events: UnboundedReceiver<Event>) -> Result<Finished, ApiError> {
+    let mut text = String::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Delta { text: t, .. } => text.push_str(&t),
+            Event::Done { finish, usage } => {
+                return Ok(Finished {
+                    text,
+                    finish,
+                    usage,
+                })
+            }
+            Event::Failed(message) => return Err(ApiError::server(message)),
+            Event::Attention(_) => {}
+        }
+    }
+    Err(ApiError::server(ENGINE_DROPPED))
+}
