@@ -538,7 +538,7 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     let ttft_ms = median(results.iter().map(|r| r.ttft_s * 1e3).collect());
     // bytes one decode step moves, at the middle of the generated span (the ops' cost model)
     let mid = (a.prompt_tokens + a.gen_tokens / 2) as u32;
-    let cost = s.model.step_cost(&headroom::ops::StepShape::single(1, mid));
+    let cost = s.model.step_cost(&[mid + 1], 1);
     let bytes = (cost.bytes_read + cost.bytes_written) as f64;
     let out = serde_json::json!({
         "adapter": s.model.gpu.adapter_name(),

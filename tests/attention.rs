@@ -3,45 +3,17 @@
 //! block tables in shuffled order, lengths that are not multiples of the block or tile,
 //! pools split over two bindings, and split-K forced on and off.
 
-use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+mod common;
+
+use common::{assert_close, gpu, randn, rng, rounded};
+use headroom::gpu::{GpuContext, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::decode_attention::{
     AttentionIo, AttentionScratch, AttentionTuning, DecodeAttention, Split,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use std::sync::{Arc, OnceLock};
-
-fn gpu() -> Arc<GpuContext> {
-    static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let g = GpuContext::new_blocking(&GpuOptions::default())
-            .expect("a GPU adapter (lavapipe in CI)");
-        eprintln!("adapter: {}", g.adapter_name());
-        g
-    })
-    .clone()
-}
-
-fn rng() -> StdRng {
-    let seed: u64 = rand::random();
-    eprintln!("seed: {seed}");
-    StdRng::seed_from_u64(seed)
-}
-
-fn randn(r: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|_| (r.random::<f32>() * 2.0 - 1.0) * scale)
-        .collect()
-}
-
-fn round_to(v: Vec<f32>, f: StorageFormat) -> Vec<f32> {
-    match f {
-        StorageFormat::F32 => v,
-        StorageFormat::F16 => v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),
-    }
-}
+use std::sync::Arc;
 
 /// Per sequence, per position, per KV head: a key_dim (or value_dim) vector.
 type Cache = Vec<Vec<Vec<Vec<f32>>>>;
@@ -125,20 +97,6 @@ fn attend(q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>], scale: f64) -> Vec<
         }
     }
     out
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = 0.0f64;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        assert!(
-            g.is_finite() && err <= atol + rtol * w.abs(),
-            "{what}[{i}]: got {g}, want {w} (err {err:e})"
-        );
-        worst = worst.max(err);
-    }
-    eprintln!("{what}: max abs err {worst:e} over {} values", got.len());
 }
 
 /// Aims split-K at `target` workgroups. Odd targets also leave only 9104 bytes of
@@ -273,7 +231,7 @@ fn check(case: &Case, r: &mut StdRng) {
                 (0..len)
                     .map(|_| {
                         (0..nkv)
-                            .map(|_| round_to(randn(r, d, scale), case.format))
+                            .map(|_| rounded(&randn(r, d, scale), case.format))
                             .collect()
                     })
                     .collect()
@@ -406,7 +364,7 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
             .iter()
             .map(|&len| {
                 (0..len)
-                    .map(|_| vec![round_to(randn(&mut r, kd, 1.0), fmt)])
+                    .map(|_| vec![rounded(&randn(&mut r, kd, 1.0), fmt)])
                     .collect()
             })
             .collect();

@@ -1,19 +1,16 @@
-//! Batched decode (`GpuModel::decode_batch`) on synthetic models made on the GPU
-//! (`GpuModel::synthetic`, `WeightMatrix::random`): a batch of sequences with different
-//! contexts gives each row the logits and token of that sequence run alone.
+//! Batched decode (one `GpuModel::forward` over a decode row of each sequence, and
+//! `decode_chain`) on synthetic models made on the GPU (`GpuModel::synthetic`,
+//! `WeightMatrix::random`): a batch of sequences with different contexts gives each row
+//! the logits and token of that sequence run alone.
 
-use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+mod common;
+
+use common::{argmax, gpu, greedy_step, last_logits, max_rel_diff};
+use headroom::gpu::StorageFormat;
 use headroom::metrics::presets::tiny_config;
-use headroom::model::gpu_model::{GpuModel, GpuModelOptions, StepInput};
+use headroom::model::gpu_model::{GpuModel, GpuModelOptions, ModelError, SequencePart};
 use headroom::ops::matmul::WeightMatrix;
 use headroom::ops::sample::SamplingParams;
-use std::sync::{Arc, OnceLock};
-
-fn gpu() -> Arc<GpuContext> {
-    static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
-    GPU.get_or_init(|| GpuContext::new_blocking(&GpuOptions::default()).unwrap())
-        .clone()
-}
 
 fn options(format: StorageFormat, context: usize, max_chunk: usize) -> GpuModelOptions {
     GpuModelOptions {
@@ -26,25 +23,47 @@ fn options(format: StorageFormat, context: usize, max_chunk: usize) -> GpuModelO
     }
 }
 
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
-        / scale
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b }) as u32
-}
-
 fn prompt(len: usize, salt: u32, vocab: usize) -> Vec<u32> {
     (0..len as u32)
         .map(|i| (i * 31 + salt * 7 + 3) % vocab as u32)
         .collect()
+}
+
+/// The parts of one decode step of sequences 0..n: row i is token `tokens[i]` at
+/// position `contexts[i]` of sequence i, sampled with `sampling` (seed + i, so rows of
+/// one setting differ) as draw `counter`.
+fn decode_parts<'a>(
+    model: &'a GpuModel,
+    tokens: &'a [u32],
+    contexts: &[usize],
+    sampling: &SamplingParams,
+    counter: u32,
+) -> Result<Vec<SequencePart<'a>>, ModelError> {
+    (0..tokens.len())
+        .map(|i| {
+            let row = SamplingParams {
+                seed: sampling.seed.wrapping_add(i as u32),
+                ..*sampling
+            };
+            Ok(SequencePart {
+                tokens: &tokens[i..i + 1],
+                pos0: contexts[i],
+                table: model.sequence_table(i)?,
+                sample: Some((row, counter)),
+            })
+        })
+        .collect()
+}
+
+/// One decode step of sequences 0..tokens.len() (see `decode_parts`); the sampled ids.
+fn decode_batch(
+    model: &GpuModel,
+    tokens: &[u32],
+    contexts: &[usize],
+    sampling: &SamplingParams,
+    counter: u32,
+) -> Result<Vec<u32>, ModelError> {
+    model.forward(&decode_parts(model, tokens, contexts, sampling, counter)?)
 }
 
 /// Three sequences of different lengths (crossing block boundaries), each prefilled into
@@ -60,7 +79,6 @@ fn batch_rows_match_each_sequence_run_alone() {
     let alone = GpuModel::synthetic(gpu(), cfg.clone(), opts.clone(), 1, seed).unwrap();
     let batch = GpuModel::synthetic(gpu(), cfg.clone(), opts, 3, seed).unwrap();
     assert_eq!(batch.sequences(), 3);
-    assert_eq!(batch.max_batch(), 3);
     assert_eq!(batch.weight_bytes, alone.weight_bytes);
     assert_eq!(batch.kv_cache_bytes, 3 * alone.kv_cache_bytes);
     let greedy = SamplingParams::default();
@@ -75,14 +93,12 @@ fn batch_rows_match_each_sequence_run_alone() {
     let mut want_next = vec![];
     let mut want = vec![]; // [sequence][step] -> (logits, token)
     for (s, p) in prompts.iter().enumerate() {
-        let next = alone.step(StepInput::Tokens(p), 0, &greedy, 0).unwrap();
-        want_next.push(next);
+        let mut t = greedy_step(&alone, 0, p, 0);
+        want_next.push(t);
         let mut steps = vec![];
         for k in 0..2 {
-            let t = alone
-                .step(StepInput::Sampled, lens[s] + k, &greedy, 0)
-                .unwrap();
-            steps.push((alone.last_logits().unwrap(), t));
+            t = greedy_step(&alone, 0, &[t], lens[s] + k);
+            steps.push((last_logits(&alone), t));
         }
         want.push(steps);
     }
@@ -90,20 +106,14 @@ fn batch_rows_match_each_sequence_run_alone() {
     // batched: each sequence prefilled alone into its own blocks, in order, so a sequence
     // that wrote into another's blocks would change that one's rows below
     for (s, p) in prompts.iter().enumerate() {
-        let next = batch
-            .step_sequence(s, StepInput::Tokens(p), 0, &greedy, 0)
-            .unwrap();
+        let next = greedy_step(&batch, s, p, 0);
         assert_eq!(next, want_next[s], "sequence {s}: prefill token");
     }
     let tol = 1e-4;
+    let mut input = want_next.clone();
     for k in 0..2 {
         let contexts: Vec<usize> = lens.iter().map(|&n| n + k).collect();
-        let input = if k == 0 {
-            StepInput::Tokens(&want_next)
-        } else {
-            StepInput::Sampled
-        };
-        let got = batch.decode_batch(input, &contexts, &greedy, 0).unwrap();
+        let got = decode_batch(&batch, &input, &contexts, &greedy, 0).unwrap();
         let rows = batch.logits_rows(3).unwrap();
         for (s, (row, steps)) in rows.iter().zip(&want).enumerate() {
             let (logits, token) = &steps[k];
@@ -118,7 +128,32 @@ fn batch_rows_match_each_sequence_run_alone() {
                 "step {k} sequence {s}: batch and alone chose differently (margin {margin})"
             );
         }
+        input = got;
     }
+    // the same two steps chained on the GPU (the second takes the first's sampled ids in
+    // place, one position further), again over the same positions: the same tokens, and
+    // the second step's logits
+    let parts = decode_parts(&batch, &want_next, &lens, &greedy, 0).unwrap();
+    let chained = batch.decode_chain(&parts, 2).unwrap();
+    for (s, steps) in want.iter().enumerate() {
+        assert_eq!(
+            [chained[0][s], chained[1][s]],
+            [steps[0].1, steps[1].1],
+            "{s}"
+        );
+    }
+    for (s, row) in batch.logits_rows(3).unwrap().iter().enumerate() {
+        assert!(
+            max_rel_diff(row, &want[s][1].0) <= tol,
+            "chained step 1, row {s}"
+        );
+    }
+    // a chain takes single sampled tokens only
+    let prefill = [SequencePart {
+        tokens: &prompts[0],
+        ..parts[0]
+    }];
+    assert!(batch.decode_chain(&prefill, 2).is_err());
 }
 
 /// A batch that is a prefix of the sequences, in any context order, and a batch of one.
@@ -137,30 +172,24 @@ fn smaller_batches_and_one_row_batches_match_too() {
         let p = prompt(n, 10 + s as u32, cfg.vocab_size);
         let (mut first, mut mine) = (0, 0);
         for (i, part) in p.chunks(8).enumerate() {
-            let input = StepInput::Tokens(part);
-            mine = model.step_sequence(s, input, 8 * i, &greedy, 0).unwrap();
-            let input = StepInput::Tokens(part);
-            first = alone.step(input, 8 * i, &greedy, 0).unwrap();
+            mine = greedy_step(&model, s, part, 8 * i);
+            first = greedy_step(&alone, 0, part, 8 * i);
         }
         assert_eq!(first, mine);
         firsts.push(mine);
-        let t = alone.step(StepInput::Sampled, n, &greedy, 0).unwrap();
-        want.push((alone.last_logits().unwrap(), t));
+        let t = greedy_step(&alone, 0, &[first], n);
+        want.push((last_logits(&alone), t));
     }
-    let got = model
-        .decode_batch(StepInput::Tokens(&firsts), &lens, &greedy, 0)
-        .unwrap();
+    let got = decode_batch(&model, &firsts, &lens, &greedy, 0).unwrap();
     let rows = model.logits_rows(2).unwrap();
     for s in 0..2 {
         assert!(max_rel_diff(&rows[s], &want[s].0) <= 1e-4, "row {s}");
         assert_eq!(got[s], want[s].1, "row {s}");
     }
     // a batch of one is sequence 0 alone (same position again: same key and value)
-    let one = model
-        .decode_batch(StepInput::Tokens(&firsts[..1]), &lens[..1], &greedy, 0)
-        .unwrap();
+    let one = decode_batch(&model, &firsts[..1], &lens[..1], &greedy, 0).unwrap();
     assert_eq!(one, vec![want[0].1]);
-    assert!(max_rel_diff(&model.last_logits().unwrap(), &want[0].0) <= 1e-4);
+    assert!(max_rel_diff(&last_logits(&model), &want[0].0) <= 1e-4);
 }
 
 #[test]
@@ -180,26 +209,24 @@ fn synthetic_model_steps_give_finite_logits() {
         );
         let greedy = SamplingParams::default();
         let p = prompt(7, 1, cfg.vocab_size);
-        let t = model.step(StepInput::Tokens(&p), 0, &greedy, 0).unwrap();
+        let t = greedy_step(&model, 0, &p, 0);
         assert!((t as usize) < cfg.vocab_size);
-        let logits = model.last_logits().unwrap();
+        let logits = last_logits(&model);
         assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
         let spread = logits.iter().fold(f32::MIN, |m, &v| m.max(v))
             - logits.iter().fold(f32::MAX, |m, &v| m.min(v));
         assert!(spread > 1e-3, "logits are flat: {logits:?}");
         assert_eq!(t, argmax(&logits));
         // a batched step over both sequences (the second's cache is empty: context 0)
-        let toks = model
-            .decode_batch(StepInput::Tokens(&[t, 5]), &[7, 0], &greedy, 1)
-            .unwrap();
+        let toks = decode_batch(&model, &[t, 5], &[7, 0], &greedy, 1).unwrap();
         assert_eq!(toks.len(), 2);
         for row in model.logits_rows(2).unwrap() {
             assert!(row.iter().all(|v| v.is_finite()));
         }
         // same seed, same weights: the same model again gives the same first token
         let again = GpuModel::synthetic(gpu(), cfg.clone(), options(format, 32, 8), 1, 3).unwrap();
-        assert_eq!(again.step(StepInput::Tokens(&p), 0, &greedy, 0).unwrap(), t);
-        assert_eq!(again.last_logits().unwrap(), logits);
+        assert_eq!(greedy_step(&again, 0, &p, 0), t);
+        assert_eq!(last_logits(&again), logits);
         // sampling with a temperature gives ids in range for every row
         let hot = SamplingParams {
             temperature: 0.8,
@@ -207,9 +234,7 @@ fn synthetic_model_steps_give_finite_logits() {
             top_p: 0.9,
             seed: 9,
         };
-        let toks = model
-            .decode_batch(StepInput::Sampled, &[8, 1], &hot, 2)
-            .unwrap();
+        let toks = decode_batch(&model, &toks, &[8, 1], &hot, 2).unwrap();
         assert!(
             toks.iter().all(|&t| (t as usize) < cfg.vocab_size),
             "{toks:?}"
@@ -223,32 +248,48 @@ fn batch_limits_are_clear_errors() {
     let model =
         GpuModel::synthetic(gpu(), cfg.clone(), options(StorageFormat::F32, 16, 2), 3, 1).unwrap();
     let greedy = SamplingParams::default();
-    let err = |r: Result<Vec<u32>, _>| format!("{}", r.unwrap_err());
-    // more rows than sequences
-    let e = err(model.decode_batch(StepInput::Sampled, &[1, 1, 1, 1], &greedy, 0));
-    assert!(e.contains("1..=3 sequences"), "{e}");
-    // more rows than one forward pass holds (max_chunk 2)
-    let e = err(model.decode_batch(StepInput::Sampled, &[1, 1, 1], &greedy, 0));
-    assert!(e.contains("max_chunk"), "{e}");
-    let e = err(model.decode_batch(StepInput::Sampled, &[], &greedy, 0));
-    assert!(e.contains("got 0"), "{e}");
-    // a context at the capacity: no room for the next position
-    let e = err(model.decode_batch(StepInput::Sampled, &[3, 16], &greedy, 0));
+    let err = |r: Result<Vec<u32>, ModelError>| format!("{}", r.unwrap_err());
+    // a sequence the cache does not hold
+    let e = err(decode_batch(
+        &model,
+        &[1, 1, 1, 1],
+        &[1, 1, 1, 1],
+        &greedy,
+        0,
+    ));
     assert!(
-        e.contains("sequence 1") && e.contains("context of 16"),
+        e.contains("sequence 3 is not in the KV cache (it holds 3)"),
         "{e}"
     );
-    // ids that do not match the rows, or are outside the vocabulary
-    let e = err(model.decode_batch(StepInput::Tokens(&[1]), &[1, 2], &greedy, 0));
-    assert!(e.contains("takes 2 token ids"), "{e}");
-    let e = err(model.decode_batch(StepInput::Tokens(&[1, 97]), &[1, 2], &greedy, 0));
+    // more rows than one forward pass holds (max_chunk 2)
+    let e = err(decode_batch(&model, &[1, 1, 1], &[1, 1, 1], &greedy, 0));
+    assert!(e.contains("1..=2 token rows, got 3"), "{e}");
+    let e = err(model.forward(&[]));
+    assert!(e.contains("got 0"), "{e}");
+    // a context at the capacity: no room for the next position
+    let e = err(decode_batch(&model, &[1, 1], &[3, 16], &greedy, 0));
+    assert!(e.contains("part 1") && e.contains("context of 16"), "{e}");
+    // ids outside the vocabulary
+    let e = err(decode_batch(&model, &[1, 97], &[1, 2], &greedy, 0));
     assert!(e.contains("outside the vocabulary"), "{e}");
-    // a sequence the cache does not hold
-    let e = model
-        .step_sequence(3, StepInput::Tokens(&[1]), 0, &greedy, 0)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("sequence 3"), "{e}");
+    // a table that does not cover the positions, or blocks outside the pool
+    let table = model.sequence_table(0).unwrap();
+    let short = SequencePart {
+        tokens: &[1, 2],
+        pos0: 0,
+        table: &table[..0],
+        sample: None,
+    };
+    let e = err(model.forward(&[short]));
+    assert!(e.contains("do not cover position 1"), "{e}");
+    let e = err(model.forward(&[SequencePart {
+        table: &[99],
+        ..short
+    }]));
+    assert!(e.contains("block 99 is outside the pool"), "{e}");
+    // a chain longer than one readback holds
+    let parts = decode_parts(&model, &[1], &[1], &greedy, 0).unwrap();
+    assert!(model.decode_chain(&parts, 33).is_err());
     assert!(model.logits_rows(3).is_err());
     // a model needs at least one sequence
     assert!(GpuModel::synthetic(gpu(), cfg, options(StorageFormat::F32, 16, 2), 0, 1).is_err());

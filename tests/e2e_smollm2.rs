@@ -2,9 +2,12 @@
 //! llama.cpp reference in fixtures/smollm2 (made by scripts/make-fixtures.py): prompt
 //! token ids, greedy continuations and the logits after each prompt.
 
+mod common;
+
+use common::{gpu, greedy_step, last_logits};
 use headroom::engine;
-use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
-use headroom::model::gpu_model::{GpuModel, GpuModelOptions, StepInput};
+use headroom::gpu::StorageFormat;
+use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
 use headroom::ops::sample::SamplingParams;
 use headroom::tokenizer::ChatMessage;
 use serde::Deserialize;
@@ -105,7 +108,7 @@ fn prompt_token_ids_match_llama_cpp() {
 fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_prompt: usize) {
     let Some(path) = model_path() else { return };
     let files = engine::open(&path).unwrap();
-    let gpu = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
+    let gpu = gpu();
     let options = GpuModelOptions {
         weights,
         kv,
@@ -114,7 +117,6 @@ fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_p
         ..Default::default()
     };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
-    let greedy = SamplingParams::default();
     for p in reference()
         .prompts
         .into_iter()
@@ -124,12 +126,10 @@ fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_p
         let mut pos = 0;
         let mut next = 0;
         for part in p.prompt_ids.chunks(model.options.max_chunk) {
-            next = model
-                .step(StepInput::Tokens(part), pos, &greedy, 0)
-                .unwrap();
+            next = greedy_step(&model, 0, part, pos);
             pos += part.len();
         }
-        let got = model.last_logits().unwrap();
+        let got = last_logits(&model);
         let want = read_logits(&p.first_logits_file);
         assert_eq!(got.len(), want.len());
         let max_diff = got
@@ -152,7 +152,7 @@ fn check_greedy(weights: StorageFormat, kv: StorageFormat, logit_tol: f32, max_p
         let n = p.generated_ids.len();
         let mut ids = vec![next];
         while ids.len() < n {
-            next = model.step(StepInput::Sampled, pos, &greedy, 0).unwrap();
+            next = greedy_step(&model, 0, &[next], pos);
             pos += 1;
             ids.push(next);
         }
@@ -189,20 +189,17 @@ fn greedy_continuations_match_llama_cpp_f16_storage() {
 
 /// Greedy ids (and the logits after the prompt) for `prompt` on `files`' weights.
 fn greedy_run(files: &engine::ModelFiles, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<f32>) {
-    let gpu = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
+    let gpu = gpu();
     let options = GpuModelOptions {
         context: 256,
         ..Default::default()
     };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
-    let greedy = SamplingParams::default();
-    let mut next = model
-        .step(StepInput::Tokens(prompt), 0, &greedy, 0)
-        .unwrap();
-    let logits = model.last_logits().unwrap();
+    let mut next = greedy_step(&model, 0, prompt, 0);
+    let logits = last_logits(&model);
     let mut ids = vec![next];
     for pos in prompt.len()..prompt.len() + n - 1 {
-        next = model.step(StepInput::Sampled, pos, &greedy, 0).unwrap();
+        next = greedy_step(&model, 0, &[next], pos);
         ids.push(next);
     }
     (ids, logits)
@@ -247,7 +244,7 @@ fn hf_directory_made_from_the_gguf_gives_the_same_tokens() {
 fn a_prompt_longer_than_the_context_is_refused() {
     let Some(path) = model_path() else { return };
     let files = engine::open(&path).unwrap();
-    let gpu = GpuContext::new_blocking(&GpuOptions::default()).unwrap();
+    let gpu = gpu();
     let options = GpuModelOptions {
         context: 64,
         max_chunk: 32,

@@ -2,19 +2,15 @@
 //! models of every attention variant: MHA, GQA, MQA, qwen2 biases, tied and untied heads,
 //! llama-3 RoPE scaling, chunked prefill, and the f16 storage paths.
 
-use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+mod common;
+
+use common::{gpu, greedy_step, last_logits, max_rel_diff};
+use headroom::gpu::StorageFormat;
 use headroom::model::cpu_reference::CpuModel;
-use headroom::model::gpu_model::{GpuModel, GpuModelOptions, StepInput};
+use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
 use headroom::model::synthetic::SyntheticModel;
 use headroom::model::{Arch, Llama3RopeScaling, ModelConfig};
 use headroom::ops::sample::SamplingParams;
-use std::sync::{Arc, OnceLock};
-
-fn gpu() -> Arc<GpuContext> {
-    static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
-    GPU.get_or_init(|| GpuContext::new_blocking(&GpuOptions::default()).unwrap())
-        .clone()
-}
 
 fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool) -> ModelConfig {
     ModelConfig {
@@ -33,15 +29,6 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
         tie_word_embeddings: tied,
         attention_bias: arch == Arch::Qwen2,
     }
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
-        / scale
 }
 
 /// Prefill `prompt` (in chunks of `chunk`), then decode `extra` tokens, comparing the
@@ -70,7 +57,6 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
     let prompt: Vec<u32> = (0..70)
         .map(|i| (i * 37 + seed as u32 % 11) % cfg.vocab_size as u32)
         .collect();
-    let greedy = SamplingParams::default();
     let mut cpu_logits = vec![];
     for (pos, &t) in prompt.iter().enumerate() {
         cpu_logits = cpu.forward(t, pos);
@@ -78,13 +64,11 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
     let mut pos = 0;
     let mut next = 0;
     for part in prompt.chunks(chunk) {
-        next = model
-            .step(StepInput::Tokens(part), pos, &greedy, 0)
-            .unwrap();
+        next = greedy_step(&model, 0, part, pos);
         pos += part.len();
     }
     for step in 0..6 {
-        let gpu_logits = model.last_logits().unwrap();
+        let gpu_logits = last_logits(&model);
         let d = max_rel_diff(&gpu_logits, &cpu_logits);
         assert!(
             d <= tol,
@@ -106,7 +90,7 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
             return;
         }
         cpu_logits = cpu.forward(next, pos);
-        next = model.step(StepInput::Sampled, pos, &greedy, 0).unwrap();
+        next = greedy_step(&model, 0, &[next], pos);
         pos += 1;
     }
 }
@@ -175,7 +159,6 @@ fn f16_storage_stays_close_to_the_cpu_reference() {
 #[test]
 fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     use headroom::model::gpu_model::{SequencePart, StepProbe};
-    use headroom::ops::StepShape;
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
     let cfg = config(Arch::Llama, 6, 2, 16, false);
@@ -235,13 +218,8 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
         }
     }
 
-    let shape = StepShape {
-        n_tokens: prompt.len() as u32,
-        pos0: 0,
-        n_out_rows: 1,
-        max_context: prompt.len() as u32,
-    };
-    let declared = model.step_cost(&shape);
+    let lens: Vec<u32> = (1..=prompt.len() as u32).collect();
+    let declared = model.step_cost(&lens, 1);
     assert_eq!(report.cost, declared);
     assert!(declared.weight_bytes > 0 && declared.kv_bytes > 0);
     assert_eq!(

@@ -1,6 +1,9 @@
 //! Every kernel on the default adapter (lavapipe in CI) against a CPU reference in f64,
 //! on fresh random inputs each run (the seed is printed), with outputs poisoned first.
 
+mod common;
+
+use common::{assert_close, gpu, randn, rng, rounded};
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
@@ -10,22 +13,10 @@ use headroom::ops::rmsnorm::{NormRows, RmsNorm};
 use headroom::ops::rope_kv::RopeKvAppend;
 use headroom::ops::sample::{Sample, SamplingParams};
 use headroom::ops::{Op, OutRow, StepParams, StepShape};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use std::sync::{Arc, OnceLock};
 
 const POISON: f32 = f32::NAN;
-
-fn gpu() -> Arc<GpuContext> {
-    static GPU: OnceLock<Arc<GpuContext>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let g = GpuContext::new_blocking(&GpuOptions::default())
-            .expect("a GPU adapter (lavapipe in CI)");
-        eprintln!("adapter: {}", g.adapter_name());
-        g
-    })
-    .clone()
-}
 
 /// The default context and contexts without subgroups, with one and with 32 threads per
 /// row in the portable matvec (CPU adapters pick one, GPUs 32): every path runs.
@@ -51,29 +42,6 @@ fn gpus() -> Vec<Arc<GpuContext>> {
             .cloned(),
     );
     all
-}
-
-fn rng() -> StdRng {
-    let seed: u64 = rand::random();
-    eprintln!("seed: {seed}");
-    StdRng::seed_from_u64(seed)
-}
-
-fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
-        .collect()
-}
-
-fn f16_round(v: &[f32]) -> Vec<f32> {
-    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-}
-
-fn rounded(v: &[f32], f: StorageFormat) -> Vec<f32> {
-    match f {
-        StorageFormat::F32 => v.to_vec(),
-        StorageFormat::F16 => f16_round(v),
-    }
 }
 
 fn step_buffer(g: &GpuContext, p: StepParams) -> wgpu::Buffer {
@@ -120,24 +88,6 @@ fn run(g: &GpuContext, ops: &[&dyn Op], shape: StepShape) {
 
 fn upload(g: &GpuContext, v: &[f32]) -> wgpu::Buffer {
     g.storage_init("test", bytemuck::cast_slice(v)).unwrap()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = 0.0f64;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g.is_finite(),
-            "{what}[{i}] was not written (or is not finite): {g}"
-        );
-        let err = (g as f64 - w).abs();
-        assert!(
-            err <= atol + rtol * w.abs(),
-            "{what}[{i}]: got {g}, want {w} (err {err:e})"
-        );
-        worst = worst.max(err);
-    }
-    eprintln!("{what}: max abs err {worst:e} over {} values", got.len());
 }
 
 #[test]

@@ -3,13 +3,12 @@
 //! adapter's copy bandwidth; every time is set beside the roofline (KV bytes / probed
 //! bandwidth) and the speedup over MHA at the same shape beside the KV-bytes ratio.
 
-use super::BenchError;
+use super::{BenchError, OutputArgs};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::metrics::attention::Variant;
 use crate::metrics::attention_lab::{measure, timing_name, AttentionResult, Shape};
 use crate::metrics::probe::{probe_copy_bandwidth, BandwidthProbe};
-use std::path::PathBuf;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchAttentionArgs {
@@ -44,15 +43,9 @@ pub struct BenchAttentionArgs {
     /// timed samples per shape (median reported), after warm-up
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
-    /// write the results as CSV
-    #[arg(long)]
-    pub csv: Option<PathBuf>,
-    /// write the results as JSON
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// draw time and speedup against context for each variant (PNG)
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+    /// --csv, --json, and --plot: time and speedup against context for each variant
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// the batch the plot shows
     #[arg(long, default_value_t = 16)]
     pub plot_batch: usize,
@@ -272,10 +265,10 @@ pub fn run(a: &BenchAttentionArgs) -> Result<(), BenchError> {
     for s in &skipped {
         println!("skipped: {s}");
     }
-    if let Some(p) = &a.csv {
+    if let Some(p) = &a.out.csv {
         write_csv(p, &results)?;
     }
-    if let Some(p) = &a.json {
+    if let Some(p) = &a.out.json {
         let doc = serde_json::json!({
             "adapter": gpu.adapter_name(),
             "driver": format!("{} {}", gpu.adapter_info.driver, gpu.adapter_info.driver_info),
@@ -293,7 +286,7 @@ pub fn run(a: &BenchAttentionArgs) -> Result<(), BenchError> {
         });
         std::fs::write(p, serde_json::to_string_pretty(&doc).unwrap_or_default())?;
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = &a.out.plot {
         plot(p, &results, a.plot_batch, &gpu.adapter_name(), copy_gbps)?;
     }
     Ok(())

@@ -13,9 +13,9 @@ use super::BenchError;
 use crate::formats::date::UtcTime;
 use crate::gpu::timing::{GpuTimer, TimingSource};
 use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
-use crate::metrics::presets::{llama2_7b, llama2_tiny};
+use crate::metrics::presets::{llama2_tiny, Preset, PRESETS};
 use crate::metrics::probe::{probe_copy_bandwidth, BandwidthProbe};
-use crate::model::gpu_model::{GpuModel, GpuModelOptions, StepInput};
+use crate::model::gpu_model::{GpuModel, GpuModelOptions, SequencePart};
 use crate::model::ModelConfig;
 use crate::ops::sample::SamplingParams;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DecodeStepArgs {
-    /// the model shape (random weights made on the GPU): llama2-7b
+    /// the model shape (random weights made on the GPU): llama2-7b, llama3-8b, smollm2-135m
     #[arg(long, default_value = "llama2-7b")]
     pub synthetic: String,
     /// KV heads: 32 = MHA, 8 = GQA, 1 = MQA (comma-separated: each in turn)
@@ -88,21 +88,25 @@ impl From<Format> for StorageFormat {
     }
 }
 
-/// The presets `--synthetic` names.
-pub const PRESETS: &[&str] = &["llama2-7b"];
-
-/// The config of preset `name` with `kv_heads` KV heads.
+/// The config of preset `name` (a `metrics::presets` key of a llama-architecture model)
+/// with `kv_heads` KV heads.
 pub fn preset(name: &str, kv_heads: usize) -> Result<ModelConfig, BenchError> {
     let cfg = match name {
-        "llama2-7b" => llama2_7b(kv_heads),
         // undocumented: for smoke tests on software adapters
         "tiny" => llama2_tiny(kv_heads),
-        _ => {
-            return Err(BenchError(format!(
-                "unknown --synthetic preset {name:?} (known: {})",
-                PRESETS.join(", ")
-            )))
-        }
+        _ => Preset::by_key(name)
+            .and_then(|p| p.llama_config(kv_heads))
+            .ok_or_else(|| {
+                let known: Vec<&str> = PRESETS
+                    .iter()
+                    .filter(|p| p.llama_config(p.heads).is_some())
+                    .map(|p| p.key)
+                    .collect();
+                BenchError(format!(
+                    "unknown --synthetic preset {name:?} (known: {})",
+                    known.join(", ")
+                ))
+            })?,
     };
     cfg.validate(name)
         .map_err(|e| BenchError(format!("--kv-heads {kv_heads}: {e}")))?;
@@ -422,10 +426,19 @@ fn measure(
         .map(|i| (i * 7919 + 1) % model.config.vocab_size as u32)
         .collect();
     let greedy = SamplingParams::default();
-    // one real step first (checks the whole path end to end, and the ids it samples)
-    let sampled = model
-        .decode_batch(StepInput::Tokens(&ids), &cached, &greedy, 0)
+    let parts = (0..batch)
+        .map(|i| {
+            Ok(SequencePart {
+                tokens: &ids[i..i + 1],
+                pos0: cached[i],
+                table: model.sequence_table(i)?,
+                sample: Some((greedy, 0)),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
         .map_err(err)?;
+    // one real step first (checks the whole path end to end, and the ids it samples)
+    let sampled = model.forward(&parts).map_err(err)?;
     if sampled.len() != batch {
         return Err(BenchError(format!(
             "{} ids for {batch} rows",
@@ -434,11 +447,9 @@ fn measure(
     }
     // then the same step again and again: every run appends the same positions and
     // samples into the same rows, so the work is identical
-    let shape = model
-        .prepare_decode_batch(StepInput::Tokens(&ids), &cached, &greedy, 0)
-        .map_err(err)?;
+    let step = model.prepare(&parts).map_err(err)?;
     let m = timer.measure(gpu, "decode step", a.warmup, a.runs, 1, &mut |pass| {
-        model.record_step(pass, &shape)
+        model.record(pass, &step)
     })?;
     let logits = model.logits_rows(1).map_err(err)?;
     if !logits[0].iter().all(|v| v.is_finite()) {
@@ -446,7 +457,7 @@ fn measure(
     }
     let bpt = model.kv_layout.bytes_per_token();
     let kv_bytes = (batch * context) as u64 * bpt;
-    let cost = model.batch_step_cost(&cached);
+    let cost = model.step_cost(&step.context_lens(), step.sampled);
     let cfg = &model.config;
     let row_bytes = (cfg.hidden_size * model.options.weights.bytes_per_element()) as u64;
     let embedding_unread = (cfg.vocab_size - batch.min(cfg.vocab_size)) as u64 * row_bytes;
@@ -534,6 +545,7 @@ fn print_row(r: &StepResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::presets::llama2_7b;
 
     #[test]
     fn llama2_7b_has_the_issue_arithmetic() {

@@ -7,6 +7,20 @@ pub mod decode_step;
 pub mod plot;
 pub mod serve;
 
+/// Where a benchmark writes its results besides the table it prints.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct OutputArgs {
+    /// write the results as CSV
+    #[arg(long)]
+    pub csv: Option<std::path::PathBuf>,
+    /// write the results as JSON
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// draw the results (PNG)
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+}
+
 /// An error of a benchmark run, with what it was doing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

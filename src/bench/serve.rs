@@ -14,7 +14,7 @@
 //! they say); no end-of-sequence id stops generation, so every request runs its length.
 
 use super::attention::parse_sizes;
-use super::BenchError;
+use super::{BenchError, OutputArgs};
 use crate::bench::plot::{write_png, Panel, Series};
 use crate::engine::{default_model_path, FinishReason};
 use crate::engine::{open_engine, LoadOptions};
@@ -68,12 +68,9 @@ pub struct BenchServeArgs {
     pub kv_memory: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long)]
-    pub csv: Option<PathBuf>,
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+    /// --csv, --json, and --plot: throughput against running sequences
+    #[command(flatten)]
+    pub out: OutputArgs,
     #[arg(long, env = "HEADROOM_ADAPTER")]
     pub adapter: Option<String>,
 }
@@ -399,7 +396,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
         m.requests_preempted
     );
 
-    if let Some(p) = &a.csv {
+    if let Some(p) = &a.out.csv {
         let mut s = String::from("concurrency,decode_tokens_per_s,per_sequence_tokens_per_s,decode_steps,step_ms,end_to_end_tokens_per_s,peak_kv_mib\n");
         for t in &throughput {
             s += &format!(
@@ -415,7 +412,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
         }
         std::fs::write(p, s)?;
     }
-    if let Some(p) = &a.json {
+    if let Some(p) = &a.out.json {
         let doc = serde_json::json!({
             "model": opts.model.display().to_string(),
             "args": format!("{a:?}"),
@@ -428,7 +425,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
         });
         std::fs::write(p, serde_json::to_string_pretty(&doc).unwrap_or_default())?;
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = &a.out.plot {
         let points = |f: fn(&Throughput) -> f64| -> Vec<(f64, f64)> {
             throughput
                 .iter()

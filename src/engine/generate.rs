@@ -4,7 +4,7 @@
 use crate::ops::sample::SamplingParams;
 #[cfg(not(target_arch = "wasm32"))]
 use {
-    crate::model::gpu_model::{GpuModel, ModelError, StepInput, MAX_STEPS_PER_READBACK},
+    crate::model::gpu_model::{GpuModel, ModelError, SequencePart, MAX_STEPS_PER_READBACK},
     web_time::Instant,
 };
 
@@ -71,18 +71,23 @@ pub fn generate(
         )));
     }
     let start = Instant::now();
+    let table = model.sequence_table(0)?;
     let chunk = model.options.max_chunk;
     let mut pos = 0;
     let mut counter = 0u32;
     let mut next = 0;
     while pos < n {
         let end = (pos + chunk).min(n);
-        next = model.step(
-            StepInput::Tokens(&req.prompt_ids[pos..end]),
-            pos,
-            &req.sampling,
-            counter,
-        )?;
+        // only the last chunk's last row samples: the first generated token
+        let part = SequencePart {
+            tokens: &req.prompt_ids[pos..end],
+            pos0: pos,
+            table,
+            sample: (end == n).then_some((req.sampling, counter)),
+        };
+        if let Some(&id) = model.forward(&[part])?.first() {
+            next = id;
+        }
         pos = end;
     }
     let ttft = start.elapsed().as_secs_f64();
@@ -115,7 +120,14 @@ pub fn generate(
         }
         let count = batch.min(req.max_tokens - ids.len()).min(context - pos);
         let t = Instant::now();
-        pending.extend(model.decode_steps(pos, count, &req.sampling, counter + 1)?);
+        let last = [*ids.last().expect("the loop above pushed one")];
+        let part = SequencePart {
+            tokens: &last,
+            pos0: pos,
+            table,
+            sample: Some((req.sampling, counter + 1)),
+        };
+        pending.extend(model.decode_chain(&[part], count)?.concat());
         counter += count as u32;
         pos += count;
         // aim for about 30 ms per batch

@@ -10,6 +10,7 @@ mod open;
 mod runner;
 pub mod scheduler;
 
+pub use crate::ops::sample::SamplingParams;
 pub use api::{Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage};
 #[cfg(not(target_arch = "wasm32"))]
 pub use generate::generate;

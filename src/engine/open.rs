@@ -210,15 +210,7 @@ pub async fn upload_paged(
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<GpuModel, ModelError> {
     let cfg = weights.config();
-    let layout = KvLayout {
-        layers: cfg.num_layers,
-        kv_heads: cfg.num_kv_heads,
-        key_dim: cfg.head_dim,
-        value_dim: cfg.head_dim,
-        block_size: options.kv_block_size,
-        format: options.kv,
-        latent: false,
-    };
+    let layout = options.kv_layout(cfg);
     let max_running = max_running.min(options.max_chunk);
     let blocks = pool_blocks(
         &layout,

@@ -381,7 +381,6 @@ mod tests {
     use super::*;
     use crate::gpu::test_gpu as gpu;
 
-
     #[test]
     fn timer_reports_validation_errors() {
         let (g, _l) = gpu();

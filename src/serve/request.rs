@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::ids::random_seed;
 use super::openai::{ChatMessageBody, SamplingFields};
 use crate::engine::CompletionRequest;
-use crate::ops::sample::SamplingParams;
+use crate::engine::SamplingParams;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 /// OpenAI accepts at most this many stop strings.

@@ -16,7 +16,7 @@ use super::openai::{
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatDelta, CompletionResponse, SamplingFields,
     TextChoice, UsageBody,
 };
-use super::routes::{AppState, Finished, ENGINE_DROPPED};
+use super::state::{AppState, Finished, ENGINE_DROPPED};
 use crate::engine::FinishReason;
 use crate::engine::{Event, Usage};
 

@@ -1,11 +1,6 @@
 //! The OpenAI-compatible HTTP server over any [`Backend`]: `/v1/completions`,
 //! `/v1/chat/completions` (whole or streamed as server-sent events), `/v1/models`,
 //! `/health` and Prometheus `/metrics`.
-//!
-//! Each request's events come from the engine's thread through an unbounded channel (the
-//! sink must not block). The receiving end lives in the handler, or in the SSE body while
-//! streaming, so when a client goes away the receiver is dropped, the sink returns false
-//! and the engine cancels the request.
 
 use std::sync::Arc;
 
@@ -18,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::error::{method_not_allowed, unknown_route, ApiError};
 use super::ids::unix_seconds;
@@ -29,13 +23,11 @@ use super::request::{
     prompt_ids,
 };
 use super::response::{event_stream, Endpoint, Reply};
-use crate::engine::FinishReason;
-use crate::engine::{Backend, CompletionRequest, Event, EventSink, Usage};
+use super::state::{collect, submit, AppState};
+use crate::engine::{Backend, CompletionRequest};
 
 /// `max_tokens` of `/v1/completions` when the request has none (OpenAI's default).
 pub(super) const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
-/// The error when a sink is dropped without `Done` or `Failed` (an engine bug).
-pub(super) const ENGINE_DROPPED: &str = "the engine dropped the request before it finished";
 
 /// The routes of the server, answering for `backend`.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
@@ -62,32 +54,6 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(backend)).await
-}
-
-#[derive(Clone)]
-pub(super) struct AppState {
-    pub(super) backend: Arc<dyn Backend>,
-    /// `created` of the model card: when the server started
-    pub(super) started: u64,
-}
-
-impl AppState {
-    /// Requests may name the served model or no model at all.
-    pub(super) fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
-        match model {
-            Some(m) if m != self.backend.model_id() => Err(ApiError::model_not_found(m)),
-            _ => Ok(()),
-        }
-    }
-
-    pub(super) fn model_card(&self) -> ModelCard {
-        ModelCard {
-            id: self.backend.model_id().to_string(),
-            object: "model",
-            created: self.started,
-            owned_by: "headroom",
-        }
-    }
 }
 
 pub(super) async fn health() -> Json<Value> {
@@ -189,43 +155,4 @@ pub(super) async fn run(
     }
     let done = collect(events).await?;
     Ok(reply.whole(done))
-}
-
-/// Queues `req` on the backend, with a sink that forwards its events into a channel.
-pub(super) fn submit(
-    backend: &dyn Backend,
-    req: CompletionRequest,
-) -> Result<UnboundedReceiver<Event>, ApiError> {
-    let (tx, rx) = unbounded_channel();
-    // `send` fails only once the receiver is dropped: the client is gone.
-    let sink: EventSink = Box::new(move |event| tx.send(event).is_ok());
-    backend.submit(req, sink)?;
-    Ok(rx)
-}
-
-/// A finished completion.
-pub(super) struct Finished {
-    pub(super) text: String,
-    pub(super) finish: FinishReason,
-    pub(super) usage: Usage,
-}
-
-/// Gathers the text of a request until it is done.
-pub(super) async fn collect(mut events: UnboundedReceiver<Event>) -> Result<Finished, ApiError> {
-    let mut text = String::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Delta { text: t, .. } => text.push_str(&t),
-            Event::Done { finish, usage } => {
-                return Ok(Finished {
-                    text,
-                    finish,
-                    usage,
-                })
-            }
-            Event::Failed(message) => return Err(ApiError::server(message)),
-            Event::Attention(_) => {}
-        }
-    }
-    Err(ApiError::server(ENGINE_DROPPED))
 }

@@ -3,9 +3,9 @@
 //! engine (`Event::Attention`): the step's own queries against the keys in the KV cache.
 
 use super::session::{EngineState, StreamHandle};
+use crate::engine::SamplingParams;
 use crate::engine::{Backend, CompletionRequest};
 use crate::model::gpu_model::AttentionProbe;
-use crate::ops::sample::SamplingParams;
 use egui::{Color32, RichText};
 use std::sync::Arc;
 

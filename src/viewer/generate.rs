@@ -2,8 +2,8 @@
 //! the real model at once (continuous batching in the serving engine).
 
 use super::session::{EngineState, StreamHandle};
+use crate::engine::SamplingParams;
 use crate::engine::{Backend, CompletionRequest};
-use crate::ops::sample::SamplingParams;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use egui::RichText;
 

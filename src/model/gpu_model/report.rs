@@ -6,7 +6,7 @@
 
 use super::{GpuModel, ModelError, SequencePart};
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer};
-use crate::ops::{Cost, StepShape};
+use crate::ops::Cost;
 
 /// What to measure or capture during one step, beyond sampling.
 #[derive(Clone, Copy, Debug, Default)]
@@ -150,7 +150,6 @@ impl GpuModel {
         parts: &[SequencePart<'_>],
         probe: StepProbe,
     ) -> Result<StepReport, ModelError> {
-        let (rows, outs, tokens) = self.check_parts(parts)?;
         let probe_row = match probe.attention_of {
             Some(p) if p >= parts.len() => {
                 return Err(ModelError::Invalid(format!(
@@ -164,21 +163,10 @@ impl GpuModel {
             }
             None => None,
         };
-        self.write_tokens(&tokens)?;
-        let max_context = self.write_step(0, &rows, &outs);
-        let shape = StepShape {
-            n_tokens: rows.len() as u32,
-            pos0: 0,
-            n_out_rows: outs.len() as u32,
-            max_context,
-        };
-        let lens: Vec<u32> = rows.iter().map(|r| r.context_len).collect();
-        let ops: Vec<&dyn crate::ops::Op> = self
-            .layers
-            .iter()
-            .chain(self.head.iter())
-            .map(|o| o.as_ref())
-            .collect();
+        let step = self.prepare(parts)?;
+        let (shape, rows) = (step.shape, &step.rows);
+        let lens = step.context_lens();
+        let ops: Vec<&dyn crate::ops::Op> = self.ops().collect();
         let costs: Vec<Cost> = ops.iter().map(|o| o.cost_of_rows(&shape, &lens)).collect();
         let cost = costs.iter().fold(Cost::default(), |a, &c| a + c);
 
@@ -245,17 +233,14 @@ impl GpuModel {
         if let Some(c) = clock {
             c.resolve(&mut enc, timed_pairs);
         }
-        let sample_bytes = 4 * outs.len() as u64;
+        let sample_bytes = 4 * step.sampled as u64;
         if sample_bytes > 0 {
-            self.batch_readback
+            self.readback
                 .copy_from(&mut enc, &self.tokens, sample_bytes);
         }
         self.gpu.queue.submit([enc.finish()]);
         let sampled = if sample_bytes > 0 {
-            let bytes = self
-                .batch_readback
-                .read_async(&self.gpu, sample_bytes)
-                .await?;
+            let bytes = self.readback.read_async(&self.gpu, sample_bytes).await?;
             bytemuck::cast_slice::<u8, u32>(&bytes).to_vec()
         } else {
             self.gpu.wait_async().await?;

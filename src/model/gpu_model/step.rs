@@ -1,0 +1,336 @@
+//! Running steps: one forward pass over parts of several sequences (prefill chunks and
+//! single tokens to decode, each with its own block table), the same decode step chained
+//! on the GPU, and what a step costs.
+//!
+//! Every way of running a step goes through [`GpuModel::prepare`], which checks the parts
+//! and writes the step's token ids, query rows, block tables and logits rows; then the
+//! prepared step is recorded into a compute pass (`record`), submitted, and its sampled ids
+//! read back.
+
+use super::{GpuModel, ModelError};
+use crate::kv::{QueryRow, StepMeta};
+use crate::ops::sample::SamplingParams;
+use crate::ops::{Cost, OutRow, StepParams, StepShape};
+
+/// Most decode steps submitted back to back before one readback.
+pub const MAX_STEPS_PER_READBACK: usize = 32;
+
+/// One sequence's share of a step.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencePart<'a> {
+    /// ids at positions `pos0..` (a prefill chunk, or the one token to decode)
+    pub tokens: &'a [u32],
+    /// positions 0..pos0 are already in the sequence's blocks
+    pub pos0: usize,
+    /// the sequence's blocks in order, covering at least positions 0..pos0 + tokens.len()
+    pub table: &'a [u32],
+    /// draw the token after the last one with these settings, as the sequence's
+    /// `counter`-th draw
+    pub sample: Option<(SamplingParams, u32)>,
+}
+
+/// A step whose rows, tables and parameters are on the GPU, ready to record. The state
+/// stays until the next step is prepared, so the same step can be recorded and submitted
+/// again (benchmarks do: each run appends the same positions again).
+pub struct PreparedStep<'a> {
+    /// one per token row, in order
+    pub rows: Vec<QueryRow<'a>>,
+    /// rows that get logits, in the order of their parts
+    pub sampled: usize,
+    pub shape: StepShape,
+}
+
+impl PreparedStep<'_> {
+    /// Each token row's context length (its own position included).
+    pub fn context_lens(&self) -> Vec<u32> {
+        self.rows.iter().map(|r| r.context_len).collect()
+    }
+}
+
+impl GpuModel {
+    /// Checks `parts`, writes their token ids, query rows, block tables and logits rows
+    /// and the attention's split to the GPU. A part's tokens go to positions `pos0..`,
+    /// each attends over its sequence's positions up to its own, and its keys and values
+    /// are written into its table's blocks.
+    pub fn prepare<'a>(&self, parts: &[SequencePart<'a>]) -> Result<PreparedStep<'a>, ModelError> {
+        let (rows, outs, tokens) = self.check_parts(parts)?;
+        self.write_tokens(&tokens)?;
+        let max_context = self.write_rows(&rows, &outs);
+        let shape = StepShape {
+            n_tokens: rows.len() as u32,
+            pos0: 0,
+            n_out_rows: outs.len() as u32,
+            max_context,
+        };
+        Ok(PreparedStep {
+            rows,
+            sampled: outs.len(),
+            shape,
+        })
+    }
+
+    /// Records every op of a prepared step into `pass` (e.g. a pass that
+    /// `gpu::timing::GpuTimer` times). The step must have been prepared last.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, step: &PreparedStep<'_>) {
+        for op in self.ops() {
+            op.record(pass, &step.shape);
+        }
+    }
+
+    /// One forward pass over `parts` (see [`prepare`](Self::prepare)). Parts with
+    /// `sample` get the next token drawn from the logits of their last row; the sampled
+    /// ids come back in the order of those parts.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn forward(&self, parts: &[SequencePart<'_>]) -> Result<Vec<u32>, ModelError> {
+        Ok(self.decode_chain(parts, 1)?.remove(0))
+    }
+
+    /// `steps` forward passes submitted back to back with one readback at the end, so the
+    /// host never waits between them. The first runs `parts`; each later one decodes,
+    /// for every part, the token the step before sampled for it, one position further and
+    /// as the next draw. So from the second step on every part must be a single sampled
+    /// token (a decode row); any parts may make up a one-step chain. Returns the sampled
+    /// ids of each step.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn decode_chain(
+        &self,
+        parts: &[SequencePart<'_>],
+        steps: usize,
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        if steps == 0 || steps > MAX_STEPS_PER_READBACK {
+            return Err(ModelError::Invalid(format!(
+                "a chain takes 1..={MAX_STEPS_PER_READBACK} steps, got {steps}"
+            )));
+        }
+        if steps > 1
+            && parts
+                .iter()
+                .any(|p| p.tokens.len() != 1 || p.sample.is_none())
+        {
+            return Err(ModelError::Invalid(
+                "a chain of steps takes one sampled token per part".into(),
+            ));
+        }
+        let first = self.prepare(parts)?;
+        let n = first.sampled;
+        let row_bytes = 4 * n as u64;
+        let mut enc = self.encode(&first);
+        if n > 0 {
+            enc.copy_buffer_to_buffer(&self.tokens, 0, self.readback.buffer(), 0, row_bytes);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        for k in 1..steps {
+            // the ids sampled into rows 0..n are this step's inputs, in place
+            let next: Vec<QueryRow> = first
+                .rows
+                .iter()
+                .map(|r| QueryRow {
+                    context_len: r.context_len + k as u32,
+                    ..*r
+                })
+                .collect();
+            if let Some(bad) = next
+                .iter()
+                .find(|r| r.context_len as usize > self.options.context)
+            {
+                return Err(ModelError::Invalid(format!(
+                    "position {} is past the context of {} tokens",
+                    bad.context_len - 1,
+                    self.options.context
+                )));
+            }
+            let outs: Vec<OutRow> = parts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.sample.map(|(s, counter)| (i, s, counter)))
+                .map(|(i, s, counter)| OutRow::new(i as u32, &s, counter + k as u32))
+                .collect();
+            let max_context = self.write_rows(&next, &outs);
+            let step = PreparedStep {
+                shape: StepShape {
+                    max_context,
+                    ..first.shape
+                },
+                rows: next,
+                sampled: n,
+            };
+            let mut enc = self.encode(&step);
+            enc.copy_buffer_to_buffer(
+                &self.tokens,
+                0,
+                self.readback.buffer(),
+                k as u64 * row_bytes,
+                row_bytes,
+            );
+            // this step's parameters are written after the previous submit and before
+            // this one, so each step sees its own
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        if n == 0 {
+            self.gpu.wait()?;
+            return Ok(vec![Vec::new(); steps]);
+        }
+        let bytes = self.readback.read(&self.gpu, steps as u64 * row_bytes)?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes)
+            .chunks(n)
+            .map(<[u32]>::to_vec)
+            .collect())
+    }
+
+    /// The logits of the last step's first `rows` sampled rows (in the order of their
+    /// parts).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn logits_rows(&self, rows: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        if rows == 0 || rows > self.max_out_rows {
+            return Err(ModelError::Invalid(format!(
+                "the logits buffer holds 1..={} rows, asked for {rows}",
+                self.max_out_rows
+            )));
+        }
+        let v = self.config.vocab_size;
+        let all = self.gpu.read_f32(&self.logits, rows * v)?;
+        Ok(all.chunks(v).map(<[f32]>::to_vec).collect())
+    }
+
+    /// What one step reads, writes and computes, summed over its ops, for token rows that
+    /// see `context_lens` positions each (their own included), `sampled` of them with
+    /// logits.
+    pub fn step_cost(&self, context_lens: &[u32], sampled: usize) -> Cost {
+        let shape = StepShape {
+            n_tokens: context_lens.len() as u32,
+            pos0: 0,
+            n_out_rows: sampled as u32,
+            max_context: context_lens.iter().copied().max().unwrap_or(0),
+        };
+        self.ops().fold(Cost::default(), |acc, op| {
+            acc + op.cost_of_rows(&shape, context_lens)
+        })
+    }
+
+    /// Every op of a step, in order.
+    pub(super) fn ops(&self) -> impl Iterator<Item = &dyn crate::ops::Op> {
+        self.layers
+            .iter()
+            .chain(self.head.iter())
+            .map(|o| o.as_ref())
+    }
+
+    /// Checks the parts of a step; returns its query rows, logits rows and token ids.
+    #[allow(clippy::type_complexity)]
+    fn check_parts<'a>(
+        &self,
+        parts: &[SequencePart<'a>],
+    ) -> Result<(Vec<QueryRow<'a>>, Vec<OutRow>, Vec<u32>), ModelError> {
+        let bs = self.options.kv_block_size;
+        let n: usize = parts.iter().map(|p| p.tokens.len()).sum();
+        if n == 0 || n > self.options.max_chunk {
+            return Err(ModelError::Invalid(format!(
+                "a step takes 1..={} token rows, got {n}",
+                self.options.max_chunk
+            )));
+        }
+        let sampled = parts.iter().filter(|p| p.sample.is_some()).count();
+        if sampled > self.max_out_rows {
+            return Err(ModelError::Invalid(format!(
+                "a step samples at most {} sequences, got {sampled}",
+                self.max_out_rows
+            )));
+        }
+        let mut rows = Vec::with_capacity(n);
+        let mut outs = Vec::with_capacity(sampled);
+        let mut tokens = Vec::with_capacity(n);
+        for (i, p) in parts.iter().enumerate() {
+            let end = p.pos0 + p.tokens.len();
+            if p.tokens.is_empty() || end > self.options.context {
+                return Err(ModelError::Invalid(format!(
+                    "part {i}: {} tokens at position {} do not fit the context of {}",
+                    p.tokens.len(),
+                    p.pos0,
+                    self.options.context
+                )));
+            }
+            if p.table.len() * bs < end {
+                return Err(ModelError::Invalid(format!(
+                    "part {i}: {} blocks of {bs} do not cover position {}",
+                    p.table.len(),
+                    end - 1
+                )));
+            }
+            if let Some(b) = p.table.iter().find(|&&b| b as usize >= self.pool.blocks) {
+                return Err(ModelError::Invalid(format!(
+                    "part {i}: block {b} is outside the pool of {}",
+                    self.pool.blocks
+                )));
+            }
+            for t in 0..p.tokens.len() {
+                let row = rows.len() as u32;
+                rows.push(QueryRow {
+                    context_len: (p.pos0 + t + 1) as u32,
+                    table: p.table,
+                    q_row: row,
+                    out_row: row,
+                });
+            }
+            tokens.extend_from_slice(p.tokens);
+            if let Some((sampling, counter)) = &p.sample {
+                sampling.validate().map_err(ModelError::Invalid)?;
+                outs.push(OutRow::new(rows.len() as u32 - 1, sampling, *counter));
+            }
+        }
+        Ok((rows, outs, tokens))
+    }
+
+    fn write_tokens(&self, ids: &[u32]) -> Result<(), ModelError> {
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        self.gpu
+            .queue
+            .write_buffer(&self.tokens, 0, bytemuck::cast_slice(ids));
+        Ok(())
+    }
+
+    /// Writes the step parameters, the logits rows, the query rows with their block
+    /// tables, and the attention's split for them; returns the longest context.
+    fn write_rows(&self, rows: &[QueryRow<'_>], outs: &[OutRow]) -> u32 {
+        let params = StepParams {
+            n_tokens: rows.len() as u32,
+            pos0: 0,
+            n_out_rows: outs.len() as u32,
+            _pad: 0,
+        };
+        self.gpu
+            .queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&params));
+        self.gpu
+            .queue
+            .write_buffer(&self.out_rows, 0, bytemuck::cast_slice(outs));
+        let meta = StepMeta::new(rows, self.options.max_chunk);
+        self.gpu
+            .queue
+            .write_buffer(&self.meta, 0, bytemuck::cast_slice(&meta.words));
+        self.attention.prepare(&self.gpu, &meta);
+        meta.max_context
+    }
+
+    /// An encoder holding one compute pass with the prepared step recorded.
+    fn encode(&self, step: &PreparedStep<'_>) -> wgpu::CommandEncoder {
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            self.record(&mut pass, step);
+        }
+        enc
+    }
+}

@@ -1,0 +1,324 @@
+//! What every architecture's graph is wired between: the step's parameters, the
+//! activation buffers (sized for the largest chunk), the paged KV pool with its per-step
+//! metadata, and one constructor per op so that an architecture file lists its layer as
+//! a sequence of named steps (see `model::llama`).
+
+use super::error::ModelError;
+use super::options::GpuModelOptions;
+use super::weights::{GraphMatrix, WeightProvider};
+use crate::gpu::{GpuContext, StorageFormat};
+use crate::kv::{KvLayout, KvPool};
+use crate::model::config::{llama3_rope_inv_freq, ModelConfig};
+use crate::model::source::TensorName;
+use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
+use crate::ops::elementwise::SiluMul;
+use crate::ops::embed::Embed;
+use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
+use crate::ops::rmsnorm::{NormRows, RmsNorm};
+use crate::ops::rope_kv::RopeKvAppend;
+use crate::ops::sample::Sample;
+use crate::ops::{Op, OutRow, StepParams};
+use std::sync::Arc;
+
+/// The activation rows of one forward pass, f32, `c` = the largest chunk of token rows.
+pub struct Activations {
+    /// `[c]` token ids in; the sampled ids out (one per logits row)
+    pub tokens: wgpu::Buffer,
+    /// `[c, hidden]` the residual stream
+    pub x: wgpu::Buffer,
+    /// `[c, hidden]` a normalised copy of x
+    pub xn: wgpu::Buffer,
+    /// `[c, (heads + 2 kv_heads) head_dim]` queries, keys and values
+    pub qkv: wgpu::Buffer,
+    /// `[c, heads head_dim]` attention outputs
+    pub attn: wgpu::Buffer,
+    /// `[c, 2 intermediate]` gate and up projections
+    pub gate_up: wgpu::Buffer,
+    /// `[c, intermediate]` silu(gate) * up
+    pub ffn_hidden: wgpu::Buffer,
+    /// `[rows with logits, hidden]` the final norm of those rows
+    pub x_last: wgpu::Buffer,
+    /// `[rows with logits, vocab]`
+    pub logits: wgpu::Buffer,
+    /// `[rows with logits]` each one's source row and sampling settings (`ops::OutRow`)
+    pub out_rows: wgpu::Buffer,
+}
+
+/// Everything a graph's ops are bound to.
+pub struct Graph {
+    pub gpu: Arc<GpuContext>,
+    pub cfg: ModelConfig,
+    /// how weight matrices are stored
+    pub weights: StorageFormat,
+    /// the per-step parameters (`ops::StepParams`)
+    pub step: wgpu::Buffer,
+    pub act: Activations,
+    pub kv_layout: KvLayout,
+    pub pool: KvPool,
+    /// per-step query rows and block tables, read by RoPE/KV-append and attention
+    pub meta: wgpu::Buffer,
+    /// u32 offset of the block tables in `meta`
+    pub table_base: u32,
+    pub attention: Arc<AttentionScratch>,
+    rope_inv_freq: wgpu::Buffer,
+    /// bound where an op takes an optional buffer it does not use
+    no_bias: wgpu::Buffer,
+}
+
+impl Graph {
+    /// Allocates the activations for chunks of `options.max_chunk` rows (at most
+    /// `out_rows` of them with logits), a KV pool of `pool_blocks` blocks for
+    /// `options.context` positions per sequence, and the attention's scratch.
+    pub fn new(
+        gpu: Arc<GpuContext>,
+        cfg: &ModelConfig,
+        options: &GpuModelOptions,
+        pool_blocks: usize,
+        out_rows: usize,
+    ) -> Result<Graph, ModelError> {
+        let kv_layout = options.kv_layout(cfg);
+        let context = options.context;
+        let (h, inter, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
+        let qkv_width = (nh + 2 * nkv) * d;
+        let c = options.max_chunk;
+        let f32b = 4u64;
+        let rows = |n: usize, width: usize| (n * width) as u64 * f32b;
+        let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step"),
+            size: std::mem::size_of::<StepParams>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let act = Activations {
+            tokens: gpu.storage("tokens", rows(c, 1))?,
+            x: gpu.storage("x", rows(c, h))?,
+            xn: gpu.storage("xn", rows(c, h))?,
+            qkv: gpu.storage("qkv", rows(c, qkv_width))?,
+            attn: gpu.storage("attn", rows(c, nh * d))?,
+            gate_up: gpu.storage("gate_up", rows(c, 2 * inter))?,
+            ffn_hidden: gpu.storage("ffn_hidden", rows(c, inter))?,
+            x_last: gpu.storage("x_last", rows(out_rows, h))?,
+            logits: gpu.storage("logits", rows(out_rows, cfg.vocab_size))?,
+            out_rows: gpu.storage(
+                "out_rows",
+                (out_rows * std::mem::size_of::<OutRow>()) as u64,
+            )?,
+        };
+        let pool = KvPool::new(&gpu, kv_layout, pool_blocks)?;
+        // every token row of a step has a row of metadata; a prefill chunk's rows share
+        // one block table, so c tables of a whole context always fit
+        let table_words = c * context.div_ceil(kv_layout.block_size);
+        let meta = gpu.storage("step_meta", ((4 * c + table_words + 4) * 4) as u64)?;
+        let attention = Arc::new(AttentionScratch::new(
+            &gpu,
+            nh,
+            &kv_layout,
+            1.0 / (d as f32).sqrt(),
+            c,
+            context,
+            qkv_width,
+            nh * d,
+        )?);
+        let rope_inv_freq = gpu.storage_init(
+            "rope_inv_freq",
+            bytemuck::cast_slice(&llama3_rope_inv_freq(cfg)),
+        )?;
+        let no_bias = gpu.storage("no_bias", 16)?;
+        Ok(Graph {
+            cfg: cfg.clone(),
+            weights: options.weights,
+            step,
+            act,
+            kv_layout,
+            pool,
+            meta,
+            table_base: 4 * c as u32,
+            attention,
+            rope_inv_freq,
+            no_bias,
+            gpu,
+        })
+    }
+
+    /// Weight matrix `m` stacked from tensors of `parts` rows each, `cols` wide.
+    pub fn matrix(
+        &self,
+        w: &mut dyn WeightProvider,
+        m: GraphMatrix,
+        parts: &[usize],
+        cols: usize,
+    ) -> Result<WeightMatrix, ModelError> {
+        m.upload(w, &self.gpu, parts, cols, self.weights)
+    }
+
+    /// A vector of `n` weights (norm weights, biases) on the GPU, f32.
+    pub fn vector(
+        &self,
+        w: &mut dyn WeightProvider,
+        names: &[TensorName],
+        n: &[usize],
+    ) -> Result<wgpu::Buffer, ModelError> {
+        let mut v = Vec::new();
+        for (&name, &len) in names.iter().zip(n) {
+            v.extend(w.vector(name, len)?);
+        }
+        Ok(self
+            .gpu
+            .storage_init(&names[0].to_string(), bytemuck::cast_slice(&v))?)
+    }
+
+    /// x = table[token] for every token row.
+    pub fn embed(&self, table: &WeightMatrix) -> Box<dyn Op> {
+        let a = &self.act;
+        Box::new(Embed::new(&self.gpu, &self.step, table, &a.tokens, &a.x))
+    }
+
+    /// y = x / rms(x) * weight, every row.
+    pub fn rmsnorm(
+        &self,
+        weight: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Box<dyn Op> {
+        let (h, eps) = (self.cfg.hidden_size, self.cfg.rms_norm_eps);
+        Box::new(RmsNorm::new(
+            &self.gpu,
+            &self.step,
+            h,
+            eps,
+            weight,
+            x,
+            y,
+            NormRows::All,
+        ))
+    }
+
+    /// The final norm of the rows that get logits only (into `act.x_last`).
+    pub fn rmsnorm_logit_rows(&self, weight: &wgpu::Buffer) -> Box<dyn Op> {
+        let (h, eps, a) = (self.cfg.hidden_size, self.cfg.rms_norm_eps, &self.act);
+        Box::new(RmsNorm::new(
+            &self.gpu,
+            &self.step,
+            h,
+            eps,
+            weight,
+            &a.x,
+            &a.x_last,
+            NormRows::Logits(&a.out_rows),
+        ))
+    }
+
+    /// y = x W^T (+ bias).
+    pub fn matmul(
+        &self,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Box<dyn Op> {
+        self.matmul_mode(w, bias, x, y, MatmulMode::default())
+    }
+
+    /// y += x W^T (the residual add fused).
+    pub fn matmul_add(&self, w: &WeightMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Box<dyn Op> {
+        let mode = MatmulMode {
+            accumulate: true,
+            ..MatmulMode::default()
+        };
+        self.matmul_mode(w, None, x, y, mode)
+    }
+
+    /// logits = x_last W^T for the rows that get logits.
+    pub fn logits(&self, w: &WeightMatrix) -> Box<dyn Op> {
+        let mode = MatmulMode {
+            accumulate: false,
+            logits_rows: true,
+        };
+        let a = &self.act;
+        self.matmul_mode(w, None, &a.x_last, &a.logits, mode)
+    }
+
+    fn matmul_mode(
+        &self,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+    ) -> Box<dyn Op> {
+        Box::new(Matmul::new(
+            &self.gpu,
+            &self.step,
+            w,
+            bias,
+            x,
+            y,
+            mode,
+            &self.no_bias,
+        ))
+    }
+
+    /// RoPE on the queries and keys in `act.qkv`, then keys and values appended to layer
+    /// `layer`'s blocks of the KV cache.
+    pub fn rope_kv_append(&self, layer: usize) -> Box<dyn Op> {
+        let c = &self.cfg;
+        Box::new(RopeKvAppend::new(
+            &self.gpu,
+            &self.step,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+            &self.act.qkv,
+            &self.rope_inv_freq,
+            &self.meta,
+            self.table_base,
+            &self.kv_layout,
+            self.pool.blocks_per_binding,
+            &self.pool.layers[layer],
+        ))
+    }
+
+    /// attn = softmax(q K^T / sqrt(d)) V over each row's context in layer `layer`'s
+    /// cache, every KV head read once for its group of query heads.
+    pub fn attention(&self, layer: usize) -> Result<Box<dyn Op>, ModelError> {
+        let io = AttentionIo {
+            meta: &self.meta,
+            q: &self.act.qkv,
+            out: &self.act.attn,
+            pool: &self.pool.layers[layer],
+        };
+        Ok(Box::new(DecodeAttention::new(
+            &self.gpu,
+            &self.attention,
+            self.pool.blocks_per_binding,
+            &io,
+        )?))
+    }
+
+    /// h = silu(gate) * up.
+    pub fn silu_mul(&self) -> Box<dyn Op> {
+        let a = &self.act;
+        Box::new(SiluMul::new(
+            &self.gpu,
+            &self.step,
+            self.cfg.intermediate_size,
+            &a.gate_up,
+            &a.ffn_hidden,
+        ))
+    }
+
+    /// The next token of every logits row, drawn with that row's settings, into
+    /// `act.tokens`.
+    pub fn sample(&self) -> Box<dyn Op> {
+        let a = &self.act;
+        Box::new(Sample::new(
+            &self.gpu,
+            &self.step,
+            self.cfg.vocab_size,
+            &a.logits,
+            &a.tokens,
+            &a.out_rows,
+        ))
+    }
+}

@@ -1,0 +1,140 @@
+//! The llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral without sliding
+//! window, Qwen2 with its q/k/v biases) as a list of ops, top to bottom:
+//!
+//! ```text
+//! x = embed(tokens)
+//! for each layer:
+//!     x += Wo · attention(rope(Wqkv · rmsnorm(x) + bqkv), cache)   // keys, values appended
+//!     x += Wdown · (silu(Wgate · xn) * (Wup · xn)),  xn = rmsnorm(x)
+//! logits = lm_head · rmsnorm(x)  (rows that sample only) ; token = sample(logits)
+//! ```
+//!
+//! q/k/v and gate/up are each one matrix (stacked by rows), so a layer is nine kernels.
+
+use super::error::ModelError;
+use super::graph::Graph;
+use super::source::{LayerTensor, TensorName};
+use super::weights::{GraphMatrix, WeightProvider};
+use crate::ops::matmul::WeightMatrix;
+use crate::ops::Op;
+
+/// The ops of a built model: the layers (embedding first), then the head.
+pub struct BuiltGraph {
+    pub layers: Vec<Box<dyn Op>>,
+    pub head: Vec<Box<dyn Op>>,
+    /// bytes of all weights on the GPU
+    pub weight_bytes: u64,
+}
+
+/// One decoder layer's weights as the GPU holds them.
+struct LayerWeights {
+    attn_norm: wgpu::Buffer,
+    /// `[(heads + 2 kv_heads) head_dim, hidden]`
+    qkv: WeightMatrix,
+    /// q|k|v biases (qwen2)
+    qkv_bias: Option<wgpu::Buffer>,
+    /// `[hidden, heads head_dim]`
+    o: WeightMatrix,
+    ffn_norm: wgpu::Buffer,
+    /// `[2 intermediate, hidden]`
+    gate_up: WeightMatrix,
+    /// `[hidden, intermediate]`
+    down: WeightMatrix,
+}
+
+impl LayerWeights {
+    fn load(g: &Graph, w: &mut dyn WeightProvider, l: usize) -> Result<Self, ModelError> {
+        let c = &g.cfg;
+        let (h, d, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let (q, kv) = (c.num_heads * d, c.num_kv_heads * d);
+        let t = |t| TensorName::Layer(l, t);
+        use LayerTensor::*;
+        Ok(LayerWeights {
+            attn_norm: g.vector(w, &[t(AttnNorm)], &[h])?,
+            qkv: g.matrix(w, GraphMatrix::Qkv(l), &[q, kv, kv], h)?,
+            qkv_bias: match c.attention_bias {
+                true => Some(g.vector(w, &[t(Bq), t(Bk), t(Bv)], &[q, kv, kv])?),
+                false => None,
+            },
+            o: g.matrix(w, GraphMatrix::Wo(l), &[h], q)?,
+            ffn_norm: g.vector(w, &[t(FfnNorm)], &[h])?,
+            gate_up: g.matrix(w, GraphMatrix::GateUp(l), &[inter, inter], h)?,
+            down: g.matrix(w, GraphMatrix::Down(l), &[h], inter)?,
+        })
+    }
+
+    fn bytes(&self, hidden: usize) -> u64 {
+        let norms = 2 * hidden as u64 * 4;
+        self.qkv.bytes() + self.o.bytes() + self.gate_up.bytes() + self.down.bytes() + norms
+    }
+}
+
+/// Layer `l`: the attention block, then the MLP block, each added to the residual x.
+fn layer(g: &Graph, w: &LayerWeights, l: usize) -> Result<Vec<Box<dyn Op>>, ModelError> {
+    let a = &g.act;
+    Ok(vec![
+        g.rmsnorm(&w.attn_norm, &a.x, &a.xn),
+        g.matmul(&w.qkv, w.qkv_bias.as_ref(), &a.xn, &a.qkv),
+        g.rope_kv_append(l),
+        g.attention(l)?,
+        g.matmul_add(&w.o, &a.attn, &a.x),
+        g.rmsnorm(&w.ffn_norm, &a.x, &a.xn),
+        g.matmul(&w.gate_up, None, &a.xn, &a.gate_up),
+        g.silu_mul(),
+        g.matmul_add(&w.down, &a.ffn_hidden, &a.x),
+    ])
+}
+
+/// Loads every weight from `w` and lists the model's ops. `progress(done, total, what)`
+/// after the embedding, each layer, the final norm and the head; the browser paints
+/// between them.
+pub async fn build(
+    g: &Graph,
+    w: &mut dyn WeightProvider,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<BuiltGraph, ModelError> {
+    let c = &g.cfg;
+    let (h, vocab) = (c.hidden_size, c.vocab_size);
+    let total = 3 + c.num_layers;
+    let mut done = 0;
+    let mut step = |what: &str| {
+        done += 1;
+        progress(done, total, what);
+    };
+
+    let embedding = g.matrix(w, GraphMatrix::Embedding, &[vocab], h)?;
+    let mut weight_bytes = embedding.bytes();
+    let mut layers = vec![g.embed(&embedding)];
+    step("token_embedding");
+    crate::gpu::yield_now().await;
+
+    for l in 0..c.num_layers {
+        let lw = LayerWeights::load(g, w, l)?;
+        weight_bytes += lw.bytes(h);
+        layers.extend(layer(g, &lw, l)?);
+        step(&format!("layer {l}"));
+        crate::gpu::yield_now().await;
+    }
+
+    let final_norm = g.vector(w, &[TensorName::FinalNorm], &[h])?;
+    step("final_norm");
+    crate::gpu::yield_now().await;
+    let lm_head = match c.tie_word_embeddings {
+        true => embedding,
+        false => g.matrix(w, GraphMatrix::LmHead, &[vocab], h)?,
+    };
+    if !c.tie_word_embeddings {
+        weight_bytes += lm_head.bytes();
+    }
+    let head = vec![
+        g.rmsnorm_logit_rows(&final_norm),
+        g.logits(&lm_head),
+        g.sample(),
+    ];
+    step("lm_head");
+    Ok(BuiltGraph {
+        layers,
+        head,
+        weight_bytes,
+    })
+}

@@ -1,0 +1,48 @@
+//! How a model is stored on the GPU and how large its buffers are.
+
+use super::ModelConfig;
+use crate::gpu::StorageFormat;
+use crate::kv::KvLayout;
+
+/// Storage choices and sizes for a loaded model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GpuModelOptions {
+    /// how weight matrices are stored (f16 halves the bytes every token reads)
+    pub weights: StorageFormat,
+    /// how the KV cache is stored
+    pub kv: StorageFormat,
+    /// positions the KV cache holds
+    pub context: usize,
+    /// most tokens in one forward pass (longer prompts are prefilled in chunks)
+    pub max_chunk: usize,
+    /// positions per block of the paged KV cache
+    pub kv_block_size: usize,
+}
+
+impl Default for GpuModelOptions {
+    fn default() -> Self {
+        GpuModelOptions {
+            weights: StorageFormat::F16,
+            kv: StorageFormat::F16,
+            context: 4096,
+            max_chunk: 256,
+            kv_block_size: 16,
+        }
+    }
+}
+
+impl GpuModelOptions {
+    /// The KV cache's layout for `cfg` stored this way: a key and a value of `head_dim`
+    /// per KV head, position and layer.
+    pub fn kv_layout(&self, cfg: &ModelConfig) -> KvLayout {
+        KvLayout {
+            layers: cfg.num_layers,
+            kv_heads: cfg.num_kv_heads,
+            key_dim: cfg.head_dim,
+            value_dim: cfg.head_dim,
+            block_size: self.kv_block_size,
+            format: self.kv,
+            latent: false,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Where a model graph takes its weights from: a model file (uploaded from the host) or
+//! pseudo-random values made on the GPU, as the matrices the GPU holds (q/k/v and
+//! gate/up stacked by rows, so each is one matmul).
+
+use super::error::ModelError;
+use crate::gpu::{GpuContext, StorageFormat};
+use crate::model::source::{LayerTensor, LoadError, TensorName, WeightSource};
+use crate::ops::matmul::WeightMatrix;
+
+/// A weight matrix of the model graph as the GPU holds it (q/k/v and gate/up fused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphMatrix {
+    /// `[vocab, hidden]`
+    Embedding,
+    /// `[(heads + 2 kv_heads) head_dim, hidden]`: Wq, Wk, Wv stacked
+    Qkv(usize),
+    /// `[hidden, heads head_dim]`
+    Wo(usize),
+    /// `[2 intermediate, hidden]`: Wgate, Wup stacked
+    GateUp(usize),
+    /// `[hidden, intermediate]`
+    Down(usize),
+    /// `[vocab, hidden]` (untied heads only)
+    LmHead,
+}
+
+impl GraphMatrix {
+    fn label(self) -> String {
+        match self {
+            GraphMatrix::Embedding => "token_embedding".into(),
+            GraphMatrix::Qkv(l) => format!("layers.{l}.wqkv"),
+            GraphMatrix::Wo(l) => format!("layers.{l}.wo"),
+            GraphMatrix::GateUp(l) => format!("layers.{l}.w_gate_up"),
+            GraphMatrix::Down(l) => format!("layers.{l}.w_down"),
+            GraphMatrix::LmHead => "lm_head".into(),
+        }
+    }
+
+    /// The canonical tensors stacked (by rows) into this matrix.
+    fn tensors(self) -> Vec<TensorName> {
+        use LayerTensor::*;
+        let lt = |l, ts: &[LayerTensor]| ts.iter().map(|&t| TensorName::Layer(l, t)).collect();
+        match self {
+            GraphMatrix::Embedding => vec![TensorName::TokenEmbedding],
+            GraphMatrix::Qkv(l) => lt(l, &[Wq, Wk, Wv]),
+            GraphMatrix::Wo(l) => lt(l, &[Wo]),
+            GraphMatrix::GateUp(l) => lt(l, &[WGate, WUp]),
+            GraphMatrix::Down(l) => lt(l, &[WDown]),
+            GraphMatrix::LmHead => vec![TensorName::LmHead],
+        }
+    }
+
+    /// A small number per matrix, for seeds.
+    fn index(self) -> u32 {
+        match self {
+            GraphMatrix::Embedding => 0,
+            GraphMatrix::LmHead => 1,
+            GraphMatrix::Qkv(l) => 2 + 4 * l as u32,
+            GraphMatrix::Wo(l) => 3 + 4 * l as u32,
+            GraphMatrix::GateUp(l) => 4 + 4 * l as u32,
+            GraphMatrix::Down(l) => 5 + 4 * l as u32,
+        }
+    }
+}
+
+/// A weight matrix's values: read from a file, or made on the GPU.
+pub enum MatrixValues {
+    /// row-major `[rows, cols]`
+    Host(Vec<f32>),
+    /// uniform in ±scale from this seed (`WeightMatrix::random`)
+    Random { seed: u32, scale: f32 },
+}
+
+/// Where the graph builder takes its weights from.
+pub trait WeightProvider {
+    /// Where the weights come from, for messages.
+    fn name(&self) -> String;
+    /// The values of matrix `m`, `cols` wide, stacked from tensors of `parts` rows each
+    /// (one entry for a plain matrix).
+    fn matrix(
+        &mut self,
+        m: GraphMatrix,
+        parts: &[usize],
+        cols: usize,
+    ) -> Result<MatrixValues, ModelError>;
+    /// A vector of `n` values: norm weights and q/k/v biases.
+    fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError>;
+}
+
+impl GraphMatrix {
+    /// Matrix `m` on the GPU, `[sum(parts), cols]`, stored as `format`.
+    pub fn upload(
+        self,
+        w: &mut dyn WeightProvider,
+        gpu: &GpuContext,
+        parts: &[usize],
+        cols: usize,
+        format: StorageFormat,
+    ) -> Result<WeightMatrix, ModelError> {
+        let rows = parts.iter().sum();
+        let label = self.label();
+        Ok(match w.matrix(self, parts, cols)? {
+            MatrixValues::Host(v) => WeightMatrix::upload(gpu, &label, &v, rows, cols, format)?,
+            MatrixValues::Random { seed, scale } => {
+                WeightMatrix::random(gpu, &label, rows, cols, format, seed, scale)?
+            }
+        })
+    }
+}
+
+/// Reads a canonical tensor and checks its element count.
+fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f32>, ModelError> {
+    let t = src.load(name)?;
+    if t.data.len() != numel {
+        return Err(LoadError::new(
+            src.path(),
+            format!(
+                "{name}: expected {numel} elements, found {} (shape {:?})",
+                t.data.len(),
+                t.shape
+            ),
+        )
+        .into());
+    }
+    Ok(t.data)
+}
+
+/// The weights of a model file.
+pub struct FileWeights<'a>(pub &'a dyn WeightSource);
+
+impl WeightProvider for FileWeights<'_> {
+    fn name(&self) -> String {
+        self.0.path().to_string()
+    }
+
+    fn matrix(
+        &mut self,
+        m: GraphMatrix,
+        parts: &[usize],
+        cols: usize,
+    ) -> Result<MatrixValues, ModelError> {
+        let mut data = Vec::with_capacity(parts.iter().sum::<usize>() * cols);
+        for (name, &n) in m.tensors().into_iter().zip(parts) {
+            data.extend(load(self.0, name, n * cols)?);
+        }
+        Ok(MatrixValues::Host(data))
+    }
+
+    fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError> {
+        load(self.0, name, n)
+    }
+}
+
+/// Pseudo-random weights made on the GPU: matrices uniform in ±1/sqrt(cols) (so every
+/// projection shrinks the activations' scale a little and nothing overflows), norm
+/// weights 1, biases 0.
+pub struct RandomWeights {
+    pub seed: u32,
+}
+
+impl WeightProvider for RandomWeights {
+    fn name(&self) -> String {
+        format!("synthetic(seed {})", self.seed)
+    }
+
+    fn matrix(
+        &mut self,
+        m: GraphMatrix,
+        _parts: &[usize],
+        cols: usize,
+    ) -> Result<MatrixValues, ModelError> {
+        Ok(MatrixValues::Random {
+            seed: (self.seed ^ 0x5eed_5eed).wrapping_mul(0x2545_f491) ^ m.index(),
+            scale: 1.0 / (cols as f32).sqrt(),
+        })
+    }
+
+    fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError> {
+        let norm = matches!(
+            name,
+            TensorName::FinalNorm
+                | TensorName::Layer(_, LayerTensor::AttnNorm | LayerTensor::FfnNorm)
+        );
+        Ok(vec![if norm { 1.0 } else { 0.0 }; n])
+    }
+}
