@@ -21,10 +21,15 @@ independent implementation:
    France is", for checking src/model/cpu_reference.rs on the real model.
 
 Run from the repository root:  python3 scripts/make-quant-vectors.py
+(the model is looked for where scripts/fetch-model.sh puts it). Every file written records
+its provenance: the command, the date, the versions, and the model's sha256.
 """
 
+import datetime
+import hashlib
 import json
 import os
+import platform
 import sys
 
 import numpy as np
@@ -34,7 +39,12 @@ from gguf.quants import dequantize, quantize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "data", "quant")
-MODEL = os.path.expanduser("~/.cache/headroom/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+# where scripts/fetch-model.sh puts the model (and headroom's default_model_path looks)
+MODEL = os.environ.get("HEADROOM_MODEL") or os.path.join(
+    os.environ.get("HEADROOM_MODEL_DIR")
+    or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                    "headroom", "models"),
+    "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 # byte offsets of the f16 scale fields inside one block
 F16_FIELDS = {
@@ -69,7 +79,7 @@ def quant_vectors(rng):
         write(ty, 2 * block, q.reshape(-1), rng, manifest)
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"generator": "scripts/make-quant-vectors.py", "gguf_py": gguf_version(),
-                   "types": manifest}, f, indent=1)
+                   "provenance": provenance(), "types": manifest}, f, indent=1)
         f.write("\n")
 
 
@@ -79,6 +89,25 @@ def write(ty, n, q, rng, manifest):
     q.astype(np.uint8).tofile(os.path.join(OUT, f"{ty.name}.q.bin"))
     y.astype("<f4").tofile(os.path.join(OUT, f"{ty.name}.f32.bin"))
     manifest.append({"type": ty.name, "id": int(ty), "n_elements": n})
+
+
+def provenance(model=False):
+    """What made a file: command, date, versions, and (for model-derived files) the model."""
+    p = {
+        "command": "python3 scripts/make-quant-vectors.py",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gguf_py": gguf_version(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    if model:
+        h = hashlib.sha256()
+        with open(MODEL, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        p["model"] = os.path.basename(MODEL)
+        p["model_sha256"] = h.hexdigest()
+    return p
 
 
 def gguf_version():
@@ -102,7 +131,8 @@ def smollm2_vectors():
     r = gguf.GGUFReader(MODEL)
     n_head = int(r.fields["llama.attention.head_count"].parts[-1][0])
     n_kv = int(r.fields["llama.attention.head_count_kv"].parts[-1][0])
-    out = {"generator": "scripts/make-quant-vectors.py", "model": os.path.basename(MODEL)}
+    out = {"generator": "scripts/make-quant-vectors.py", "model": os.path.basename(MODEL),
+           "provenance": provenance(model=True)}
     rows = [0, 1, 2, 31, 32, 33, 63, 64, 100, 191]
     cols = [0, 1, 2, 3, 100, 575]
     for t in r.tensors:
@@ -203,6 +233,7 @@ def smollm2_logits():
     path = os.path.join(ROOT, "tests", "data", "smollm2_logits.json")
     with open(path, "w") as fh:
         json.dump({"generator": "scripts/make-quant-vectors.py", "model": os.path.basename(MODEL),
+                   "provenance": provenance(model=True),
                    "text": "The capital of France is", "tokens": tokens, "steps": out}, fh, indent=1)
         fh.write("\n")
     print("wrote", path, "next token after the text:", out[-1]["top5_ids"][0])

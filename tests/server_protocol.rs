@@ -6,6 +6,8 @@
 //! The backend is fake but the tokenizer is the default model's (skipped without the model,
 //! except in CI).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -161,24 +163,12 @@ fn play_script(req: CompletionRequest, mut sink: EventSink, cancelled: &AtomicBo
 // ---------------------------------------------------------------------------------------
 // The server under test
 
-/// The default model's tokenizer, or None (with a note) when the model is absent outside CI.
+/// The default model's tokenizer (None where `common::default_model` skips).
 fn tokenizer() -> Option<Tokenizer> {
     static TOKENIZER: OnceLock<Option<Tokenizer>> = OnceLock::new();
     TOKENIZER
         .get_or_init(|| {
-            let path = headroom::engine::default_model_path();
-            if !path.exists() {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "the default model is missing at {} (.ci/run fetches it)",
-                    path.display()
-                );
-                eprintln!(
-                    "skipping: no model at {} (run scripts/fetch-model.sh)",
-                    path.display()
-                );
-                return None;
-            }
+            let path = common::default_model()?;
             Some(
                 headroom::engine::open(&path)
                     .expect("open the default model")

@@ -7,31 +7,13 @@
 //!
 //! Skips, saying so, when the model file is absent.
 
-use std::path::PathBuf;
+mod common;
+
+use common::default_model;
 
 use headroom::formats::gguf::GgufFile;
 use headroom::tokenizer::{vocab_from_gguf, ChatMessage, StreamDecoder, Tokenizer};
 use serde_json::Value;
-
-const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn model_path() -> Option<PathBuf> {
-    let dir = std::env::var_os("HEADROOM_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/headroom/models"))
-        })?;
-    let p = dir.join(MODEL);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: {} not found (set HEADROOM_MODELS or run scripts/fetch-model.sh)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn fixture() -> Value {
     let p = concat!(
@@ -42,7 +24,7 @@ fn fixture() -> Value {
 }
 
 fn load() -> Option<Tokenizer> {
-    let path = model_path()?;
+    let path = default_model()?;
     let g = GgufFile::open(&path).expect("open GGUF");
     let v = vocab_from_gguf(&g).expect("tokenizer metadata");
     Some(Tokenizer::from_gguf_vocab(&v).expect("build tokenizer"))

@@ -16,8 +16,8 @@ pub use api::{Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, Sub
 pub use generate::generate;
 pub use generate::{FinishReason, GenerateRequest, GenerateResult, GenerateStats};
 pub use open::{
-    default_model_path, open_gguf_bytes, open_hf_files, parse_bytes, pool_blocks, upload_paged,
-    LoadOptions, ModelFiles, DEFAULT_KV_MEMORY_CAP, DEFAULT_MODEL_FILE,
+    default_model_for_tests, default_model_path, open_gguf_bytes, open_hf_files, parse_bytes,
+    pool_blocks, upload_paged, LoadOptions, ModelFiles, DEFAULT_KV_MEMORY_CAP, DEFAULT_MODEL_FILE,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::{open, open_engine};

@@ -42,6 +42,29 @@ pub fn default_model_path() -> PathBuf {
     dir.join(DEFAULT_MODEL_FILE)
 }
 
+/// The default model for a test that needs it: its path when it is there. When it is
+/// missing, None if `HEADROOM_SKIP_MODEL_TESTS=1` says to skip (and it says so), else a
+/// panic that names the fix. `.ci/run` never sets the variable.
+#[doc(hidden)]
+pub fn default_model_for_tests() -> Option<PathBuf> {
+    let path = default_model_path();
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var_os("HEADROOM_SKIP_MODEL_TESTS").is_some_and(|v| v == "1") {
+        eprintln!(
+            "SKIPPED: no model at {} and HEADROOM_SKIP_MODEL_TESTS=1",
+            path.display()
+        );
+        return None;
+    }
+    panic!(
+        "the default model is missing at {}: run scripts/fetch-model.sh (or set \
+         HEADROOM_SKIP_MODEL_TESTS=1 to skip the tests that need it)",
+        path.display()
+    );
+}
+
 /// A model's weights and its tokenizer.
 pub struct ModelFiles {
     pub weights: Box<dyn WeightSource>,

@@ -8,7 +8,7 @@ use super::api::{
 use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
 use super::FinishReason;
 use crate::kv::BlockPool;
-use crate::metrics::StepRecord;
+use crate::metrics::{StepRecord, Traffic};
 use crate::model::gpu_model::{GpuModel, ModelError, SequencePart, StepProbe};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use futures_channel::mpsc;
@@ -424,9 +424,7 @@ impl EngineLoop {
             sampled: sampled.len(),
             prefill_tokens,
             rows: work.iter().map(|w| w.len).sum(),
-            weight_bytes: report.cost.weight_bytes,
-            kv_bytes: report.cost.kv_bytes,
-            activation_bytes: report.cost.activation_bytes(),
+            traffic: Traffic::of(&report.cost),
             gpu_s: report.gpu_s,
             kernels: report.kernels,
         };

@@ -71,7 +71,11 @@ pub enum GpuError {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct GpuFeatures {
     pub shader_f16: bool,
+    /// the subgroup kernels run (offered, and not switched off)
     pub subgroups: bool,
+    /// the adapter offers subgroups (`HEADROOM_NO_SUBGROUPS` or `no_subgroups` may still
+    /// switch them off)
+    pub subgroups_offered: bool,
     pub timestamps: bool,
     /// smallest and largest subgroup (SIMD width) the adapter may use
     pub subgroup_min_size: u32,
@@ -174,6 +178,7 @@ impl GpuContext {
         let features = GpuFeatures {
             shader_f16: required.contains(wgpu::Features::SHADER_F16),
             subgroups: required.contains(wgpu::Features::SUBGROUP),
+            subgroups_offered: available.contains(wgpu::Features::SUBGROUP),
             timestamps: required.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroup_min_size: info.subgroup_min_size.max(1),
             subgroup_max_size: info.subgroup_max_size.max(1),

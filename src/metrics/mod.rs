@@ -11,4 +11,4 @@ pub mod probe;
 pub mod steps;
 pub mod units;
 
-pub use steps::{bin_steps, Bin, StepRecord, BIN_S};
+pub use steps::{bin_steps, Bin, StepRecord, Traffic, BIN_S};

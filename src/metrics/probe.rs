@@ -407,9 +407,13 @@ mod tests {
 
     const POISON: u32 = 0xdead_beef;
 
+    /// A fresh seed, or `HEADROOM_TEST_SEED` to replay one (as the integration tests do).
     fn rng() -> rand::rngs::StdRng {
-        let seed: u64 = rand::random();
-        eprintln!("seed: {seed}");
+        let seed = std::env::var("HEADROOM_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random::<u64>);
+        eprintln!("seed: {seed} (replay with HEADROOM_TEST_SEED={seed})");
         rand::rngs::StdRng::seed_from_u64(seed)
     }
 

@@ -3,6 +3,38 @@
 //! grouped into bins of time for rates.
 
 use crate::model::gpu_model::KernelTime;
+use crate::ops::Cost;
+
+/// The kernels' declared bytes of some work, split by what they are (see `ops::Cost`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Traffic {
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub activation_bytes: u64,
+}
+
+impl Traffic {
+    pub fn of(cost: &Cost) -> Traffic {
+        Traffic {
+            weight_bytes: cost.weight_bytes,
+            kv_bytes: cost.kv_bytes,
+            activation_bytes: cost.activation_bytes(),
+        }
+    }
+
+    /// All bytes read and written.
+    pub fn bytes(&self) -> u64 {
+        self.weight_bytes + self.kv_bytes + self.activation_bytes
+    }
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, o: Traffic) {
+        self.weight_bytes += o.weight_bytes;
+        self.kv_bytes += o.kv_bytes;
+        self.activation_bytes += o.activation_bytes;
+    }
+}
 
 /// One forward pass: throughput against batch size (`bench serve`), the viewer's live
 /// telemetry.
@@ -21,21 +53,13 @@ pub struct StepRecord {
     pub prefill_tokens: usize,
     /// token rows of the pass (prefill and decode)
     pub rows: usize,
-    /// the kernels' declared traffic, split (see `ops::Cost`)
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub activation_bytes: u64,
+    /// the kernels' declared traffic
+    #[serde(flatten)]
+    pub traffic: Traffic,
     /// GPU time from timestamps (None without them)
     pub gpu_s: Option<f64>,
     /// per kernel family, on the steps that time them (`EngineOptions::kernel_times_every`)
     pub kernels: Vec<KernelTime>,
-}
-
-impl StepRecord {
-    /// Bytes the step's kernels read and wrote.
-    pub fn bytes(&self) -> u64 {
-        self.weight_bytes + self.kv_bytes + self.activation_bytes
-    }
 }
 
 /// Width of the bins rates are computed over.
@@ -49,9 +73,7 @@ pub struct Bin {
     pub sampled: usize,
     pub prefill_tokens: usize,
     pub rows: usize,
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub activation_bytes: u64,
+    pub traffic: Traffic,
     /// GPU seconds of the steps that had timestamps, and their bytes
     pub gpu_s: f64,
     pub timed_bytes: u64,
@@ -86,13 +108,11 @@ pub fn bin_steps(steps: &[StepRecord]) -> Vec<Bin> {
         b.sampled += s.sampled;
         b.prefill_tokens += s.prefill_tokens;
         b.rows += s.rows;
-        b.weight_bytes += s.weight_bytes;
-        b.kv_bytes += s.kv_bytes;
-        b.activation_bytes += s.activation_bytes;
+        b.traffic += s.traffic;
         b.steps += 1;
         if let Some(g) = s.gpu_s {
             b.gpu_s += g;
-            b.timed_bytes += s.bytes();
+            b.timed_bytes += s.traffic.bytes();
         }
     }
     bins

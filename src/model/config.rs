@@ -147,3 +147,47 @@ pub fn llama3_rope_inv_freq(cfg: &ModelConfig) -> Vec<f32> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against numbers that Hugging Face transformers computed (tests/data/llama3_rope.json,
+    /// made by scripts/make-rope-fixture.py; its provenance names the versions), not
+    /// re-derived here: the GPU path and the CPU reference both use this function.
+    #[test]
+    fn llama3_rope_frequencies_match_transformers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/llama3_rope.json");
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let cases = doc["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 2);
+        for c in cases {
+            let f = |k: &str| c[k].as_f64().unwrap();
+            let mut cfg = crate::model::synthetic::tiny_config(Arch::Llama, 4, 4, true);
+            cfg.head_dim = f("head_dim") as usize;
+            cfg.rope_theta = f("rope_theta") as f32;
+            cfg.rope_scaling = Some(Llama3RopeScaling {
+                factor: f("factor") as f32,
+                low_freq_factor: f("low_freq_factor") as f32,
+                high_freq_factor: f("high_freq_factor") as f32,
+                original_max_position_embeddings: f("original_max_position_embeddings") as u32,
+            });
+            let want: Vec<f64> = c["inv_freq"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let got = llama3_rope_inv_freq(&cfg);
+            assert_eq!(got.len(), want.len());
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 2e-6 * w.abs(),
+                    "{}: inv_freq[{i}] = {g}, transformers {w}",
+                    c["name"]
+                );
+            }
+        }
+    }
+}

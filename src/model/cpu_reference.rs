@@ -315,12 +315,9 @@ mod tests {
     /// France is", which only works with q/k correctly un-permuted.
     #[test]
     fn smollm2_matches_numpy_reference() {
-        let path = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/headroom/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if !path.exists() {
-            eprintln!("note: {} absent, skipping", path.display());
+        let Some(path) = crate::engine::default_model_for_tests() else {
             return;
-        }
+        };
         let src = crate::model::gguf_model::GgufModel::open(&path).unwrap();
         let mut m = CpuModel::new(&src).unwrap();
         let json = std::fs::read_to_string(

@@ -395,16 +395,8 @@ mod tests {
     use crate::model::synthetic::{gguf_builder, tiny_config, GgufWriteOptions, SyntheticModel};
     use std::path::PathBuf;
 
-    const SMOLLM2: &str = ".cache/headroom/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-
     fn smollm2() -> Option<PathBuf> {
-        let p = PathBuf::from(std::env::var("HOME").ok()?).join(SMOLLM2);
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("note: {} absent, skipping", p.display());
-            None
-        }
+        crate::engine::default_model_for_tests()
     }
 
     fn open_bytes(b: &GgufBuilder) -> Result<GgufModel, LoadError> {

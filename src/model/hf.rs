@@ -523,12 +523,9 @@ mod tests {
     fn smollm2_gguf_to_hf_dir_round_trip() {
         use crate::model::cpu_reference::CpuModel;
         use crate::model::gguf_model::GgufModel;
-        let path = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/headroom/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if !path.exists() {
-            eprintln!("note: {} absent, skipping", path.display());
+        let Some(path) = crate::engine::default_model_for_tests() else {
             return;
-        }
+        };
         let g = GgufModel::open(&path).unwrap();
         let dir = tmp("smollm2");
         write_hf_dir(&dir, &g, HfDtype::F32, 2).unwrap();

@@ -181,6 +181,8 @@ struct Part {
 pub struct Matmul {
     /// decode kernels, one per token count 1..=VEC_MAX_ROWS
     vec: Vec<Arc<wgpu::ComputePipeline>>,
+    /// which decode kernel: "matmul_vec_subgroup" or the portable "matmul_vec"
+    decode_kernel: &'static str,
     /// weight rows per workgroup of the decode kernel
     vec_rows: u32,
     tiled: Arc<wgpu::ComputePipeline>,
@@ -193,6 +195,12 @@ pub struct Matmul {
 }
 
 impl Matmul {
+    /// The decode kernel this op runs: "matmul_vec_subgroup" where the context has
+    /// subgroups, else the portable "matmul_vec".
+    pub fn decode_kernel(&self) -> &'static str {
+        self.decode_kernel
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &GpuContext,
@@ -223,6 +231,7 @@ impl Matmul {
                     .constant("LANES", lanes);
             (src, 256 / lanes)
         };
+        let decode_kernel = src.name;
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
                 gpu.pipelines.get_with_layout(
@@ -265,6 +274,7 @@ impl Matmul {
             .collect();
         Matmul {
             vec,
+            decode_kernel,
             vec_rows,
             tiled,
             parts,

@@ -172,15 +172,15 @@ impl Telemetry {
                     .y_axis_label("MiB")
                     .show(ui, |p| {
                         p.line(
-                            Line::new("weights", per(|b| b.weight_bytes))
+                            Line::new("weights", per(|b| b.traffic.weight_bytes))
                                 .color(Color32::from_rgb(86, 156, 214)),
                         );
                         p.line(
-                            Line::new("KV cache", per(|b| b.kv_bytes))
+                            Line::new("KV cache", per(|b| b.traffic.kv_bytes))
                                 .color(Color32::from_rgb(230, 80, 80)),
                         );
                         p.line(
-                            Line::new("activations", per(|b| b.activation_bytes))
+                            Line::new("activations", per(|b| b.traffic.activation_bytes))
                                 .color(Color32::from_rgb(200, 200, 90)),
                         );
                     });
@@ -216,15 +216,15 @@ impl Telemetry {
             ui.vertical(|ui| {
                 ui.set_width(half);
                 if let Some(b) = done.last() {
-                    let total = b.weight_bytes + b.kv_bytes + b.activation_bytes;
+                    let total = b.traffic.bytes();
                     ui.label(RichText::new("last 0.5 s").strong());
                     ui.label(format!("{} steps, {} token rows, {} tokens sampled", b.steps, b.rows, b.sampled));
                     ui.label(format!(
                         "declared traffic {} = weights {} + KV {} + activations {}",
                         fmt_bytes(total),
-                        fmt_bytes(b.weight_bytes),
-                        fmt_bytes(b.kv_bytes),
-                        fmt_bytes(b.activation_bytes)
+                        fmt_bytes(b.traffic.weight_bytes),
+                        fmt_bytes(b.traffic.kv_bytes),
+                        fmt_bytes(b.traffic.activation_bytes)
                     ));
                     if let (Some(g), Some(peak)) = (b.gbps(), peak_gbps) {
                         ui.label(format!(
@@ -291,6 +291,7 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Traffic;
 
     fn step(at_s: f64, sampled: usize, gpu_s: Option<f64>) -> StepRecord {
         StepRecord {
@@ -301,9 +302,11 @@ mod tests {
             sampled,
             prefill_tokens: 0,
             rows: sampled,
-            weight_bytes: 1000,
-            kv_bytes: 200,
-            activation_bytes: 50,
+            traffic: Traffic {
+                weight_bytes: 1000,
+                kv_bytes: 200,
+                activation_bytes: 50,
+            },
             gpu_s,
             kernels: vec![],
         }
@@ -320,7 +323,7 @@ mod tests {
         assert_eq!(bins.len(), 2);
         assert_eq!(bins[0].sampled, 4);
         assert_eq!(bins[0].decode_tokens_per_s(), 8.0);
-        assert_eq!(bins[0].weight_bytes, 2000);
+        assert_eq!(bins[0].traffic.weight_bytes, 2000);
         // only the timed step's 1250 bytes over its 1 µs
         assert!((bins[0].gbps().unwrap() - 1.25).abs() < 1e-9);
         assert_eq!(bins[1].at_s, 0.5);

@@ -5,9 +5,13 @@
 
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::model::gpu_model::{GpuModel, SequencePart};
+use headroom::model::{
+    HostTensor, LoadError, ModelConfig, TensorName, TensorSummary, WeightSource,
+};
 use headroom::ops::sample::SamplingParams;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// The default adapter (lavapipe in CI), made once per test binary.
@@ -22,11 +26,29 @@ pub fn gpu() -> Arc<GpuContext> {
     .clone()
 }
 
-/// A generator with a fresh seed, printed so that a failure can be replayed.
+/// A fresh seed, printed so that a failure can be replayed: `HEADROOM_TEST_SEED=N` gives
+/// every random test that seed instead.
+pub fn seed() -> u64 {
+    let seed = match std::env::var("HEADROOM_TEST_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("HEADROOM_TEST_SEED={s:?} is not a u64")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("seed: {seed} (replay with HEADROOM_TEST_SEED={seed})");
+    seed
+}
+
+/// A generator seeded by [`seed`].
 pub fn rng() -> StdRng {
-    let seed: u64 = rand::random();
-    eprintln!("seed: {seed}");
-    StdRng::seed_from_u64(seed)
+    StdRng::seed_from_u64(seed())
+}
+
+/// The default model, or None where `HEADROOM_SKIP_MODEL_TESTS=1` skips the tests that
+/// need it (see `engine::default_model_for_tests`: without the variable, a missing model
+/// fails the test).
+pub fn default_model() -> Option<PathBuf> {
+    headroom::engine::default_model_for_tests()
 }
 
 /// `n` values uniform in ±scale.
@@ -95,4 +117,29 @@ pub fn greedy_step(model: &GpuModel, seq: usize, tokens: &[u32], pos0: usize) ->
 /// The logits of the last step's (first) sampled row.
 pub fn last_logits(model: &GpuModel) -> Vec<f32> {
     model.logits_rows(1).unwrap().remove(0)
+}
+
+/// A model file's weights under another config: a bug planted in a correct run (a wrong
+/// epsilon, a dropped RoPE scaling) without touching the code under test.
+pub struct WithConfig<'a> {
+    pub inner: &'a dyn WeightSource,
+    pub config: ModelConfig,
+}
+
+impl WeightSource for WithConfig<'_> {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    fn path(&self) -> &str {
+        self.inner.path()
+    }
+    fn has(&self, name: TensorName) -> bool {
+        self.inner.has(name)
+    }
+    fn load(&self, name: TensorName) -> Result<HostTensor, LoadError> {
+        self.inner.load(name)
+    }
+    fn summaries(&self) -> Vec<TensorSummary> {
+        self.inner.summaries()
+    }
 }

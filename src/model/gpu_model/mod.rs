@@ -10,8 +10,8 @@ pub use report::{softmax_in_place, AttentionProbe, KernelTime, StepProbe, StepRe
 pub use step::{PreparedStep, SequencePart, MAX_STEPS_PER_READBACK};
 
 pub use super::error::ModelError;
-pub use super::options::GpuModelOptions;
 use super::graph::Graph;
+pub use super::options::GpuModelOptions;
 use super::source::WeightSource;
 use super::weights::{FileWeights, RandomWeights, WeightProvider};
 use super::{llama, Arch, ModelConfig};
