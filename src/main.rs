@@ -93,6 +93,27 @@ impl From<Precision> for StorageFormat {
     }
 }
 
+/// How weight matrices are stored on the GPU.
+#[derive(Clone, Copy, ValueEnum)]
+enum WeightsArg {
+    /// as the GGUF stores them where a kernel reads that form (Q4_0, Q4_1, Q8_0 blocks,
+    /// dequantized in registers), else f16
+    Native,
+    F16,
+    F32,
+}
+
+impl WeightsArg {
+    /// (float format, keep quantization blocks)
+    fn storage(self) -> (StorageFormat, bool) {
+        match self {
+            WeightsArg::Native => (StorageFormat::F16, true),
+            WeightsArg::F16 => (StorageFormat::F16, false),
+            WeightsArg::F32 => (StorageFormat::F32, false),
+        }
+    }
+}
+
 #[derive(Args, Clone)]
 struct ModelArgs {
     /// a GGUF file or a Hugging Face directory [default: $HEADROOM_MODEL, else SmolLM2-135M-Instruct in ~/.cache/headroom/models]
@@ -106,7 +127,7 @@ struct ModelArgs {
     context: Option<usize>,
     /// how weights are stored on the GPU
     #[arg(long, value_enum, default_value = "f16")]
-    weights: Precision,
+    weights: WeightsArg,
     /// how the KV cache is stored on the GPU
     #[arg(long, value_enum, default_value = "f16")]
     kv: Precision,
@@ -240,8 +261,10 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     let context = args
         .context
         .unwrap_or(cfg.max_position_embeddings.clamp(1, 4096));
+    let (weights, quantized) = args.weights.storage();
     let options = GpuModelOptions {
-        weights: args.weights.into(),
+        weights,
+        quantized,
         kv: args.kv.into(),
         context,
         ..Default::default()
@@ -250,7 +273,7 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
         eprintln!(
             "adapter: {} | weights {} · KV cache {} · f32 math (shader-f16: {}, subgroups: {}, timestamps: {})",
             gpu.adapter_name(),
-            options.weights.name(),
+            options.weights_name(),
             options.kv.name(),
             gpu.features.shader_f16,
             gpu.features.subgroups,
@@ -277,9 +300,15 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     };
     let model = GpuModel::load(gpu, files.weights.as_ref(), options, &mut progress)?;
     if !quiet {
+        let by_format: Vec<String> = model
+            .weight_bytes_by_format
+            .iter()
+            .map(|(f, b)| format!("{f} {:.1}", *b as f64 / 1048576.0))
+            .collect();
         eprintln!(
-            "on the GPU: weights {:.1} MiB, KV cache {:.1} MiB",
+            "on the GPU: weights {:.1} MiB ({} MiB), KV cache {:.1} MiB",
             model.weight_bytes as f64 / 1048576.0,
+            by_format.join(", "),
             model.kv_cache_bytes as f64 / 1048576.0
         );
     }
@@ -317,7 +346,8 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         model: path.clone(),
         adapter: a.model.adapter.clone(),
         gpu: GpuModelOptions {
-            weights: a.model.weights.into(),
+            weights: a.model.weights.storage().0,
+            quantized: a.model.weights.storage().1,
             kv: a.model.kv.into(),
             context,
             max_chunk: a.max_chunk.max(1),
@@ -405,7 +435,7 @@ fn run_generate(a: GenerateArgs) -> Result<(), AnyError> {
             "decode_tokens_per_s": result.stats.decode_tokens_per_s,
             "ttft_ms": result.stats.ttft_s * 1000.0,
             "adapter": s.model.gpu.adapter_name(),
-            "weights": s.model.options.weights.name(),
+            "weights": s.model.options.weights_name(),
             "kv_cache": s.model.options.kv.name(),
         });
         println!("{out}");
@@ -542,7 +572,7 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     let bytes = (cost.bytes_read + cost.bytes_written) as f64;
     let out = serde_json::json!({
         "adapter": s.model.gpu.adapter_name(),
-        "weights": s.model.options.weights.name(),
+        "weights": s.model.options.weights_name(),
         "kv_cache": s.model.options.kv.name(),
         "subgroups": s.model.gpu.features.subgroups,
         "prompt_tokens": a.prompt_tokens,

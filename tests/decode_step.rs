@@ -6,7 +6,7 @@
 mod common;
 
 use common::{argmax, gpu, greedy_step, last_logits, max_rel_diff};
-use headroom::gpu::StorageFormat;
+use headroom::gpu::{StorageFormat, WeightFormat};
 use headroom::metrics::presets::tiny_config;
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions, ModelError, SequencePart};
 use headroom::ops::matmul::WeightMatrix;
@@ -15,6 +15,7 @@ use headroom::ops::sample::SamplingParams;
 fn options(format: StorageFormat, context: usize, max_chunk: usize) -> GpuModelOptions {
     GpuModelOptions {
         weights: format,
+        quantized: false,
         kv: format,
         context,
         max_chunk,
@@ -300,16 +301,16 @@ fn random_weight_matrices_are_seeded_bounded_and_split_like_uploads() {
     let g = gpu();
     let (rows, cols, scale) = (37usize, 24usize, 0.25f32);
     let read = |w: &WeightMatrix| -> Vec<f32> {
+        let WeightFormat::Float(format) = w.format else {
+            panic!("random matrices are floats")
+        };
         w.parts
             .iter()
             .flat_map(|p| {
                 let bytes = g
-                    .read_bytes(
-                        &p.buffer,
-                        (p.rows * cols * w.format.bytes_per_element()) as u64,
-                    )
+                    .read_bytes(&p.buffer, w.format.bytes_for(p.rows * cols))
                     .unwrap();
-                w.format.decode(&bytes)
+                format.decode(&bytes)
             })
             .collect()
     };

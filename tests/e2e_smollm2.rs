@@ -98,6 +98,14 @@ struct Tolerance {
     step_logits: f32,
 }
 
+/// How the run stores the weights.
+#[derive(Clone, Copy, Debug)]
+enum Weights {
+    Float(StorageFormat),
+    /// the file's Q4_1 blocks as stored (the rest f16)
+    Native,
+}
+
 /// A bug planted in an otherwise correct run, to show that the checks see it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Plant {
@@ -112,13 +120,7 @@ enum Plant {
 /// Runs the reference prompts named in `names` (all when empty) greedily with weights and
 /// KV cache stored as `weights`/`kv`, and checks every prompt's logits, then at every
 /// decode step the chosen and runner-up logits and the chosen id, against llama.cpp.
-fn check_greedy(
-    weights: StorageFormat,
-    kv: StorageFormat,
-    tol: Tolerance,
-    names: &[&str],
-    plant: Plant,
-) {
+fn check_greedy(weights: Weights, kv: StorageFormat, tol: Tolerance, names: &[&str], plant: Plant) {
     let Some(path) = default_model() else { return };
     let files = engine::open(&path).unwrap();
     let mut config = files.weights.config().clone();
@@ -129,8 +131,13 @@ fn check_greedy(
         inner: files.weights.as_ref(),
         config,
     };
+    let (format, quantized) = match weights {
+        Weights::Float(f) => (f, false),
+        Weights::Native => (StorageFormat::F16, true),
+    };
     let options = GpuModelOptions {
-        weights,
+        weights: format,
+        quantized,
         kv,
         context: 1024,
         max_chunk: 256,
@@ -236,7 +243,7 @@ const F16: Tolerance = Tolerance {
 #[test]
 fn greedy_continuations_match_llama_cpp_f32() {
     check_greedy(
-        StorageFormat::F32,
+        Weights::Float(StorageFormat::F32),
         StorageFormat::F32,
         F32,
         &[],
@@ -244,10 +251,17 @@ fn greedy_continuations_match_llama_cpp_f32() {
     );
 }
 
+/// The weights as the file stores them (Q4_1 blocks, dequantized in registers) with an f32
+/// KV cache: llama.cpp ran the same dequantized weights in f32, so the f32 tolerance holds.
+#[test]
+fn greedy_continuations_match_llama_cpp_native_weights() {
+    check_greedy(Weights::Native, StorageFormat::F32, F32, &[], Plant::None);
+}
+
 #[test]
 fn greedy_continuations_match_llama_cpp_f16_storage() {
     check_greedy(
-        StorageFormat::F16,
+        Weights::Float(StorageFormat::F16),
         StorageFormat::F16,
         F16,
         &[],
@@ -263,7 +277,7 @@ fn greedy_continuations_match_llama_cpp_f16_storage() {
 #[should_panic(expected = "factual: logits after the prompt differ")]
 fn planted_rmsnorm_epsilon_1e_6_is_caught() {
     check_greedy(
-        StorageFormat::F32,
+        Weights::Float(StorageFormat::F32),
         StorageFormat::F32,
         F32,
         &["factual"],
@@ -275,7 +289,7 @@ fn planted_rmsnorm_epsilon_1e_6_is_caught() {
 #[should_panic(expected = "factual: logits after the prompt differ")]
 fn planted_rmsnorm_epsilon_1e_4_is_caught() {
     check_greedy(
-        StorageFormat::F32,
+        Weights::Float(StorageFormat::F32),
         StorageFormat::F32,
         F32,
         &["factual"],
@@ -287,7 +301,7 @@ fn planted_rmsnorm_epsilon_1e_4_is_caught() {
 #[should_panic(expected = "factual: step 1: the chosen/runner-up logits differ")]
 fn planted_kv_append_one_position_late_is_caught() {
     check_greedy(
-        StorageFormat::F32,
+        Weights::Float(StorageFormat::F32),
         StorageFormat::F32,
         F32,
         &["factual"],

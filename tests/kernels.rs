@@ -4,6 +4,8 @@
 mod common;
 
 use common::{assert_close, gpu, randn, rng, rounded};
+use headroom::formats::quant::dequantize;
+use headroom::gpu::quant_layout::QuantType;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
@@ -275,6 +277,130 @@ fn rmsnorm_matches_cpu() {
             want.extend(xs.iter().zip(&w).map(|(&v, &wi)| v as f64 * s * wi as f64));
         }
         assert_close(&format!("rmsnorm t={t} h={h}"), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+/// `n` random GGML blocks of `ty`: random bytes (every bit pattern of the quants), with
+/// the f16 scale (and min) fields overwritten by values of either sign up to `scale`.
+fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Vec<u8> {
+    let bb = ty.ggml().type_size();
+    let halves = match ty {
+        QuantType::Q4_1 => 2,
+        QuantType::Q4_0 | QuantType::Q8_0 => 1,
+    };
+    let mut bytes: Vec<u8> = (0..blocks * bb).map(|_| r.random()).collect();
+    for b in 0..blocks {
+        for h in 0..halves {
+            let v = half::f16::from_f32((r.random::<f32>() * 2.0 - 1.0) * scale);
+            bytes[b * bb + 2 * h..b * bb + 2 * h + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// Weights kept as GGML blocks: the decode and tiled matmul paths and the embedding read
+/// Q4_0, Q4_1 and Q8_0 blocks as the file stores them and give the CPU dequantization's
+/// results (`formats::quant`, itself checked against python gguf), over parts that split
+/// rows where super-blocks do not end.
+#[test]
+fn quantized_weights_match_the_cpu_dequantization() {
+    let mut r = rng();
+    for g in gpus() {
+        let dummy = g.storage("dummy", 16).unwrap();
+        for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0] {
+            let wmax = match ty {
+                QuantType::Q8_0 => 0.02 * 128.0,
+                _ => 0.1 * 16.0,
+            };
+            let scale = if ty == QuantType::Q8_0 { 0.02 } else { 0.1 };
+            for &(t, k, n, split) in &[
+                (1usize, 64usize, 40usize, usize::MAX),
+                (5, 96, 37, 16),
+                (70, 160, 65, 30),
+            ] {
+                let blocks = random_blocks(&mut r, ty, n * k / 32, scale);
+                let w = dequantize(ty.ggml(), &blocks, n * k).unwrap();
+                let x = randn(&mut r, t * k, 1.0);
+                let wm = WeightMatrix::upload_blocks(&g, "wq", ty, &blocks, n, k, split).unwrap();
+                assert_eq!(wm.parts.len(), n.div_ceil(split.min(n)));
+                assert_eq!(
+                    wm.bytes(),
+                    wm.parts
+                        .iter()
+                        .map(|p| ty.bytes_for(p.rows * k))
+                        .sum::<u64>()
+                );
+                let xb = upload(&g, &x);
+                let yb = upload(&g, &vec![POISON; t * n]);
+                let step = step_buffer(&g, params(t as u32, 0, 1));
+                let op = Matmul::new(
+                    &g,
+                    &step,
+                    &wm,
+                    None,
+                    &xb,
+                    &yb,
+                    MatmulMode::default(),
+                    &dummy,
+                );
+                run(
+                    &g,
+                    &[&op],
+                    StepShape {
+                        n_tokens: t as u32,
+                        pos0: 0,
+                        n_out_rows: 1,
+                        max_context: 0,
+                    },
+                );
+                let got = g.read_f32(&yb, t * n).unwrap();
+                let want: Vec<f64> = (0..t * n)
+                    .map(|i| {
+                        let (ti, ni) = (i / n, i % n);
+                        (0..k)
+                            .map(|ki| w[ni * k + ki] as f64 * x[ti * k + ki] as f64)
+                            .sum()
+                    })
+                    .collect();
+                assert_close(
+                    &format!(
+                        "matmul {} t={t} k={k} n={n} lanes {}",
+                        ty.name(),
+                        g.matvec_lanes
+                    ),
+                    &got,
+                    &want,
+                    1e-5 * wmax * (k as f64).sqrt(),
+                    1e-5,
+                );
+            }
+            // the embedding gathers dequantized rows exactly
+            let (vocab, h, t) = (300usize, 96usize, 11usize);
+            let blocks = random_blocks(&mut r, ty, vocab * h / 32, scale);
+            let table = dequantize(ty.ggml(), &blocks, vocab * h).unwrap();
+            let wm = WeightMatrix::upload_blocks(&g, "embed", ty, &blocks, vocab, h, 128).unwrap();
+            let ids: Vec<u32> = (0..t).map(|_| r.random_range(0..vocab as u32)).collect();
+            let tb = g.storage_init("ids", bytemuck::cast_slice(&ids)).unwrap();
+            let xb = upload(&g, &vec![POISON; t * h]);
+            let step = step_buffer(&g, params(t as u32, 0, 1));
+            let op = Embed::new(&g, &step, &wm, &tb, &xb);
+            run(
+                &g,
+                &[&op],
+                StepShape {
+                    n_tokens: t as u32,
+                    pos0: 0,
+                    n_out_rows: 1,
+                    max_context: 0,
+                },
+            );
+            let want: Vec<f64> = ids
+                .iter()
+                .flat_map(|&id| table[id as usize * h..][..h].iter().map(|&v| v as f64))
+                .collect();
+            let got = g.read_f32(&xb, t * h).unwrap();
+            assert_close(&format!("embed {}", ty.name()), &got, &want, 0.0, 0.0);
+        }
     }
 }
 

@@ -387,6 +387,7 @@ fn build(
 ) -> Result<GpuModel, BenchError> {
     let options = GpuModelOptions {
         weights,
+        quantized: false,
         kv,
         context,
         max_chunk: batch,

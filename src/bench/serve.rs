@@ -68,6 +68,9 @@ pub struct BenchServeArgs {
     pub kv_memory: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// keep the GGUF's Q4_0/Q4_1/Q8_0 blocks on the GPU as stored (else f16)
+    #[arg(long)]
+    pub native_weights: bool,
     /// --csv, --json, and --plot: throughput against running sequences
     #[command(flatten)]
     pub out: OutputArgs,
@@ -315,6 +318,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
         adapter: a.adapter.clone(),
         gpu: GpuModelOptions {
             weights: StorageFormat::F16,
+            quantized: a.native_weights,
             kv: StorageFormat::F16,
             context: a.context,
             max_chunk: a.max_chunk.max(most),

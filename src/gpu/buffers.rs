@@ -1,5 +1,6 @@
 //! Buffer creation with limit checks, uploads and readback.
 
+use super::quant_layout::QuantType;
 use super::{GpuContext, GpuError};
 use wgpu::util::DeviceExt;
 
@@ -49,6 +50,46 @@ impl StorageFormat {
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
         }
+    }
+}
+
+/// How a weight matrix is stored on the GPU: floats, or GGML quantization blocks as the
+/// file stores them (repacked, never widened: see `gpu::quant_layout`). Kernels read
+/// every form through the same `NAME_load4` accessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum WeightFormat {
+    Float(StorageFormat),
+    Quant(QuantType),
+}
+
+impl WeightFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::Float(f) => f.name(),
+            WeightFormat::Quant(q) => q.name(),
+        }
+    }
+
+    /// Bytes on the GPU of `values` values (for block formats a whole number of blocks).
+    pub fn bytes_for(self, values: usize) -> u64 {
+        match self {
+            WeightFormat::Float(f) => (values * f.bytes_per_element()) as u64,
+            WeightFormat::Quant(q) => q.bytes_for(values),
+        }
+    }
+
+    /// Values per block: rows must hold whole blocks.
+    pub fn block(self) -> usize {
+        match self {
+            WeightFormat::Float(_) => 1,
+            WeightFormat::Quant(_) => 32,
+        }
+    }
+}
+
+impl From<StorageFormat> for WeightFormat {
+    fn from(f: StorageFormat) -> Self {
+        WeightFormat::Float(f)
     }
 }
 

@@ -5,10 +5,11 @@ mod bind;
 mod buffers;
 pub mod fill;
 mod pipelines;
+pub mod quant_layout;
 pub mod timing;
 
 pub use bind::{bind, bind_layout};
-pub use buffers::{ReadbackBuffer, StorageFormat};
+pub use buffers::{ReadbackBuffer, StorageFormat, WeightFormat};
 pub use pipelines::{BindingKind, KernelSource, PipelineCache, SharedLayout};
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! WGSL source assembly (shared header, storage-format accessors, constants) and a cache
 //! of compiled compute pipelines.
 
-use super::StorageFormat;
+use super::{StorageFormat, WeightFormat};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,7 @@ const ATTENTION_PARAMS: &str = include_str!("../../shaders/decode_attention_para
 pub struct KernelSource {
     pub name: &'static str,
     pub wgsl: &'static str,
-    pub weights: StorageFormat,
+    pub weights: WeightFormat,
     pub kv: StorageFormat,
     pub constants: Vec<(&'static str, String)>,
 }
@@ -30,14 +30,14 @@ impl KernelSource {
         KernelSource {
             name,
             wgsl,
-            weights: StorageFormat::F32,
+            weights: WeightFormat::Float(StorageFormat::F32),
             kv: StorageFormat::F32,
             constants: Vec::new(),
         }
     }
 
-    pub fn weights(mut self, f: StorageFormat) -> Self {
-        self.weights = f;
+    pub fn weights(mut self, f: impl Into<WeightFormat>) -> Self {
+        self.weights = f.into();
         self
     }
 
@@ -63,7 +63,10 @@ impl KernelSource {
                 out.push_str(ATTENTION_PARAMS);
             } else if let Some(rest) = t.strip_prefix("//!W4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
-                out.push_str(&accessor(parts[0], parts[1], self.weights, false));
+                out.push_str(&match self.weights {
+                    WeightFormat::Float(f) => accessor(parts[0], parts[1], f, false),
+                    WeightFormat::Quant(q) => q.accessor(parts[0], parts[1]),
+                });
             } else if let Some(rest) = t.strip_prefix("//!KV4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 let writable = parts.get(2) == Some(&"read_write");

@@ -6,6 +6,7 @@ use super::config::{Arch, Llama3RopeScaling, ModelConfig};
 use super::source::{check_shape, expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use crate::formats::gguf::{GgufFile, TensorInfo};
+use crate::formats::quant::GgmlType;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
@@ -48,7 +49,15 @@ pub fn llama_cpp_unpermute_rows(data: &[f32], n_heads: usize, cols: usize) -> Ve
     permute_rows(data, n_heads, cols, false)
 }
 
-fn permute_rows(data: &[f32], n_heads: usize, cols: usize, to_gguf: bool) -> Vec<f32> {
+/// Rows of `data` (`cols` items each) moved between HF and llama.cpp order (see
+/// [`llama_cpp_permute_rows`]); whole rows move, so it works on any item type, GGML blocks'
+/// bytes included.
+fn permute_rows<T: Copy + Default>(
+    data: &[T],
+    n_heads: usize,
+    cols: usize,
+    to_gguf: bool,
+) -> Vec<T> {
     let rows = data.len() / cols;
     assert_eq!(rows * cols, data.len());
     assert_eq!(
@@ -58,7 +67,7 @@ fn permute_rows(data: &[f32], n_heads: usize, cols: usize, to_gguf: bool) -> Vec
     );
     let hd = rows / n_heads;
     let half = hd / 2;
-    let mut out = vec![0f32; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..n_heads {
         for t in 0..2 {
             for j in 0..half {
@@ -94,6 +103,21 @@ impl std::fmt::Debug for GgufModel {
 }
 
 impl GgufModel {
+    /// The heads whose rows llama.cpp's converter permuted in this tensor (llama q and k),
+    /// None for every other tensor.
+    fn permuted_heads(&self, name: TensorName) -> Option<usize> {
+        if self.config.arch != Arch::Llama {
+            return None;
+        }
+        match name {
+            TensorName::Layer(_, LayerTensor::Wq | LayerTensor::Bq) => Some(self.config.num_heads),
+            TensorName::Layer(_, LayerTensor::Wk | LayerTensor::Bk) => {
+                Some(self.config.num_kv_heads)
+            }
+            _ => None,
+        }
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: &Path) -> Result<GgufModel, LoadError> {
         Self::from_gguf(GgufFile::open(path)?)
@@ -352,25 +376,32 @@ impl WeightSource for GgufModel {
         let shape = t.shape();
         check_shape(self.path(), &gname, &self.config, name, &shape)?;
         let mut data = self.file.dequantize(t)?;
-        if self.config.arch == Arch::Llama {
-            let heads = match name {
-                TensorName::Layer(_, LayerTensor::Wq | LayerTensor::Bq) => {
-                    Some(self.config.num_heads)
-                }
-                TensorName::Layer(_, LayerTensor::Wk | LayerTensor::Bk) => {
-                    Some(self.config.num_kv_heads)
-                }
-                _ => None,
-            };
-            if let Some(heads) = heads {
-                let cols = if shape.len() == 2 { shape[1] } else { 1 };
-                data = llama_cpp_unpermute_rows(&data, heads, cols);
-            }
+        if let Some(heads) = self.permuted_heads(name) {
+            let cols = if shape.len() == 2 { shape[1] } else { 1 };
+            data = llama_cpp_unpermute_rows(&data, heads, cols);
         }
         Ok(HostTensor {
             shape: expected_shape(&self.config, name),
             data,
         })
+    }
+
+    fn blocks(&self, name: TensorName) -> Result<Option<(GgmlType, Vec<u8>)>, LoadError> {
+        let gname = gguf_tensor_name(name);
+        let Some(t) = self.file.tensor(&gname).filter(|_| self.has(name)) else {
+            return Ok(None);
+        };
+        if t.ggml_type.block_size() == 1 {
+            return Ok(None);
+        }
+        let shape = t.shape();
+        check_shape(self.path(), &gname, &self.config, name, &shape)?;
+        let mut bytes = self.file.tensor_data(t).to_vec();
+        if let Some(heads) = self.permuted_heads(name) {
+            let row_bytes = bytes.len() / shape[0];
+            bytes = permute_rows(&bytes, heads, row_bytes, false);
+        }
+        Ok(Some((t.ggml_type, bytes)))
     }
 
     fn summaries(&self) -> Vec<TensorSummary> {

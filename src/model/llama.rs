@@ -17,13 +17,19 @@ use super::source::{LayerTensor, TensorName};
 use super::weights::{GraphMatrix, WeightProvider};
 use crate::ops::matmul::WeightMatrix;
 use crate::ops::Op;
+use std::collections::BTreeMap;
 
 /// The ops of a built model: the layers (embedding first), then the head.
 pub struct BuiltGraph {
     pub layers: Vec<Box<dyn Op>>,
     pub head: Vec<Box<dyn Op>>,
-    /// bytes of all weights on the GPU
-    pub weight_bytes: u64,
+    /// bytes of all weights on the GPU, by how they are stored ("Q4_1", "f16", ...)
+    pub weight_bytes: BTreeMap<&'static str, u64>,
+}
+
+/// Adds a matrix's bytes to the tally by format.
+fn tally(bytes: &mut BTreeMap<&'static str, u64>, m: &WeightMatrix) {
+    *bytes.entry(m.format.name()).or_default() += m.bytes();
 }
 
 /// One decoder layer's weights as the GPU holds them.
@@ -63,9 +69,12 @@ impl LayerWeights {
         })
     }
 
-    fn bytes(&self, hidden: usize) -> u64 {
-        let norms = 2 * hidden as u64 * 4;
-        self.qkv.bytes() + self.o.bytes() + self.gate_up.bytes() + self.down.bytes() + norms
+    /// Adds the layer's bytes to the tally by format (norm weights are f32).
+    fn tally(&self, bytes: &mut BTreeMap<&'static str, u64>, hidden: usize) {
+        for m in [&self.qkv, &self.o, &self.gate_up, &self.down] {
+            tally(bytes, m);
+        }
+        *bytes.entry("f32").or_default() += 2 * hidden as u64 * 4;
     }
 }
 
@@ -103,14 +112,15 @@ pub async fn build(
     };
 
     let embedding = g.matrix(w, GraphMatrix::Embedding, &[vocab], h)?;
-    let mut weight_bytes = embedding.bytes();
+    let mut weight_bytes = BTreeMap::new();
+    tally(&mut weight_bytes, &embedding);
     let mut layers = vec![g.embed(&embedding)];
     step("token_embedding");
     crate::gpu::yield_now().await;
 
     for l in 0..c.num_layers {
         let lw = LayerWeights::load(g, w, l)?;
-        weight_bytes += lw.bytes(h);
+        lw.tally(&mut weight_bytes, h);
         layers.extend(layer(g, &lw, l)?);
         step(&format!("layer {l}"));
         crate::gpu::yield_now().await;
@@ -124,7 +134,7 @@ pub async fn build(
         false => g.matrix(w, GraphMatrix::LmHead, &[vocab], h)?,
     };
     if !c.tie_word_embeddings {
-        weight_bytes += lm_head.bytes();
+        tally(&mut weight_bytes, &lm_head);
     }
     let head = vec![
         g.rmsnorm_logit_rows(&final_norm),

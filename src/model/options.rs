@@ -9,6 +9,9 @@ use crate::kv::KvLayout;
 pub struct GpuModelOptions {
     /// how weight matrices are stored (f16 halves the bytes every token reads)
     pub weights: StorageFormat,
+    /// matrices a GGUF stores in Q4_0, Q4_1 or Q8_0 blocks stay in them on the GPU
+    /// (dequantized in registers); the others are stored as `weights`
+    pub quantized: bool,
     /// how the KV cache is stored
     pub kv: StorageFormat,
     /// positions the KV cache holds
@@ -23,6 +26,7 @@ impl Default for GpuModelOptions {
     fn default() -> Self {
         GpuModelOptions {
             weights: StorageFormat::F16,
+            quantized: false,
             kv: StorageFormat::F16,
             context: 4096,
             max_chunk: 256,
@@ -32,6 +36,16 @@ impl Default for GpuModelOptions {
 }
 
 impl GpuModelOptions {
+    /// How weights are stored, for messages and reports: "native" (blocks as stored where
+    /// a kernel reads them), else the float format.
+    pub fn weights_name(&self) -> &'static str {
+        if self.quantized {
+            "native"
+        } else {
+            self.weights.name()
+        }
+    }
+
     /// The KV cache's layout for `cfg` stored this way: a key and a value of `head_dim`
     /// per KV head, position and layer.
     pub fn kv_layout(&self, cfg: &ModelConfig) -> KvLayout {

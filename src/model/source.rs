@@ -2,6 +2,7 @@
 //! canonical name, dequantized to f32, in HF row-major layout.
 
 use super::config::ModelConfig;
+use crate::formats::quant::GgmlType;
 pub use crate::formats::LoadError;
 use std::fmt;
 
@@ -151,6 +152,12 @@ pub trait WeightSource: Send + Sync {
     fn load(&self, name: TensorName) -> Result<HostTensor, LoadError>;
     /// Every tensor of the file, for `inspect`.
     fn summaries(&self) -> Vec<TensorSummary>;
+    /// The tensor as the file stores it when that is GGML quantization blocks: the type
+    /// and the blocks in canonical row order (q/k rows un-permuted, whole rows moved).
+    /// None for float tensors and for sources without blocks.
+    fn blocks(&self, _name: TensorName) -> Result<Option<(GgmlType, Vec<u8>)>, LoadError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! gate/up stacked by rows, so each is one matmul).
 
 use super::error::ModelError;
+use crate::gpu::quant_layout::QuantType;
 use crate::gpu::{GpuContext, StorageFormat};
 use crate::model::source::{LayerTensor, LoadError, TensorName, WeightSource};
 use crate::ops::matmul::WeightMatrix;
@@ -67,6 +68,8 @@ impl GraphMatrix {
 pub enum MatrixValues {
     /// row-major `[rows, cols]`
     Host(Vec<f32>),
+    /// GGML blocks as the file stores them, rows in canonical order
+    Blocks(QuantType, Vec<u8>),
     /// uniform in ±scale from this seed (`WeightMatrix::random`)
     Random { seed: u32, scale: f32 },
 }
@@ -101,6 +104,9 @@ impl GraphMatrix {
         let label = self.label();
         Ok(match w.matrix(self, parts, cols)? {
             MatrixValues::Host(v) => WeightMatrix::upload(gpu, &label, &v, rows, cols, format)?,
+            MatrixValues::Blocks(ty, bytes) => {
+                WeightMatrix::upload_blocks(gpu, &label, ty, &bytes, rows, cols, usize::MAX)?
+            }
             MatrixValues::Random { seed, scale } => {
                 WeightMatrix::random(gpu, &label, rows, cols, format, seed, scale)?
             }
@@ -125,12 +131,34 @@ fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f3
     Ok(t.data)
 }
 
-/// The weights of a model file.
-pub struct FileWeights<'a>(pub &'a dyn WeightSource);
+/// The weights of a model file; with `quantized`, matrices whose tensors are all stored in
+/// one GGML block type the GPU reads (Q4_0, Q4_1, Q8_0) stay in those blocks.
+pub struct FileWeights<'a> {
+    pub src: &'a dyn WeightSource,
+    pub quantized: bool,
+}
+
+impl FileWeights<'_> {
+    /// The stacked tensors' blocks, if every one is stored in the same GPU-readable type.
+    fn blocks(&self, m: GraphMatrix) -> Result<Option<(QuantType, Vec<u8>)>, ModelError> {
+        let mut out: Option<(QuantType, Vec<u8>)> = None;
+        for name in m.tensors() {
+            let Some((ty, bytes)) = self.src.blocks(name)? else {
+                return Ok(None);
+            };
+            match (QuantType::from_ggml(ty), &mut out) {
+                (Some(q), None) => out = Some((q, bytes)),
+                (Some(q), Some((first, all))) if q == *first => all.extend(bytes),
+                _ => return Ok(None),
+            }
+        }
+        Ok(out)
+    }
+}
 
 impl WeightProvider for FileWeights<'_> {
     fn name(&self) -> String {
-        self.0.path().to_string()
+        self.src.path().to_string()
     }
 
     fn matrix(
@@ -139,15 +167,20 @@ impl WeightProvider for FileWeights<'_> {
         parts: &[usize],
         cols: usize,
     ) -> Result<MatrixValues, ModelError> {
+        if self.quantized {
+            if let Some((ty, bytes)) = self.blocks(m)? {
+                return Ok(MatrixValues::Blocks(ty, bytes));
+            }
+        }
         let mut data = Vec::with_capacity(parts.iter().sum::<usize>() * cols);
         for (name, &n) in m.tensors().into_iter().zip(parts) {
-            data.extend(load(self.0, name, n * cols)?);
+            data.extend(load(self.src, name, n * cols)?);
         }
         Ok(MatrixValues::Host(data))
     }
 
     fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError> {
-        load(self.0, name, n)
+        load(self.src, name, n)
     }
 }
 

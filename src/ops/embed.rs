@@ -18,7 +18,8 @@ pub struct Embed {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     groups: Vec<wgpu::BindGroup>,
     hidden: u32,
-    elem_bytes: u64,
+    /// bytes of one row of the table (a padded super-block's share aside)
+    row_bytes: u64,
 }
 
 impl Embed {
@@ -57,7 +58,7 @@ impl Embed {
             pipeline,
             groups,
             hidden: table.cols as u32,
-            elem_bytes: table.format.bytes_per_element() as u64,
+            row_bytes: table.format.bytes_for(table.cols),
         }
     }
 }
@@ -75,11 +76,12 @@ impl Op for Embed {
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let n = s.n_tokens as u64 * self.hidden as u64;
+        let rows = s.n_tokens as u64 * self.row_bytes;
         Cost {
-            bytes_read: n * self.elem_bytes + 4 * s.n_tokens as u64,
+            bytes_read: rows + 4 * s.n_tokens as u64,
             bytes_written: n * 4,
             flops: 0,
-            weight_bytes: n * self.elem_bytes,
+            weight_bytes: rows,
             kv_bytes: 0,
         }
     }

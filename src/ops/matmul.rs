@@ -3,7 +3,8 @@
 //! for all rows); many use 64x64 tiles (shaders/matmul_tiled.wgsl).
 
 use super::{bind_layout, grid_1d, Cost, Op, StepShape};
-use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, StorageFormat};
+use crate::gpu::quant_layout::QuantType;
+use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, StorageFormat, WeightFormat};
 use std::sync::Arc;
 
 /// Token rows up to which the decode kernel runs (its TMAX).
@@ -20,7 +21,7 @@ pub struct WeightPart {
 pub struct WeightMatrix {
     pub rows: usize,
     pub cols: usize,
-    pub format: StorageFormat,
+    pub format: WeightFormat,
     pub parts: Vec<WeightPart>,
 }
 
@@ -54,9 +55,44 @@ impl WeightMatrix {
             rows * cols,
             "{label}: data does not match its shape"
         );
+        Self::in_parts(
+            gpu,
+            label,
+            rows,
+            cols,
+            format.into(),
+            max_part_rows,
+            |row0, n| {
+                let bytes = format.encode(&data[row0 * cols..(row0 + n) * cols]);
+                gpu.storage_init(&format!("{label}[{row0}..]"), &bytes)
+            },
+        )
+    }
+
+    /// Uploads GGML blocks of type `ty` as the file stores them (`blocks`: `rows` rows of
+    /// `cols / 32` blocks each, row-major), repacked for aligned loads, in as few parts as
+    /// the binding limit allows (at most `max_part_rows` rows each).
+    pub fn upload_blocks(
+        gpu: &GpuContext,
+        label: &str,
+        ty: QuantType,
+        blocks: &[u8],
+        rows: usize,
+        cols: usize,
+        max_part_rows: usize,
+    ) -> Result<Self, GpuError> {
+        let row_bytes = cols / 32 * ty.ggml().type_size();
+        if !cols.is_multiple_of(32) || blocks.len() != rows * row_bytes {
+            return Err(GpuError::Other(format!(
+                "{label}: {} bytes are not {rows} rows of {cols} {} values",
+                blocks.len(),
+                ty.name()
+            )));
+        }
+        let format = WeightFormat::Quant(ty);
         Self::in_parts(gpu, label, rows, cols, format, max_part_rows, |row0, n| {
-            let bytes = format.encode(&data[row0 * cols..(row0 + n) * cols]);
-            gpu.storage_init(&format!("{label}[{row0}..]"), &bytes)
+            let part = ty.repack(&blocks[row0 * row_bytes..(row0 + n) * row_bytes]);
+            gpu.storage_init(&format!("{label}[{row0}..]"), &part)
         })
     }
 
@@ -67,17 +103,22 @@ impl WeightMatrix {
         label: &str,
         rows: usize,
         cols: usize,
-        format: StorageFormat,
+        format: WeightFormat,
         max_part_rows: usize,
         mut make: impl FnMut(usize, usize) -> Result<wgpu::Buffer, GpuError>,
     ) -> Result<Self, GpuError> {
-        if !cols.is_multiple_of(8) {
+        if !cols.is_multiple_of(8) || !cols.is_multiple_of(format.block()) {
             return Err(GpuError::Other(format!(
-                "{label}: inner dimension {cols} is not a multiple of 8"
+                "{label}: inner dimension {cols} is not a multiple of 8 and of the {} block",
+                format.name()
             )));
         }
-        let row_bytes = (cols * format.bytes_per_element()) as u64;
-        let max_rows = ((gpu.max_binding() / row_bytes) as usize).min(max_part_rows);
+        let row_bytes = format.bytes_for(cols).max(1);
+        // the most rows whose bytes (a padded last super-block included) fit one binding
+        let mut max_rows = ((gpu.max_binding() / row_bytes) as usize).min(max_part_rows);
+        while max_rows > 0 && format.bytes_for(max_rows * cols) > gpu.max_binding() {
+            max_rows -= 1;
+        }
         if max_rows == 0 {
             return Err(GpuError::OverLimit {
                 what: format!("one row of {label}"),
@@ -136,18 +177,30 @@ impl WeightMatrix {
     ) -> Result<Self, GpuError> {
         let row_bytes = (cols * format.bytes_per_element()) as u64;
         let mut index = 0u32;
-        Self::in_parts(gpu, label, rows, cols, format, max_part_rows, |row0, n| {
-            let buffer = gpu.storage(&format!("{label}[{row0}..]"), n as u64 * row_bytes)?;
-            index += 1;
-            let part_seed = seed ^ index.wrapping_mul(0x9e37_79b9);
-            let values = (n * cols) as u64;
-            crate::gpu::fill::fill_random(gpu, &buffer, format, values, part_seed, scale)?;
-            Ok(buffer)
-        })
+        Self::in_parts(
+            gpu,
+            label,
+            rows,
+            cols,
+            format.into(),
+            max_part_rows,
+            |row0, n| {
+                let buffer = gpu.storage(&format!("{label}[{row0}..]"), n as u64 * row_bytes)?;
+                index += 1;
+                let part_seed = seed ^ index.wrapping_mul(0x9e37_79b9);
+                let values = (n * cols) as u64;
+                crate::gpu::fill::fill_random(gpu, &buffer, format, values, part_seed, scale)?;
+                Ok(buffer)
+            },
+        )
     }
 
+    /// Bytes of the matrix on the GPU.
     pub fn bytes(&self) -> u64 {
-        (self.rows * self.cols * self.format.bytes_per_element()) as u64
+        self.parts
+            .iter()
+            .map(|p| self.format.bytes_for(p.rows * self.cols))
+            .sum()
     }
 }
 

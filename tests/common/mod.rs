@@ -3,6 +3,7 @@
 //! of a single-sequence model.
 #![allow(dead_code)]
 
+use headroom::formats::quant::GgmlType;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::model::gpu_model::{GpuModel, SequencePart};
 use headroom::model::{
@@ -141,5 +142,8 @@ impl WeightSource for WithConfig<'_> {
     }
     fn summaries(&self) -> Vec<TensorSummary> {
         self.inner.summaries()
+    }
+    fn blocks(&self, name: TensorName) -> Result<Option<(GgmlType, Vec<u8>)>, LoadError> {
+        self.inner.blocks(name)
     }
 }

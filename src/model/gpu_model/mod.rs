@@ -65,6 +65,8 @@ pub struct GpuModel {
     clock: Option<report::StepClock>,
     /// bytes of all weights on the GPU
     pub weight_bytes: u64,
+    /// the same, by how they are stored ("Q4_1", "f16", "f32", ...)
+    pub weight_bytes_by_format: Vec<(&'static str, u64)>,
     /// bytes of the whole KV cache
     pub kv_cache_bytes: u64,
 }
@@ -82,14 +84,11 @@ impl GpuModel {
     ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
         let kv = KvCapacity::Sequences(1);
-        crate::gpu::block_on(Self::build(
-            gpu,
-            cfg,
-            options,
-            kv,
-            &mut FileWeights(src),
-            progress,
-        ))
+        let mut weights = FileWeights {
+            src,
+            quantized: options.quantized,
+        };
+        crate::gpu::block_on(Self::build(gpu, cfg, options, kv, &mut weights, progress))
     }
 
     /// As `load`, with a KV pool of `blocks` blocks that the caller hands out to
@@ -106,7 +105,11 @@ impl GpuModel {
     ) -> Result<GpuModel, ModelError> {
         let cfg = src.config().clone();
         let kv = KvCapacity::Paged { blocks, max_batch };
-        Self::build(gpu, cfg, options, kv, &mut FileWeights(src), progress).await
+        let mut weights = FileWeights {
+            src,
+            quantized: options.quantized,
+        };
+        Self::build(gpu, cfg, options, kv, &mut weights, progress).await
     }
 
     /// The same model graph as `load`, for `config`, with pseudo-random weights made on the
@@ -223,7 +226,8 @@ impl GpuModel {
             readback,
             qkv: act.qkv,
             clock,
-            weight_bytes: built.weight_bytes,
+            weight_bytes: built.weight_bytes.values().sum(),
+            weight_bytes_by_format: built.weight_bytes.into_iter().collect(),
         })
     }
 

@@ -1,0 +1,162 @@
+//! Quantized weights on the GPU: GGML blocks as the file stores them, repacked at load
+//! into super-blocks of 8 blocks (256 values) so that every load is an aligned u32, and
+//! the WGSL accessor that dequantizes four values at a time in registers. Repacking moves
+//! bytes, never widens them: a super-block holds exactly the 8 blocks' bytes.
+//!
+//! Layout of one super-block, in u32 words (block b = 0..8 of it):
+//! - Q4_0: 4 words of 8 f16 scales (block b's in half b % 2 of word b / 2), then per block
+//!   the 16 bytes of nibbles as 4 words: 36 words (18 bytes per 32 values, as in the file);
+//! - Q4_1: 8 words, one (scale, min) f16 pair per block, then the nibbles: 40 words;
+//! - Q8_0: 4 words of scales, then per block its 32 signed bytes as 8 words: 68 words.
+//!
+//! A tensor's blocks run in row-major order across the whole buffer, so value `i` of the
+//! flat matrix is value `i % 32` of block `i / 32`; a last, partial super-block is padded.
+
+use crate::formats::quant::GgmlType;
+
+/// A GGML block type the GPU reads as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum QuantType {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+/// Values per GGML block, and blocks per super-block.
+const BLOCK: usize = 32;
+const BLOCKS_PER_SB: usize = 8;
+/// Values per super-block.
+pub const SUPER_BLOCK: usize = BLOCK * BLOCKS_PER_SB;
+
+impl QuantType {
+    /// The GPU form of a GGML type, where there is one.
+    pub fn from_ggml(ty: GgmlType) -> Option<QuantType> {
+        match ty {
+            GgmlType::Q4_0 => Some(QuantType::Q4_0),
+            GgmlType::Q4_1 => Some(QuantType::Q4_1),
+            GgmlType::Q8_0 => Some(QuantType::Q8_0),
+            _ => None,
+        }
+    }
+
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            QuantType::Q4_0 => GgmlType::Q4_0,
+            QuantType::Q4_1 => GgmlType::Q4_1,
+            QuantType::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.ggml().name()
+    }
+
+    /// (header words, words of one block's quants) of a super-block.
+    fn words(self) -> (usize, usize) {
+        match self {
+            QuantType::Q4_0 => (4, 4),
+            QuantType::Q4_1 => (8, 4),
+            QuantType::Q8_0 => (4, 8),
+        }
+    }
+
+    /// Bytes of one super-block (8 blocks).
+    pub fn super_block_bytes(self) -> usize {
+        let (h, q) = self.words();
+        4 * (h + BLOCKS_PER_SB * q)
+    }
+
+    /// Bytes on the GPU of `values` values (a whole number of blocks), the last
+    /// super-block padded.
+    pub fn bytes_for(self, values: usize) -> u64 {
+        (values.div_ceil(SUPER_BLOCK) * self.super_block_bytes()) as u64
+    }
+
+    /// GGML blocks (`bytes`, as the file stores them, in row-major order) repacked into
+    /// super-blocks.
+    pub fn repack(self, bytes: &[u8]) -> Vec<u8> {
+        let block_bytes = self.ggml().type_size();
+        assert!(
+            bytes.len().is_multiple_of(block_bytes),
+            "{}: {} bytes are not whole blocks",
+            self.name(),
+            bytes.len()
+        );
+        let blocks = bytes.len() / block_bytes;
+        let (h, q) = self.words();
+        let scale_bytes = block_bytes - 4 * q;
+        let mut out = vec![0u8; self.bytes_for(blocks * BLOCK) as usize];
+        for (i, block) in bytes.chunks_exact(block_bytes).enumerate() {
+            let sb = &mut out[(i / BLOCKS_PER_SB) * self.super_block_bytes()..];
+            let b = i % BLOCKS_PER_SB;
+            // the scale (and min) bytes first in the block, the quants after them
+            sb[b * scale_bytes..(b + 1) * scale_bytes].copy_from_slice(&block[..scale_bytes]);
+            let at = 4 * h + b * 4 * q;
+            sb[at..at + 4 * q].copy_from_slice(&block[scale_bytes..]);
+        }
+        out
+    }
+
+    /// WGSL declaring `name` at `binding` and `name_load4(i)`: values 4i..4i+4 of the
+    /// flat matrix, dequantized.
+    pub fn accessor(self, name: &str, binding: &str) -> String {
+        let (h, q) = self.words();
+        let sb = h + BLOCKS_PER_SB * q;
+        let decode = match self {
+            QuantType::Q4_0 => format!(
+                "let d = unpack2x16float({name}[base + b / 2u])[b % 2u];\n    \
+                 let w = {name}[base + {h}u + b * {q}u + sub % 4u] >> ((sub / 4u) * 4u);\n    \
+                 let n = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);\n    \
+                 return (vec4<f32>(n) - 8.0) * d;"
+            ),
+            QuantType::Q4_1 => format!(
+                "let dm = unpack2x16float({name}[base + b]);\n    \
+                 let w = {name}[base + {h}u + b * {q}u + sub % 4u] >> ((sub / 4u) * 4u);\n    \
+                 let n = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);\n    \
+                 return vec4<f32>(n) * dm.x + dm.y;"
+            ),
+            QuantType::Q8_0 => format!(
+                "let d = unpack2x16float({name}[base + b / 2u])[b % 2u];\n    \
+                 let w = {name}[base + {h}u + b * {q}u + sub];\n    \
+                 let s = vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), \
+                 bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u);\n    \
+                 return vec4<f32>(s) * d;"
+            ),
+        };
+        format!(
+            "@group(0) @binding({binding}) var<storage, read> {name}: array<u32>;\n\
+             // {ty}: values 4i..4i+4 of the flat matrix; see src/gpu/quant_layout.rs\n\
+             fn {name}_load4(i: u32) -> vec4<f32> {{\n    \
+             let blk = i / 8u;\n    \
+             let sub = i % 8u;\n    \
+             let b = blk % 8u;\n    \
+             let base = (blk / 8u) * {sb}u;\n    \
+             {decode}\n}}\n",
+            ty = self.name()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repacking_keeps_the_bytes_and_only_pads_the_last_super_block() {
+        for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0] {
+            let bb = ty.ggml().type_size();
+            // 8 blocks fill a super-block exactly: the same number of bytes
+            assert_eq!(ty.super_block_bytes(), 8 * bb, "{}", ty.name());
+            let blocks: Vec<u8> = (0..11 * bb).map(|i| (i * 7 + 3) as u8).collect();
+            let packed = ty.repack(&blocks);
+            assert_eq!(packed.len(), 2 * 8 * bb);
+            // every byte of block 9 (super-block 1, block 1) is where the layout says
+            let (h, q) = ty.words();
+            let sb = &packed[ty.super_block_bytes()..];
+            let scale = bb - 4 * q;
+            let src = &blocks[9 * bb..10 * bb];
+            assert_eq!(&sb[scale..2 * scale], &src[..scale]);
+            assert_eq!(&sb[4 * h + 4 * q..4 * h + 8 * q], &src[scale..]);
+        }
+    }
+}
