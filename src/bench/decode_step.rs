@@ -11,6 +11,7 @@
 use super::attention::parse_sizes;
 use super::BenchError;
 use crate::formats::date::UtcTime;
+use crate::gpu::quant_layout::QuantType;
 use crate::gpu::timing::{GpuTimer, TimingSource};
 use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
 use crate::metrics::presets::{llama2_tiny, Preset, PRESETS};
@@ -68,9 +69,34 @@ pub struct DecodeStepArgs {
     /// also write the results as JSON to this file
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// make the matrices random blocks of this GGML type, kept as blocks on the GPU
+    /// (the token embedding too); --weights then covers nothing but the norms
+    #[arg(long, value_enum)]
+    pub quant: Option<Quant>,
     /// adapter name substring (default: the high-performance adapter)
     #[arg(long, env = "HEADROOM_ADAPTER")]
     pub adapter: Option<String>,
+}
+
+/// GGML block types the matrices can be made in (random blocks, kept on the GPU).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quant {
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_1")]
+    Q4_1,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl From<Quant> for QuantType {
+    fn from(q: Quant) -> Self {
+        match q {
+            Quant::Q4_0 => QuantType::Q4_0,
+            Quant::Q4_1 => QuantType::Q4_1,
+            Quant::Q8_0 => QuantType::Q8_0,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,7 +293,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
     println!(
         "model: {} with random {} weights, {} KV cache; N = positions each row attends over",
         a.synthetic,
-        wf.name(),
+        a.quant.map_or(wf.name(), |q| QuantType::from(q).name()),
         kf.name()
     );
 
@@ -302,7 +328,8 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
             // one model per (KV heads, batch), sized for the longest context that fits;
             // where it cannot be built, the longest context is dropped and it is retried
             while let Some(&cap) = fit.last() {
-                let model = match build(&gpu, cfg, wf, kf, b, cap, a.block_size, a.seed) {
+                let quant = a.quant.map(QuantType::from);
+                let model = match build(&gpu, cfg, (wf, quant), kf, b, cap, a.block_size, a.seed) {
                     Ok(m) => m,
                     Err(e) => {
                         skipped.push(format!("kv_heads {kvh} B={b} N={cap}: {e}"));
@@ -355,7 +382,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
             date_utc: UtcTime::from_unix(now as i64).iso8601(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             preset: a.synthetic.clone(),
-            weights: wf.name(),
+            weights: a.quant.map_or(wf.name(), |q| QuantType::from(q).name()),
             kv: kf.name(),
             block_size: a.block_size,
             runs: a.runs,
@@ -378,7 +405,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
 fn build(
     gpu: &Arc<GpuContext>,
     cfg: &ModelConfig,
-    weights: StorageFormat,
+    (weights, quant): (StorageFormat, Option<QuantType>),
     kv: StorageFormat,
     batch: usize,
     context: usize,
@@ -387,14 +414,14 @@ fn build(
 ) -> Result<GpuModel, BenchError> {
     let options = GpuModelOptions {
         weights,
-        quantized: false,
+        quantized: quant.is_some(),
         kv,
         context,
         max_chunk: batch,
         kv_block_size: block_size,
     };
     let t0 = std::time::Instant::now();
-    let model = GpuModel::synthetic(gpu.clone(), cfg.clone(), options, batch, seed)
+    let model = GpuModel::synthetic_blocks(gpu.clone(), cfg.clone(), options, batch, seed, quant)
         .map_err(|e| BenchError(e.to_string()))?;
     model
         .fill_kv_random(seed ^ 0x4b56)
@@ -460,8 +487,15 @@ fn measure(
     let kv_bytes = (batch * context) as u64 * bpt;
     let cost = model.step_cost(&step.context_lens(), step.sampled);
     let cfg = &model.config;
-    let row_bytes = (cfg.hidden_size * model.options.weights.bytes_per_element()) as u64;
-    let embedding_unread = (cfg.vocab_size - batch.min(cfg.vocab_size)) as u64 * row_bytes;
+    // the embedding is stored as the matrices are (blocks where they are quantized)
+    let embedding = match a.quant {
+        Some(q) => QuantType::from(q).bytes_for(cfg.vocab_size * cfg.hidden_size),
+        None => {
+            (cfg.vocab_size * cfg.hidden_size * model.options.weights.bytes_per_element()) as u64
+        }
+    };
+    let unread_rows = (cfg.vocab_size - batch.min(cfg.vocab_size)) as u64;
+    let embedding_unread = embedding * unread_rows / cfg.vocab_size as u64;
     let weights_read = model.weight_bytes - embedding_unread;
     let moved = weights_read + kv_bytes;
     let predicted = moved as f64 / (copy_gbps * 1e9);

@@ -184,11 +184,39 @@ impl WeightProvider for FileWeights<'_> {
     }
 }
 
-/// Pseudo-random weights made on the GPU: matrices uniform in ±1/sqrt(cols) (so every
-/// projection shrinks the activations' scale a little and nothing overflows), norm
-/// weights 1, biases 0.
+/// Pseudo-random weights: matrices uniform in ±1/sqrt(cols) (so every projection shrinks
+/// the activations' scale a little and nothing overflows), made on the GPU; or, with
+/// `quant`, random GGML blocks of that type made on the host whose values stay within the
+/// same bound. Norm weights 1, biases 0.
 pub struct RandomWeights {
     pub seed: u32,
+    pub quant: Option<QuantType>,
+}
+
+/// `blocks` random blocks of `ty` (xorshift bytes), scales set so values lie within ±bound.
+fn random_blocks(ty: QuantType, blocks: usize, bound: f32, seed: u32) -> Vec<u8> {
+    let bb = ty.ggml().type_size();
+    let mut state = (seed as u64) << 1 | 1;
+    let mut bytes = vec![0u8; blocks * bb];
+    for chunk in bytes.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    // Q4: values (q - 8) d, or q d + m; Q8: q d with |q| <= 128
+    let d = match ty {
+        QuantType::Q8_0 => bound / 128.0,
+        QuantType::Q4_0 | QuantType::Q4_1 => bound / 8.0,
+    };
+    let (d, m) = (half::f16::from_f32(d), half::f16::from_f32(-8.0 * d));
+    for block in bytes.chunks_mut(bb) {
+        block[..2].copy_from_slice(&d.to_le_bytes());
+        if ty == QuantType::Q4_1 {
+            block[2..4].copy_from_slice(&m.to_le_bytes());
+        }
+    }
+    bytes
 }
 
 impl WeightProvider for RandomWeights {
@@ -199,12 +227,17 @@ impl WeightProvider for RandomWeights {
     fn matrix(
         &mut self,
         m: GraphMatrix,
-        _parts: &[usize],
+        parts: &[usize],
         cols: usize,
     ) -> Result<MatrixValues, ModelError> {
-        Ok(MatrixValues::Random {
-            seed: (self.seed ^ 0x5eed_5eed).wrapping_mul(0x2545_f491) ^ m.index(),
-            scale: 1.0 / (cols as f32).sqrt(),
+        let seed = (self.seed ^ 0x5eed_5eed).wrapping_mul(0x2545_f491) ^ m.index();
+        let scale = 1.0 / (cols as f32).sqrt();
+        Ok(match self.quant {
+            Some(ty) => {
+                let blocks = parts.iter().sum::<usize>() * cols / 32;
+                MatrixValues::Blocks(ty, random_blocks(ty, blocks, scale, seed))
+            }
+            None => MatrixValues::Random { seed, scale },
         })
     }
 

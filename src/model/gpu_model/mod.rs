@@ -15,6 +15,7 @@ pub use super::options::GpuModelOptions;
 use super::source::WeightSource;
 use super::weights::{FileWeights, RandomWeights, WeightProvider};
 use super::{llama, Arch, ModelConfig};
+use crate::gpu::quant_layout::QuantType;
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer};
 use crate::kv::{KvLayout, KvPool};
 use crate::ops::decode_attention::AttentionScratch;
@@ -126,6 +127,20 @@ impl GpuModel {
         sequences: usize,
         seed: u32,
     ) -> Result<GpuModel, ModelError> {
+        Self::synthetic_blocks(gpu, config, options, sequences, seed, None)
+    }
+
+    /// As [`synthetic`](Self::synthetic), with the matrices random GGML blocks of `quant`
+    /// (made on the host, kept as blocks on the GPU) where it is given.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn synthetic_blocks(
+        gpu: Arc<GpuContext>,
+        config: ModelConfig,
+        options: GpuModelOptions,
+        sequences: usize,
+        seed: u32,
+        quant: Option<QuantType>,
+    ) -> Result<GpuModel, ModelError> {
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let invalid = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let built = crate::gpu::block_on(Self::build(
@@ -133,7 +148,7 @@ impl GpuModel {
             config,
             options,
             KvCapacity::Sequences(sequences),
-            &mut RandomWeights { seed },
+            &mut RandomWeights { seed, quant },
             &mut |_, _, _| {},
         ));
         let invalid = crate::gpu::block_on(invalid.pop());
