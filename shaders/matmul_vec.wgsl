@@ -1,5 +1,6 @@
 // Decode matmul for few token rows (T <= 8, one pipeline per T): y[t, row0 + r] (+)= dot(x[t, :], W[r, :]) + b.
-// Each workgroup owns ROWS weight rows; LANES threads split K of each row in chunks of 8,
+// Each workgroup owns ROWS weight rows; LANES threads split K of each row in chunks (8
+// values of float weights, a 32-value block of quantized ones),
 // so every weight is read once for all T tokens. LANES = 1 (CPU adapters) needs no
 // reduction and no barrier.
 //!COMMON
@@ -8,6 +9,7 @@
 const LANES: u32 = {{LANES}}u;
 const ROWS: u32 = 256u / LANES;
 const TMAX: u32 = {{T}}u;   // token rows, fixed per pipeline so the accumulators stay in registers
+const CHUNK4: u32 = {{CHUNK4}}u;   // vec4s per weight chunk (w_load_chunk)
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
@@ -22,12 +24,16 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var acc: array<f32, TMAX>;
     for (var t = 0u; t < TMAX; t++) { acc[t] = 0.0; }
     if (r < dims.rows) {
-        for (var c = lane; c < dims.k8; c += LANES) {
-            let wa = w_load4((r * dims.k8 + c) * 2u);
-            let wb = w_load4((r * dims.k8 + c) * 2u + 1u);
+        let chunks = dims.k8 * 2u / CHUNK4;
+        for (var c = lane; c < chunks; c += LANES) {
+            let wc = w_load_chunk(r * chunks + c);
             for (var t = 0u; t < TMAX; t++) {
-                let xi = (t * dims.k8 + c) * 2u;
-                acc[t] += dot(wa, x[xi]) + dot(wb, x[xi + 1u]);
+                let xi = t * dims.k8 * 2u + c * CHUNK4;
+                var s = 0.0;
+                //!UNROLL j {{CHUNK4}}
+                s += dot(wc[%j%], x[xi + %j%u]);
+                //!END
+                acc[t] += s;
             }
         }
     }

@@ -1,11 +1,13 @@
 // Decode matmul for few token rows (T <= 8, one pipeline per T), subgroup path: one subgroup per weight row,
-// its lanes split K in chunks of 8 and finish with subgroupAdd, so there are no
+// its lanes split K in chunks (8 values of float weights, one 32-value block of quantized
+// ones: w_load_chunk) and finish with subgroupAdd, so there are no
 // workgroup barriers at all. Every weight is read once for all T tokens.
 //!COMMON
 //!MATMUL
 
 const ROWS: u32 = {{ROWS}}u;   // rows per workgroup: 256 / the adapter's smallest subgroup
 const TMAX: u32 = {{T}}u;   // token rows, fixed per pipeline so the accumulators stay in registers
+const CHUNK4: u32 = {{CHUNK4}}u;   // vec4s per weight chunk
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -20,12 +22,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (r >= dims.rows) { break; }
         var acc: array<f32, TMAX>;
         for (var t = 0u; t < TMAX; t++) { acc[t] = 0.0; }
-        for (var c = lane; c < dims.k8; c += sg_size) {
-            let wa = w_load4((r * dims.k8 + c) * 2u);
-            let wb = w_load4((r * dims.k8 + c) * 2u + 1u);
+        let chunks = dims.k8 * 2u / CHUNK4;
+        for (var c = lane; c < chunks; c += sg_size) {
+            let wc = w_load_chunk(r * chunks + c);
             for (var t = 0u; t < TMAX; t++) {
-                let xi = (t * dims.k8 + c) * 2u;
-                acc[t] += dot(wa, x[xi]) + dot(wb, x[xi + 1u]);
+                let xi = t * dims.k8 * 2u + c * CHUNK4;
+                var s = 0.0;
+                //!UNROLL j {{CHUNK4}}
+                s += dot(wc[%j%], x[xi + %j%u]);
+                //!END
+                acc[t] += s;
             }
         }
         let col = dims.row0 + r;

@@ -78,6 +78,15 @@ impl WeightFormat {
         }
     }
 
+    /// vec4s per `load_chunk` of the weight accessor: a block for quantized weights (one
+    /// scale and one aligned 16- or 32-byte load), 8 values for floats.
+    pub fn chunk4(self) -> usize {
+        match self {
+            WeightFormat::Float(_) => 2,
+            WeightFormat::Quant(_) => 8,
+        }
+    }
+
     /// Values per block: rows must hold whole blocks.
     pub fn block(self) -> usize {
         match self {

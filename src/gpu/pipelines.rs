@@ -11,7 +11,11 @@ const ATTENTION_PARAMS: &str = include_str!("../../shaders/decode_attention_para
 
 /// A kernel's WGSL plus how to specialise it. Directives in the source:
 /// `//!COMMON` inserts shaders/common.wgsl; `//!MATMUL` shaders/matmul_bindings.wgsl;
-/// `//!ATTENTION_PARAMS` shaders/decode_attention_params.wgsl; `//!W4 NAME BINDING` declares a read-only
+/// `//!ATTENTION_PARAMS` shaders/decode_attention_params.wgsl; `//!W4 NAME BINDING` declares
+/// a read-only weight buffer NAME with `NAME_load4(i)` (values 4i..4i+4) and
+/// `NAME_load_chunk(c)` (the c-th chunk of `WeightFormat::chunk4` vec4s: 2 for floats, a
+/// whole 32-value block for quantized weights) in the weights' format; the legacy form
+/// declares a read-only
 /// float buffer NAME with `NAME_load4(i)`; `//!KV4 NAME BINDING read|read_write` the same
 /// with `NAME_store4(i, v)` when writable; `//!PAGED NAME B0 B1 read|read_write` a paged
 /// KV pool split over two bindings (see `paged_accessor`); `{{KEY}}` is replaced by a
@@ -64,7 +68,15 @@ impl KernelSource {
             } else if let Some(rest) = t.strip_prefix("//!W4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 out.push_str(&match self.weights {
-                    WeightFormat::Float(f) => accessor(parts[0], parts[1], f, false),
+                    WeightFormat::Float(f) => {
+                        let name = parts[0];
+                        accessor(name, parts[1], f, false)
+                            + &format!(
+                                "fn {name}_load_chunk(c: u32) -> array<vec4<f32>, 2> {{ \
+                                 return array<vec4<f32>, 2>({name}_load4(2u * c), \
+                                 {name}_load4(2u * c + 1u)); }}\n"
+                            )
+                    }
                     WeightFormat::Quant(q) => q.accessor(parts[0], parts[1]),
                 });
             } else if let Some(rest) = t.strip_prefix("//!KV4 ") {

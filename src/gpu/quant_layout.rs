@@ -97,41 +97,62 @@ impl QuantType {
         out
     }
 
-    /// WGSL declaring `name` at `binding` and `name_load4(i)`: values 4i..4i+4 of the
-    /// flat matrix, dequantized.
+    /// WGSL declaring `name` at `binding` (u32 words), `name_load4(i)`: values 4i..4i+4
+    /// of the flat matrix, and `name_load_chunk(c)`: block c's 32 values, reading its scale
+    /// once.
     pub fn accessor(self, name: &str, binding: &str) -> String {
         let (h, q) = self.words();
         let sb = h + BLOCKS_PER_SB * q;
-        let decode = match self {
-            QuantType::Q4_0 => format!(
-                "let d = unpack2x16float({name}[base + b / 2u])[b % 2u];\n    \
-                 let w = {name}[base + {h}u + b * {q}u + sub % 4u] >> ((sub / 4u) * 4u);\n    \
-                 let n = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);\n    \
-                 return (vec4<f32>(n) - 8.0) * d;"
+        // per type: the block's scale and offset (or min) from the header word `hw`, and
+        // the j-th vec4 of values from quant word `w`
+        let (scale, values) = match self {
+            QuantType::Q4_0 => (
+                "let d = unpack2x16float(hw)[b % 2u]; let m = -8.0 * d;",
+                "let n = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u); \
+                 return vec4<f32>(n) * d + m;",
             ),
-            QuantType::Q4_1 => format!(
-                "let dm = unpack2x16float({name}[base + b]);\n    \
-                 let w = {name}[base + {h}u + b * {q}u + sub % 4u] >> ((sub / 4u) * 4u);\n    \
-                 let n = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);\n    \
-                 return vec4<f32>(n) * dm.x + dm.y;"
+            QuantType::Q4_1 => (
+                "let dm = unpack2x16float(hw); let d = dm.x; let m = dm.y;",
+                "let n = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u); \
+                 return vec4<f32>(n) * d + m;",
             ),
-            QuantType::Q8_0 => format!(
-                "let d = unpack2x16float({name}[base + b / 2u])[b % 2u];\n    \
-                 let w = {name}[base + {h}u + b * {q}u + sub];\n    \
-                 let s = vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), \
-                 bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u);\n    \
-                 return vec4<f32>(s) * d;"
+            QuantType::Q8_0 => (
+                "let d = unpack2x16float(hw)[b % 2u]; let m = 0.0;",
+                "let s = vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), \
+                 bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u); \
+                 return vec4<f32>(s) * d + m;",
             ),
         };
+        // the header word of block b: Q4_1 has one per block, the others one per two
+        let hw = if self == QuantType::Q4_1 {
+            "base + b"
+        } else {
+            "base + b / 2u"
+        };
+        // the quant word of value group j (0..8) of a block whose quants start at word qa
+        let word = match self {
+            QuantType::Q8_0 => "let w = {name}[qa + j];",
+            _ => "let w = {name}[qa + j % 4u] >> ((j / 4u) * 4u);",
+        }
+        .replace("{name}", name);
         format!(
             "@group(0) @binding({binding}) var<storage, read> {name}: array<u32>;\n\
-             // {ty}: values 4i..4i+4 of the flat matrix; see src/gpu/quant_layout.rs\n\
+             // {ty}: see src/gpu/quant_layout.rs\n\
+             fn {name}_group(hw: u32, b: u32, qa: u32, j: u32) -> vec4<f32> {{\n    \
+             {scale}\n    {word}\n    {values}\n}}\n\
              fn {name}_load4(i: u32) -> vec4<f32> {{\n    \
              let blk = i / 8u;\n    \
-             let sub = i % 8u;\n    \
              let b = blk % 8u;\n    \
              let base = (blk / 8u) * {sb}u;\n    \
-             {decode}\n}}\n",
+             return {name}_group({name}[{hw}], b, base + {h}u + b * {q}u, i % 8u);\n}}\n\
+             fn {name}_load_chunk(blk: u32) -> array<vec4<f32>, 8> {{\n    \
+             let b = blk % 8u;\n    \
+             let base = (blk / 8u) * {sb}u;\n    \
+             let hw = {name}[{hw}];\n    \
+             let qa = base + {h}u + b * {q}u;\n    \
+             var out: array<vec4<f32>, 8>;\n    \
+             for (var j = 0u; j < 8u; j++) {{ out[j] = {name}_group(hw, b, qa, j); }}\n    \
+             return out;\n}}\n",
             ty = self.name()
         )
     }

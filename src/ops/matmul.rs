@@ -288,7 +288,10 @@ impl Matmul {
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
                 gpu.pipelines.get_with_layout(
-                    &src.clone().weights(w.format).constant("T", t),
+                    &src.clone()
+                        .weights(w.format)
+                        .constant("T", t)
+                        .constant("CHUNK4", w.format.chunk4()),
                     Some(&layout),
                 )
             })
