@@ -263,6 +263,13 @@ impl PipelineCache {
         }
     }
 
+    /// The WGSL of every pipeline built so far, as assembled (tests translate them for the
+    /// other backends).
+    pub fn sources(&self) -> Vec<String> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.keys().cloned().collect()
+    }
+
     /// The layout called `name` with `kinds` at bindings 0.. (made once).
     pub fn layout(&self, name: &'static str, kinds: &[BindingKind]) -> Arc<SharedLayout> {
         let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
