@@ -131,8 +131,12 @@ fn every_kernel_translates_to_metal_hlsl_and_glsl() {
             }
         };
         let uses_subgroups = wgsl.contains("subgroup");
-        let validate =
-            |caps: Capabilities| Validator::new(ValidationFlags::all(), caps).validate(&module);
+        // the module's info under a back end's capabilities (its error boxed: it is large)
+        let validate = |caps: Capabilities| {
+            Validator::new(ValidationFlags::all(), caps)
+                .validate(&module)
+                .map_err(Box::new)
+        };
         // Metal (MSL 2.4: Apple GPUs and recent Intel/AMD Macs)
         match validate(naga::back::msl::supported_capabilities()) {
             Ok(info) => {
