@@ -6,6 +6,7 @@
 mod common;
 
 use common::default_model;
+use common::http::{http, HttpResponse};
 use headroom::engine::FinishReason;
 use headroom::engine::{open_engine, LoadOptions};
 use headroom::engine::{Backend, CompletionRequest, Event, SubmitError, Usage};
@@ -343,55 +344,19 @@ fn attention_probe_arrives_first_and_changes_nothing() {
     assert_eq!(ids, want.ids);
 }
 
-/// One HTTP/1.1 request to `addr` (the connection closed after it); the body of the
-/// answer.
-fn http_post(addr: std::net::SocketAddr, path: &str, body: &serde_json::Value) -> String {
-    use std::io::{Read, Write};
-    let body = body.to_string();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{rest}");
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return rest.to_string();
-    }
-    // chunked: size line, data, CRLF, ...
-    let (mut out, mut rest) = (String::new(), rest);
-    loop {
-        let (size, after) = rest.split_once("\r\n").unwrap();
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-}
-
 /// The text of a whole completion, or of a stream's deltas; and the finish reason.
-fn completion_text(body: &str, stream: bool) -> (String, String) {
+fn completion_text(r: &HttpResponse, stream: bool) -> (String, String) {
+    assert_eq!(r.status, 200, "{}", r.body);
     if !stream {
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        let c = &v["choices"][0];
+        let c = &r.json()["choices"][0];
         return (
             c["text"].as_str().unwrap().to_string(),
             c["finish_reason"].as_str().unwrap().to_string(),
         );
     }
     let (mut text, mut finish) = (String::new(), String::new());
-    for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+    for data in r.sse_data() {
+        let data = data.as_str();
         if data == "[DONE]" {
             break;
         }
@@ -449,7 +414,10 @@ fn stop_strings_over_http_cut_the_text_and_flush_held_text_at_max_tokens() {
         let ask = |stop: &str| {
             let body = serde_json::json!({"prompt": PROMPTS[1], "max_tokens": n,
                 "temperature": 0, "stop": [stop], "stream": stream});
-            completion_text(&http_post(addr, "/v1/completions", &body), stream)
+            completion_text(
+                &http(addr, "POST", "/v1/completions", &body.to_string()),
+                stream,
+            )
         };
         assert_eq!(ask(&stop), (cut.clone(), "stop".into()), "stream {stream}");
         assert_eq!(

@@ -3,6 +3,8 @@
 //! of a single-sequence model.
 #![allow(dead_code)]
 
+pub mod http;
+
 use headroom::formats::quant::GgmlType;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::model::gpu_model::{GpuModel, SequencePart};

@@ -1,0 +1,120 @@
+//! A minimal HTTP/1.1 client for the server tests: one request per connection, the
+//! answer parsed (status, headers, body; chunked bodies joined, SSE events split).
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+pub struct HttpResponse {
+    pub status: u16,
+    /// header lines, names lowercased
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The `data:` payloads of an SSE body, in order (keep-alive comments skipped).
+    pub fn sse_data(&self) -> Vec<String> {
+        assert!(
+            self.body.ends_with("\n\n"),
+            "SSE events end with a blank line: {:?}",
+            self.body
+        );
+        self.body
+            .split("\n\n")
+            .filter(|event| !event.is_empty() && !event.starts_with(':'))
+            .map(|event| {
+                event
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not a data event: {event:?}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The error object of an OpenAI error body, checked for its four fields.
+    pub fn error(&self) -> Value {
+        let body = self.json();
+        let error = body["error"].clone();
+        for field in ["message", "type", "param", "code"] {
+            assert!(error.get(field).is_some(), "error without {field}: {body}");
+        }
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        error
+    }
+}
+
+pub fn send_request(stream: &mut TcpStream, method: &str, path: &str, body: &str) {
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+}
+
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    send_request(&mut stream, method, path, body);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_response(&String::from_utf8(raw).expect("UTF-8 response"))
+}
+
+pub fn parse_response(raw: &str) -> HttpResponse {
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Joins the chunks of a chunked transfer encoding.
+pub fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
