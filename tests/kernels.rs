@@ -89,6 +89,16 @@ fn run(g: &GpuContext, ops: &[&dyn Op], shape: StepShape) {
     g.wait().unwrap();
 }
 
+/// A step of `n_tokens` token rows, logits for one (the shapes the kernel tests record).
+fn rows(n_tokens: u32) -> StepShape {
+    StepShape {
+        n_tokens,
+        pos0: 0,
+        n_out_rows: 1,
+        max_context: 0,
+    }
+}
+
 fn upload(g: &GpuContext, v: &[f32]) -> wgpu::Buffer {
     g.storage_init("test", bytemuck::cast_slice(v)).unwrap()
 }
@@ -147,16 +157,7 @@ fn matmul_cases(g: &GpuContext) {
                 false => "matmul_vec",
             };
             assert_eq!(op.decode_kernel(), decode);
-            run(
-                g,
-                &[&op],
-                StepShape {
-                    n_tokens: t as u32,
-                    pos0: 0,
-                    n_out_rows: 1,
-                    max_context: 0,
-                },
-            );
+            run(g, &[&op], rows(t as u32));
             let got = g.read_f32(&yb, t * n).unwrap();
             let wr = rounded(&w, format);
             let mut want = vec![0f64; t * n];
@@ -343,16 +344,7 @@ fn quantized_weights_match_the_cpu_dequantization() {
                     MatmulMode::default(),
                     &dummy,
                 );
-                run(
-                    &g,
-                    &[&op],
-                    StepShape {
-                        n_tokens: t as u32,
-                        pos0: 0,
-                        n_out_rows: 1,
-                        max_context: 0,
-                    },
-                );
+                run(&g, &[&op], rows(t as u32));
                 let got = g.read_f32(&yb, t * n).unwrap();
                 let want: Vec<f64> = (0..t * n)
                     .map(|i| {
@@ -384,16 +376,7 @@ fn quantized_weights_match_the_cpu_dequantization() {
             let xb = upload(&g, &vec![POISON; t * h]);
             let step = step_buffer(&g, params(t as u32, 0, 1));
             let op = Embed::new(&g, &step, &wm, &tb, &xb);
-            run(
-                &g,
-                &[&op],
-                StepShape {
-                    n_tokens: t as u32,
-                    pos0: 0,
-                    n_out_rows: 1,
-                    max_context: 0,
-                },
-            );
+            run(&g, &[&op], rows(t as u32));
             let want: Vec<f64> = ids
                 .iter()
                 .flat_map(|&id| table[id as usize * h..][..h].iter().map(|&v| v as f64))
@@ -418,16 +401,7 @@ fn embedding_lookup_over_split_table() {
         let xb = upload(&g, &vec![POISON; t * h]);
         let step = step_buffer(&g, params(t as u32, 0, 1));
         let op = Embed::new(&g, &step, &wm, &tb, &xb);
-        run(
-            &g,
-            &[&op],
-            StepShape {
-                n_tokens: t as u32,
-                pos0: 0,
-                n_out_rows: 1,
-                max_context: 0,
-            },
-        );
+        run(&g, &[&op], rows(t as u32));
         let got = g.read_f32(&xb, t * h).unwrap();
         let tr = rounded(&table, format);
         let want: Vec<f64> = ids
@@ -451,16 +425,7 @@ fn silu_mul_matches_cpu() {
     let (gb, hb) = (upload(&g, &gu), upload(&g, &vec![POISON; t * inter]));
     let step = step_buffer(&g, params(t as u32, 0, 1));
     let op = SiluMul::new(&g, &step, inter, &gb, &hb);
-    run(
-        &g,
-        &[&op],
-        StepShape {
-            n_tokens: t as u32,
-            pos0: 0,
-            n_out_rows: 1,
-            max_context: 0,
-        },
-    );
+    run(&g, &[&op], rows(t as u32));
     let got = g.read_f32(&hb, t * inter).unwrap();
     let want: Vec<f64> = (0..t * inter)
         .map(|i| {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::default_model;
-use common::http::{http, HttpResponse};
+use common::http::{http, serve_on_loopback, HttpResponse};
 use headroom::engine::FinishReason;
 use headroom::engine::{open_engine, LoadOptions};
 use headroom::engine::{Backend, CompletionRequest, Event, SubmitError, Usage};
@@ -400,16 +400,7 @@ fn stop_strings_over_http_cut_the_text_and_flush_held_text_at_max_tokens() {
         .collect();
     let pending = format!("{tail}\u{1}never");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(headroom::serve::serve(Arc::new(e), listener));
+    let (addr, _runtime) = serve_on_loopback(Arc::new(e));
     for stream in [false, true] {
         let ask = |stop: &str| {
             let body = serde_json::json!({"prompt": PROMPTS[1], "max_tokens": n,

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::http::{http, send_request, HttpResponse};
+use common::http::{http, send_request, serve_on_loopback, HttpResponse};
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -193,16 +193,7 @@ fn start() -> Option<Server> {
         last: Mutex::new(None),
         cancelled: Arc::new(AtomicBool::new(false)),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(headroom::serve::serve(backend.clone(), listener));
+    let (addr, runtime) = serve_on_loopback(backend.clone());
     Some(Server {
         addr,
         backend,

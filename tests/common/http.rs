@@ -118,3 +118,21 @@ pub fn dechunk(mut rest: &str) -> String {
         rest = &after[size + 2..];
     }
 }
+
+/// The HTTP server for `backend` on a free loopback port, on a runtime of its own; it
+/// stops when the runtime is dropped.
+pub fn serve_on_loopback(
+    backend: std::sync::Arc<dyn headroom::engine::Backend>,
+) -> (SocketAddr, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(headroom::serve::serve(backend, listener));
+    (addr, runtime)
+}
