@@ -202,7 +202,22 @@ struct ChatArgs {
     system: Option<String>,
 }
 
+/// Mesa's device-select layer, which the Vulkan loader loads on its own, asks the Wayland
+/// and X displays which GPU drives them; with no display it only prints "error:
+/// XDG_RUNTIME_DIR is invalid or not set" (twice) and picks nothing. Without a display
+/// there is nothing to ask, so it is told to stand aside (`NODEVICE_SELECT`, Mesa's switch;
+/// other drivers ignore it). Called first in `main`, before any thread exists.
+fn quiet_headless_vulkan_layers() {
+    let display = ["WAYLAND_DISPLAY", "DISPLAY", "NODEVICE_SELECT"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !display {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_headless_vulkan_layers();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => run_generate(a),
