@@ -1,5 +1,7 @@
 // Parameters and bindings shared by every matmul kernel (one layout for all variants:
-// src/ops/matmul.rs builds it). Included with //!MATMUL after //!COMMON.
+// src/ops/matmul.rs builds it). Included with //!MATMUL after //!COMMON. Each kernel
+// declares binding 2 (the weights) and 3 (the activations) as it reads them: through
+// `//!W4 w 2` and f32 `x`, or (shaders/subgroup/matvec_q8.wgsl) as 8-bit blocks.
 struct Dims {
     k8: u32,            // K / 8
     n: u32,             // full output width (row stride of y)
@@ -12,7 +14,5 @@ struct Dims {
 }
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> dims: Dims;
-//!W4 w 2
-@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;

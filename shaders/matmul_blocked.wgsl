@@ -4,6 +4,8 @@
 // A workgroup of 64 covers 32 tokens x 32 rows.
 //!COMMON
 //!MATMUL
+//!W4 w 2
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

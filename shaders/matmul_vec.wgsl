@@ -5,6 +5,8 @@
 // reduction and no barrier.
 //!COMMON
 //!MATMUL
+//!W4 w 2
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 
 const LANES: u32 = {{LANES}}u;
 const ROWS: u32 = 256u / LANES;

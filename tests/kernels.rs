@@ -10,7 +10,7 @@ use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
 use headroom::ops::embed::Embed;
-use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
+use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix, VEC_MAX_ROWS};
 use headroom::ops::rmsnorm::{NormRows, RmsNorm};
 use headroom::ops::rope_kv::RopeKvAppend;
 use headroom::ops::sample::{Sample, SamplingParams};
@@ -21,24 +21,27 @@ use std::sync::{Arc, OnceLock};
 
 const POISON: f32 = f32::NAN;
 
-/// The default context and contexts without subgroups, with one and with 32 threads per
-/// row in the portable matvec (CPU adapters pick one, GPUs 32): every path runs.
+/// The default context, one with the integer-dot path for quantized weights, and contexts
+/// without subgroups, with one and with 32 threads per row in the portable matvec (CPU
+/// adapters pick one, GPUs 32): every path runs.
 fn gpus() -> Vec<Arc<GpuContext>> {
-    static PORTABLE: OnceLock<Vec<Arc<GpuContext>>> = OnceLock::new();
+    static OTHERS: OnceLock<Vec<Arc<GpuContext>>> = OnceLock::new();
     let mut all = vec![gpu()];
     all.extend(
-        PORTABLE
+        OTHERS
             .get_or_init(|| {
-                [1, 32]
-                    .into_iter()
-                    .map(|lanes| {
-                        GpuContext::new_blocking(&GpuOptions {
-                            no_subgroups: true,
-                            matvec_lanes: Some(lanes),
-                            ..Default::default()
-                        })
-                        .unwrap()
-                    })
+                let q8 = GpuOptions {
+                    q8_dot: true,
+                    ..Default::default()
+                };
+                let portable = [1, 32].map(|lanes| GpuOptions {
+                    no_subgroups: true,
+                    matvec_lanes: Some(lanes),
+                    ..Default::default()
+                });
+                std::iter::once(q8)
+                    .chain(portable)
+                    .map(|o| GpuContext::new_blocking(&o).unwrap())
                     .collect::<Vec<_>>()
             })
             .iter()
@@ -129,6 +132,8 @@ fn matmul_cases(g: &GpuContext) {
             (1usize, 64usize, 40usize, usize::MAX, false, false),
             (3, 136, 200, 64, true, true),
             (8, 72, 129, usize::MAX, false, true),
+            // 65 chunks of 8: lanes take two a trip, then one (subgroups of 8 to 32)
+            (2, 520, 33, usize::MAX, false, false),
             (9, 72, 130, 50, true, false),
             (70, 136, 65, usize::MAX, false, true),
             (130, 64, 200, 100, true, true),
@@ -281,6 +286,20 @@ fn rmsnorm_matches_cpu() {
     }
 }
 
+/// `x` (rows of whole 32-value blocks) as the integer-dot matvec sees it
+/// (shaders/quantize_q8.wgsl): per block d = max |v| / 127, q = round-half-even(v / d),
+/// back to q * d.
+fn q8_round_trip(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(32)
+        .flat_map(|b| {
+            let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = m / 127.0;
+            let inv = if m > 0.0 { 1.0 / d } else { 0.0 };
+            b.iter().map(move |v| (v * inv).round_ties_even() * d)
+        })
+        .collect()
+}
+
 /// `n` random GGML blocks of `ty`: random bytes (every bit pattern of the quants), with
 /// the f16 scale (and min) fields overwritten by values of either sign up to `scale`.
 fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Vec<u8> {
@@ -306,6 +325,7 @@ fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Ve
 #[test]
 fn quantized_weights_match_the_cpu_dequantization() {
     let mut r = rng();
+    let mut q8_dot_ran = false;
     for g in gpus() {
         let dummy = g.storage("dummy", 16).unwrap();
         for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0] {
@@ -317,6 +337,8 @@ fn quantized_weights_match_the_cpu_dequantization() {
             for &(t, k, n, split) in &[
                 (1usize, 64usize, 40usize, usize::MAX),
                 (5, 96, 37, 16),
+                // 70 blocks a row: lanes take two blocks a trip and then one
+                (3, 2240, 33, 20),
                 (70, 160, 65, 30),
             ] {
                 let blocks = random_blocks(&mut r, ty, n * k / 32, scale);
@@ -346,19 +368,27 @@ fn quantized_weights_match_the_cpu_dequantization() {
                 );
                 run(&g, &[&op], rows(t as u32));
                 let got = g.read_f32(&yb, t * n).unwrap();
+                // the integer-dot path multiplies by x as its 8-bit blocks hold it
+                let q8 = op.decode_kernel() == "matvec_q8" && t <= VEC_MAX_ROWS as usize;
+                if g.features.q8_dot {
+                    assert_eq!(op.decode_kernel(), "matvec_q8");
+                }
+                q8_dot_ran |= q8;
+                let xr = if q8 { q8_round_trip(&x) } else { x.clone() };
                 let want: Vec<f64> = (0..t * n)
                     .map(|i| {
                         let (ti, ni) = (i / n, i % n);
                         (0..k)
-                            .map(|ki| w[ni * k + ki] as f64 * x[ti * k + ki] as f64)
+                            .map(|ki| w[ni * k + ki] as f64 * xr[ti * k + ki] as f64)
                             .sum()
                     })
                     .collect();
                 assert_close(
                     &format!(
-                        "matmul {} t={t} k={k} n={n} lanes {}",
+                        "matmul {} t={t} k={k} n={n} lanes {} kernel {}",
                         ty.name(),
-                        g.matvec_lanes
+                        g.matvec_lanes,
+                        op.decode_kernel()
                     ),
                     &got,
                     &want,
@@ -385,6 +415,8 @@ fn quantized_weights_match_the_cpu_dequantization() {
             assert_close(&format!("embed {}", ty.name()), &got, &want, 0.0, 0.0);
         }
     }
+    // the integer-dot path ran wherever the adapter has subgroups
+    assert_eq!(q8_dot_ran, gpu().features.subgroups);
 }
 
 #[test]

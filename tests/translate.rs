@@ -82,12 +82,21 @@ fn build_every_variant(g: &Arc<GpuContext>) {
     headroom::metrics::probe::probe_read_bandwidth(g, 1 << 16).unwrap();
 }
 
-/// The WGSL of every pipeline the engine builds on lavapipe, with subgroups and without
-/// (one and 32 lanes in the portable matvec).
+/// The WGSL of every pipeline the engine builds on lavapipe, with subgroups (and packed
+/// integer dot products) and without (one and 32 lanes in the portable matvec).
 fn every_kernel() -> Vec<String> {
     let mut sources = BTreeSet::new();
     let contexts = [
         GpuOptions::default(),
+        GpuOptions {
+            q8_dot: true,
+            ..Default::default()
+        },
+        GpuOptions {
+            q8_dot: true,
+            q8_packed_dot: true,
+            ..Default::default()
+        },
         GpuOptions {
             no_subgroups: true,
             matvec_lanes: Some(1),

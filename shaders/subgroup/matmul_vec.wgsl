@@ -4,10 +4,13 @@
 // workgroup barriers at all. Every weight is read once for all T tokens.
 //!COMMON
 //!MATMUL
+//!W4 w 2
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 
 const ROWS: u32 = {{ROWS}}u;   // rows per workgroup: 256 / the adapter's smallest subgroup
 const TMAX: u32 = {{T}}u;   // token rows, fixed per pipeline so the accumulators stay in registers
 const CHUNK4: u32 = {{CHUNK4}}u;   // vec4s per weight chunk
+const PAIRED: bool = {{PAIRED}};   // two chunks per lane per trip (float weights)
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -23,7 +26,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var acc: array<f32, TMAX>;
         for (var t = 0u; t < TMAX; t++) { acc[t] = 0.0; }
         let chunks = dims.k8 * 2u / CHUNK4;
-        for (var c = lane; c < chunks; c += sg_size) {
+        var c = lane;
+        // two chunks per lane per trip: both loads are issued before either is used (for
+        // float weights; a quantized block is already 8 vec4s of work, and pairing them
+        // ran slower on the H200: bench/2026-11-30-h200-q8dot)
+        for (; PAIRED && c + sg_size < chunks; c += 2u * sg_size) {
+            let wa = w_load_chunk(r * chunks + c);
+            let wb = w_load_chunk(r * chunks + c + sg_size);
+            for (var t = 0u; t < TMAX; t++) {
+                let xa = t * dims.k8 * 2u + c * CHUNK4;
+                let xb = xa + sg_size * CHUNK4;
+                var s = 0.0;
+                //!UNROLL j {{CHUNK4}}
+                s += dot(wa[%j%], x[xa + %j%u]) + dot(wb[%j%], x[xb + %j%u]);
+                //!END
+                acc[t] += s;
+            }
+        }
+        for (; c < chunks; c += sg_size) {
             let wc = w_load_chunk(r * chunks + c);
             for (var t = 0u; t < TMAX; t++) {
                 let xi = t * dims.k8 * 2u + c * CHUNK4;

@@ -16,7 +16,7 @@ use crate::gpu::timing::{GpuTimer, TimingSource};
 use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
 use crate::metrics::presets::{llama2_tiny, Preset, PRESETS};
 use crate::metrics::probe::{probe_copy_bandwidth, BandwidthProbe};
-use crate::model::gpu_model::{GpuModel, GpuModelOptions, SequencePart};
+use crate::model::gpu_model::{GpuModel, GpuModelOptions, SequencePart, StepProbe};
 use crate::model::ModelConfig;
 use crate::ops::sample::SamplingParams;
 use std::path::PathBuf;
@@ -76,6 +76,10 @@ pub struct DecodeStepArgs {
     /// adapter name substring (default: the high-performance adapter)
     #[arg(long, env = "HEADROOM_ADAPTER")]
     pub adapter: Option<String>,
+    /// after each shape, time every kernel family on its own (one compute pass per
+    /// kernel) and print its GPU time and declared bytes
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// GGML block types the matrices can be made in (random blocks, kept on the GPU).
@@ -479,6 +483,9 @@ fn measure(
     let m = timer.measure(gpu, "decode step", a.warmup, a.runs, 1, &mut |pass| {
         model.record(pass, &step)
     })?;
+    if a.profile {
+        print_profile(model, &parts)?;
+    }
     let logits = model.logits_rows(1).map_err(err)?;
     if !logits[0].iter().all(|v| v.is_finite()) {
         return Err(BenchError("the step's logits are not finite".into()));
@@ -530,6 +537,32 @@ fn measure(
             TimingSource::WallClock => "wall clock".into(),
         },
     })
+}
+
+/// Each kernel family's GPU time in one step of `parts`, timed alone (`StepProbe`).
+fn print_profile(model: &GpuModel, parts: &[SequencePart<'_>]) -> Result<(), BenchError> {
+    let probe = StepProbe {
+        kernel_times: true,
+        attention_of: None,
+    };
+    let report = model
+        .forward_report(parts, probe)
+        .map_err(|e| BenchError(e.to_string()))?;
+    let total: f64 = report.kernels.iter().map(|k| k.seconds).sum();
+    if report.kernels.is_empty() {
+        println!("  profile: no timestamps on this adapter");
+    }
+    for k in &report.kernels {
+        println!(
+            "  profile {:<12} {:>9.1} us {:>5.1}% {:>9.3} GB {:>8.1} GB/s",
+            k.family,
+            k.seconds * 1e6,
+            100.0 * k.seconds / total,
+            k.bytes as f64 / 1e9,
+            k.bytes as f64 / k.seconds / 1e9
+        );
+    }
+    Ok(())
 }
 
 fn print_header() {

@@ -49,6 +49,14 @@ pub struct GpuOptions {
     /// on a CPU adapter (no barriers: they cost a software rasterizer more than the
     /// reads), 32 on a GPU.
     pub matvec_lanes: Option<u32>,
+    /// Quantized weights meet x as 8-bit blocks in integer dot products at decode, instead
+    /// of x in f32 (`HEADROOM_Q8_DOT` does the same). Needs subgroups. Off by default: on
+    /// lavapipe it is 1.7x faster, but on the H200 its step time varied 3.8-22 ms from
+    /// process to process (bench/2026-11-30-h200-q8dot) where the f32 path held steady.
+    pub q8_dot: bool,
+    /// In that path, WGSL's `dot4I8Packed` instead of unpacked lanes
+    /// (`HEADROOM_Q8_PACKED_DOT` does the same; see `gpu::quant_layout::idot4`).
+    pub q8_packed_dot: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +89,11 @@ pub struct GpuFeatures {
     /// smallest and largest subgroup (SIMD width) the adapter may use
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
+    /// quantized weights meet x as 8-bit blocks in integer dot products at decode
+    /// (`GpuOptions::q8_dot`, and subgroups; see `ops::matmul`)
+    pub q8_dot: bool,
+    /// ... with `dot4I8Packed` (`GpuOptions::q8_packed_dot`)
+    pub q8_packed_dot: bool,
 }
 
 /// The device, its queue and what we learnt about it.
@@ -183,6 +196,10 @@ impl GpuContext {
             timestamps: required.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroup_min_size: info.subgroup_min_size.max(1),
             subgroup_max_size: info.subgroup_max_size.max(1),
+            q8_dot: required.contains(wgpu::Features::SUBGROUP)
+                && (options.q8_dot || std::env::var_os("HEADROOM_Q8_DOT").is_some()),
+            q8_packed_dot: options.q8_packed_dot
+                || std::env::var_os("HEADROOM_Q8_PACKED_DOT").is_some(),
         };
         let limits = device.limits();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;

@@ -14,7 +14,9 @@ const ATTENTION_PARAMS: &str = include_str!("../../shaders/decode_attention_para
 /// `//!ATTENTION_PARAMS` shaders/decode_attention_params.wgsl; `//!W4 NAME BINDING` declares
 /// a read-only weight buffer NAME with `NAME_load4(i)` (values 4i..4i+4) and
 /// `NAME_load_chunk(c)` (the c-th chunk of `WeightFormat::chunk4` vec4s: 2 for floats, a
-/// whole 32-value block for quantized weights) in the weights' format; the legacy form
+/// whole 32-value block for quantized weights) in the weights' format; `//!WQ8 NAME
+/// BINDING` quantized weights read by blocks for integer dot products
+/// (`QuantType::block_dot_accessor`); the legacy form
 /// declares a read-only
 /// float buffer NAME with `NAME_load4(i)`; `//!KV4 NAME BINDING read|read_write` the same
 /// with `NAME_store4(i, v)` when writable; `//!PAGED NAME B0 B1 read|read_write` a paged
@@ -68,6 +70,7 @@ impl KernelSource {
             } else if let Some(rest) = t.strip_prefix("//!W4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 out.push_str(&match self.weights {
+                    WeightFormat::Float(StorageFormat::F16) => f16_weights(parts[0], parts[1]),
                     WeightFormat::Float(f) => {
                         let name = parts[0];
                         accessor(name, parts[1], f, false)
@@ -79,6 +82,18 @@ impl KernelSource {
                     }
                     WeightFormat::Quant(q) => q.accessor(parts[0], parts[1]),
                 });
+            } else if let Some(rest) = t.strip_prefix("//!WQ8 ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                match self.weights {
+                    WeightFormat::Quant(q) => {
+                        out.push_str(&q.block_dot_accessor(parts[0], parts[1]))
+                    }
+                    WeightFormat::Float(f) => panic!(
+                        "kernel {}: //!WQ8 needs quantized weights, not {}",
+                        self.name,
+                        f.name()
+                    ),
+                }
             } else if let Some(rest) = t.strip_prefix("//!KV4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 let writable = parts.get(2) == Some(&"read_write");
@@ -150,6 +165,21 @@ fn unroll(src: &str) -> String {
         }
     }
     out
+}
+
+/// WGSL for read-only f16 weights held as 16-byte words, so that a chunk of 8 values is
+/// one 16-byte load (the widest a lane issues; two 8-byte loads reach less of the
+/// memory bandwidth).
+fn f16_weights(name: &str, binding: &str) -> String {
+    format!(
+        "@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<u32>>;\n\
+         fn {name}_load4(i: u32) -> vec4<f32> {{ let p = {name}[i / 2u]; \
+         let h = select(p.xy, p.zw, (i & 1u) == 1u); \
+         return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y)); }}\n\
+         fn {name}_load_chunk(c: u32) -> array<vec4<f32>, 2> {{ let p = {name}[c]; \
+         return array<vec4<f32>, 2>(vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)), \
+         vec4<f32>(unpack2x16float(p.z), unpack2x16float(p.w))); }}\n"
+    )
 }
 
 /// WGSL for a float buffer stored as `format`, read (and written) four values at a time.

@@ -156,6 +156,69 @@ impl QuantType {
             ty = self.name()
         )
     }
+
+    /// WGSL declaring `name` at `binding` as whole 16-byte words, with `name_fetch(blk)`:
+    /// block `blk`'s quants and scale(s) as a `name_block` (two or three aligned vec4
+    /// loads, the header shared by the super-block's 8 blocks), and
+    /// `name_dot(wb, q0, q1, xs)`: the block's dot product with a 32-value block of x
+    /// quantized to 8 bits (`q0`, `q1`: values 0..16 and 16..32 as packed i8; `xs`: x's
+    /// scale and scale times the sum of its quants, see shaders/quantize_q8.wgsl), in
+    /// integer dot products of four 8-bit lanes (the kernel defines `idot4`: see
+    /// [`idot4`]) and two multiplies.
+    pub fn block_dot_accessor(self, name: &str, binding: &str) -> String {
+        let (h, q) = self.words();
+        // super-block and header sizes in vec4 words
+        let (sb4, h4, q4) = ((h + BLOCKS_PER_SB * q) / 4, h / 4, q / 4);
+        let (fields, fetch, dot) = match self {
+            // nibble j of byte i is value i + 16 j: low nibbles pair with x's first 16
+            // values, high nibbles with the last 16
+            QuantType::Q4_0 | QuantType::Q4_1 => (
+                "q: vec4<u32>, d: f32, m: f32,",
+                if self == QuantType::Q4_0 {
+                    "let hw = {name}[base][b / 2u]; let d = unpack2x16float(hw >> ((b % 2u) * 16u)).x;                      return {name}_block({name}[base + H4 + b], d, -8.0 * d);"
+                } else {
+                    "let dm = unpack2x16float({name}[base + b / 4u][b % 4u]);                      return {name}_block({name}[base + H4 + b], dm.x, dm.y);"
+                },
+                "let m4 = vec4<u32>(0x0f0f0f0fu); let lo = wb.q & m4; let hi = (wb.q >> vec4<u32>(4u)) & m4;                  let s = idot4(lo.x, q0.x) + idot4(lo.y, q0.y) + idot4(lo.z, q0.z)                  + idot4(lo.w, q0.w) + idot4(hi.x, q1.x) + idot4(hi.y, q1.y)                  + idot4(hi.z, q1.z) + idot4(hi.w, q1.w);                  return wb.d * xs.x * f32(s) + wb.m * xs.y;",
+            ),
+            QuantType::Q8_0 => (
+                "q: vec4<u32>, r: vec4<u32>, d: f32,",
+                "let hw = {name}[base][b / 2u]; let d = unpack2x16float(hw >> ((b % 2u) * 16u)).x;                  let at = base + H4 + 2u * b; return {name}_block({name}[at], {name}[at + 1u], d);",
+                "let s = idot4(wb.q.x, q0.x) + idot4(wb.q.y, q0.y) + idot4(wb.q.z, q0.z)                  + idot4(wb.q.w, q0.w) + idot4(wb.r.x, q1.x) + idot4(wb.r.y, q1.y)                  + idot4(wb.r.z, q1.z) + idot4(wb.r.w, q1.w);                  return wb.d * xs.x * f32(s);",
+            ),
+        };
+        debug_assert_eq!(q4 * 4, q);
+        let fetch = fetch
+            .replace("{name}", name)
+            .replace("H4", &format!("{h4}u"));
+        format!(
+            "@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<u32>>;\n\
+             // {ty} blocks for integer dot products: see src/gpu/quant_layout.rs\n\
+             struct {name}_block {{ {fields} }}\n\
+             fn {name}_fetch(blk: u32) -> {name}_block {{\n    \
+             let b = blk % 8u;\n    \
+             let base = (blk / 8u) * {sb4}u;\n    \
+             {fetch}\n}}\n\
+             fn {name}_dot(wb: {name}_block, q0: vec4<u32>, q1: vec4<u32>, xs: vec2<f32>) -> f32 {{\n    \
+             {dot}\n}}\n",
+            ty = self.name(),
+        )
+    }
+}
+
+/// WGSL `idot4(a, b)`: the dot product of two words of four signed 8-bit lanes. With
+/// `packed` it is WGSL's `dot4I8Packed` (one IDP4A instruction on NVIDIA through
+/// SPV_KHR_integer_dot_product); without, the lanes are unpacked and multiplied. On the
+/// H200 the packed form ran bimodal across processes (a 7B Q4_0 step in 3.8 ms in one
+/// process, 10-13 ms in others, the same binary and inputs) while the unpacked form held
+/// 5.4 ms (bench/2026-11-30-h200-q8dot), so unpacked is the default and
+/// `GpuOptions::q8_packed_dot` (or `HEADROOM_Q8_PACKED_DOT`) asks for the packed one.
+pub fn idot4(packed: bool) -> &'static str {
+    if packed {
+        "fn idot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }"
+    } else {
+        "fn idot4(a: u32, b: u32) -> i32 { return dot(unpack4xI8(a), unpack4xI8(b)); }"
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! Matrix times activations: `y[t, n] (+)= x[t, :] . W[n, :] (+ b[n])`.
-//! Few token rows use the decode kernel (shaders/matmul_vec.wgsl, every weight read once
-//! for all rows); many use 64x64 tiles (shaders/matmul_tiled.wgsl).
+//! Few token rows use a decode kernel (every weight read once for all rows): for quantized
+//! weights where `GpuOptions::q8_dot` asks for it (and subgroups exist), x is quantized to
+//! 8-bit blocks first and the blocks meet in integer dot products (shaders/quantize_q8.wgsl,
+//! shaders/subgroup/matvec_q8.wgsl); otherwise shaders/subgroup/matmul_vec.wgsl or the
+//! portable shaders/matmul_vec.wgsl.
+//! Many token rows use shaders/matmul_blocked.wgsl.
 
-use super::{bind_layout, grid_1d, Cost, Op, StepShape};
-use crate::gpu::quant_layout::QuantType;
+use super::{bind, bind_layout, grid_1d, Cost, Op, StepShape};
+use crate::gpu::quant_layout::{idot4, QuantType};
 use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, StorageFormat, WeightFormat};
 use std::sync::Arc;
 
@@ -217,6 +221,21 @@ struct Dims {
     _pad: u32,
 }
 
+impl Dims {
+    fn new(w: &WeightMatrix, p: &WeightPart, mode: MatmulMode, has_bias: bool) -> Dims {
+        Dims {
+            k8: (w.cols / 8) as u32,
+            n: w.rows as u32,
+            row0: p.row0 as u32,
+            rows: p.rows as u32,
+            accumulate: mode.accumulate as u32,
+            has_bias: has_bias as u32,
+            t_from_logits: mode.logits_rows as u32,
+            _pad: 0,
+        }
+    }
+}
+
 /// How the result lands in `y`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MatmulMode {
@@ -231,6 +250,35 @@ struct Part {
     rows: u32,
 }
 
+/// Bytes of one 32-value block of x quantized to 8 bits (shaders/quantize_q8.wgsl): 32
+/// quants, then the scale and the scaled sum, padded to a 16-byte word.
+const Q8_BLOCK_BYTES: u64 = 48;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QuantizeDims {
+    blocks: u32,
+    t_from_logits: u32,
+    _pad: [u32; 2],
+}
+
+/// The integer-dot decode path: x quantized into `xq`, then `vec` per token count.
+struct Q8Path {
+    /// 32-value blocks per row of x
+    blocks: u32,
+    quantize: Arc<wgpu::ComputePipeline>,
+    quantize_group: wgpu::BindGroup,
+    vec: Vec<Arc<wgpu::ComputePipeline>>,
+    /// the weight parts bound with `xq` in place of x
+    parts: Vec<Part>,
+}
+
+/// Whether quantized weights use the integer-dot decode path on this context (see
+/// `GpuFeatures::q8_dot`).
+fn uses_q8_dot(gpu: &GpuContext, format: WeightFormat) -> bool {
+    matches!(format, WeightFormat::Quant(_)) && gpu.features.q8_dot
+}
+
 pub struct Matmul {
     /// decode kernels, one per token count 1..=VEC_MAX_ROWS
     vec: Vec<Arc<wgpu::ComputePipeline>>,
@@ -240,6 +288,7 @@ pub struct Matmul {
     vec_rows: u32,
     tiled: Arc<wgpu::ComputePipeline>,
     parts: Vec<Part>,
+    q8: Option<Q8Path>,
     k: u32,
     n: u32,
     weight_bytes: u64,
@@ -248,10 +297,14 @@ pub struct Matmul {
 }
 
 impl Matmul {
-    /// The decode kernel this op runs: "matmul_vec_subgroup" where the context has
-    /// subgroups, else the portable "matmul_vec".
+    /// The decode kernel this op runs: "matvec_q8" for quantized weights on a context with
+    /// `q8_dot`, else "matmul_vec_subgroup" where the context has subgroups, else the
+    /// portable "matmul_vec".
     pub fn decode_kernel(&self) -> &'static str {
-        self.decode_kernel
+        match self.q8 {
+            Some(_) => "matvec_q8",
+            None => self.decode_kernel,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -291,7 +344,8 @@ impl Matmul {
                     &src.clone()
                         .weights(w.format)
                         .constant("T", t)
-                        .constant("CHUNK4", w.format.chunk4()),
+                        .constant("CHUNK4", w.format.chunk4())
+                        .constant("PAIRED", matches!(w.format, WeightFormat::Float(_))),
                     Some(&layout),
                 )
             })
@@ -308,19 +362,7 @@ impl Matmul {
             .parts
             .iter()
             .map(|p| {
-                let dims = gpu.uniform(
-                    "matmul.dims",
-                    &Dims {
-                        k8: (w.cols / 8) as u32,
-                        n: w.rows as u32,
-                        row0: p.row0 as u32,
-                        rows: p.rows as u32,
-                        accumulate: mode.accumulate as u32,
-                        has_bias: bias.is_some() as u32,
-                        t_from_logits: mode.logits_rows as u32,
-                        _pad: 0,
-                    },
-                );
+                let dims = gpu.uniform("matmul.dims", &Dims::new(w, p, mode, bias.is_some()));
                 let b = bias.unwrap_or(dummy);
                 Part {
                     group: bind_layout(gpu, &layout, "matmul", &[step, &dims, &p.buffer, x, y, b]),
@@ -328,12 +370,23 @@ impl Matmul {
                 }
             })
             .collect();
+        let q8 = uses_q8_dot(gpu, w.format).then(|| {
+            let src = KernelSource::new(
+                "matvec_q8",
+                include_str!("../../shaders/subgroup/matvec_q8.wgsl"),
+            )
+            .weights(w.format)
+            .constant("ROWS", vec_rows)
+            .constant("IDOT4", idot4(gpu.features.q8_packed_dot));
+            Q8Path::new(gpu, &src, &layout, step, w, bias, dummy, x, y, mode)
+        });
         Matmul {
             vec,
             decode_kernel,
             vec_rows,
             tiled,
             parts,
+            q8,
             k: w.cols as u32,
             n: w.rows as u32,
             weight_bytes: w.bytes(),
@@ -351,6 +404,83 @@ impl Matmul {
     }
 }
 
+impl Q8Path {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gpu: &GpuContext,
+        src: &KernelSource,
+        layout: &crate::gpu::SharedLayout,
+        step: &wgpu::Buffer,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        dummy: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+    ) -> Q8Path {
+        let blocks = (w.cols / 32) as u64;
+        let xq = gpu
+            .storage("matmul.xq", VEC_MAX_ROWS as u64 * blocks * Q8_BLOCK_BYTES)
+            .expect("a few 8-bit rows of x fit any binding that fits the weights");
+        let quantize = gpu.pipelines.get(&KernelSource::new(
+            "quantize_q8",
+            include_str!("../../shaders/quantize_q8.wgsl"),
+        ));
+        let qdims = gpu.uniform(
+            "quantize_q8.dims",
+            &QuantizeDims {
+                blocks: blocks as u32,
+                t_from_logits: mode.logits_rows as u32,
+                _pad: [0; 2],
+            },
+        );
+        let quantize_group = bind(gpu, &quantize, "quantize_q8", &[step, &qdims, x, &xq]);
+        let vec = (1..=VEC_MAX_ROWS)
+            .map(|t| {
+                gpu.pipelines
+                    .get_with_layout(&src.clone().constant("T", t), Some(layout))
+            })
+            .collect();
+        let parts = w
+            .parts
+            .iter()
+            .map(|p| {
+                let dims = gpu.uniform("matmul.dims", &Dims::new(w, p, mode, bias.is_some()));
+                let b = bias.unwrap_or(dummy);
+                Part {
+                    group: bind_layout(
+                        gpu,
+                        layout,
+                        "matvec_q8",
+                        &[step, &dims, &p.buffer, &xq, y, b],
+                    ),
+                    rows: p.rows as u32,
+                }
+            })
+            .collect();
+        Q8Path {
+            blocks: blocks as u32,
+            quantize,
+            quantize_group,
+            vec,
+            parts,
+        }
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32, rows_per_group: u32) {
+        pass.set_pipeline(&self.quantize);
+        pass.set_bind_group(0, &self.quantize_group, &[]);
+        let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
+        pass.dispatch_workgroups(x, y, 1);
+        pass.set_pipeline(&self.vec[t as usize - 1]);
+        for p in &self.parts {
+            pass.set_bind_group(0, &p.group, &[]);
+            let (x, y) = grid_1d(p.rows.div_ceil(rows_per_group));
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+}
+
 impl Op for Matmul {
     fn name(&self) -> &'static str {
         "matmul"
@@ -360,7 +490,9 @@ impl Op for Matmul {
         if t == 0 {
             return;
         }
-        if t <= VEC_MAX_ROWS {
+        if let (true, Some(q8)) = (t <= VEC_MAX_ROWS, &self.q8) {
+            q8.record(pass, t, self.vec_rows);
+        } else if t <= VEC_MAX_ROWS {
             pass.set_pipeline(&self.vec[t as usize - 1]);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.group, &[]);
@@ -380,9 +512,15 @@ impl Op for Matmul {
         let (k, n) = (self.k as u64, self.n as u64);
         let extra = if self.mode.accumulate { t * n * 4 } else { 0 }
             + if self.has_bias { n * 4 } else { 0 };
+        // the integer-dot path quantizes x (read once, written as 8-bit blocks) and the
+        // matvec reads the blocks
+        let xq = match (&self.q8, t as u32 <= VEC_MAX_ROWS) {
+            (Some(_), true) => t * (k / 32) * Q8_BLOCK_BYTES,
+            _ => 0,
+        };
         Cost {
-            bytes_read: self.weight_bytes + t * k * 4 + extra,
-            bytes_written: t * n * 4,
+            bytes_read: self.weight_bytes + t * k * 4 + xq + extra,
+            bytes_written: t * n * 4 + xq,
             flops: 2 * t * k * n,
             weight_bytes: self.weight_bytes + if self.has_bias { n * 4 } else { 0 },
             kv_bytes: 0,

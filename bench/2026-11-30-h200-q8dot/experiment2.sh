@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run during the session with an intermediate build in which the integer-dot path was the
+# default for quantized weights and used dot4I8Packed ("q4_0" below), HEADROOM_NO_Q8_DOT=1
+# kept x in f32 ("f32x") and EXP_POLY=1 unpacked the lanes ("poly"). With this commit the
+# same variants are: HEADROOM_Q8_DOT=1 HEADROOM_Q8_PACKED_DOT=1, no variable, and
+# HEADROOM_Q8_DOT=1; the script below is rewritten to use them.
+set -e
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+xz -dc .bin/headroom-q8.xz > /tmp/hr; chmod +x /tmp/hr
+for q in q4_0 q4_0-poly q4_0 q4_0-poly; do
+  env=(HEADROOM_Q8_DOT=1 HEADROOM_Q8_PACKED_DOT=1); [ "$q" = q4_0-poly ] && env=(HEADROOM_Q8_DOT=1)
+  echo "== $q"
+  env "${env[@]}" /tmp/hr bench decode-step --synthetic llama2-7b --kv-heads 8 --batch 1 --context 4096 --runs 20 --probe-gib 0.25 --quant q4_0 --json /tmp/j.json 2>&1 | grep -E "^ +8 "
+  grep step_min_ms /tmp/j.json
+done
+HEADROOM_Q8_DOT=1 HEADROOM_Q8_PACKED_DOT=1 /tmp/hr bench decode-step --synthetic llama2-7b --kv-heads 8 --batch 1 --context 4096 --runs 20 --probe-gib 0.25 --quant q4_0 --wall-clock 2>&1 | grep -E "^ +8 "
