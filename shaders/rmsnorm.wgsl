@@ -1,5 +1,7 @@
 // y[r, :] = x[src, :] * rsqrt(mean(x^2) + eps) * weight. One workgroup per row; src = r,
-// or for the logits rows the activation row out_rows[r] names.
+// or for the logits rows the activation row out_rows[r] names. The Q8 variant also stores
+// y as 8-bit blocks (shaders/q8_store.wgsl) when the step has few enough rows for the
+// integer-dot decode matmul that reads them.
 //!COMMON
 struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, _pad: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
@@ -8,6 +10,9 @@ struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, _pad: u32 }
 @group(0) @binding(3) var<storage, read> weight: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> out_rows: array<OutRow>;
+{{Q8_STORE}}
+const Q8: bool = {{Q8}};
+const Q8_MAX_ROWS: u32 = {{Q8_MAX_ROWS}}u;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;
@@ -35,6 +40,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         workgroupBarrier();
     }
     let scale = inverseSqrt(partial[0] / f32(dims.hidden4 * 4u) + dims.eps);
+    if (Q8 && n_rows <= Q8_MAX_ROWS) {
+        // a 32-value block per invocation, stored in f32 and as 8 bits
+        let blocks = dims.hidden4 / 8u;
+        for (var b = lid.x; b < blocks; b += WG) {
+            var v: array<vec4<f32>, 8>;
+            //!UNROLL j 8
+            v[%j%] = x[base + b * 8u + %j%u] * scale * weight[b * 8u + %j%u];
+            y[r * dims.hidden4 + b * 8u + %j%u] = v[%j%];
+            //!END
+            store_q8(r * blocks + b, v);
+        }
+        return;
+    }
     for (var i = lid.x; i < dims.hidden4; i += WG) {
         y[r * dims.hidden4 + i] = x[base + i] * scale * weight[i];
     }

@@ -96,7 +96,7 @@ impl From<Precision> for StorageFormat {
 /// How weight matrices are stored on the GPU.
 #[derive(Clone, Copy, ValueEnum)]
 enum WeightsArg {
-    /// as the GGUF stores them where a kernel reads that form (Q4_0, Q4_1, Q8_0 blocks,
+    /// as the GGUF stores them where a kernel reads that form (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K blocks,
     /// dequantized in registers), else f16
     Native,
     F16,

@@ -309,7 +309,8 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     }
 }
 
-/// A GGUF whose matrices and embedding are Q4_0, Q4_1 or Q8_0 blocks, run with the blocks
+/// A GGUF whose matrices and embedding are Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K blocks,
+/// run with the blocks
 /// kept on the GPU (the q/k rows un-permuted block by block), against the CPU reference on
 /// the same file's dequantized values: the weights are the same numbers, so f32 arithmetic
 /// agrees as closely as on float weights.
@@ -319,10 +320,22 @@ fn quantized_blocks_on_the_gpu_match_the_cpu_reference() {
     use headroom::model::gguf_model::GgufModel;
     use headroom::model::synthetic::{write_gguf, GgufWriteOptions};
     let seed = common::seed();
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-        // head dim 32, hidden 128, FFN 160: every row a whole number of 32-value blocks
-        let mut cfg = config(Arch::Llama, 4, 2, 32, false);
-        cfg.hidden_size = 128;
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ] {
+        // every row a whole number of blocks: head dim 32, hidden 128, FFN 160 for the
+        // 32-value types; head dim 64, hidden and FFN 256 for the K-quants' 256
+        let mut cfg = match ty.block_size() {
+            32 => config(Arch::Llama, 4, 2, 32, false),
+            _ => config(Arch::Llama, 4, 2, 64, false),
+        };
+        cfg.hidden_size = 128.max(ty.block_size());
+        cfg.intermediate_size = cfg.intermediate_size.max(ty.block_size());
         let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
         let path = std::env::temp_dir().join(format!(
             "headroom-quant-{}-{}.gguf",

@@ -286,6 +286,85 @@ fn rmsnorm_matches_cpu() {
     }
 }
 
+/// RMSNorm's Q8 variant writes the normalised rows as 8-bit blocks too, and the
+/// integer-dot matmul that reads them (no quantize dispatch of its own) gives the product
+/// of those blocks; with more rows than the decode kernel takes, neither uses blocks.
+#[test]
+fn rmsnorm_blocks_feed_the_integer_dot_matmul() {
+    let g = GpuContext::new_blocking(&GpuOptions {
+        q8_dot: true,
+        ..Default::default()
+    })
+    .unwrap();
+    if !g.features.q8_dot {
+        eprintln!("no subgroups on this adapter: the integer-dot path does not exist");
+        return;
+    }
+    let mut r = rng();
+    let dummy = g.storage("dummy", 16).unwrap();
+    let ty = QuantType::Q4_1;
+    for &(t, k, n) in &[(1usize, 2240usize, 33usize), (3, 96, 40), (9, 96, 40)] {
+        let x = randn(&mut r, t * k, 3.0);
+        let norm = randn(&mut r, k, 1.0);
+        let blocks = random_blocks(&mut r, ty, n * k / 32, 0.1);
+        let w = dequantize(ty.ggml(), &blocks, n * k).unwrap();
+        let wm = WeightMatrix::upload_blocks(&g, "wq", ty, &blocks, n, k, usize::MAX).unwrap();
+        let (xb, nb) = (upload(&g, &x), upload(&g, &norm));
+        let xn = upload(&g, &vec![POISON; t * k]);
+        let yb = upload(&g, &vec![POISON; t * n]);
+        let xq = headroom::ops::matmul::q8_scratch(&g, k).unwrap();
+        let step = step_buffer(&g, params(t as u32, 0, 1));
+        let norm_op =
+            RmsNorm::new_with_x_blocks(&g, &step, k, 1e-5, &nb, &xb, &xn, Some(&xq), NormRows::All);
+        let mm = Matmul::new_with_x_blocks(
+            &g,
+            &step,
+            &wm,
+            None,
+            &xn,
+            Some(&xq),
+            &yb,
+            MatmulMode::default(),
+            &dummy,
+        );
+        run(&g, &[&norm_op, &mm], rows(t as u32));
+        // the f32 rows are RMSNorm's as ever
+        let normed = g.read_f32(&xn, t * k).unwrap();
+        for (i, row) in normed.chunks(k).enumerate() {
+            let xs = &x[i * k..(i + 1) * k];
+            let ms = xs.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / k as f64;
+            let s = 1.0 / (ms + 1e-5).sqrt();
+            let want: Vec<f64> = xs
+                .iter()
+                .zip(&norm)
+                .map(|(&v, &c)| v as f64 * s * c as f64)
+                .collect();
+            assert_close(&format!("rmsnorm t={t} k={k}"), row, &want, 1e-5, 1e-5);
+        }
+        // the matmul multiplies by those rows as 8-bit blocks (decode) or as they are
+        let xr = match t <= VEC_MAX_ROWS as usize {
+            true => q8_round_trip(&normed),
+            false => normed.clone(),
+        };
+        let want: Vec<f64> = (0..t * n)
+            .map(|i| {
+                let (ti, ni) = (i / n, i % n);
+                (0..k)
+                    .map(|ki| w[ni * k + ki] as f64 * xr[ti * k + ki] as f64)
+                    .sum()
+            })
+            .collect();
+        let got = g.read_f32(&yb, t * n).unwrap();
+        assert_close(
+            &format!("rmsnorm blocks -> matvec t={t} k={k}"),
+            &got,
+            &want,
+            1e-5 * 1.6 * (k as f64).sqrt(),
+            1e-5,
+        );
+    }
+}
+
 /// `x` (rows of whole 32-value blocks) as the integer-dot matvec sees it
 /// (shaders/quantize_q8.wgsl): per block d = max |v| / 127, q = round-half-even(v / d),
 /// back to q * d.
@@ -304,22 +383,25 @@ fn q8_round_trip(x: &[f32]) -> Vec<f32> {
 /// the f16 scale (and min) fields overwritten by values of either sign up to `scale`.
 fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Vec<u8> {
     let bb = ty.ggml().type_size();
-    let halves = match ty {
-        QuantType::Q4_1 => 2,
-        QuantType::Q4_0 | QuantType::Q8_0 => 1,
+    // byte offsets of the f16 scale fields: d (and m / dmin)
+    let fields: &[usize] = match ty {
+        QuantType::Q4_1 | QuantType::Q4_K | QuantType::Q5_K => &[0, 2],
+        QuantType::Q4_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q6_K => &[208],
     };
     let mut bytes: Vec<u8> = (0..blocks * bb).map(|_| r.random()).collect();
     for b in 0..blocks {
-        for h in 0..halves {
+        for &at in fields {
             let v = half::f16::from_f32((r.random::<f32>() * 2.0 - 1.0) * scale);
-            bytes[b * bb + 2 * h..b * bb + 2 * h + 2].copy_from_slice(&v.to_le_bytes());
+            bytes[b * bb + at..b * bb + at + 2].copy_from_slice(&v.to_le_bytes());
         }
     }
     bytes
 }
 
 /// Weights kept as GGML blocks: the decode and tiled matmul paths and the embedding read
-/// Q4_0, Q4_1 and Q8_0 blocks as the file stores them and give the CPU dequantization's
+/// Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K blocks as the file stores them and give the CPU
+/// dequantization's
 /// results (`formats::quant`, itself checked against python gguf), over parts that split
 /// rows where super-blocks do not end.
 #[test]
@@ -328,20 +410,33 @@ fn quantized_weights_match_the_cpu_dequantization() {
     let mut q8_dot_ran = false;
     for g in gpus() {
         let dummy = g.storage("dummy", 16).unwrap();
-        for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0] {
-            let wmax = match ty {
-                QuantType::Q8_0 => 0.02 * 128.0,
-                _ => 0.1 * 16.0,
+        for ty in QuantType::ALL {
+            // the largest |value| a block can hold at the scales drawn below
+            let (scale, wmax) = match ty {
+                QuantType::Q8_0 => (0.02, 0.02 * 128.0),
+                QuantType::Q4_0 | QuantType::Q4_1 => (0.1, 0.1 * 16.0),
+                QuantType::Q4_K => (0.005, 0.005 * 63.0 * 16.0),
+                QuantType::Q5_K => (0.003, 0.003 * 63.0 * 32.0),
+                QuantType::Q6_K => (0.001, 0.001 * 128.0 * 32.0),
             };
-            let scale = if ty == QuantType::Q8_0 { 0.02 } else { 0.1 };
-            for &(t, k, n, split) in &[
-                (1usize, 64usize, 40usize, usize::MAX),
-                (5, 96, 37, 16),
-                // 70 blocks a row: lanes take two blocks a trip and then one
-                (3, 2240, 33, 20),
-                (70, 160, 65, 30),
-            ] {
-                let blocks = random_blocks(&mut r, ty, n * k / 32, scale);
+            // rows of whole blocks: 32 values, or 256 for the K-quants (odd counts of
+            // them split Q6_K's two-block units across rows and parts)
+            let shapes: &[(usize, usize, usize, usize)] = match ty.block_values() {
+                32 => &[
+                    (1, 64, 40, usize::MAX),
+                    (5, 96, 37, 16),
+                    // 70 blocks a row: lanes take two blocks a trip and then one
+                    (3, 2240, 33, 20),
+                    (70, 160, 65, 30),
+                ],
+                _ => &[
+                    (1, 256, 40, usize::MAX),
+                    (5, 768, 37, 16),
+                    (40, 512, 33, 10),
+                ],
+            };
+            for &(t, k, n, split) in shapes {
+                let blocks = random_blocks(&mut r, ty, n * k / ty.block_values(), scale);
                 let w = dequantize(ty.ggml(), &blocks, n * k).unwrap();
                 let x = randn(&mut r, t * k, 1.0);
                 let wm = WeightMatrix::upload_blocks(&g, "wq", ty, &blocks, n, k, split).unwrap();
@@ -370,7 +465,7 @@ fn quantized_weights_match_the_cpu_dequantization() {
                 let got = g.read_f32(&yb, t * n).unwrap();
                 // the integer-dot path multiplies by x as its 8-bit blocks hold it
                 let q8 = op.decode_kernel() == "matvec_q8" && t <= VEC_MAX_ROWS as usize;
-                if g.features.q8_dot {
+                if g.features.q8_dot && ty.has_block_dot() {
                     assert_eq!(op.decode_kernel(), "matvec_q8");
                 }
                 q8_dot_ran |= q8;
@@ -397,8 +492,8 @@ fn quantized_weights_match_the_cpu_dequantization() {
                 );
             }
             // the embedding gathers dequantized rows exactly
-            let (vocab, h, t) = (300usize, 96usize, 11usize);
-            let blocks = random_blocks(&mut r, ty, vocab * h / 32, scale);
+            let (vocab, h, t) = (300usize, 96usize.max(ty.block_values()), 11usize);
+            let blocks = random_blocks(&mut r, ty, vocab * h / ty.block_values(), scale);
             let table = dequantize(ty.ggml(), &blocks, vocab * h).unwrap();
             let wm = WeightMatrix::upload_blocks(&g, "embed", ty, &blocks, vocab, h, 128).unwrap();
             let ids: Vec<u32> = (0..t).map(|_| r.random_range(0..vocab as u32)).collect();

@@ -28,16 +28,18 @@ fn build_every_variant(g: &Arc<GpuContext>) {
             num_kv_heads: kv_heads,
             head_dim,
             hidden_size: heads * head_dim,
+            intermediate_size: 256,
             ..tiny_config(kv_heads)
         };
         for format in [StorageFormat::F16, StorageFormat::F32] {
-            let quant = [
-                None,
-                Some(QuantType::Q4_0),
-                Some(QuantType::Q4_1),
-                Some(QuantType::Q8_0),
-            ];
-            for q in quant.into_iter().filter(|q| i == 0 || q.is_none()) {
+            let quant = std::iter::once(None).chain(QuantType::ALL.map(Some));
+            // every block type once, on the first shape whose widths hold its blocks
+            let first_fit = |q: QuantType| {
+                shapes
+                    .iter()
+                    .position(|&(h, _, d)| (h * d).is_multiple_of(q.block_values()))
+            };
+            for q in quant.filter(|q| q.is_none_or(|q| first_fit(q) == Some(i))) {
                 let options = GpuModelOptions {
                     weights: format,
                     quantized: q.is_some(),

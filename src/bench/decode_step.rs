@@ -91,6 +91,12 @@ pub enum Quant {
     Q4_1,
     #[value(name = "q8_0")]
     Q8_0,
+    #[value(name = "q4_k")]
+    Q4K,
+    #[value(name = "q5_k")]
+    Q5K,
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 impl From<Quant> for QuantType {
@@ -99,6 +105,9 @@ impl From<Quant> for QuantType {
             Quant::Q4_0 => QuantType::Q4_0,
             Quant::Q4_1 => QuantType::Q4_1,
             Quant::Q8_0 => QuantType::Q8_0,
+            Quant::Q4K => QuantType::Q4_K,
+            Quant::Q5K => QuantType::Q5_K,
+            Quant::Q6K => QuantType::Q6_K,
         }
     }
 }

@@ -458,8 +458,118 @@ pub fn quantize_q4_1(x: &[f32]) -> Vec<u8> {
     out
 }
 
+/// The 6-bit scales and mins of 8 sub-blocks packed into Q4_K/Q5_K's 12 bytes (the inverse
+/// of `scale_min_k4`).
+fn pack_scale_min_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..4 {
+        q[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+        q[j + 4] = m[j] | ((m[j + 4] >> 4) << 6);
+        q[j + 8] = (sc[j + 4] & 15) | ((m[j + 4] & 15) << 4);
+    }
+    q
+}
+
+/// Quantizes `x` to Q4_K (`bits` = 4) or Q5_K (5): per 32-value sub-block a scale and a
+/// min from its range, both as 6-bit multiples of the block's f16 `d` and `dmin`. A plain
+/// range fit (ggml's reference also searches for better scales); the test models and the
+/// writers need valid blocks, not the best ones.
+fn quantize_k(x: &[f32], bits: u32) -> Vec<u8> {
+    let top = ((1u32 << bits) - 1) as f32;
+    let mut out = Vec::new();
+    for blk in x.chunks_exact(QK_K) {
+        let (mut scale, mut min) = ([0f32; 8], [0f32; 8]);
+        for (j, sub) in blk.chunks_exact(32).enumerate() {
+            let lo = sub.iter().copied().fold(0f32, f32::min);
+            let hi = sub.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            scale[j] = (hi - lo) / top;
+            min[j] = -lo;
+        }
+        let d = scale.iter().copied().fold(0f32, f32::max) / 63.0;
+        let dmin = min.iter().copied().fold(0f32, f32::max) / 63.0;
+        let (d, dmin) = (f16::from_f32(d), f16::from_f32(dmin));
+        let six = |v: f32, unit: f32| match unit > 0.0 {
+            true => (v / unit).round().clamp(0.0, 63.0) as u8,
+            false => 0,
+        };
+        let sc: [u8; 8] = std::array::from_fn(|j| six(scale[j], d.to_f32()));
+        let m: [u8; 8] = std::array::from_fn(|j| six(min[j], dmin.to_f32()));
+        let mut q = [0u8; QK_K];
+        for (j, sub) in blk.chunks_exact(32).enumerate() {
+            let (step, off) = (d.to_f32() * sc[j] as f32, dmin.to_f32() * m[j] as f32);
+            for (l, &v) in sub.iter().enumerate() {
+                q[32 * j + l] = match step > 0.0 {
+                    true => ((v + off) / step).round().clamp(0.0, top) as u8,
+                    false => 0,
+                };
+            }
+        }
+        out.extend_from_slice(&d.to_bits().to_le_bytes());
+        out.extend_from_slice(&dmin.to_bits().to_le_bytes());
+        out.extend_from_slice(&pack_scale_min_k4(&sc, &m));
+        if bits == 5 {
+            // bit 4 of element 32 s + l is bit s of qh[l]
+            out.extend((0..32).map(|l| (0..8).fold(0u8, |h, s| h | ((q[32 * s + l] >> 4) << s))));
+        }
+        for pair in 0..4 {
+            let (a, b) = (
+                &q[64 * pair..64 * pair + 32],
+                &q[64 * pair + 32..64 * pair + 64],
+            );
+            out.extend(a.iter().zip(b).map(|(&a, &b)| (a & 15) | ((b & 15) << 4)));
+        }
+    }
+    out
+}
+
+/// Quantizes `x` to Q6_K: per 16 values a signed 8-bit scale of the block's f16 `d`, and
+/// 6-bit quants offset by 32 (a plain fit, as `quantize_k`).
+fn quantize_q6_k(x: &[f32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for blk in x.chunks_exact(QK_K) {
+        let scale: [f32; 16] = std::array::from_fn(|g| {
+            blk[16 * g..16 * g + 16]
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+                / 31.0
+        });
+        let d = f16::from_f32(scale.iter().copied().fold(0f32, f32::max) / 127.0);
+        let sc: [i8; 16] = std::array::from_fn(|g| match d.to_f32() > 0.0 {
+            true => (scale[g] / d.to_f32()).round().clamp(-128.0, 127.0) as i8,
+            false => 0,
+        });
+        let q: Vec<u8> = (0..QK_K)
+            .map(|i| {
+                let step = d.to_f32() * sc[i / 16] as f32;
+                let v = match step != 0.0 {
+                    true => (blk[i] / step).round().clamp(-32.0, 31.0) as i32,
+                    false => 0,
+                };
+                (v + 32) as u8
+            })
+            .collect();
+        let (mut ql, mut qh) = ([0u8; 128], [0u8; 64]);
+        for n in 0..2 {
+            let q = &q[128 * n..128 * n + 128];
+            for l in 0..32 {
+                ql[64 * n + l] = (q[l] & 15) | ((q[64 + l] & 15) << 4);
+                ql[64 * n + 32 + l] = (q[32 + l] & 15) | ((q[96 + l] & 15) << 4);
+                qh[32 * n + l] = (q[l] >> 4)
+                    | ((q[32 + l] >> 4) << 2)
+                    | ((q[64 + l] >> 4) << 4)
+                    | ((q[96 + l] >> 4) << 6);
+            }
+        }
+        out.extend_from_slice(&ql);
+        out.extend_from_slice(&qh);
+        out.extend(sc.iter().map(|&s| s as u8));
+        out.extend_from_slice(&d.to_bits().to_le_bytes());
+    }
+    out
+}
+
 /// Encodes f32 values as `ty` for the writers: F32, F16, BF16 (round to nearest even),
-/// Q8_0, Q4_0, Q4_1.
+/// Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K.
 pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, String> {
     let bs = ty.block_size();
     if !x.len().is_multiple_of(bs) {
@@ -482,6 +592,9 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, String> {
         GgmlType::Q8_0 => quantize_q8_0(x),
         GgmlType::Q4_0 => quantize_q4_0(x),
         GgmlType::Q4_1 => quantize_q4_1(x),
+        GgmlType::Q4_K => quantize_k(x, 4),
+        GgmlType::Q5_K => quantize_k(x, 5),
+        GgmlType::Q6_K => quantize_q6_k(x),
         _ => return Err(format!("quantizing to {} is not supported", ty.name())),
     })
 }
@@ -494,6 +607,38 @@ mod tests {
 
     fn data_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/quant")
+    }
+
+    /// The K-quant encoders give blocks of the right size that decode (by the decoders
+    /// checked against python gguf) to within half a quantization step of the input.
+    #[test]
+    fn k_quants_round_trip_within_their_step() {
+        let mut r = rand::rngs::StdRng::seed_from_u64(7);
+        let x: Vec<f32> = (0..4 * QK_K)
+            .map(|_| r.random::<f32>() * 2.0 - 1.2)
+            .collect();
+        for (ty, levels) in [
+            (GgmlType::Q4_K, 15.0),
+            (GgmlType::Q5_K, 31.0),
+            (GgmlType::Q6_K, 31.0),
+        ] {
+            let q = quantize(ty, &x).unwrap();
+            assert_eq!(q.len(), 4 * ty.type_size(), "{}", ty.name());
+            let y = dequantize(ty, &q, x.len()).unwrap();
+            // a step is about the range of 32 (Q6_K: 16) values over the levels, plus the
+            // 6-bit rounding of the scales (a few percent)
+            let bound = 2.2 / levels * 0.5 * 1.15 + 0.01;
+            let worst = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= bound,
+                "{}: worst error {worst} > {bound}",
+                ty.name()
+            );
+        }
     }
 
     #[test]

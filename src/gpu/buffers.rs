@@ -91,7 +91,7 @@ impl WeightFormat {
     pub fn block(self) -> usize {
         match self {
             WeightFormat::Float(_) => 1,
-            WeightFormat::Quant(_) => 32,
+            WeightFormat::Quant(q) => q.block_values(),
         }
     }
 }

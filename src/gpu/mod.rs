@@ -106,6 +106,8 @@ pub struct GpuContext {
     pub pipelines: PipelineCache,
     /// threads per weight row in the portable matvec (see [`GpuOptions::matvec_lanes`])
     pub matvec_lanes: u32,
+    /// scratch buffers shared by every op that asks by the same name (see `scratch`)
+    scratch: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::Buffer>>,
 }
 
 impl GpuContext {
@@ -216,7 +218,22 @@ impl GpuContext {
             adapter_info: info,
             features,
             limits,
+            scratch: Default::default(),
         }))
+    }
+
+    /// A storage buffer of at least `bytes` shared by every caller that names it `name`:
+    /// for values that live only between two dispatches of one pass (the passes of a step
+    /// run one after the other, and wgpu orders every write before the next read). A
+    /// request larger than the buffer so far makes a larger one, which later callers share.
+    pub fn scratch(&self, name: &'static str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let mut all = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = all.get(name).filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let b = self.storage(name, bytes)?;
+        all.insert(name, b.clone());
+        Ok(b)
     }
 
     /// Blocking `new`, for the command line and tests.

@@ -63,6 +63,9 @@ pub struct Graph {
     rope_inv_freq: wgpu::Buffer,
     /// bound where an op takes an optional buffer it does not use
     no_bias: wgpu::Buffer,
+    /// where the RMSNorms into `act.xn` also write it as 8-bit blocks for the integer-dot
+    /// matmuls that read `xn` (quantized weights on a `q8_dot` context; `ops::matmul`)
+    xn_blocks: Option<wgpu::Buffer>,
 }
 
 impl Graph {
@@ -125,6 +128,10 @@ impl Graph {
             bytemuck::cast_slice(&llama3_rope_inv_freq(cfg)),
         )?;
         let no_bias = gpu.storage("no_bias", 16)?;
+        let xn_blocks = match options.quantized && gpu.features.q8_dot {
+            true => Some(crate::ops::matmul::q8_scratch(&gpu, cfg.hidden_size)?),
+            false => None,
+        };
         Ok(Graph {
             cfg: cfg.clone(),
             weights: options.weights,
@@ -137,6 +144,7 @@ impl Graph {
             attention,
             rope_inv_freq,
             no_bias,
+            xn_blocks,
             gpu,
         })
     }
@@ -182,7 +190,8 @@ impl Graph {
         y: &wgpu::Buffer,
     ) -> Box<dyn Op> {
         let (h, eps) = (self.cfg.hidden_size, self.cfg.rms_norm_eps);
-        Box::new(RmsNorm::new(
+        let blocks = self.xn_blocks.as_ref().filter(|_| *y == self.act.xn);
+        Box::new(RmsNorm::new_with_x_blocks(
             &self.gpu,
             &self.step,
             h,
@@ -190,6 +199,7 @@ impl Graph {
             weight,
             x,
             y,
+            blocks,
             NormRows::All,
         ))
     }
@@ -247,12 +257,15 @@ impl Graph {
         y: &wgpu::Buffer,
         mode: MatmulMode,
     ) -> Box<dyn Op> {
-        Box::new(Matmul::new(
+        // x = xn was also written as 8-bit blocks by the RMSNorm before
+        let x_blocks = self.xn_blocks.as_ref().filter(|_| *x == self.act.xn);
+        Box::new(Matmul::new_with_x_blocks(
             &self.gpu,
             &self.step,
             w,
             bias,
             x,
+            x_blocks,
             y,
             mode,
             &self.no_bias,

@@ -132,7 +132,8 @@ fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f3
 }
 
 /// The weights of a model file; with `quantized`, matrices whose tensors are all stored in
-/// one GGML block type the GPU reads (Q4_0, Q4_1, Q8_0) stay in those blocks.
+/// one GGML block type the GPU reads (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) stay in those
+/// blocks.
 pub struct FileWeights<'a> {
     pub src: &'a dyn WeightSource,
     pub quantized: bool,
@@ -204,16 +205,29 @@ fn random_blocks(ty: QuantType, blocks: usize, bound: f32, seed: u32) -> Vec<u8>
         state ^= state << 17;
         chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
     }
-    // Q4: values (q - 8) d, or q d + m; Q8: q d with |q| <= 128
+    // Q4: values (q - 8) d, or q d + m; Q8: q d with |q| <= 128; Q4_K/Q5_K: d sc q - dmin m
+    // with 6-bit sc and m, q < 16 or 32; Q6_K: d sc (q - 32) with sc a signed byte
     let d = match ty {
         QuantType::Q8_0 => bound / 128.0,
         QuantType::Q4_0 | QuantType::Q4_1 => bound / 8.0,
+        QuantType::Q4_K => bound / (63.0 * 15.0),
+        QuantType::Q5_K => bound / (63.0 * 31.0),
+        QuantType::Q6_K => bound / (128.0 * 32.0),
     };
-    let (d, m) = (half::f16::from_f32(d), half::f16::from_f32(-8.0 * d));
+    let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
     for block in bytes.chunks_mut(bb) {
-        block[..2].copy_from_slice(&d.to_le_bytes());
-        if ty == QuantType::Q4_1 {
-            block[2..4].copy_from_slice(&m.to_le_bytes());
+        match ty {
+            QuantType::Q4_1 => {
+                block[..2].copy_from_slice(&f16(d));
+                block[2..4].copy_from_slice(&f16(-8.0 * d));
+            }
+            // dmin: the mins (up to 63) take at most half the bound
+            QuantType::Q4_K | QuantType::Q5_K => {
+                block[..2].copy_from_slice(&f16(d / 2.0));
+                block[2..4].copy_from_slice(&f16(bound / 126.0));
+            }
+            QuantType::Q6_K => block[208..210].copy_from_slice(&f16(d)),
+            _ => block[..2].copy_from_slice(&f16(d)),
         }
     }
     bytes
@@ -234,7 +248,7 @@ impl WeightProvider for RandomWeights {
         let scale = 1.0 / (cols as f32).sqrt();
         Ok(match self.quant {
             Some(ty) => {
-                let blocks = parts.iter().sum::<usize>() * cols / 32;
+                let blocks = parts.iter().sum::<usize>() * cols / ty.block_values();
                 MatrixValues::Blocks(ty, random_blocks(ty, blocks, scale, seed))
             }
             None => MatrixValues::Random { seed, scale },

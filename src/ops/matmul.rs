@@ -74,7 +74,8 @@ impl WeightMatrix {
     }
 
     /// Uploads GGML blocks of type `ty` as the file stores them (`blocks`: `rows` rows of
-    /// `cols / 32` blocks each, row-major), repacked for aligned loads, in as few parts as
+    /// `cols / ty.block_values()` blocks each, row-major), laid out for aligned loads
+    /// (`gpu::quant_layout`), in as few parts as
     /// the binding limit allows (at most `max_part_rows` rows each).
     pub fn upload_blocks(
         gpu: &GpuContext,
@@ -85,8 +86,9 @@ impl WeightMatrix {
         cols: usize,
         max_part_rows: usize,
     ) -> Result<Self, GpuError> {
-        let row_bytes = cols / 32 * ty.ggml().type_size();
-        if !cols.is_multiple_of(32) || blocks.len() != rows * row_bytes {
+        let bv = ty.block_values();
+        let row_bytes = cols / bv * ty.ggml().type_size();
+        if !cols.is_multiple_of(bv) || blocks.len() != rows * row_bytes {
             return Err(GpuError::Other(format!(
                 "{label}: {} bytes are not {rows} rows of {cols} {} values",
                 blocks.len(),
@@ -252,7 +254,7 @@ struct Part {
 
 /// Bytes of one 32-value block of x quantized to 8 bits (shaders/quantize_q8.wgsl): 32
 /// quants, then the scale and the scaled sum, padded to a 16-byte word.
-const Q8_BLOCK_BYTES: u64 = 48;
+pub const Q8_BLOCK_BYTES: u64 = 48;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -262,21 +264,41 @@ struct QuantizeDims {
     _pad: [u32; 2],
 }
 
-/// The integer-dot decode path: x quantized into `xq`, then `vec` per token count.
+/// The integer-dot decode path: x quantized into 8-bit blocks (by `quantize`, or by the
+/// kernel that wrote x), then `vec` per token count.
 struct Q8Path {
     /// 32-value blocks per row of x
     blocks: u32,
-    quantize: Arc<wgpu::ComputePipeline>,
-    quantize_group: wgpu::BindGroup,
+    quantize: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
     vec: Vec<Arc<wgpu::ComputePipeline>>,
     /// the weight parts bound with `xq` in place of x
     parts: Vec<Part>,
 }
 
+/// `store_q8(blk, v)`: 32 values stored as an 8-bit block of x, for the kernels that write
+/// them (this op's quantize kernel, RMSNorm's Q8 variant); they set `XQ_BINDING`.
+pub const Q8_STORE: &str = include_str!("../../shaders/q8_store.wgsl");
+
+/// The buffer where x's 8-bit blocks live from the kernel that writes them to the matmul
+/// that reads them: one for every op of a context (they run one after another), sized
+/// for `VEC_MAX_ROWS` rows of the widest x so far and at least 16K values.
+pub fn q8_scratch(gpu: &GpuContext, cols: usize) -> Result<wgpu::Buffer, GpuError> {
+    let rows_bytes = |cols: usize| VEC_MAX_ROWS as u64 * (cols / 32) as u64 * Q8_BLOCK_BYTES;
+    gpu.scratch("matmul.xq", rows_bytes(cols.max(16384)))
+}
+
+/// Where a Q8 matmul's x blocks come from.
+enum QuantizedX<'a> {
+    /// the op quantizes this f32 x itself, one dispatch before its matvec
+    Here(&'a wgpu::Buffer),
+    /// an earlier kernel of the step wrote them into this buffer (`q8_scratch`)
+    ByEarlierKernel(&'a wgpu::Buffer),
+}
+
 /// Whether quantized weights use the integer-dot decode path on this context (see
-/// `GpuFeatures::q8_dot`).
+/// `GpuFeatures::q8_dot`; the K-quants have no integer-dot layout yet).
 fn uses_q8_dot(gpu: &GpuContext, format: WeightFormat) -> bool {
-    matches!(format, WeightFormat::Quant(_)) && gpu.features.q8_dot
+    matches!(format, WeightFormat::Quant(q) if q.has_block_dot()) && gpu.features.q8_dot
 }
 
 pub struct Matmul {
@@ -314,6 +336,24 @@ impl Matmul {
         w: &WeightMatrix,
         bias: Option<&wgpu::Buffer>,
         x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+        dummy: &wgpu::Buffer,
+    ) -> Self {
+        Self::new_with_x_blocks(gpu, step, w, bias, x, None, y, mode, dummy)
+    }
+
+    /// As `new`, where an earlier kernel of the step also writes x as 8-bit blocks into
+    /// `x_blocks` (`q8_scratch`; RMSNorm's Q8 variant): the integer-dot path then reads
+    /// them instead of quantizing x itself.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_with_x_blocks(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        x_blocks: Option<&wgpu::Buffer>,
         y: &wgpu::Buffer,
         mode: MatmulMode,
         dummy: &wgpu::Buffer,
@@ -378,6 +418,10 @@ impl Matmul {
             .weights(w.format)
             .constant("ROWS", vec_rows)
             .constant("IDOT4", idot4(gpu.features.q8_packed_dot));
+            let x = match x_blocks {
+                Some(xq) => QuantizedX::ByEarlierKernel(xq),
+                None => QuantizedX::Here(x),
+            };
             Q8Path::new(gpu, &src, &layout, step, w, bias, dummy, x, y, mode)
         });
         Matmul {
@@ -414,27 +458,36 @@ impl Q8Path {
         w: &WeightMatrix,
         bias: Option<&wgpu::Buffer>,
         dummy: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        x: QuantizedX<'_>,
         y: &wgpu::Buffer,
         mode: MatmulMode,
     ) -> Q8Path {
         let blocks = (w.cols / 32) as u64;
-        let xq = gpu
-            .storage("matmul.xq", VEC_MAX_ROWS as u64 * blocks * Q8_BLOCK_BYTES)
-            .expect("a few 8-bit rows of x fit any binding that fits the weights");
-        let quantize = gpu.pipelines.get(&KernelSource::new(
-            "quantize_q8",
-            include_str!("../../shaders/quantize_q8.wgsl"),
-        ));
-        let qdims = gpu.uniform(
-            "quantize_q8.dims",
-            &QuantizeDims {
-                blocks: blocks as u32,
-                t_from_logits: mode.logits_rows as u32,
-                _pad: [0; 2],
-            },
-        );
-        let quantize_group = bind(gpu, &quantize, "quantize_q8", &[step, &qdims, x, &xq]);
+        let (xq, quantize) = match x {
+            QuantizedX::ByEarlierKernel(xq) => (xq.clone(), None),
+            QuantizedX::Here(x) => {
+                let xq = q8_scratch(gpu, w.cols)
+                    .expect("a few 8-bit rows of x fit any binding that fits the weights");
+                let pipeline = gpu.pipelines.get(
+                    &KernelSource::new(
+                        "quantize_q8",
+                        include_str!("../../shaders/quantize_q8.wgsl"),
+                    )
+                    .constant("Q8_STORE", Q8_STORE)
+                    .constant("XQ_BINDING", 3),
+                );
+                let qdims = gpu.uniform(
+                    "quantize_q8.dims",
+                    &QuantizeDims {
+                        blocks: blocks as u32,
+                        t_from_logits: mode.logits_rows as u32,
+                        _pad: [0; 2],
+                    },
+                );
+                let group = bind(gpu, &pipeline, "quantize_q8", &[step, &qdims, x, &xq]);
+                (xq, Some((pipeline, group)))
+            }
+        };
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
                 gpu.pipelines
@@ -461,17 +514,18 @@ impl Q8Path {
         Q8Path {
             blocks: blocks as u32,
             quantize,
-            quantize_group,
             vec,
             parts,
         }
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32, rows_per_group: u32) {
-        pass.set_pipeline(&self.quantize);
-        pass.set_bind_group(0, &self.quantize_group, &[]);
-        let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
-        pass.dispatch_workgroups(x, y, 1);
+        if let Some((pipeline, group)) = &self.quantize {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
+            pass.dispatch_workgroups(x, y, 1);
+        }
         pass.set_pipeline(&self.vec[t as usize - 1]);
         for p in &self.parts {
             pass.set_bind_group(0, &p.group, &[]);

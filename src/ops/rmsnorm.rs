@@ -1,5 +1,6 @@
 //! RMSNorm (shaders/rmsnorm.wgsl).
 
+use super::matmul::{Q8_STORE, VEC_MAX_ROWS};
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
 
@@ -28,6 +29,8 @@ pub struct RmsNorm {
     group: wgpu::BindGroup,
     hidden: u32,
     logits_rows: bool,
+    /// also writes 8-bit blocks (steps of at most `VEC_MAX_ROWS` rows)
+    blocks: bool,
 }
 
 impl RmsNorm {
@@ -42,14 +45,39 @@ impl RmsNorm {
         y: &wgpu::Buffer,
         rows: NormRows<'_>,
     ) -> Self {
+        Self::new_with_x_blocks(gpu, step, hidden, eps, weight, x, y, None, rows)
+    }
+
+    /// As `new`, also storing y as 8-bit blocks in `y_blocks` (`ops::matmul::q8_scratch`)
+    /// on steps of at most `VEC_MAX_ROWS` rows, for an integer-dot matmul that reads y
+    /// next (`Matmul::new_with_x_blocks`): the quantize dispatch in front of it is saved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_with_x_blocks(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        hidden: usize,
+        eps: f32,
+        weight: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        y_blocks: Option<&wgpu::Buffer>,
+        rows: NormRows<'_>,
+    ) -> Self {
         let (logits_rows, out_rows) = match rows {
             NormRows::All => (false, x), // bound but never read
             NormRows::Logits(b) => (true, b),
         };
-        let pipeline = gpu.pipelines.get(&KernelSource::new(
-            "rmsnorm",
-            include_str!("../../shaders/rmsnorm.wgsl"),
-        ));
+        let store = match y_blocks {
+            Some(_) => Q8_STORE,
+            None => "fn store_q8(blk: u32, v: array<vec4<f32>, 8>) {}",
+        };
+        let pipeline = gpu.pipelines.get(
+            &KernelSource::new("rmsnorm", include_str!("../../shaders/rmsnorm.wgsl"))
+                .constant("Q8_STORE", store)
+                .constant("XQ_BINDING", 6)
+                .constant("Q8", y_blocks.is_some())
+                .constant("Q8_MAX_ROWS", VEC_MAX_ROWS),
+        );
         let dims = gpu.uniform(
             "rmsnorm.dims",
             &Dims {
@@ -59,17 +87,15 @@ impl RmsNorm {
                 _pad: 0,
             },
         );
-        let group = bind(
-            gpu,
-            &pipeline,
-            "rmsnorm",
-            &[step, &dims, x, weight, y, out_rows],
-        );
+        let mut buffers = vec![step, &dims, x, weight, y, out_rows];
+        buffers.extend(y_blocks);
+        let group = bind(gpu, &pipeline, "rmsnorm", &buffers);
         RmsNorm {
             pipeline,
             group,
             hidden: hidden as u32,
             logits_rows,
+            blocks: y_blocks.is_some(),
         }
     }
 
@@ -93,9 +119,13 @@ impl Op for RmsNorm {
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let n = self.rows(s) as u64 * self.hidden as u64;
+        let blocks = match self.blocks && self.rows(s) <= VEC_MAX_ROWS {
+            true => n / 32 * super::matmul::Q8_BLOCK_BYTES,
+            false => 0,
+        };
         Cost {
             bytes_read: 4 * n + 4 * self.hidden as u64,
-            bytes_written: 4 * n,
+            bytes_written: 4 * n + blocks,
             flops: 4 * n,
             weight_bytes: 4 * self.hidden as u64,
             kv_bytes: 0,
