@@ -96,8 +96,8 @@ impl From<Precision> for StorageFormat {
 /// How weight matrices are stored on the GPU.
 #[derive(Clone, Copy, ValueEnum)]
 enum WeightsArg {
-    /// as the GGUF stores them where a kernel reads that form (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K blocks,
-    /// dequantized in registers), else f16
+    /// as the GGUF stores them where a kernel reads that form (Q4_0, Q4_1, Q5_0, Q5_1,
+    /// Q8_0, Q4_K, Q5_K, Q6_K blocks, dequantized in registers), else f16
     Native,
     F16,
     F32,
@@ -126,7 +126,7 @@ struct ModelArgs {
     #[arg(long)]
     context: Option<usize>,
     /// how weights are stored on the GPU
-    #[arg(long, value_enum, default_value = "f16")]
+    #[arg(long, value_enum, default_value = "native")]
     weights: WeightsArg,
     /// how the KV cache is stored on the GPU
     #[arg(long, value_enum, default_value = "f16")]

@@ -21,17 +21,18 @@ use std::sync::{Arc, OnceLock};
 
 const POISON: f32 = f32::NAN;
 
-/// The default context, one with the integer-dot path for quantized weights, and contexts
-/// without subgroups, with one and with 32 threads per row in the portable matvec (CPU
-/// adapters pick one, GPUs 32): every path runs.
+/// The default context (with the integer-dot path for quantized weights where it has
+/// subgroups), one with x kept in f32 there, and contexts without subgroups, with one and
+/// with 32 threads per row in the portable matvec (CPU adapters pick one, GPUs 32): every
+/// path runs.
 fn gpus() -> Vec<Arc<GpuContext>> {
     static OTHERS: OnceLock<Vec<Arc<GpuContext>>> = OnceLock::new();
     let mut all = vec![gpu()];
     all.extend(
         OTHERS
             .get_or_init(|| {
-                let q8 = GpuOptions {
-                    q8_dot: true,
+                let f32_x = GpuOptions {
+                    no_q8_dot: true,
                     ..Default::default()
                 };
                 let portable = [1, 32].map(|lanes| GpuOptions {
@@ -39,7 +40,7 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                     matvec_lanes: Some(lanes),
                     ..Default::default()
                 });
-                std::iter::once(q8)
+                std::iter::once(f32_x)
                     .chain(portable)
                     .map(|o| GpuContext::new_blocking(&o).unwrap())
                     .collect::<Vec<_>>()
@@ -286,16 +287,12 @@ fn rmsnorm_matches_cpu() {
     }
 }
 
-/// RMSNorm's Q8 variant writes the normalised rows as 8-bit blocks too, and the
+/// RMSNorm's and SiLU·mul's Q8 variants write their rows as 8-bit blocks too, and the
 /// integer-dot matmul that reads them (no quantize dispatch of its own) gives the product
-/// of those blocks; with more rows than the decode kernel takes, neither uses blocks.
+/// of those blocks; with more rows than the decode kernel takes, none of them uses blocks.
 #[test]
-fn rmsnorm_blocks_feed_the_integer_dot_matmul() {
-    let g = GpuContext::new_blocking(&GpuOptions {
-        q8_dot: true,
-        ..Default::default()
-    })
-    .unwrap();
+fn rmsnorm_and_silu_blocks_feed_the_integer_dot_matmul() {
+    let g = gpu();
     if !g.features.q8_dot {
         eprintln!("no subgroups on this adapter: the integer-dot path does not exist");
         return;
@@ -303,65 +300,88 @@ fn rmsnorm_blocks_feed_the_integer_dot_matmul() {
     let mut r = rng();
     let dummy = g.storage("dummy", 16).unwrap();
     let ty = QuantType::Q4_1;
-    for &(t, k, n) in &[(1usize, 2240usize, 33usize), (3, 96, 40), (9, 96, 40)] {
-        let x = randn(&mut r, t * k, 3.0);
-        let norm = randn(&mut r, k, 1.0);
-        let blocks = random_blocks(&mut r, ty, n * k / 32, 0.1);
-        let w = dequantize(ty.ggml(), &blocks, n * k).unwrap();
-        let wm = WeightMatrix::upload_blocks(&g, "wq", ty, &blocks, n, k, usize::MAX).unwrap();
-        let (xb, nb) = (upload(&g, &x), upload(&g, &norm));
-        let xn = upload(&g, &vec![POISON; t * k]);
-        let yb = upload(&g, &vec![POISON; t * n]);
-        let xq = headroom::ops::matmul::q8_scratch(&g, k).unwrap();
-        let step = step_buffer(&g, params(t as u32, 0, 1));
-        let norm_op =
-            RmsNorm::new_with_x_blocks(&g, &step, k, 1e-5, &nb, &xb, &xn, Some(&xq), NormRows::All);
-        let mm = Matmul::new_with_x_blocks(
-            &g,
-            &step,
-            &wm,
-            None,
-            &xn,
-            Some(&xq),
-            &yb,
-            MatmulMode::default(),
-            &dummy,
-        );
-        run(&g, &[&norm_op, &mm], rows(t as u32));
-        // the f32 rows are RMSNorm's as ever
-        let normed = g.read_f32(&xn, t * k).unwrap();
-        for (i, row) in normed.chunks(k).enumerate() {
-            let xs = &x[i * k..(i + 1) * k];
-            let ms = xs.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / k as f64;
-            let s = 1.0 / (ms + 1e-5).sqrt();
-            let want: Vec<f64> = xs
-                .iter()
-                .zip(&norm)
-                .map(|(&v, &c)| v as f64 * s * c as f64)
+    for silu in [false, true] {
+        for &(t, k, n) in &[(1usize, 2240usize, 33usize), (3, 96, 40), (9, 96, 40)] {
+            let blocks = random_blocks(&mut r, ty, n * k / 32, 0.1);
+            let w = dequantize(ty.ggml(), &blocks, n * k).unwrap();
+            let wm = WeightMatrix::upload_blocks(&g, "wq", ty, &blocks, n, k, usize::MAX).unwrap();
+            let xn = upload(&g, &vec![POISON; t * k]);
+            let yb = upload(&g, &vec![POISON; t * n]);
+            let xq = headroom::ops::matmul::q8_scratch(&g, k).unwrap();
+            let step = step_buffer(&g, params(t as u32, 0, 1));
+            // the producer of x (f32 and blocks), and x as the CPU computes it
+            let (producer, want_x): (Box<dyn Op>, Vec<f64>) = if silu {
+                let gu = randn(&mut r, t * 2 * k, 3.0);
+                let op = SiluMul::new_with_x_blocks(&g, &step, k, &upload(&g, &gu), &xn, Some(&xq));
+                let want = (0..t * k)
+                    .map(|i| {
+                        let (ti, ii) = (i / k, i % k);
+                        let a = gu[ti * 2 * k + ii] as f64;
+                        a / (1.0 + (-a).exp()) * gu[ti * 2 * k + k + ii] as f64
+                    })
+                    .collect();
+                (Box::new(op), want)
+            } else {
+                let x = randn(&mut r, t * k, 3.0);
+                let norm = randn(&mut r, k, 1.0);
+                let (xb, nb) = (upload(&g, &x), upload(&g, &norm));
+                let op = RmsNorm::new_with_x_blocks(
+                    &g,
+                    &step,
+                    k,
+                    1e-5,
+                    &nb,
+                    &xb,
+                    &xn,
+                    Some(&xq),
+                    NormRows::All,
+                );
+                let mut want = Vec::new();
+                for xs in x.chunks(k) {
+                    let ms = xs.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / k as f64;
+                    let s = 1.0 / (ms + 1e-5).sqrt();
+                    want.extend(xs.iter().zip(&norm).map(|(&v, &c)| v as f64 * s * c as f64));
+                }
+                (Box::new(op), want)
+            };
+            let mm = Matmul::new_with_x_blocks(
+                &g,
+                &step,
+                &wm,
+                None,
+                &xn,
+                Some(&xq),
+                &yb,
+                MatmulMode::default(),
+                &dummy,
+            );
+            run(&g, &[producer.as_ref(), &mm], rows(t as u32));
+            let what = if silu { "silu_mul" } else { "rmsnorm" };
+            // the f32 rows are the producer's as ever
+            let got_x = g.read_f32(&xn, t * k).unwrap();
+            assert_close(&format!("{what} t={t} k={k}"), &got_x, &want_x, 1e-5, 1e-5);
+            // the matmul multiplies by those rows as 8-bit blocks (decode) or as they are
+            let xr = match t <= VEC_MAX_ROWS as usize {
+                true => q8_round_trip(&got_x),
+                false => got_x.clone(),
+            };
+            let want: Vec<f64> = (0..t * n)
+                .map(|i| {
+                    let (ti, ni) = (i / n, i % n);
+                    (0..k)
+                        .map(|ki| w[ni * k + ki] as f64 * xr[ti * k + ki] as f64)
+                        .sum()
+                })
                 .collect();
-            assert_close(&format!("rmsnorm t={t} k={k}"), row, &want, 1e-5, 1e-5);
+            let got = g.read_f32(&yb, t * n).unwrap();
+            assert_close(
+                &format!("{what} blocks -> matvec t={t} k={k}"),
+                &got,
+                &want,
+                1e-5 * 1.6 * (k as f64).sqrt(),
+                1e-5,
+            );
         }
-        // the matmul multiplies by those rows as 8-bit blocks (decode) or as they are
-        let xr = match t <= VEC_MAX_ROWS as usize {
-            true => q8_round_trip(&normed),
-            false => normed.clone(),
-        };
-        let want: Vec<f64> = (0..t * n)
-            .map(|i| {
-                let (ti, ni) = (i / n, i % n);
-                (0..k)
-                    .map(|ki| w[ni * k + ki] as f64 * xr[ti * k + ki] as f64)
-                    .sum()
-            })
-            .collect();
-        let got = g.read_f32(&yb, t * n).unwrap();
-        assert_close(
-            &format!("rmsnorm blocks -> matvec t={t} k={k}"),
-            &got,
-            &want,
-            1e-5 * 1.6 * (k as f64).sqrt(),
-            1e-5,
-        );
     }
 }
 
@@ -385,8 +405,8 @@ fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Ve
     let bb = ty.ggml().type_size();
     // byte offsets of the f16 scale fields: d (and m / dmin)
     let fields: &[usize] = match ty {
-        QuantType::Q4_1 | QuantType::Q4_K | QuantType::Q5_K => &[0, 2],
-        QuantType::Q4_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4_K | QuantType::Q5_K => &[0, 2],
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
         QuantType::Q6_K => &[208],
     };
     let mut bytes: Vec<u8> = (0..blocks * bb).map(|_| r.random()).collect();
@@ -400,7 +420,7 @@ fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Ve
 }
 
 /// Weights kept as GGML blocks: the decode and tiled matmul paths and the embedding read
-/// Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K blocks as the file stores them and give the CPU
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K blocks as the file stores them and give the CPU
 /// dequantization's
 /// results (`formats::quant`, itself checked against python gguf), over parts that split
 /// rows where super-blocks do not end.
@@ -415,6 +435,7 @@ fn quantized_weights_match_the_cpu_dequantization() {
             let (scale, wmax) = match ty {
                 QuantType::Q8_0 => (0.02, 0.02 * 128.0),
                 QuantType::Q4_0 | QuantType::Q4_1 => (0.1, 0.1 * 16.0),
+                QuantType::Q5_0 | QuantType::Q5_1 => (0.05, 0.05 * 32.0),
                 QuantType::Q4_K => (0.005, 0.005 * 63.0 * 16.0),
                 QuantType::Q5_K => (0.003, 0.003 * 63.0 * 32.0),
                 QuantType::Q6_K => (0.001, 0.001 * 128.0 * 32.0),

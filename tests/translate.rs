@@ -91,11 +91,6 @@ fn every_kernel() -> Vec<String> {
     let contexts = [
         GpuOptions::default(),
         GpuOptions {
-            q8_dot: true,
-            ..Default::default()
-        },
-        GpuOptions {
-            q8_dot: true,
             q8_packed_dot: true,
             ..Default::default()
         },

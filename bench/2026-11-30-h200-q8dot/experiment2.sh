@@ -2,8 +2,9 @@
 # Run during the session with an intermediate build in which the integer-dot path was the
 # default for quantized weights and used dot4I8Packed ("q4_0" below), HEADROOM_NO_Q8_DOT=1
 # kept x in f32 ("f32x") and EXP_POLY=1 unpacked the lanes ("poly"). With this commit the
-# same variants are: HEADROOM_Q8_DOT=1 HEADROOM_Q8_PACKED_DOT=1, no variable, and
-# HEADROOM_Q8_DOT=1; the script below is rewritten to use them.
+# same variants are: HEADROOM_Q8_PACKED_DOT=1, HEADROOM_NO_Q8_DOT=1, and no variable
+# (HEADROOM_Q8_DOT=1 below is what switched the path on while it was opt-in; it is the
+# default now and the variable is ignored); the script below is rewritten to use them.
 set -e
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (HEADROOM_Q8_DOT=1 switched the integer-dot path on while it was opt-in; it is the
+# default since; HEADROOM_NO_Q8_DOT=1 keeps x in f32.)
 # After the x blocks became one shared buffer and RMSNorm learnt to write them (two of a
 # layer's four quantize dispatches gone): the 7B-shaped Q4_0 step on the integer-dot path
 # in four processes beside the f32 path and f16, then SmolLM2 end to end.
@@ -17,7 +19,7 @@ step)
     i=0
     for v in q8dot f32x q8dot f16 q8dot q8dot; do
         i=$((i + 1))
-        env=(); args=(--quant q4_0)
+        env=(HEADROOM_NO_Q8_DOT=1); args=(--quant q4_0)   # x in f32 unless q8dot
         [ "$v" = q8dot ] && env=(HEADROOM_Q8_DOT=1)
         [ "$v" = f16 ] && args=()
         env "${env[@]}" ./headroom bench decode-step --synthetic llama2-7b --kv-heads 8 --batch 1 \
@@ -32,7 +34,7 @@ generate)
     i=0
     for w in f16 native native-q8dot native-q8dot native f16; do
         i=$((i + 1))
-        env=()
+        env=(HEADROOM_NO_Q8_DOT=1)   # x in f32 unless the variant says q8dot
         [ "$w" = native-q8dot ] && env=(HEADROOM_Q8_DOT=1)
         env "${env[@]}" ./headroom bench generate --model smollm2.gguf --weights "${w%-*}" \
             --prompt-tokens 128 --gen-tokens 256 --runs 5 --json "fused_generate_${i}_$w.json" \

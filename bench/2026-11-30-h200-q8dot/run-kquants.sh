@@ -5,6 +5,7 @@ set -euo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+export HEADROOM_NO_Q8_DOT=1   # x in f32 for Q4_0 too (the K-quants always are)
 W=/tmp/w
 mkdir -p "$W"
 xz -dc .bin/headroom-q8.xz > "$W/headroom"; chmod +x "$W/headroom"

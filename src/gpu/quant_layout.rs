@@ -26,6 +26,8 @@ use crate::formats::quant::GgmlType;
 pub enum QuantType {
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
     Q4_K,
     Q5_K,
@@ -44,6 +46,8 @@ impl QuantType {
         match ty {
             GgmlType::Q4_0 => Some(QuantType::Q4_0),
             GgmlType::Q4_1 => Some(QuantType::Q4_1),
+            GgmlType::Q5_0 => Some(QuantType::Q5_0),
+            GgmlType::Q5_1 => Some(QuantType::Q5_1),
             GgmlType::Q8_0 => Some(QuantType::Q8_0),
             GgmlType::Q4_K => Some(QuantType::Q4_K),
             GgmlType::Q5_K => Some(QuantType::Q5_K),
@@ -56,6 +60,8 @@ impl QuantType {
         match self {
             QuantType::Q4_0 => GgmlType::Q4_0,
             QuantType::Q4_1 => GgmlType::Q4_1,
+            QuantType::Q5_0 => GgmlType::Q5_0,
+            QuantType::Q5_1 => GgmlType::Q5_1,
             QuantType::Q8_0 => GgmlType::Q8_0,
             QuantType::Q4_K => GgmlType::Q4_K,
             QuantType::Q5_K => GgmlType::Q5_K,
@@ -64,9 +70,11 @@ impl QuantType {
     }
 
     /// Every type the GPU reads as blocks.
-    pub const ALL: [QuantType; 6] = [
+    pub const ALL: [QuantType; 8] = [
         QuantType::Q4_0,
         QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q5_1,
         QuantType::Q8_0,
         QuantType::Q4_K,
         QuantType::Q5_K,
@@ -74,7 +82,7 @@ impl QuantType {
     ];
 
     /// Whether the integer-dot decode path reads this type (`block_dot_accessor`); the
-    /// K-quants use the f32 path.
+    /// 5-bit types and the K-quants use the f32 path.
     pub fn has_block_dot(self) -> bool {
         matches!(self, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q8_0)
     }
@@ -94,6 +102,9 @@ impl QuantType {
             QuantType::Q4_0 => (4, 4),
             QuantType::Q4_1 => (8, 4),
             QuantType::Q8_0 => (4, 8),
+            // the scales, then one word of fifth bits per block
+            QuantType::Q5_0 => (4 + 8, 4),
+            QuantType::Q5_1 => (8 + 8, 4),
             _ => unreachable!("{}: not a 32-value type", self.name()),
         }
     }
@@ -141,6 +152,22 @@ impl QuantType {
                     unit[416 + 2 * h..416 + 2 * h + 2].copy_from_slice(&block[208..210]);
                 }
             }
+            QuantType::Q5_0 | QuantType::Q5_1 => {
+                // scales (d, or d and m), then the qh words, then the nibbles
+                let sb_bytes = self.unit().1;
+                let scale_bytes = block_bytes - 4 - 16;
+                let qh_at = 8 * scale_bytes;
+                for (i, block) in bytes.chunks_exact(block_bytes).enumerate() {
+                    let sb = &mut out[(i / BLOCKS_PER_SB) * sb_bytes..];
+                    let b = i % BLOCKS_PER_SB;
+                    sb[b * scale_bytes..(b + 1) * scale_bytes]
+                        .copy_from_slice(&block[..scale_bytes]);
+                    sb[qh_at + 4 * b..qh_at + 4 * b + 4]
+                        .copy_from_slice(&block[scale_bytes..scale_bytes + 4]);
+                    let at = qh_at + 32 + 16 * b;
+                    sb[at..at + 16].copy_from_slice(&block[scale_bytes + 4..]);
+                }
+            }
             _ => {
                 let (h, q) = self.words();
                 let sb_bytes = self.unit().1;
@@ -163,8 +190,8 @@ impl QuantType {
     /// of the flat matrix, and `name_load_chunk(c)`: block c's 32 values, reading its scale
     /// once.
     pub fn accessor(self, name: &str, binding: &str) -> String {
-        if matches!(self, QuantType::Q4_K | QuantType::Q5_K | QuantType::Q6_K) {
-            return self.k_accessor(name, binding);
+        if !matches!(self, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q8_0) {
+            return self.sub_accessor(name, binding);
         }
         let (h, q) = self.words();
         let sb = h + BLOCKS_PER_SB * q;
@@ -187,7 +214,7 @@ impl QuantType {
                  bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u); \
                  return vec4<f32>(s) * d + m;",
             ),
-            _ => unreachable!("K-quants: k_accessor"),
+            _ => unreachable!("the others: sub_accessor"),
         };
         // the header word of block b: Q4_1 has one per block, the others one per two
         let hw = if self == QuantType::Q4_1 {
@@ -223,11 +250,32 @@ impl QuantType {
         )
     }
 
-    /// `accessor` for the K-quants: `name_sub(c)` gathers what 32-value sub-block `c` needs
+    /// `accessor` for the 5-bit types and the K-quants: `name_sub(c)` gathers what 32-value
+    /// (sub-)block `c` needs
     /// (its quant words, shifts and scaled scale/min) once, `name_vals(s, g)` gives its
     /// values 4g..4g+4; `load4` and `load_chunk` are built on them.
-    fn k_accessor(self, name: &str, binding: &str) -> String {
+    fn sub_accessor(self, name: &str, binding: &str) -> String {
+        // a 5-bit block's values 4g..4g+4: nibbles of quant word g % 4 (high ones for
+        // g >= 4), fifth bits 4g..4g+4 of its qh word
+        let five = "let qw = NAME[s.qa + g % 4u] >> ((g / 4u) * 4u); let hb = s.qh >> (4u * g); \
+                    let lo = vec4<u32>(qw, qw >> 8u, qw >> 16u, qw >> 24u) & vec4<u32>(15u); \
+                    let hi = vec4<u32>(hb, hb >> 1u, hb >> 2u, hb >> 3u) & vec4<u32>(1u); \
+                    return vec4<f32>(lo + hi * 16u) * s.d + s.m;";
         let (fields, sub, vals) = match self {
+            QuantType::Q5_0 => (
+                "qa: u32, qh: u32, d: f32, m: f32,",
+                "let b = c % 8u; let base = (c / 8u) * 44u; \
+                 let d = unpack2x16float(NAME[base + b / 2u] >> (16u * (b % 2u))).x; \
+                 return NAME_sub_t(base + 12u + 4u * b, NAME[base + 4u + b], d, -16.0 * d);",
+                five,
+            ),
+            QuantType::Q5_1 => (
+                "qa: u32, qh: u32, d: f32, m: f32,",
+                "let b = c % 8u; let base = (c / 8u) * 48u; \
+                 let dm = unpack2x16float(NAME[base + b]); \
+                 return NAME_sub_t(base + 16u + 4u * b, NAME[base + 8u + b], dm.x, dm.y);",
+                five,
+            ),
             QuantType::Q4_K => (
                 "qa: u32, shift: u32, d: f32, m: f32,",
                 "let blk = c / 8u; let j = c % 8u; let base = blk * 36u; \
@@ -383,6 +431,17 @@ mod tests {
             let src = &blocks[9 * bb..10 * bb];
             assert_eq!(&sb[scale..2 * scale], &src[..scale]);
             assert_eq!(&sb[4 * h + 4 * q..4 * h + 8 * q], &src[scale..]);
+        }
+        // Q5_0/Q5_1: block 9's scale(s), fifth bits and nibbles in their three areas
+        for (ty, sc) in [(QuantType::Q5_0, 2), (QuantType::Q5_1, 4)] {
+            let bb = ty.ggml().type_size();
+            let blocks: Vec<u8> = (0..11 * bb).map(|i| (i * 7 + 3) as u8).collect();
+            let packed = ty.repack(&blocks);
+            assert_eq!(packed.len(), 2 * 8 * bb);
+            let (sb, src) = (&packed[8 * bb..], &blocks[9 * bb..10 * bb]);
+            assert_eq!(&sb[sc..2 * sc], &src[..sc], "{}", ty.name());
+            assert_eq!(&sb[8 * sc + 4..8 * sc + 8], &src[sc..sc + 4]);
+            assert_eq!(&sb[8 * sc + 32 + 16..8 * sc + 32 + 32], &src[sc + 4..]);
         }
         for ty in [QuantType::Q4_K, QuantType::Q5_K] {
             let blocks: Vec<u8> = (0..3 * ty.ggml().type_size()).map(|i| i as u8).collect();

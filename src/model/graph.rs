@@ -63,9 +63,10 @@ pub struct Graph {
     rope_inv_freq: wgpu::Buffer,
     /// bound where an op takes an optional buffer it does not use
     no_bias: wgpu::Buffer,
-    /// where the RMSNorms into `act.xn` also write it as 8-bit blocks for the integer-dot
-    /// matmuls that read `xn` (quantized weights on a `q8_dot` context; `ops::matmul`)
-    xn_blocks: Option<wgpu::Buffer>,
+    /// where the RMSNorms into `act.xn` and SiLU·mul into `act.ffn_hidden` also write
+    /// their output as 8-bit blocks for the integer-dot matmuls that read it (quantized
+    /// weights on a `q8_dot` context; `ops::matmul`)
+    x_blocks: Option<wgpu::Buffer>,
 }
 
 impl Graph {
@@ -128,8 +129,9 @@ impl Graph {
             bytemuck::cast_slice(&llama3_rope_inv_freq(cfg)),
         )?;
         let no_bias = gpu.storage("no_bias", 16)?;
-        let xn_blocks = match options.quantized && gpu.features.q8_dot {
-            true => Some(crate::ops::matmul::q8_scratch(&gpu, cfg.hidden_size)?),
+        let widest = cfg.hidden_size.max(cfg.intermediate_size);
+        let x_blocks = match options.quantized && gpu.features.q8_dot {
+            true => Some(crate::ops::matmul::q8_scratch(&gpu, widest)?),
             false => None,
         };
         Ok(Graph {
@@ -144,7 +146,7 @@ impl Graph {
             attention,
             rope_inv_freq,
             no_bias,
-            xn_blocks,
+            x_blocks,
             gpu,
         })
     }
@@ -182,6 +184,17 @@ impl Graph {
         Box::new(Embed::new(&self.gpu, &self.step, table, &a.tokens, &a.x))
     }
 
+    /// Where the op writing `activation` also stores it as 8-bit blocks (and the matmuls
+    /// reading it read those): `act.xn` (RMSNorm) and `act.ffn_hidden` (SiLU·mul), on a
+    /// graph with `x_blocks`, where their rows are whole 32-value blocks.
+    fn blocks_of(&self, activation: &wgpu::Buffer) -> Option<&wgpu::Buffer> {
+        let (a, c) = (&self.act, &self.cfg);
+        let whole = |n: usize| n.is_multiple_of(32);
+        let written = (*activation == a.xn && whole(c.hidden_size))
+            || (*activation == a.ffn_hidden && whole(c.intermediate_size));
+        self.x_blocks.as_ref().filter(|_| written)
+    }
+
     /// y = x / rms(x) * weight, every row.
     pub fn rmsnorm(
         &self,
@@ -190,7 +203,7 @@ impl Graph {
         y: &wgpu::Buffer,
     ) -> Box<dyn Op> {
         let (h, eps) = (self.cfg.hidden_size, self.cfg.rms_norm_eps);
-        let blocks = self.xn_blocks.as_ref().filter(|_| *y == self.act.xn);
+        let blocks = self.blocks_of(y);
         Box::new(RmsNorm::new_with_x_blocks(
             &self.gpu,
             &self.step,
@@ -257,8 +270,7 @@ impl Graph {
         y: &wgpu::Buffer,
         mode: MatmulMode,
     ) -> Box<dyn Op> {
-        // x = xn was also written as 8-bit blocks by the RMSNorm before
-        let x_blocks = self.xn_blocks.as_ref().filter(|_| *x == self.act.xn);
+        let x_blocks = self.blocks_of(x);
         Box::new(Matmul::new_with_x_blocks(
             &self.gpu,
             &self.step,
@@ -309,15 +321,16 @@ impl Graph {
         )?))
     }
 
-    /// h = silu(gate) * up.
+    /// h = silu(gate) * up (also as 8-bit blocks where the down matmul reads those).
     pub fn silu_mul(&self) -> Box<dyn Op> {
         let a = &self.act;
-        Box::new(SiluMul::new(
+        Box::new(SiluMul::new_with_x_blocks(
             &self.gpu,
             &self.step,
             self.cfg.intermediate_size,
             &a.gate_up,
             &a.ffn_hidden,
+            self.blocks_of(&a.ffn_hidden),
         ))
     }
 

@@ -132,8 +132,8 @@ fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f3
 }
 
 /// The weights of a model file; with `quantized`, matrices whose tensors are all stored in
-/// one GGML block type the GPU reads (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) stay in those
-/// blocks.
+/// one GGML block type the GPU reads (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) stay
+/// in those blocks.
 pub struct FileWeights<'a> {
     pub src: &'a dyn WeightSource,
     pub quantized: bool,
@@ -205,11 +205,12 @@ fn random_blocks(ty: QuantType, blocks: usize, bound: f32, seed: u32) -> Vec<u8>
         state ^= state << 17;
         chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
     }
-    // Q4: values (q - 8) d, or q d + m; Q8: q d with |q| <= 128; Q4_K/Q5_K: d sc q - dmin m
+    // Q4: values (q - 8) d, or q d + m; Q5 the same with 16; Q8: q d with |q| <= 128; Q4_K/Q5_K: d sc q - dmin m
     // with 6-bit sc and m, q < 16 or 32; Q6_K: d sc (q - 32) with sc a signed byte
     let d = match ty {
         QuantType::Q8_0 => bound / 128.0,
         QuantType::Q4_0 | QuantType::Q4_1 => bound / 8.0,
+        QuantType::Q5_0 | QuantType::Q5_1 => bound / 16.0,
         QuantType::Q4_K => bound / (63.0 * 15.0),
         QuantType::Q5_K => bound / (63.0 * 31.0),
         QuantType::Q6_K => bound / (128.0 * 32.0),
@@ -220,6 +221,10 @@ fn random_blocks(ty: QuantType, blocks: usize, bound: f32, seed: u32) -> Vec<u8>
             QuantType::Q4_1 => {
                 block[..2].copy_from_slice(&f16(d));
                 block[2..4].copy_from_slice(&f16(-8.0 * d));
+            }
+            QuantType::Q5_1 => {
+                block[..2].copy_from_slice(&f16(d));
+                block[2..4].copy_from_slice(&f16(-16.0 * d));
             }
             // dmin: the mins (up to 63) take at most half the bound
             QuantType::Q4_K | QuantType::Q5_K => {

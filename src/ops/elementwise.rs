@@ -1,5 +1,6 @@
 //! SiLU(gate) * up on the fused gate|up activations (shaders/silu_mul.wgsl).
 
+use super::matmul::{Q8_BLOCK_BYTES, Q8_STORE, VEC_MAX_ROWS};
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
 
@@ -14,6 +15,8 @@ pub struct SiluMul {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     group: wgpu::BindGroup,
     inter: u32,
+    /// also writes 8-bit blocks (steps of at most `VEC_MAX_ROWS` rows)
+    blocks: bool,
 }
 
 impl SiluMul {
@@ -24,10 +27,31 @@ impl SiluMul {
         gate_up: &wgpu::Buffer,
         h: &wgpu::Buffer,
     ) -> Self {
-        let pipeline = gpu.pipelines.get(&KernelSource::new(
-            "silu_mul",
-            include_str!("../../shaders/silu_mul.wgsl"),
-        ));
+        Self::new_with_x_blocks(gpu, step, intermediate, gate_up, h, None)
+    }
+
+    /// As `new`, also storing h as 8-bit blocks in `h_blocks` (`ops::matmul::q8_scratch`)
+    /// on steps of at most `VEC_MAX_ROWS` rows, for the integer-dot matmul that reads h
+    /// next (`Matmul::new_with_x_blocks`).
+    pub fn new_with_x_blocks(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        intermediate: usize,
+        gate_up: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+        h_blocks: Option<&wgpu::Buffer>,
+    ) -> Self {
+        let store = match h_blocks {
+            Some(_) => Q8_STORE,
+            None => "fn store_q8(blk: u32, v: array<vec4<f32>, 8>) {}",
+        };
+        let pipeline = gpu.pipelines.get(
+            &KernelSource::new("silu_mul", include_str!("../../shaders/silu_mul.wgsl"))
+                .constant("Q8_STORE", store)
+                .constant("XQ_BINDING", 4)
+                .constant("Q8", h_blocks.is_some())
+                .constant("Q8_MAX_ROWS", VEC_MAX_ROWS),
+        );
         let dims = gpu.uniform(
             "silu_mul.dims",
             &Dims {
@@ -35,12 +59,21 @@ impl SiluMul {
                 _pad: [0; 3],
             },
         );
-        let group = bind(gpu, &pipeline, "silu_mul", &[step, &dims, gate_up, h]);
+        let mut buffers = vec![step, &dims, gate_up, h];
+        buffers.extend(h_blocks);
+        let group = bind(gpu, &pipeline, "silu_mul", &buffers);
         SiluMul {
             pipeline,
             group,
             inter: intermediate as u32,
+            blocks: h_blocks.is_some(),
         }
+    }
+}
+
+impl SiluMul {
+    fn writes_blocks(&self, s: &StepShape) -> bool {
+        self.blocks && s.n_tokens <= VEC_MAX_ROWS
     }
 }
 
@@ -51,13 +84,19 @@ impl Op for SiluMul {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.group, &[]);
-        pass.dispatch_workgroups((self.inter / 4).div_ceil(64), s.n_tokens, 1);
+        // an invocation per 32 values where it also writes blocks, else per 4
+        let per = if self.writes_blocks(s) { 32 } else { 4 };
+        pass.dispatch_workgroups((self.inter / per).div_ceil(64), s.n_tokens, 1);
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let n = s.n_tokens as u64 * self.inter as u64;
+        let blocks = match self.writes_blocks(s) {
+            true => n / 32 * Q8_BLOCK_BYTES,
+            false => 0,
+        };
         Cost {
             bytes_read: 8 * n,
-            bytes_written: 4 * n,
+            bytes_written: 4 * n + blocks,
             flops: 6 * n,
             ..Cost::default()
         }

@@ -1,6 +1,6 @@
 //! Matrix times activations: `y[t, n] (+)= x[t, :] . W[n, :] (+ b[n])`.
 //! Few token rows use a decode kernel (every weight read once for all rows): for quantized
-//! weights where `GpuOptions::q8_dot` asks for it (and subgroups exist), x is quantized to
+//! weights where subgroups exist (unless `GpuOptions::no_q8_dot`), x is quantized to
 //! 8-bit blocks first and the blocks meet in integer dot products (shaders/quantize_q8.wgsl,
 //! shaders/subgroup/matvec_q8.wgsl); otherwise shaders/subgroup/matmul_vec.wgsl or the
 //! portable shaders/matmul_vec.wgsl.
@@ -410,7 +410,10 @@ impl Matmul {
                 }
             })
             .collect();
-        let q8 = uses_q8_dot(gpu, w.format).then(|| {
+        // the logits keep x in f32: they are what sampling sees, and rounding x moved
+        // SmolLM2's near-tied first tokens (a chat answer's "The" became "L'") for 2% of a
+        // 7B step's bytes
+        let q8 = (uses_q8_dot(gpu, w.format) && !mode.logits_rows).then(|| {
             let src = KernelSource::new(
                 "matvec_q8",
                 include_str!("../../shaders/subgroup/matvec_q8.wgsl"),
