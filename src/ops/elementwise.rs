@@ -1,6 +1,6 @@
 //! SiLU(gate) * up on the fused gate|up activations (shaders/silu_mul.wgsl).
 
-use super::matmul::{Q8_BLOCK_BYTES, Q8_STORE, VEC_MAX_ROWS};
+use super::matmul::{with_q8_store, Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
 
@@ -41,17 +41,11 @@ impl SiluMul {
         h: &wgpu::Buffer,
         h_blocks: Option<&wgpu::Buffer>,
     ) -> Self {
-        let store = match h_blocks {
-            Some(_) => Q8_STORE,
-            None => "fn store_q8(blk: u32, v: array<vec4<f32>, 8>) {}",
-        };
-        let pipeline = gpu.pipelines.get(
-            &KernelSource::new("silu_mul", include_str!("../../shaders/silu_mul.wgsl"))
-                .constant("Q8_STORE", store)
-                .constant("XQ_BINDING", 4)
-                .constant("Q8", h_blocks.is_some())
-                .constant("Q8_MAX_ROWS", VEC_MAX_ROWS),
-        );
+        let pipeline = gpu.pipelines.get(&with_q8_store(
+            KernelSource::new("silu_mul", include_str!("../../shaders/silu_mul.wgsl")),
+            4,
+            h_blocks.is_some(),
+        ));
         let dims = gpu.uniform(
             "silu_mul.dims",
             &Dims {

@@ -276,8 +276,23 @@ struct Q8Path {
 }
 
 /// `store_q8(blk, v)`: 32 values stored as an 8-bit block of x, for the kernels that write
-/// them (this op's quantize kernel, RMSNorm's Q8 variant); they set `XQ_BINDING`.
+/// them (this op's quantize kernel, RMSNorm's and SiLU·mul's Q8 variants); they set
+/// `XQ_BINDING`.
 pub const Q8_STORE: &str = include_str!("../../shaders/q8_store.wgsl");
+
+/// `src` (a kernel that may also write its output as 8-bit blocks: it has `{{Q8_STORE}}`,
+/// `Q8` and `Q8_MAX_ROWS`) with the blocks stored through binding `binding` when `blocks`,
+/// else with `store_q8` a no-op and no such binding.
+pub fn with_q8_store(src: KernelSource, binding: u32, blocks: bool) -> KernelSource {
+    let store = match blocks {
+        true => Q8_STORE,
+        false => "fn store_q8(blk: u32, v: array<vec4<f32>, 8>) {}",
+    };
+    src.constant("Q8_STORE", store)
+        .constant("XQ_BINDING", binding)
+        .constant("Q8", blocks)
+        .constant("Q8_MAX_ROWS", VEC_MAX_ROWS)
+}
 
 /// The buffer where x's 8-bit blocks live from the kernel that writes them to the matmul
 /// that reads them: one for every op of a context (they run one after another), sized

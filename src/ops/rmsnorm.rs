@@ -1,6 +1,6 @@
 //! RMSNorm (shaders/rmsnorm.wgsl).
 
-use super::matmul::{Q8_STORE, VEC_MAX_ROWS};
+use super::matmul::{with_q8_store, VEC_MAX_ROWS};
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
 
@@ -67,17 +67,11 @@ impl RmsNorm {
             NormRows::All => (false, x), // bound but never read
             NormRows::Logits(b) => (true, b),
         };
-        let store = match y_blocks {
-            Some(_) => Q8_STORE,
-            None => "fn store_q8(blk: u32, v: array<vec4<f32>, 8>) {}",
-        };
-        let pipeline = gpu.pipelines.get(
-            &KernelSource::new("rmsnorm", include_str!("../../shaders/rmsnorm.wgsl"))
-                .constant("Q8_STORE", store)
-                .constant("XQ_BINDING", 6)
-                .constant("Q8", y_blocks.is_some())
-                .constant("Q8_MAX_ROWS", VEC_MAX_ROWS),
-        );
+        let pipeline = gpu.pipelines.get(&with_q8_store(
+            KernelSource::new("rmsnorm", include_str!("../../shaders/rmsnorm.wgsl")),
+            6,
+            y_blocks.is_some(),
+        ));
         let dims = gpu.uniform(
             "rmsnorm.dims",
             &Dims {
