@@ -365,14 +365,7 @@ fn rmsnorm_and_silu_blocks_feed_the_integer_dot_matmul() {
                 true => q8_round_trip(&got_x),
                 false => got_x.clone(),
             };
-            let want: Vec<f64> = (0..t * n)
-                .map(|i| {
-                    let (ti, ni) = (i / n, i % n);
-                    (0..k)
-                        .map(|ki| w[ni * k + ki] as f64 * xr[ti * k + ki] as f64)
-                        .sum()
-                })
-                .collect();
+            let want = cpu_matmul(&w, &xr, t, k, n);
             let got = g.read_f32(&yb, t * n).unwrap();
             assert_close(
                 &format!("{what} blocks -> matvec t={t} k={k}"),
@@ -383,6 +376,18 @@ fn rmsnorm_and_silu_blocks_feed_the_integer_dot_matmul() {
             );
         }
     }
+}
+
+/// `y[t, n] = x[t, :] . w[n, :]` in f64: the CPU reference of a matmul without bias.
+fn cpu_matmul(w: &[f32], x: &[f32], t: usize, k: usize, n: usize) -> Vec<f64> {
+    (0..t * n)
+        .map(|i| {
+            let (ti, ni) = (i / n, i % n);
+            (0..k)
+                .map(|ki| w[ni * k + ki] as f64 * x[ti * k + ki] as f64)
+                .sum()
+        })
+        .collect()
 }
 
 /// `x` (rows of whole 32-value blocks) as the integer-dot matvec sees it
@@ -491,14 +496,7 @@ fn quantized_weights_match_the_cpu_dequantization() {
                 }
                 q8_dot_ran |= q8;
                 let xr = if q8 { q8_round_trip(&x) } else { x.clone() };
-                let want: Vec<f64> = (0..t * n)
-                    .map(|i| {
-                        let (ti, ni) = (i / n, i % n);
-                        (0..k)
-                            .map(|ki| w[ni * k + ki] as f64 * xr[ti * k + ki] as f64)
-                            .sum()
-                    })
-                    .collect();
+                let want = cpu_matmul(&w, &xr, t, k, n);
                 assert_close(
                     &format!(
                         "matmul {} t={t} k={k} n={n} lanes {} kernel {}",

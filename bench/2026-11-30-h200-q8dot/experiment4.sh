@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The integer-dot step in several processes: one x-block buffer shared by every matmul (the
 # default after this experiment) against one per matmul (HEADROOM_Q8_OWN_XQ=1), with the
-# SM clock and power sampled every 100 ms during each run.
+# SM clock and power sampled every 100 ms during each run. Run with a build between
+# 9dae6e7 and f011e6a that had the HEADROOM_Q8_OWN_XQ switch; f011e6a removed it (the
+# experiment showed no difference), so on later commits both variants share the buffer.
 set -e
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
