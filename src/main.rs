@@ -584,6 +584,7 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     // bytes one decode step moves, at the middle of the generated span (the ops' cost model)
     let mid = (a.prompt_tokens + a.gen_tokens / 2) as u32;
     let cost = s.model.step_cost(&[mid + 1], 1);
+    let dispatches = s.model.step_dispatches(&[mid + 1], 1);
     let bytes = (cost.bytes_read + cost.bytes_written) as f64;
     let out = serde_json::json!({
         "adapter": s.model.gpu.adapter_name(),
@@ -597,10 +598,11 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         "median_prefill_tokens_per_s": prefill,
         "median_ttft_ms": ttft_ms,
         "bytes_per_decode_step": bytes,
+        "dispatches_per_decode_step": dispatches,
         "decode_gb_per_s": bytes * decode / 1e9,
     });
     println!(
-        "decode {decode:.1} tok/s (median of {}) | prefill {prefill:.1} tok/s | ttft {ttft_ms:.1} ms | {:.1} MB per decode step -> {:.1} GB/s",
+        "decode {decode:.1} tok/s (median of {}) | prefill {prefill:.1} tok/s | ttft {ttft_ms:.1} ms | {:.1} MB and {dispatches} dispatches per decode step -> {:.1} GB/s",
         a.runs,
         bytes / 1e6,
         bytes * decode / 1e9

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{default_model, gpu, greedy_step, last_logits, WithConfig};
+use common::{default_model, fused_gpu, gpu, greedy_step, last_logits, WithConfig};
 use headroom::engine;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
@@ -121,8 +121,8 @@ enum Weights {
     /// (`GpuOptions::no_q8_dot`)
     Native,
     /// the same blocks, meeting x as 8-bit blocks in integer dot products at decode where
-    /// the adapter has subgroups (the engine's default; llama.cpp's GPU backends do the
-    /// same)
+    /// the adapter has subgroups, RMSNorm and SiLU·mul inside those matmuls (the engine's
+    /// default on GPUs; llama.cpp's GPU backends do the same)
     NativeQ8Dot,
 }
 
@@ -157,6 +157,7 @@ fn check_greedy(weights: Weights, kv: StorageFormat, tol: Tolerance, names: &[&s
     };
     let context = match weights {
         Weights::Native => exact_gpu(),
+        Weights::NativeQ8Dot => fused_gpu(),
         _ => gpu(),
     };
     let options = GpuModelOptions {

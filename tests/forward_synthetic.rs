@@ -301,13 +301,16 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     if model.gpu.features.timestamps {
         let total = report.gpu_s.expect("timestamps give the step's GPU time");
         let families: Vec<&str> = report.kernels.iter().map(|k| k.family).collect();
+        // a matmul and the RMSNorm or SiLU·mul before it are one op (one family), fused
+        // or not (`ops::matmul_prologue`)
         for f in [
             "embed",
             "rmsnorm",
+            "rmsnorm_matmul",
             "matmul",
             "rope_kv",
             "attention",
-            "silu_mul",
+            "silu_mul_matmul",
             "sample",
         ] {
             assert!(families.contains(&f), "{f} missing from {families:?}");

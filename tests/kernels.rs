@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, randn, rng, rounded};
+use common::{assert_close, fused_gpu, gpu, randn, rng, rounded};
 use headroom::formats::quant::dequantize;
 use headroom::gpu::quant_layout::QuantType;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
@@ -11,6 +11,7 @@ use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
 use headroom::ops::embed::Embed;
 use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix, VEC_MAX_ROWS};
+use headroom::ops::matmul_prologue::{MatmulInputs, Prologue, PrologueMatmul};
 use headroom::ops::rmsnorm::{NormRows, RmsNorm};
 use headroom::ops::rope_kv::RopeKvAppend;
 use headroom::ops::sample::{Sample, SamplingParams};
@@ -372,6 +373,140 @@ fn rmsnorm_and_silu_blocks_feed_the_integer_dot_matmul() {
                 &got,
                 &want,
                 1e-5 * 1.6 * (k as f64).sqrt(),
+                1e-5,
+            );
+        }
+    }
+}
+
+/// RMSNorm and SiLU·mul inside the integer-dot matmul (`ops::matmul_prologue`): on decode
+/// steps one kernel makes x's blocks from the f32 rows and multiplies; the result is the
+/// two kernels' (x on the CPU in f32 as the kernels compute it, rounded to 8-bit blocks;
+/// one block rounding the other way where the norm's sum was added up in another order is
+/// allowed for). Nine rows take the two kernels, a bias and the residual add ride along.
+#[test]
+fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
+    let g = fused_gpu();
+    if !g.features.q8_dot || !g.features.fused_prologue {
+        eprintln!("no integer-dot path (or its prologue is off) on this adapter");
+        return;
+    }
+    let mut r = rng();
+    let dummy = g.storage("dummy", 16).unwrap();
+    let eps = 1e-5f32;
+    for (silu, ty) in [(false, QuantType::Q4_0), (true, QuantType::Q8_0)] {
+        for &(t, k, n) in &[
+            (1usize, 2240usize, 33usize),
+            (3, 96, 40),
+            (8, 64, 20),
+            (9, 96, 40),
+        ] {
+            let blocks = random_blocks(&mut r, ty, n * k / 32, 0.1);
+            let w = dequantize(ty.ggml(), &blocks, n * k).unwrap();
+            let wm = WeightMatrix::upload_blocks(&g, "wq", ty, &blocks, n, k, usize::MAX).unwrap();
+            let xn = upload(&g, &vec![POISON; t * k]);
+            let y0 = randn(&mut r, t * n, 1.0);
+            let yb = upload(&g, &y0);
+            let bias = randn(&mut r, n, 1.0);
+            let bias_b = upload(&g, &bias);
+            let xq = headroom::ops::matmul::q8_scratch(&g, k).unwrap();
+            let step = step_buffer(&g, params(t as u32, 0, 1));
+            let (src, want_x, prologue_norm) = if silu {
+                let gu = randn(&mut r, t * 2 * k, 3.0);
+                let want: Vec<f32> = (0..t * k)
+                    .map(|i| {
+                        let (ti, ii) = (i / k, i % k);
+                        let a = gu[ti * 2 * k + ii];
+                        a / (1.0 + (-a).exp()) * gu[ti * 2 * k + k + ii]
+                    })
+                    .collect();
+                (gu, want, None)
+            } else {
+                let x = randn(&mut r, t * k, 3.0);
+                let norm = randn(&mut r, k, 1.0);
+                let mut want = Vec::new();
+                for xs in x.chunks(k) {
+                    let ms = xs.iter().map(|v| v * v).sum::<f32>() / k as f32;
+                    let s = 1.0 / (ms + eps).sqrt();
+                    want.extend(xs.iter().zip(&norm).map(|(&v, &c)| v * s * c));
+                }
+                (x, want, Some(upload(&g, &norm)))
+            };
+            let src_b = upload(&g, &src);
+            let (first, prologue): (Box<dyn Op>, Prologue) = match &prologue_norm {
+                Some(nb) => (
+                    Box::new(RmsNorm::new_with_x_blocks(
+                        &g,
+                        &step,
+                        k,
+                        eps,
+                        nb,
+                        &src_b,
+                        &xn,
+                        Some(&xq),
+                        NormRows::All,
+                    )),
+                    Prologue::RmsNorm { weight: nb, eps },
+                ),
+                None => (
+                    Box::new(SiluMul::new_with_x_blocks(
+                        &g,
+                        &step,
+                        k,
+                        &src_b,
+                        &xn,
+                        Some(&xq),
+                    )),
+                    Prologue::SiluMul,
+                ),
+            };
+            let mode = MatmulMode {
+                accumulate: true,
+                ..MatmulMode::default()
+            };
+            let mm = Matmul::new_with_x_blocks(
+                &g,
+                &step,
+                &wm,
+                Some(&bias_b),
+                &xn,
+                Some(&xq),
+                &yb,
+                mode,
+                &dummy,
+            );
+            let inputs = MatmulInputs {
+                w: &wm,
+                bias: Some(&bias_b),
+                y: &yb,
+                mode,
+                dummy: &dummy,
+            };
+            let op = PrologueMatmul::new(&g, &step, prologue, &src_b, first, mm, &inputs);
+            run(&g, &[&op], rows(t as u32));
+            let decode = t <= VEC_MAX_ROWS as usize;
+            // fused, x never reaches memory; nine rows run the first kernel, which writes it
+            let x_written = g.read_f32(&xn, t * k).unwrap().iter().any(|v| !v.is_nan());
+            assert_eq!(x_written, !decode, "t={t}: x written by a separate kernel");
+            let xr = match decode {
+                true => q8_round_trip(&want_x),
+                false => want_x.clone(),
+            };
+            let mut want = cpu_matmul(&w, &xr, t, k, n);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += y0[i] as f64 + bias[i % n] as f64;
+            }
+            // one quantum of one block of x, times the largest weight
+            let w_max = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            let x_max = want_x.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            let flip = if decode { w_max * x_max / 127.0 } else { 0.0 };
+            let what = if silu { "silu_mul" } else { "rmsnorm" };
+            let got = g.read_f32(&yb, t * n).unwrap();
+            assert_close(
+                &format!("{what} inside {} matvec t={t} k={k}", ty.name()),
+                &got,
+                &want,
+                2e-5 * (k as f64).sqrt() + flip,
                 1e-5,
             );
         }

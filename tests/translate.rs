@@ -85,13 +85,15 @@ fn build_every_variant(g: &Arc<GpuContext>) {
 }
 
 /// The WGSL of every pipeline the engine builds on lavapipe, with subgroups (and packed
-/// integer dot products) and without (one and 32 lanes in the portable matvec).
+/// integer dot products, with the matmuls' RMSNorm and SiLU·mul prologues as on GPUs) and
+/// without (one and 32 lanes in the portable matvec).
 fn every_kernel() -> Vec<String> {
     let mut sources = BTreeSet::new();
     let contexts = [
         GpuOptions::default(),
         GpuOptions {
             q8_packed_dot: true,
+            fused_prologue: Some(true),
             ..Default::default()
         },
         GpuOptions {

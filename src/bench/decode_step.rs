@@ -227,6 +227,8 @@ pub struct StepResult {
     pub model_bytes: u64,
     /// arithmetic of the step by the kernels' cost model
     pub flops: u64,
+    /// kernel dispatches of the step
+    pub dispatches: u32,
     /// flops / step time / 1e12
     pub tflops: f64,
     /// (weight bytes read + KV bytes) / copy bandwidth
@@ -508,6 +510,7 @@ fn measure(
     let bpt = model.kv_layout.bytes_per_token();
     let kv_bytes = (batch * context) as u64 * bpt;
     let cost = model.step_cost(&step.context_lens(), step.sampled);
+    let dispatches = model.step_dispatches(&step.context_lens(), step.sampled);
     let cfg = &model.config;
     // the embedding is stored as the matrices are (blocks where they are quantized)
     let embedding = match a.quant {
@@ -539,6 +542,7 @@ fn measure(
         kv_bytes_per_token: bpt,
         model_bytes: cost.bytes_read + cost.bytes_written,
         flops: cost.flops,
+        dispatches,
         tflops: cost.flops as f64 / m.median_s / 1e12,
         predicted_ms: predicted * 1e3,
         measured_over_predicted: m.median_s / predicted,
@@ -569,7 +573,7 @@ fn print_profile(model: &GpuModel, parts: &[SequencePart<'_>]) -> Result<(), Ben
     }
     for k in &report.kernels {
         println!(
-            "  profile {:<12} {:>9.1} us {:>5.1}% {:>9.3} GB {:>8.1} GB/s",
+            "  profile {:<16} {:>9.1} us {:>5.1}% {:>9.3} GB {:>8.1} GB/s",
             k.family,
             k.seconds * 1e6,
             100.0 * k.seconds / total,
@@ -582,7 +586,7 @@ fn print_profile(model: &GpuModel, parts: &[SequencePart<'_>]) -> Result<(), Ben
 
 fn print_header() {
     println!(
-        "{:>4} {:>4} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7}",
+        "{:>4} {:>4} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>5}",
         "kvh",
         "B",
         "N",
@@ -596,13 +600,14 @@ fn print_header() {
         "pred ms",
         "ratio",
         "GB/s",
-        "TFLOP/s"
+        "TFLOP/s",
+        "disp"
     );
 }
 
 fn print_row(r: &StepResult) {
     println!(
-        "{:>4} {:>4} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2} {:>8.1} {:>7.2}{}",
+        "{:>4} {:>4} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2} {:>8.1} {:>7.2} {:>5}{}",
         r.kv_heads,
         r.batch,
         r.context,
@@ -617,6 +622,7 @@ fn print_row(r: &StepResult) {
         r.measured_over_predicted,
         r.effective_gbps,
         r.tflops,
+        r.dispatches,
         if r.timing == "timestamps" {
             String::new()
         } else {

@@ -56,6 +56,11 @@ pub struct GpuOptions {
     /// In that path, WGSL's `dot4I8Packed` instead of unpacked lanes
     /// (`HEADROOM_Q8_PACKED_DOT` does the same; see `gpu::quant_layout::idot4`).
     pub q8_packed_dot: bool,
+    /// Whether the integer-dot matmuls compute RMSNorm and SiLU·mul themselves instead of
+    /// after those kernels (`ops::matmul_prologue`). None: on GPUs, not on CPU adapters,
+    /// where every workgroup making all of x again is compute, not a cache hit (lavapipe
+    /// decoded SmolLM2 20% slower fused). `HEADROOM_FUSED_PROLOGUE=0|1` overrides both.
+    pub fused_prologue: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,9 @@ pub struct GpuFeatures {
     pub q8_dot: bool,
     /// ... with `dot4I8Packed` (`GpuOptions::q8_packed_dot`)
     pub q8_packed_dot: bool,
+    /// those matmuls make x's blocks from the rows RMSNorm or SiLU·mul would have read,
+    /// one dispatch instead of two (`GpuOptions::fused_prologue`)
+    pub fused_prologue: bool,
 }
 
 /// The device, its queue and what we learnt about it.
@@ -202,6 +210,13 @@ impl GpuContext {
                 && std::env::var_os("HEADROOM_NO_Q8_DOT").is_none(),
             q8_packed_dot: options.q8_packed_dot
                 || std::env::var_os("HEADROOM_Q8_PACKED_DOT").is_some(),
+            fused_prologue: match std::env::var("HEADROOM_FUSED_PROLOGUE").as_deref() {
+                Ok("0") => false,
+                Ok("1") => true,
+                _ => options
+                    .fused_prologue
+                    .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
+            },
         };
         let limits = device.limits();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;

@@ -14,6 +14,7 @@ use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttentio
 use crate::ops::elementwise::SiluMul;
 use crate::ops::embed::Embed;
 use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
+use crate::ops::matmul_prologue::{MatmulInputs, Prologue, PrologueMatmul};
 use crate::ops::rmsnorm::{NormRows, RmsNorm};
 use crate::ops::rope_kv::RopeKvAppend;
 use crate::ops::sample::Sample;
@@ -241,6 +242,80 @@ impl Graph {
         y: &wgpu::Buffer,
     ) -> Box<dyn Op> {
         self.matmul_mode(w, bias, x, y, MatmulMode::default())
+    }
+
+    /// y (+)= rmsnorm(x) W^T (+ bias), RMSNorm by `norm` into `xn` where it runs on its own
+    /// (`ops::matmul_prologue`).
+    pub fn norm_matmul(
+        &self,
+        norm: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        xn: &wgpu::Buffer,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        y: &wgpu::Buffer,
+    ) -> Box<dyn Op> {
+        let eps = self.cfg.rms_norm_eps;
+        let prologue = Prologue::RmsNorm { weight: norm, eps };
+        let first = self.rmsnorm(norm, x, xn);
+        self.prologue_matmul(prologue, x, first, w, bias, xn, y, MatmulMode::default())
+    }
+
+    /// y += silu(gate) * up W^T, from `act.gate_up`, the residual add fused; SiLU·mul
+    /// into `act.ffn_hidden` where it runs on its own (`ops::matmul_prologue`).
+    pub fn silu_mul_matmul_add(&self, w: &WeightMatrix, y: &wgpu::Buffer) -> Box<dyn Op> {
+        let a = &self.act;
+        let mode = MatmulMode {
+            accumulate: true,
+            ..MatmulMode::default()
+        };
+        let first = self.silu_mul();
+        let src = &a.gate_up;
+        self.prologue_matmul(
+            Prologue::SiluMul,
+            src,
+            first,
+            w,
+            None,
+            &a.ffn_hidden,
+            y,
+            mode,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prologue_matmul(
+        &self,
+        prologue: Prologue<'_>,
+        src: &wgpu::Buffer,
+        first: Box<dyn Op>,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+    ) -> Box<dyn Op> {
+        let matmul = Matmul::new_with_x_blocks(
+            &self.gpu,
+            &self.step,
+            w,
+            bias,
+            x,
+            self.blocks_of(x),
+            y,
+            mode,
+            &self.no_bias,
+        );
+        let inputs = MatmulInputs {
+            w,
+            bias,
+            y,
+            mode,
+            dummy: &self.no_bias,
+        };
+        Box::new(PrologueMatmul::new(
+            &self.gpu, &self.step, prologue, src, first, matmul, &inputs,
+        ))
     }
 
     /// y += x W^T (the residual add fused).

@@ -9,7 +9,9 @@
 //! logits = lm_head · rmsnorm(x)  (rows that sample only) ; token = sample(logits)
 //! ```
 //!
-//! q/k/v and gate/up are each one matrix (stacked by rows), so a layer is nine kernels.
+//! q/k/v and gate/up are each one matrix (stacked by rows), so a layer is nine kernels;
+//! at decode with quantized weights the two RMSNorms and SiLU·mul run inside the matmuls
+//! that read them (`ops::matmul_prologue`), so six.
 
 use super::error::ModelError;
 use super::graph::Graph;
@@ -82,15 +84,19 @@ impl LayerWeights {
 fn layer(g: &Graph, w: &LayerWeights, l: usize) -> Result<Vec<Box<dyn Op>>, ModelError> {
     let a = &g.act;
     Ok(vec![
-        g.rmsnorm(&w.attn_norm, &a.x, &a.xn),
-        g.matmul(&w.qkv, w.qkv_bias.as_ref(), &a.xn, &a.qkv),
+        g.norm_matmul(
+            &w.attn_norm,
+            &a.x,
+            &a.xn,
+            &w.qkv,
+            w.qkv_bias.as_ref(),
+            &a.qkv,
+        ),
         g.rope_kv_append(l),
         g.attention(l)?,
         g.matmul_add(&w.o, &a.attn, &a.x),
-        g.rmsnorm(&w.ffn_norm, &a.x, &a.xn),
-        g.matmul(&w.gate_up, None, &a.xn, &a.gate_up),
-        g.silu_mul(),
-        g.matmul_add(&w.down, &a.ffn_hidden, &a.x),
+        g.norm_matmul(&w.ffn_norm, &a.x, &a.xn, &w.gate_up, None, &a.gate_up),
+        g.silu_mul_matmul_add(&w.down, &a.x),
     ])
 }
 

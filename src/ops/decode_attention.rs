@@ -496,4 +496,9 @@ impl super::Op for DecodeAttention {
         let split = self.split(s.n_tokens as usize, s.max_context as usize);
         DecodeAttention::cost(self, context_lens, split)
     }
+    /// The split-K pass, and the merge where the context was split.
+    fn dispatches(&self, s: &StepShape) -> u32 {
+        let split = self.split(s.n_tokens as usize, s.max_context as usize);
+        1 + (split.n_splits > 1) as u32
+    }
 }

@@ -212,7 +212,7 @@ impl WeightMatrix {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Dims {
+pub(super) struct Dims {
     k8: u32,
     n: u32,
     row0: u32,
@@ -224,7 +224,7 @@ struct Dims {
 }
 
 impl Dims {
-    fn new(w: &WeightMatrix, p: &WeightPart, mode: MatmulMode, has_bias: bool) -> Dims {
+    pub(super) fn new(w: &WeightMatrix, p: &WeightPart, mode: MatmulMode, has_bias: bool) -> Dims {
         Dims {
             k8: (w.cols / 8) as u32,
             n: w.rows as u32,
@@ -278,7 +278,10 @@ struct Q8Path {
 /// `store_q8(blk, v)`: 32 values stored as an 8-bit block of x, for the kernels that write
 /// them (this op's quantize kernel, RMSNorm's and SiLU·mul's Q8 variants); they set
 /// `XQ_BINDING`.
-pub const Q8_STORE: &str = include_str!("../../shaders/q8_store.wgsl");
+pub const Q8_STORE: &str = concat!(
+    include_str!("../../shaders/q8_pack.wgsl"),
+    include_str!("../../shaders/q8_store.wgsl")
+);
 
 /// `src` (a kernel that may also write its output as 8-bit blocks: it has `{{Q8_STORE}}`,
 /// `Q8` and `Q8_MAX_ROWS`) with the blocks stored through binding `binding` when `blocks`,
@@ -310,9 +313,32 @@ enum QuantizedX<'a> {
     ByEarlierKernel(&'a wgpu::Buffer),
 }
 
+/// X_SOURCE of the integer-dot matvec where x's blocks are bound (binding 3).
+const X_BLOCKS_BOUND: &str = include_str!("../../shaders/subgroup/matvec_q8_x_blocks.wgsl");
+
+/// The integer-dot decode matvec for `format`, `rows` weight rows per workgroup, with x's
+/// blocks from `x_source` (`X_BLOCKS_BOUND`, or a prologue that makes them:
+/// `ops::matmul_prologue`); "T" is set per pipeline.
+pub(super) fn matvec_q8_source(
+    gpu: &GpuContext,
+    format: WeightFormat,
+    x_source: &str,
+    rows: u32,
+) -> KernelSource {
+    // X_SOURCE first: the constants are substituted in order and it uses T
+    KernelSource::new(
+        "matvec_q8",
+        include_str!("../../shaders/subgroup/matvec_q8.wgsl"),
+    )
+    .constant("X_SOURCE", x_source)
+    .weights(format)
+    .constant("ROWS", rows)
+    .constant("IDOT4", idot4(gpu.features.q8_packed_dot))
+}
+
 /// Whether quantized weights use the integer-dot decode path on this context (see
 /// `GpuFeatures::q8_dot`; the K-quants have no integer-dot layout yet).
-fn uses_q8_dot(gpu: &GpuContext, format: WeightFormat) -> bool {
+pub(super) fn uses_q8_dot(gpu: &GpuContext, format: WeightFormat) -> bool {
     matches!(format, WeightFormat::Quant(q) if q.has_block_dot()) && gpu.features.q8_dot
 }
 
@@ -429,13 +455,7 @@ impl Matmul {
         // SmolLM2's near-tied first tokens (a chat answer's "The" became "L'") for 2% of a
         // 7B step's bytes
         let q8 = (uses_q8_dot(gpu, w.format) && !mode.logits_rows).then(|| {
-            let src = KernelSource::new(
-                "matvec_q8",
-                include_str!("../../shaders/subgroup/matvec_q8.wgsl"),
-            )
-            .weights(w.format)
-            .constant("ROWS", vec_rows)
-            .constant("IDOT4", idot4(gpu.features.q8_packed_dot));
+            let src = matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, vec_rows);
             let x = match x_blocks {
                 Some(xq) => QuantizedX::ByEarlierKernel(xq),
                 None => QuantizedX::Here(x),
@@ -577,6 +597,15 @@ impl Op for Matmul {
                 pass.set_bind_group(0, &p.group, &[]);
                 pass.dispatch_workgroups(p.rows.div_ceil(32), t.div_ceil(32), 1);
             }
+        }
+    }
+    fn dispatches(&self, s: &StepShape) -> u32 {
+        let t = self.t(s);
+        let parts = self.parts.len() as u32;
+        match (&self.q8, t) {
+            (_, 0) => 0,
+            (Some(q8), 1..=VEC_MAX_ROWS) => parts + q8.quantize.is_some() as u32,
+            _ => parts,
         }
     }
     fn cost(&self, s: &StepShape) -> Cost {

@@ -5,6 +5,7 @@ pub mod decode_attention;
 pub mod elementwise;
 pub mod embed;
 pub mod matmul;
+pub mod matmul_prologue;
 pub mod mla;
 pub mod rmsnorm;
 pub mod rope_kv;
@@ -123,6 +124,10 @@ pub trait Op {
     /// mixed step); only attention depends on them.
     fn cost_of_rows(&self, shape: &StepShape, _context_lens: &[u32]) -> Cost {
         self.cost(shape)
+    }
+    /// Dispatches one recording makes (a small model's decode step is bound by them).
+    fn dispatches(&self, _shape: &StepShape) -> u32 {
+        1
     }
 }
 

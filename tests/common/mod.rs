@@ -29,6 +29,22 @@ pub fn gpu() -> Arc<GpuContext> {
     .clone()
 }
 
+/// A context whose integer-dot matmuls compute RMSNorm and SiLU·mul themselves
+/// (`GpuOptions::fused_prologue`): the default on GPUs, not on lavapipe.
+#[allow(dead_code)]
+pub fn fused_gpu() -> Arc<GpuContext> {
+    static FUSED: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    FUSED
+        .get_or_init(|| {
+            GpuContext::new_blocking(&GpuOptions {
+                fused_prologue: Some(true),
+                ..Default::default()
+            })
+            .expect("a GPU adapter (lavapipe in CI)")
+        })
+        .clone()
+}
+
 /// A fresh seed, printed so that a failure can be replayed: `HEADROOM_TEST_SEED=N` gives
 /// every random test that seed instead.
 pub fn seed() -> u64 {

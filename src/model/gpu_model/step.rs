@@ -196,15 +196,25 @@ impl GpuModel {
     /// see `context_lens` positions each (their own included), `sampled` of them with
     /// logits.
     pub fn step_cost(&self, context_lens: &[u32], sampled: usize) -> Cost {
-        let shape = StepShape {
+        let shape = Self::shape_of_rows(context_lens, sampled);
+        self.ops().fold(Cost::default(), |acc, op| {
+            acc + op.cost_of_rows(&shape, context_lens)
+        })
+    }
+
+    /// The dispatches of such a step (see `step_cost`).
+    pub fn step_dispatches(&self, context_lens: &[u32], sampled: usize) -> u32 {
+        let shape = Self::shape_of_rows(context_lens, sampled);
+        self.ops().map(|op| op.dispatches(&shape)).sum()
+    }
+
+    fn shape_of_rows(context_lens: &[u32], sampled: usize) -> StepShape {
+        StepShape {
             n_tokens: context_lens.len() as u32,
             pos0: 0,
             n_out_rows: sampled as u32,
             max_context: context_lens.iter().copied().max().unwrap_or(0),
-        };
-        self.ops().fold(Cost::default(), |acc, op| {
-            acc + op.cost_of_rows(&shape, context_lens)
-        })
+        }
     }
 
     /// Every op of a step, in order.
