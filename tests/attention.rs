@@ -11,6 +11,7 @@ use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::decode_attention::{
     AttentionIo, AttentionScratch, AttentionTuning, DecodeAttention, Split,
 };
+use headroom::ops::{Op, StepShape};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use std::sync::Arc;
@@ -118,7 +119,9 @@ fn tuning(g: &GpuContext, target: usize) -> AttentionTuning {
     }
 }
 
-/// Runs attention for one query per sequence; returns the outputs and the split used.
+/// Runs attention for one query per sequence; returns the outputs, the split and the plan
+/// used. `as_step`: as a model's step records it (`Op::record` after `prepare_step`, the
+/// variant chosen per step), else the grouped plan as the benchmarks record it.
 #[allow(clippy::too_many_arguments)]
 fn run_attention(
     g: &GpuContext,
@@ -130,6 +133,7 @@ fn run_attention(
     q_stride: usize,
     scale: f32,
     target: usize,
+    as_step: bool,
 ) -> (
     Vec<f32>,
     Split,
@@ -185,18 +189,29 @@ fn run_attention(
         },
     )
     .unwrap();
-    let split = scratch.prepare(g, &meta);
+    let shape = StepShape {
+        n_tokens: nq as u32,
+        pos0: 0,
+        n_out_rows: 0,
+        max_context: max_ctx as u32,
+    };
+    let (split, plan) = match as_step {
+        true => {
+            let variant = scratch.variant_for(nq, max_ctx);
+            (scratch.prepare_step(g, &meta), *scratch.plan_of(variant))
+        }
+        false => (scratch.prepare(g, &meta), op.plan),
+    };
     let mut enc = g.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, nq as u32, split);
+        match as_step {
+            true => Op::record(&op, &mut pass, &shape),
+            false => op.record(&mut pass, nq as u32, split),
+        }
     }
     g.queue.submit([enc.finish()]);
-    (
-        g.read_f32(&out_buf, nq * out_stride).unwrap(),
-        split,
-        op.plan,
-    )
+    (g.read_f32(&out_buf, nq * out_stride).unwrap(), split, plan)
 }
 
 struct Case {
@@ -215,7 +230,7 @@ struct Case {
     key_scale: f32,
 }
 
-fn check(case: &Case, r: &mut StdRng) {
+fn check(case: &Case, r: &mut StdRng, as_step: bool) {
     let g = gpu();
     let (nh, nkv, d) = (case.heads, case.kv_heads, case.dim);
     let layout = KvLayout {
@@ -258,6 +273,7 @@ fn check(case: &Case, r: &mut StdRng) {
         q_stride,
         scale,
         case.target,
+        as_step,
     );
     let mut want = Vec::new();
     let mut max_score = 0f64;
@@ -341,7 +357,22 @@ fn gqa_family_matches_cpu_for_every_group_size() {
         Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0 },
     ];
     for case in &cases {
-        check(case, &mut r);
+        check(case, &mut r, false);
+    }
+}
+
+/// A model's step runs one query head per workgroup where the grouped plan would run
+/// fewer workgroups than the adapter's target (`AttentionScratch::variant_for`): here 2
+/// queries x 2 KV heads x 2 splits against a target of 64; a target of 1 keeps the groups
+/// of 4. Either agrees with the CPU.
+#[test]
+fn a_step_runs_one_head_per_workgroup_where_groups_leave_the_adapter_idle() {
+    use StorageFormat::F16;
+    let mut r = rng();
+    for (target, group) in [(1, 4), (64, 1)] {
+        #[rustfmt::skip]
+        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[129, 45], target, split_bindings: false, group, key_scale: 1.5 };
+        check(&case, &mut r, true);
     }
 }
 

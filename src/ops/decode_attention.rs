@@ -192,17 +192,26 @@ pub struct AttentionIo<'a> {
 /// What the attention layers of a model share: the per-step parameters (written once per
 /// step) and the scratch for split partials (layers run one after another).
 pub struct AttentionScratch {
+    /// the grouped plan: a workgroup serves `plan.group` query heads of one KV head
     pub plan: AttentionPlan,
+    /// one query head per workgroup, where the grouped plan serves more: the steps that
+    /// the grouped plan would leave the adapter idle run it (`variant_for`)
+    pub per_head: Option<AttentionPlan>,
     pub heads: usize,
     pub kv: KvLayout,
     params: wgpu::Buffer,
     partials: wgpu::Buffer,
-    partial_slots: usize,
-    ml_base4: usize,
+    /// per variant (0 grouped, 1 per head): partial slots, and the vec4 offset of the
+    /// (max, sum) pairs in `partials`
+    slots: Vec<(usize, usize)>,
     scale: f32,
     q_stride: usize,
     out_stride: usize,
 }
+
+/// Which plan a step runs: `GROUPED` (`AttentionScratch::plan`) or `PER_HEAD`.
+pub const GROUPED: usize = 0;
+pub const PER_HEAD: usize = 1;
 
 impl AttentionScratch {
     /// For `heads` query heads over `kv`, at most `max_queries` query rows per step with
@@ -248,13 +257,35 @@ impl AttentionScratch {
         tuning: AttentionTuning,
     ) -> Result<Self, GpuError> {
         let plan = AttentionPlan::new(heads, kv, tuning)?;
-        let head_blocks = heads / plan.group;
-        // room for the partials of the widest split any step can choose
-        let worst = plan.split(1, head_blocks, max_context).n_splits * head_blocks;
-        let partial_slots = (max_queries * head_blocks).max(worst) + plan.target_workgroups;
-        let slots_total = partial_slots * plan.group;
-        let ml_base4 = slots_total * kv.value_dim / 4;
-        let partials = gpu.storage("attention.partials", ((ml_base4 + slots_total) * 16) as u64)?;
+        let per_head = match plan.group {
+            1 => None,
+            _ => Some(AttentionPlan::new(
+                heads,
+                kv,
+                AttentionTuning {
+                    max_group: 1,
+                    ..tuning
+                },
+            )?),
+        };
+        // room for the partials of the widest split any step can choose, per variant; the
+        // variants share the buffer (a step runs one)
+        let slots: Vec<(usize, usize)> = std::iter::once(&plan)
+            .chain(per_head.as_ref())
+            .map(|p| {
+                let head_blocks = heads / p.group;
+                let worst = p.split(1, head_blocks, max_context).n_splits * head_blocks;
+                let partial_slots = (max_queries * head_blocks).max(worst) + p.target_workgroups;
+                (partial_slots, partial_slots * p.group * kv.value_dim / 4)
+            })
+            .collect();
+        let bytes = std::iter::once(&plan)
+            .chain(per_head.as_ref())
+            .zip(&slots)
+            .map(|(p, &(partial_slots, ml_base4))| (ml_base4 + partial_slots * p.group) * 16)
+            .max()
+            .unwrap_or(16);
+        let partials = gpu.storage("attention.partials", bytes as u64)?;
         let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("attention.params"),
             size: std::mem::size_of::<Params>() as u64,
@@ -263,28 +294,61 @@ impl AttentionScratch {
         });
         Ok(AttentionScratch {
             plan,
+            per_head,
             heads,
             kv: *kv,
             params,
             partials,
-            partial_slots,
-            ml_base4,
+            slots,
             scale,
             q_stride,
             out_stride,
         })
     }
 
-    fn head_blocks(&self) -> usize {
-        self.heads / self.plan.group
+    /// The plan of variant `v` (`GROUPED` or `PER_HEAD`).
+    pub fn plan_of(&self, v: usize) -> &AttentionPlan {
+        match (v, &self.per_head) {
+            (PER_HEAD, Some(p)) => p,
+            _ => &self.plan,
+        }
     }
 
-    /// The split for `n_queries` queries with contexts up to `max_context`.
+    fn head_blocks(&self, v: usize) -> usize {
+        self.heads / self.plan_of(v).group
+    }
+
+    /// The variant a step of `n_queries` queries with contexts up to `max_context` runs:
+    /// one head per workgroup where the grouped plan would run fewer workgroups than keep
+    /// the adapter busy. Each KV head is then read once per query head, mostly from L2; on
+    /// the H200 at batch 1 that decoded SmolLM2 16% and a 7B shape 4-5% faster at every
+    /// context measured (bench/2026-11-30-h200-fused), while at batch 16 four heads a
+    /// workgroup beat two (bench/2026-11-24-h100-attention).
+    pub fn variant_for(&self, n_queries: usize, max_context: usize) -> usize {
+        if self.per_head.is_none() {
+            return GROUPED;
+        }
+        let s = self.split_of(GROUPED, n_queries, max_context);
+        let busy = n_queries * self.head_blocks(GROUPED) * s.n_splits;
+        match busy < self.plan.target_workgroups {
+            true => PER_HEAD,
+            false => GROUPED,
+        }
+    }
+
+    /// The grouped plan's split for `n_queries` queries with contexts up to `max_context`.
     pub fn split(&self, n_queries: usize, max_context: usize) -> Split {
-        let mut s = self.plan.split(n_queries, self.head_blocks(), max_context);
+        self.split_of(GROUPED, n_queries, max_context)
+    }
+
+    /// Variant `v`'s split.
+    pub fn split_of(&self, v: usize, n_queries: usize, max_context: usize) -> Split {
+        let head_blocks = self.head_blocks(v);
+        let mut s = self.plan_of(v).split(n_queries, head_blocks, max_context);
         // never more partials than were allocated
-        let per_split = n_queries * self.head_blocks();
-        while s.n_splits > 1 && s.n_splits * per_split > self.partial_slots {
+        let per_split = n_queries * head_blocks;
+        let partial_slots = self.slots[v.min(self.slots.len() - 1)].0;
+        while s.n_splits > 1 && s.n_splits * per_split > partial_slots {
             let chunk = s.chunk * 2;
             s = Split {
                 chunk,
@@ -294,16 +358,28 @@ impl AttentionScratch {
         s
     }
 
-    /// Writes this step's parameters; call before the submit that records the step.
+    /// Writes this step's parameters for the grouped plan (`DecodeAttention::record`);
+    /// call before the submit that records the step.
     pub fn prepare(&self, gpu: &GpuContext, meta: &StepMeta) -> Split {
-        let split = self.split(meta.n_queries as usize, meta.max_context as usize);
+        self.prepare_variant(gpu, meta, GROUPED)
+    }
+
+    /// Writes this step's parameters for the variant it runs (`variant_for`; what the op
+    /// records in a model's step).
+    pub fn prepare_step(&self, gpu: &GpuContext, meta: &StepMeta) -> Split {
+        let v = self.variant_for(meta.n_queries as usize, meta.max_context as usize);
+        self.prepare_variant(gpu, meta, v)
+    }
+
+    fn prepare_variant(&self, gpu: &GpuContext, meta: &StepMeta, v: usize) -> Split {
+        let split = self.split_of(v, meta.n_queries as usize, meta.max_context as usize);
         let p = Params {
             table_base: meta.table_base,
             chunk: split.chunk as u32,
             n_splits: split.n_splits as u32,
             q_stride4: (self.q_stride / 4) as u32,
             out_stride4: (self.out_stride / 4) as u32,
-            ml_base4: self.ml_base4 as u32,
+            ml_base4: self.slots[v.min(self.slots.len() - 1)].1 as u32,
             _pad: 0,
             scale: self.scale,
         };
@@ -315,10 +391,12 @@ impl AttentionScratch {
 
 /// Decode attention for one layer, over one layer's pool.
 pub struct DecodeAttention {
-    pipeline: Arc<wgpu::ComputePipeline>,
-    merge: Arc<wgpu::ComputePipeline>,
+    /// per variant (`GROUPED`, then `PER_HEAD` where the scratch has it): the split-K
+    /// kernel and its merge
+    kernels: Vec<(Arc<wgpu::ComputePipeline>, Arc<wgpu::ComputePipeline>)>,
     group: wgpu::BindGroup,
     merge_group: wgpu::BindGroup,
+    /// the grouped plan
     pub plan: AttentionPlan,
     pub kv: KvLayout,
     pub heads: usize,
@@ -332,33 +410,7 @@ impl DecodeAttention {
         blocks_per_binding: usize,
         io: &AttentionIo<'_>,
     ) -> Result<Self, GpuError> {
-        let (plan, kv) = (scratch.plan, scratch.kv);
-        let head_blocks = scratch.head_blocks();
-        let block_elems = kv.key_block_elems();
-        let src = KernelSource::new(
-            "decode_attention",
-            include_str!("../../shaders/decode_attention.wgsl"),
-        )
-        .kv(kv.format)
-        .constant("G", plan.group)
-        .constant("HBPK", plan.blocks_per_kv_head)
-        .constant("KVH", kv.kv_heads)
-        .constant("KD", kv.key_dim)
-        .constant("VD", kv.value_dim)
-        .constant("BS", kv.block_size)
-        .constant("V_ALIASED", kv.latent)
-        .constant("BLOCK_ELEMS", block_elems)
-        .constant("BPB", blocks_per_binding)
-        .constant("WG", WG)
-        .constant(
-            "CU",
-            (1..=KEY_CHUNKS_IN_FLIGHT)
-                .rev()
-                .find(|u| (kv.key_dim / 8).is_multiple_of(*u))
-                .unwrap_or(1),
-        )
-        .constant("VU", VALUE_ROWS_IN_FLIGHT)
-        .constant("SCORES", (2 * WG * plan.group).max(8 * WG));
+        let kv = scratch.kv;
         use BindingKind::{Read, ReadWrite, Uniform};
         let layout = gpu.pipelines.layout(
             "decode_attention",
@@ -366,20 +418,51 @@ impl DecodeAttention {
                 Uniform, Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite,
             ],
         );
-        let pipeline = gpu.pipelines.get_with_layout(&src, Some(&layout));
-        let merge_src = KernelSource::new(
-            "decode_attention_merge",
-            include_str!("../../shaders/decode_attention_merge.wgsl"),
-        )
-        .constant("G", plan.group)
-        .constant("NHB", head_blocks)
-        .constant("VD", kv.value_dim);
         let merge_layout: Arc<SharedLayout> = gpu
             .pipelines
             .layout("decode_attention_merge", &[Uniform, Read, Read, ReadWrite]);
-        let merge = gpu
-            .pipelines
-            .get_with_layout(&merge_src, Some(&merge_layout));
+        let variants = 1 + scratch.per_head.is_some() as usize;
+        let kernels = (0..variants)
+            .map(|v| {
+                let plan = scratch.plan_of(v);
+                let src = KernelSource::new(
+                    "decode_attention",
+                    include_str!("../../shaders/decode_attention.wgsl"),
+                )
+                .kv(kv.format)
+                .constant("G", plan.group)
+                .constant("HBPK", plan.blocks_per_kv_head)
+                .constant("KVH", kv.kv_heads)
+                .constant("KD", kv.key_dim)
+                .constant("VD", kv.value_dim)
+                .constant("BS", kv.block_size)
+                .constant("V_ALIASED", kv.latent)
+                .constant("BLOCK_ELEMS", kv.key_block_elems())
+                .constant("BPB", blocks_per_binding)
+                .constant("WG", WG)
+                .constant(
+                    "CU",
+                    (1..=KEY_CHUNKS_IN_FLIGHT)
+                        .rev()
+                        .find(|u| (kv.key_dim / 8).is_multiple_of(*u))
+                        .unwrap_or(1),
+                )
+                .constant("VU", VALUE_ROWS_IN_FLIGHT)
+                .constant("SCORES", (2 * WG * plan.group).max(8 * WG));
+                let merge_src = KernelSource::new(
+                    "decode_attention_merge",
+                    include_str!("../../shaders/decode_attention_merge.wgsl"),
+                )
+                .constant("G", plan.group)
+                .constant("NHB", scratch.head_blocks(v))
+                .constant("VD", kv.value_dim);
+                (
+                    gpu.pipelines.get_with_layout(&src, Some(&layout)),
+                    gpu.pipelines
+                        .get_with_layout(&merge_src, Some(&merge_layout)),
+                )
+            })
+            .collect();
         // MLA has no V pool: bind the K pool in its place (read-only, never read)
         let v = if kv.latent { &io.pool.k } else { &io.pool.v };
         let group = super::bind_layout(
@@ -405,48 +488,69 @@ impl DecodeAttention {
             &[&scratch.params, io.meta, &scratch.partials, io.out],
         );
         Ok(DecodeAttention {
-            pipeline,
-            merge,
+            kernels,
             group,
             merge_group,
-            plan,
+            plan: scratch.plan,
             kv,
             heads: scratch.heads,
             scratch: scratch.clone(),
         })
     }
 
-    fn head_blocks(&self) -> usize {
-        self.heads / self.plan.group
-    }
-
-    /// The split a step of `n_queries` queries with contexts up to `max_context` uses (the
-    /// same as `AttentionScratch::prepare` wrote).
+    /// The grouped plan's split for a step of `n_queries` queries with contexts up to
+    /// `max_context` (the same as `AttentionScratch::prepare` wrote).
     pub fn split(&self, n_queries: usize, max_context: usize) -> Split {
         self.scratch.split(n_queries, max_context)
     }
 
-    /// Records the attention (and, when split, the merge) for `n_queries` queries.
+    /// Records the grouped plan's attention (and, when split, the merge) for `n_queries`
+    /// queries, after `AttentionScratch::prepare`.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_queries: u32, split: Split) {
-        let hb = self.head_blocks() as u32;
-        pass.set_pipeline(&self.pipeline);
+        self.record_variant(GROUPED, pass, n_queries, split);
+    }
+
+    fn record_variant(
+        &self,
+        v: usize,
+        pass: &mut wgpu::ComputePass<'_>,
+        n_queries: u32,
+        split: Split,
+    ) {
+        let (pipeline, merge) = &self.kernels[v.min(self.kernels.len() - 1)];
+        let hb = self.scratch.head_blocks(v) as u32;
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.group, &[]);
         pass.dispatch_workgroups(hb, split.n_splits as u32, n_queries);
         if split.n_splits > 1 {
-            let outputs4 = (self.plan.group * self.kv.value_dim / 4) as u32;
-            pass.set_pipeline(&self.merge);
+            let outputs4 = (self.scratch.plan_of(v).group * self.kv.value_dim / 4) as u32;
+            pass.set_pipeline(merge);
             pass.set_bind_group(0, &self.merge_group, &[]);
             pass.dispatch_workgroups(outputs4.div_ceil(64), hb, n_queries);
         }
     }
 
-    /// Bytes and flops of one step over queries with these context lengths: each KV head
-    /// (latent) is read once per head block, plus the queries, outputs and partials.
+    /// The variant and split a step of this shape runs (`AttentionScratch::prepare_step`).
+    fn step_variant(&self, s: &StepShape) -> (usize, Split) {
+        let (n, ctx) = (s.n_tokens as usize, s.max_context as usize);
+        let v = self.scratch.variant_for(n, ctx);
+        (v, self.scratch.split_of(v, n, ctx))
+    }
+
+    /// Bytes and flops of one step of the grouped plan (see `cost_of`).
     pub fn cost(&self, context_lens: &[u32], split: Split) -> Cost {
+        self.cost_of(GROUPED, context_lens, split)
+    }
+
+    /// Bytes and flops of one step of variant `v` over queries with these context lengths:
+    /// each KV head (latent) is read once per head block, plus the queries, outputs and
+    /// partials.
+    pub fn cost_of(&self, v: usize, context_lens: &[u32], split: Split) -> Cost {
+        let plan = self.scratch.plan_of(v);
         let eb = self.kv.format.bytes_per_element() as u64;
         let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
         let kv_row = (self.kv.key_dim + if self.kv.latent { 0 } else { self.kv.value_dim }) as u64;
-        let kv_reads = positions * self.kv.kv_heads as u64 * self.plan.blocks_per_kv_head as u64;
+        let kv_reads = positions * self.kv.kv_heads as u64 * plan.blocks_per_kv_head as u64;
         let nq = context_lens.len() as u64;
         let q = nq * (self.heads * self.kv.key_dim) as u64 * 4;
         let o = nq * (self.heads * self.kv.value_dim) as u64 * 4;
@@ -483,22 +587,22 @@ impl super::Op for DecodeAttention {
         "attention"
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
-        let split = self.split(s.n_tokens as usize, s.max_context as usize);
-        DecodeAttention::record(self, pass, s.n_tokens, split);
+        let (v, split) = self.step_variant(s);
+        self.record_variant(v, pass, s.n_tokens, split);
     }
     /// For single-sequence steps: token t sees pos0 + t + 1 positions.
     fn cost(&self, s: &StepShape) -> Cost {
         let lens: Vec<u32> = (0..s.n_tokens).map(|t| s.pos0 + t + 1).collect();
-        let split = self.split(s.n_tokens as usize, s.max_context as usize);
-        DecodeAttention::cost(self, &lens, split)
+        let (v, split) = self.step_variant(s);
+        self.cost_of(v, &lens, split)
     }
     fn cost_of_rows(&self, s: &StepShape, context_lens: &[u32]) -> Cost {
-        let split = self.split(s.n_tokens as usize, s.max_context as usize);
-        DecodeAttention::cost(self, context_lens, split)
+        let (v, split) = self.step_variant(s);
+        self.cost_of(v, context_lens, split)
     }
     /// The split-K pass, and the merge where the context was split.
     fn dispatches(&self, s: &StepShape) -> u32 {
-        let split = self.split(s.n_tokens as usize, s.max_context as usize);
+        let (_, split) = self.step_variant(s);
         1 + (split.n_splits > 1) as u32
     }
 }

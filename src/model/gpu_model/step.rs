@@ -322,7 +322,7 @@ impl GpuModel {
         self.gpu
             .queue
             .write_buffer(&self.meta, 0, bytemuck::cast_slice(&meta.words));
-        self.attention.prepare(&self.gpu, &meta);
+        self.attention.prepare_step(&self.gpu, &meta);
         meta.max_context
     }
 
