@@ -12,6 +12,9 @@
 # at longer contexts:
 #   bash run.sh group-7b       carry .gl .bin/headroom.xz .bin/m.00
 #   bash run.sh group-smollm2  carry .gl .bin/m.01
+# then with the binary that picks the attention variant per step (variant_for):
+#   bash run.sh variant-7b       carry .gl .bin/headroom.xz .bin/m.00
+#   bash run.sh variant-smollm2  carry .gl .bin/m.01
 # peer/ is ../shared/tools/peer/fetch-llamacpp.sh's output; .bin/headroom.xz the stripped
 # release binary (objcopy --strip-debug, xz -T2 -3).
 set -uo pipefail
@@ -120,6 +123,23 @@ group-smollm2)
         gen group4_smollm2_$p smollm2.gguf -- --prompt-tokens $p --gen-tokens 256 --runs 3
         gen group1_smollm2_$p smollm2.gguf HEADROOM_ATTN_MAX_GROUP=1 -- --prompt-tokens $p --gen-tokens 256 --runs 3
     done
+    ;;
+variant-7b)
+    mkdir -p "$W/res"
+    xz -dc .bin/headroom.xz > "$W/headroom"; chmod +x "$W/headroom"
+    cp .bin/m.00 "$W/"
+    for n in 128 4096; do
+        step variant_q4_0_$n -- --context $n --quant q4_0
+        step variant_f16_$n -- --context $n
+    done
+    ;;
+variant-smollm2)
+    cat "$W/m.00" .bin/m.01 > "$W/smollm2.gguf"
+    for i in 1 2; do
+        gen variant_smollm2_$i smollm2.gguf -- --prompt-tokens 128 --gen-tokens 256 --runs 5
+    done
+    gen variant_smollm2_3072 smollm2.gguf -- --prompt-tokens 3072 --gen-tokens 256 --runs 3
+    gen variant_smollm2_f16 smollm2.gguf -- --weights f16 --prompt-tokens 128 --gen-tokens 256 --runs 5
     ;;
 esac
 cd "$W/res" && tar czf "$OUT/res-$1.tgz" .
