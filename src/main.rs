@@ -131,6 +131,10 @@ struct ModelArgs {
     /// how the KV cache is stored on the GPU
     #[arg(long, value_enum, default_value = "f16")]
     kv: Precision,
+    /// quantize the matrices the file stores as floats (Hugging Face safetensors, F16/F32
+    /// GGUF tensors) to these blocks at load; with --weights f16|f32, every matrix
+    #[arg(long, value_enum)]
+    quantize: Option<headroom::bench::decode_step::Quant>,
 }
 
 #[derive(Args)]
@@ -280,6 +284,7 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     let options = GpuModelOptions {
         weights,
         quantized,
+        quantize: args.quantize.map(Into::into),
         kv: args.kv.into(),
         context,
         ..Default::default()
@@ -363,6 +368,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         gpu: GpuModelOptions {
             weights: a.model.weights.storage().0,
             quantized: a.model.weights.storage().1,
+            quantize: a.model.quantize.map(Into::into),
             kv: a.model.kv.into(),
             context,
             max_chunk: a.max_chunk.max(1),

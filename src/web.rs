@@ -328,9 +328,12 @@ async fn open_engine(
         if f.timestamps { "yes" } else { "no" },
         gpu.max_binding() >> 20
     );
+    // native weights: a Q4 GGUF stays in its blocks (SmolLM2 92 MiB instead of 257), read
+    // without shader-f16, which SwiftShader lacks
     let options = GpuModelOptions {
         context: CONTEXT,
         max_chunk: 256,
+        quantized: true,
         ..Default::default()
     };
     let st = status.clone();

@@ -16,6 +16,7 @@ fn options(format: StorageFormat, context: usize, max_chunk: usize) -> GpuModelO
     GpuModelOptions {
         weights: format,
         quantized: false,
+        quantize: None,
         kv: format,
         context,
         max_chunk,

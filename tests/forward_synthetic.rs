@@ -59,6 +59,7 @@ fn compare_planted(
     let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
     let options = GpuModelOptions {
         quantized: false,
+        quantize: None,
         weights,
         kv,
         context: 128,
@@ -237,6 +238,7 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     let mut cpu = CpuModel::new(&src).unwrap();
     let options = GpuModelOptions {
         quantized: false,
+        quantize: None,
         weights: StorageFormat::F32,
         kv: StorageFormat::F32,
         context: 128,
@@ -324,6 +326,94 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     }
 }
 
+/// `--quantize`: a Hugging Face model's f32 matrices quantized at load (GGML's schemes,
+/// `formats::quant::quantize`, checked against python `gguf` in tests/quant.rs) make the
+/// same blocks as a GGUF written in that type from the same weights, whose blocks the test
+/// above checks against the CPU reference: the same bytes on the GPU by format and the same
+/// logits, prompt and decode steps (x in f32 and on the default 8-bit decode path alike).
+#[test]
+fn safetensors_quantized_at_load_match_a_gguf_of_the_same_blocks() {
+    use headroom::formats::quant::GgmlType;
+    use headroom::gpu::quant_layout::QuantType;
+    use headroom::model::gguf_model::GgufModel;
+    use headroom::model::hf::HfModel;
+    use headroom::model::synthetic::{write_gguf, write_hf_dir, GgufWriteOptions, HfDtype};
+    let seed = common::seed();
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
+        let mut cfg = match ty.block_size() {
+            32 => config(Arch::Llama, 4, 2, 32, false),
+            _ => config(Arch::Llama, 4, 2, 64, false),
+        };
+        cfg.hidden_size = 128.max(ty.block_size());
+        cfg.intermediate_size = cfg.intermediate_size.max(ty.block_size());
+        let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
+        let tmp = std::env::temp_dir().join(format!(
+            "headroom-quantize-{}-{}",
+            std::process::id(),
+            ty.name()
+        ));
+        let gguf_path = tmp.with_extension("gguf");
+        let opts = GgufWriteOptions {
+            matrix_type: ty,
+            embedding_type: ty,
+            ..Default::default()
+        };
+        write_gguf(&gguf_path, &src, &opts).unwrap();
+        write_hf_dir(&tmp, &src, HfDtype::F32, 1).unwrap();
+        let gguf = GgufModel::open(&gguf_path).unwrap();
+        let hf = HfModel::open(&tmp).unwrap();
+        let options = |quantize: Option<QuantType>| GpuModelOptions {
+            weights: StorageFormat::F32,
+            quantized: true,
+            quantize,
+            kv: StorageFormat::F32,
+            context: 128,
+            max_chunk: 32,
+            kv_block_size: 16,
+        };
+        let from_gguf = GpuModel::load(gpu(), &gguf, options(None), &mut |_, _, _| {}).unwrap();
+        let q = QuantType::from_ggml(ty).unwrap();
+        let from_hf = GpuModel::load(gpu(), &hf, options(Some(q)), &mut |_, _, _| {}).unwrap();
+        assert_eq!(
+            from_hf.weight_bytes_by_format,
+            from_gguf.weight_bytes_by_format,
+            "{}: bytes on the GPU by format",
+            ty.name()
+        );
+        assert!(from_hf
+            .weight_bytes_by_format
+            .iter()
+            .any(|(f, b)| *f == ty.name() && *b > 0));
+        let prompt: Vec<u32> = (0..40)
+            .map(|i| (i * 7 + 3) % cfg.vocab_size as u32)
+            .collect();
+        let mut next = [0u32; 2];
+        for (i, model) in [&from_gguf, &from_hf].into_iter().enumerate() {
+            next[i] = greedy_step(model, 0, &prompt[..32], 0);
+            next[i] = greedy_step(model, 0, &prompt[32..], 32);
+        }
+        assert_eq!(next[0], next[1], "{}: first sampled token", ty.name());
+        let want = last_logits(&from_gguf);
+        let d = max_rel_diff(&last_logits(&from_hf), &want);
+        assert!(d <= 1e-6, "{}: logits differ by {d} relative", ty.name());
+        // three decode steps (the 8-bit path where the adapter has it)
+        let mut tok = next[0];
+        for pos in 40..43 {
+            let a = greedy_step(&from_gguf, 0, &[tok], pos);
+            let b = greedy_step(&from_hf, 0, &[tok], pos);
+            let d = max_rel_diff(&last_logits(&from_hf), &last_logits(&from_gguf));
+            assert!(
+                d <= 1e-6 && a == b,
+                "{} at {pos}: {a} vs {b}, logits {d}",
+                ty.name()
+            );
+            tok = a;
+        }
+        std::fs::remove_file(&gguf_path).ok();
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+}
+
 /// A GGUF whose matrices and embedding are Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or
 /// Q6_K blocks,
 /// run with the blocks
@@ -376,6 +466,7 @@ fn quantized_blocks_on_the_gpu_match_the_cpu_reference() {
         let options = GpuModelOptions {
             weights: StorageFormat::F32,
             quantized: true,
+            quantize: None,
             kv: StorageFormat::F32,
             context: 128,
             max_chunk: 32,

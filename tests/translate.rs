@@ -43,6 +43,7 @@ fn build_every_variant(g: &Arc<GpuContext>) {
                 let options = GpuModelOptions {
                     weights: format,
                     quantized: q.is_some(),
+                    quantize: None,
                     kv: format,
                     context: 64,
                     // T = 1..8 decode kernels and the tiled one are all built

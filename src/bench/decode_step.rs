@@ -436,6 +436,7 @@ fn build(
     let options = GpuModelOptions {
         weights,
         quantized: quant.is_some(),
+        quantize: None,
         kv,
         context,
         max_chunk: batch,

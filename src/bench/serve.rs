@@ -319,6 +319,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
         gpu: GpuModelOptions {
             weights: StorageFormat::F16,
             quantized: a.native_weights,
+            quantize: None,
             kv: StorageFormat::F16,
             context: a.context,
             max_chunk: a.max_chunk.max(most),

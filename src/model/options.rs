@@ -1,6 +1,7 @@
 //! How a model is stored on the GPU and how large its buffers are.
 
 use super::ModelConfig;
+use crate::gpu::quant_layout::QuantType;
 use crate::gpu::StorageFormat;
 use crate::kv::KvLayout;
 
@@ -9,9 +10,14 @@ use crate::kv::KvLayout;
 pub struct GpuModelOptions {
     /// how weight matrices are stored (f16 halves the bytes every token reads)
     pub weights: StorageFormat,
-    /// matrices a GGUF stores in Q4_0, Q4_1 or Q8_0 blocks stay in them on the GPU
-    /// (dequantized in registers); the others are stored as `weights`
+    /// matrices a GGUF stores in blocks a kernel reads (Q4_0 ... Q6_K) stay in them on
+    /// the GPU (dequantized in registers); the others are stored as `weights`, or
+    /// quantized as `quantize` says
     pub quantized: bool,
+    /// matrices the file stores as floats (safetensors, F16/F32 GGUF tensors; with
+    /// `quantized` off, every matrix) quantized to these blocks at load (`--quantize`),
+    /// where their rows are whole blocks
+    pub quantize: Option<QuantType>,
     /// how the KV cache is stored
     pub kv: StorageFormat,
     /// positions the KV cache holds
@@ -27,6 +33,7 @@ impl Default for GpuModelOptions {
         GpuModelOptions {
             weights: StorageFormat::F16,
             quantized: false,
+            quantize: None,
             kv: StorageFormat::F16,
             context: 4096,
             max_chunk: 256,
@@ -37,12 +44,14 @@ impl Default for GpuModelOptions {
 
 impl GpuModelOptions {
     /// How weights are stored, for messages and reports: "native" (blocks as stored where
-    /// a kernel reads them), else the float format.
-    pub fn weights_name(&self) -> &'static str {
-        if self.quantized {
-            "native"
-        } else {
-            self.weights.name()
+    /// a kernel reads them), the type floats are quantized to at load, else the float
+    /// format.
+    pub fn weights_name(&self) -> String {
+        match (self.quantize, self.quantized) {
+            (Some(q), true) => format!("native, floats as {}", q.name()),
+            (Some(q), false) => q.name().to_string(),
+            (None, true) => "native".into(),
+            (None, false) => self.weights.name().into(),
         }
     }
 

@@ -137,6 +137,9 @@ fn load(src: &dyn WeightSource, name: TensorName, numel: usize) -> Result<Vec<f3
 pub struct FileWeights<'a> {
     pub src: &'a dyn WeightSource,
     pub quantized: bool,
+    /// matrices not kept as the file's blocks are quantized to this type at load, where
+    /// their rows are whole blocks (`GpuModelOptions::quantize`)
+    pub quantize: Option<QuantType>,
 }
 
 impl FileWeights<'_> {
@@ -177,7 +180,14 @@ impl WeightProvider for FileWeights<'_> {
         for (name, &n) in m.tensors().into_iter().zip(parts) {
             data.extend(load(self.src, name, n * cols)?);
         }
-        Ok(MatrixValues::Host(data))
+        match self.quantize {
+            Some(ty) if cols.is_multiple_of(ty.block_values()) => {
+                let blocks = crate::formats::quant::quantize(ty.ggml(), &data)
+                    .map_err(|e| LoadError::new(self.src.path(), format!("{}: {e}", m.label())))?;
+                Ok(MatrixValues::Blocks(ty, blocks))
+            }
+            _ => Ok(MatrixValues::Host(data)),
+        }
     }
 
     fn vector(&mut self, name: TensorName, n: usize) -> Result<Vec<f32>, ModelError> {

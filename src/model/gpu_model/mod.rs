@@ -88,6 +88,7 @@ impl GpuModel {
         let mut weights = FileWeights {
             src,
             quantized: options.quantized,
+            quantize: options.quantize,
         };
         crate::gpu::block_on(Self::build(gpu, cfg, options, kv, &mut weights, progress))
     }
@@ -109,6 +110,7 @@ impl GpuModel {
         let mut weights = FileWeights {
             src,
             quantized: options.quantized,
+            quantize: options.quantize,
         };
         Self::build(gpu, cfg, options, kv, &mut weights, progress).await
     }
