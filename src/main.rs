@@ -572,7 +572,12 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         stop_ids: vec![],
     };
     let mut results = vec![];
+    let mut host = (0.0, 0);
     for run in 0..=a.runs {
+        if run == 1 {
+            // the warm-up run's steps are not counted
+            host = s.model.host_time_per_step();
+        }
         let r = engine::generate(&s.model, &req, &mut |_| true)?;
         if run > 0 {
             eprintln!(
@@ -585,6 +590,12 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         }
     }
     let decode = median(results.iter().map(|r| r.decode_tokens_per_s).collect());
+    // host time per decode step over the measured runs (the chain's encode and submit)
+    let (all_s, all_steps) = s.model.host_time_per_step();
+    let (warm_s, warm_steps) = host;
+    let steps = all_steps - warm_steps;
+    let host_us =
+        (all_s * all_steps as f64 - warm_s * warm_steps as f64) / steps.max(1) as f64 * 1e6;
     let prefill = median(results.iter().map(|r| r.prefill_tokens_per_s).collect());
     let ttft_ms = median(results.iter().map(|r| r.ttft_s * 1e3).collect());
     // bytes one decode step moves, at the middle of the generated span (the ops' cost model)
@@ -605,13 +616,15 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         "median_ttft_ms": ttft_ms,
         "bytes_per_decode_step": bytes,
         "dispatches_per_decode_step": dispatches,
+        "host_us_per_decode_step": host_us,
         "decode_gb_per_s": bytes * decode / 1e9,
     });
     println!(
-        "decode {decode:.1} tok/s (median of {}) | prefill {prefill:.1} tok/s | ttft {ttft_ms:.1} ms | {:.1} MB and {dispatches} dispatches per decode step -> {:.1} GB/s",
+        "decode {decode:.1} tok/s (median of {}) | prefill {prefill:.1} tok/s | ttft {ttft_ms:.1} ms | {:.1} MB and {dispatches} dispatches per decode step -> {:.1} GB/s | host {host_us:.0} us of {:.0} us per step",
         a.runs,
         bytes / 1e6,
-        bytes * decode / 1e9
+        bytes * decode / 1e9,
+        1e6 / decode
     );
     println!("{out}");
     if let Some(path) = a.json {

@@ -326,6 +326,19 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     }
 }
 
+/// A small llama whose every row is a whole number of `ty` blocks: head dim 32, hidden
+/// 128, FFN 160 for the 32-value types; head dim 64, hidden and FFN 256 for the K-quants'
+/// 256.
+fn block_config(ty: headroom::formats::quant::GgmlType) -> ModelConfig {
+    let mut cfg = match ty.block_size() {
+        32 => config(Arch::Llama, 4, 2, 32, false),
+        _ => config(Arch::Llama, 4, 2, 64, false),
+    };
+    cfg.hidden_size = 128.max(ty.block_size());
+    cfg.intermediate_size = cfg.intermediate_size.max(ty.block_size());
+    cfg
+}
+
 /// `--quantize`: a Hugging Face model's f32 matrices quantized at load (GGML's schemes,
 /// `formats::quant::quantize`, checked against python `gguf` in tests/quant.rs) make the
 /// same blocks as a GGUF written in that type from the same weights, whose blocks the test
@@ -340,12 +353,7 @@ fn safetensors_quantized_at_load_match_a_gguf_of_the_same_blocks() {
     use headroom::model::synthetic::{write_gguf, write_hf_dir, GgufWriteOptions, HfDtype};
     let seed = common::seed();
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
-        let mut cfg = match ty.block_size() {
-            32 => config(Arch::Llama, 4, 2, 32, false),
-            _ => config(Arch::Llama, 4, 2, 64, false),
-        };
-        cfg.hidden_size = 128.max(ty.block_size());
-        cfg.intermediate_size = cfg.intermediate_size.max(ty.block_size());
+        let cfg = block_config(ty);
         let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
         let tmp = std::env::temp_dir().join(format!(
             "headroom-quantize-{}-{}",
@@ -442,14 +450,7 @@ fn quantized_blocks_on_the_gpu_match_the_cpu_reference() {
         GgmlType::Q5_K,
         GgmlType::Q6_K,
     ] {
-        // every row a whole number of blocks: head dim 32, hidden 128, FFN 160 for the
-        // 32-value types; head dim 64, hidden and FFN 256 for the K-quants' 256
-        let mut cfg = match ty.block_size() {
-            32 => config(Arch::Llama, 4, 2, 32, false),
-            _ => config(Arch::Llama, 4, 2, 64, false),
-        };
-        cfg.hidden_size = 128.max(ty.block_size());
-        cfg.intermediate_size = cfg.intermediate_size.max(ty.block_size());
+        let cfg = block_config(ty);
         let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
         let path = std::env::temp_dir().join(format!(
             "headroom-quant-{}-{}.gguf",

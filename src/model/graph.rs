@@ -295,17 +295,7 @@ impl Graph {
         y: &wgpu::Buffer,
         mode: MatmulMode,
     ) -> Box<dyn Op> {
-        let matmul = Matmul::new_with_x_blocks(
-            &self.gpu,
-            &self.step,
-            w,
-            bias,
-            x,
-            self.blocks_of(x),
-            y,
-            mode,
-            &self.no_bias,
-        );
+        let matmul = self.matmul_op(w, bias, x, y, mode);
         let inputs = MatmulInputs {
             w,
             bias,
@@ -345,8 +335,20 @@ impl Graph {
         y: &wgpu::Buffer,
         mode: MatmulMode,
     ) -> Box<dyn Op> {
+        Box::new(self.matmul_op(w, bias, x, y, mode))
+    }
+
+    /// The matmul, reading x's 8-bit blocks where an earlier kernel writes them.
+    fn matmul_op(
+        &self,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+    ) -> Matmul {
         let x_blocks = self.blocks_of(x);
-        Box::new(Matmul::new_with_x_blocks(
+        Matmul::new_with_x_blocks(
             &self.gpu,
             &self.step,
             w,
@@ -356,7 +358,7 @@ impl Graph {
             y,
             mode,
             &self.no_bias,
-        ))
+        )
     }
 
     /// RoPE on the queries and keys in `act.qkv`, then keys and values appended to layer

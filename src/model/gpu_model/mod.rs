@@ -70,6 +70,10 @@ pub struct GpuModel {
     pub weight_bytes_by_format: Vec<(&'static str, u64)>,
     /// bytes of the whole KV cache
     pub kv_cache_bytes: u64,
+    /// host time spent preparing, encoding and submitting decode-chain steps, and their
+    /// count (`host_time_per_step`)
+    host_ns: std::sync::atomic::AtomicU64,
+    host_steps: std::sync::atomic::AtomicU64,
 }
 
 impl GpuModel {
@@ -245,6 +249,8 @@ impl GpuModel {
             clock,
             weight_bytes: built.weight_bytes.values().sum(),
             weight_bytes_by_format: built.weight_bytes.into_iter().collect(),
+            host_ns: Default::default(),
+            host_steps: Default::default(),
         })
     }
 

@@ -111,6 +111,7 @@ impl GpuModel {
                 "a chain of steps takes one sampled token per part".into(),
             ));
         }
+        let host = web_time::Instant::now();
         let first = self.prepare(parts)?;
         let n = first.sampled;
         let row_bytes = 4 * n as u64;
@@ -166,6 +167,7 @@ impl GpuModel {
             // this one, so each step sees its own
             self.gpu.queue.submit([enc.finish()]);
         }
+        self.count_host_time(host.elapsed(), steps);
         if n == 0 {
             self.gpu.wait()?;
             return Ok(vec![Vec::new(); steps]);
@@ -175,6 +177,23 @@ impl GpuModel {
             .chunks(n)
             .map(<[u32]>::to_vec)
             .collect())
+    }
+
+    /// Mean host time of a decode-chain step so far (preparing its parameters, encoding and
+    /// submitting it; not the wait for its results), and how many steps that covers:
+    /// against the wall time per step it says whether the host or the GPU bounds decode.
+    pub fn host_time_per_step(&self) -> (f64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let steps = self.host_steps.load(Relaxed);
+        let ns = self.host_ns.load(Relaxed);
+        (ns as f64 * 1e-9 / steps.max(1) as f64, steps)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn count_host_time(&self, t: std::time::Duration, steps: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.host_ns.fetch_add(t.as_nanos() as u64, Relaxed);
+        self.host_steps.fetch_add(steps as u64, Relaxed);
     }
 
     /// The logits of the last step's first `rows` sampled rows (in the order of their
