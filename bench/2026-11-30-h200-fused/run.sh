@@ -15,6 +15,9 @@
 # then with the binary that picks the attention variant per step (variant_for):
 #   bash run.sh variant-7b       carry .gl .bin/headroom.xz .bin/m.00
 #   bash run.sh variant-smollm2  carry .gl .bin/m.01
+# and the host time of a decode step (commit af76df9):
+#   bash run.sh host-start     carry .gl .bin/headroom.xz .bin/m.00
+#   bash run.sh host-smollm2   carry .gl .bin/m.01
 # peer/ is ../shared/tools/peer/fetch-llamacpp.sh's output; .bin/headroom.xz the stripped
 # release binary (objcopy --strip-debug, xz -T2 -3).
 set -uo pipefail
@@ -140,6 +143,19 @@ variant-smollm2)
     done
     gen variant_smollm2_3072 smollm2.gguf -- --prompt-tokens 3072 --gen-tokens 256 --runs 3
     gen variant_smollm2_f16 smollm2.gguf -- --weights f16 --prompt-tokens 128 --gen-tokens 256 --runs 5
+    ;;
+host-start)
+    mkdir -p "$W/res"
+    xz -dc .bin/headroom.xz > "$W/headroom"; chmod +x "$W/headroom"
+    cp .bin/m.00 "$W/"
+    step host_q4_0_128 -- --context 128 --quant q4_0
+    ;;
+host-smollm2)
+    cat "$W/m.00" .bin/m.01 > "$W/smollm2.gguf"
+    for i in 1 2; do
+        gen host_smollm2_$i smollm2.gguf -- --prompt-tokens 128 --gen-tokens 256 --runs 5
+    done
+    gen host_smollm2_f16 smollm2.gguf -- --weights f16 --prompt-tokens 128 --gen-tokens 256 --runs 5
     ;;
 esac
 cd "$W/res" && tar czf "$OUT/res-$1.tgz" .
