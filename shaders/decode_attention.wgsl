@@ -207,7 +207,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         //!END
     }
     workgroupBarrier();
-    let direct = prm.n_splits == 1u;
+    let direct = prm.n_splits == 1u && prm.merge_always == 0u;
     //!UNROLL g {{G}}
     let g = %g%u;
     var mx = -3.0e38;

@@ -7,6 +7,6 @@ struct Params {
     q_stride4: u32,      // vec4s between query rows
     out_stride4: u32,    // vec4s between output rows
     ml_base4: u32,       // vec4 offset of the (max, sum) pairs in `partials`
-    _pad: u32,
+    merge_always: u32,   // 1: partials even from one split (the merge stores 8-bit blocks)
     scale: f32,
 }

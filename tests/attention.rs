@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, randn, rng, rounded};
+use common::{assert_close, gpu, q8_round_trip, randn, rng, rounded};
 use headroom::gpu::{GpuContext, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::decode_attention::{
@@ -134,10 +134,12 @@ fn run_attention(
     scale: f32,
     target: usize,
     as_step: bool,
+    blocks: bool,
 ) -> (
     Vec<f32>,
     Split,
     headroom::ops::decode_attention::AttentionPlan,
+    Option<Vec<u8>>,
 ) {
     let nq = lens.len();
     let out_stride = heads * layout.value_dim;
@@ -175,8 +177,10 @@ fn run_attention(
             out_stride,
             tuning(g, target),
         )
-        .unwrap(),
+        .unwrap()
+        .with_output_blocks(blocks),
     );
+    let xq = blocks.then(|| headroom::ops::matmul::q8_scratch(g, out_stride).unwrap());
     let op = DecodeAttention::new(
         g,
         &scratch,
@@ -185,6 +189,7 @@ fn run_attention(
             meta: &meta_buf,
             q: &q_buf,
             out: &out_buf,
+            out_blocks: xq.as_ref(),
             pool: &cache.pool.layers[0],
         },
     )
@@ -211,7 +216,14 @@ fn run_attention(
         }
     }
     g.queue.submit([enc.finish()]);
-    (g.read_f32(&out_buf, nq * out_stride).unwrap(), split, plan)
+    let block_bytes = (nq * out_stride / 32) as u64 * headroom::ops::matmul::Q8_BLOCK_BYTES;
+    let blocks = xq.map(|b| g.read_bytes(&b, block_bytes).unwrap());
+    (
+        g.read_f32(&out_buf, nq * out_stride).unwrap(),
+        split,
+        plan,
+        blocks,
+    )
 }
 
 struct Case {
@@ -230,7 +242,7 @@ struct Case {
     key_scale: f32,
 }
 
-fn check(case: &Case, r: &mut StdRng, as_step: bool) {
+fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
     let g = gpu();
     let (nh, nkv, d) = (case.heads, case.kv_heads, case.dim);
     let layout = KvLayout {
@@ -263,7 +275,7 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool) {
     let q_stride = nh * d + 8;
     let q = randn(r, case.lens.len() * q_stride, 1.0);
     let scale = 1.0 / (d as f32).sqrt();
-    let (got, split, plan) = run_attention(
+    let (got, split, plan, got_blocks) = run_attention(
         &g,
         nh,
         layout,
@@ -274,6 +286,7 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool) {
         scale,
         case.target,
         as_step,
+        blocks,
     );
     let mut want = Vec::new();
     let mut max_score = 0f64;
@@ -303,6 +316,21 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool) {
         case.block, case.format, case.lens, case.target, plan.group, plan.workgroup_bytes
     );
     assert_close(&what, &got, &want, 1e-5, 1e-4);
+    if let Some(b) = got_blocks {
+        // the merge's 8-bit blocks are exactly the f32 outputs rounded as the CPU rounds
+        let dequantized: Vec<f32> = b
+            .chunks_exact(48)
+            .flat_map(|blk| {
+                let d = f32::from_le_bytes(blk[32..36].try_into().unwrap());
+                blk[..32].iter().map(move |&q| q as i8 as f32 * d)
+            })
+            .collect();
+        assert_eq!(
+            dequantized,
+            q8_round_trip(&got),
+            "{what}: 8-bit blocks of the outputs"
+        );
+    }
     assert_eq!(plan.group, case.group, "{what}: heads per workgroup");
     assert_split(&what, split, case.target, *case.lens.iter().max().unwrap());
     if case.key_scale > 10.0 {
@@ -357,7 +385,7 @@ fn gqa_family_matches_cpu_for_every_group_size() {
         Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0 },
     ];
     for case in &cases {
-        check(case, &mut r, false);
+        check(case, &mut r, false, false);
     }
 }
 
@@ -372,7 +400,21 @@ fn a_step_runs_one_head_per_workgroup_where_groups_leave_the_adapter_idle() {
     for (target, group) in [(1, 4), (64, 1)] {
         #[rustfmt::skip]
         let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[129, 45], target, split_bindings: false, group, key_scale: 1.5 };
-        check(&case, &mut r, true);
+        check(&case, &mut r, true, false);
+    }
+}
+
+/// Where the integer-dot matmul reads attention's outputs as 8-bit blocks, the merge
+/// stores them, on every step of at most 8 queries: after one split (context 45: the
+/// first pass leaves partials anyway) and after several; the f32 outputs stay as ever.
+#[test]
+fn the_merge_stores_the_outputs_as_8bit_blocks() {
+    use StorageFormat::F16;
+    let mut r = rng();
+    for (lens, target) in [(&[45usize, 30][..], 1), (&[300, 45, 129][..], 64)] {
+        #[rustfmt::skip]
+        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens, target, split_bindings: false, group: if target == 1 { 4 } else { 1 }, key_scale: 1.5 };
+        check(&case, &mut r, true, true);
     }
 }
 
@@ -554,6 +596,7 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
                 meta: &meta_buf,
                 q: &q_abs,
                 out: &lat,
+                out_blocks: None,
                 pool: &paged.pool.layers[0],
             },
         )

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, fused_gpu, gpu, randn, rng, rounded};
+use common::{assert_close, fused_gpu, gpu, q8_round_trip, randn, rng, rounded};
 use headroom::formats::quant::dequantize;
 use headroom::gpu::quant_layout::QuantType;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
@@ -521,20 +521,6 @@ fn cpu_matmul(w: &[f32], x: &[f32], t: usize, k: usize, n: usize) -> Vec<f64> {
             (0..k)
                 .map(|ki| w[ni * k + ki] as f64 * x[ti * k + ki] as f64)
                 .sum()
-        })
-        .collect()
-}
-
-/// `x` (rows of whole 32-value blocks) as the integer-dot matvec sees it
-/// (shaders/quantize_q8.wgsl): per block d = max |v| / 127, q = round-half-even(v / d),
-/// back to q * d.
-fn q8_round_trip(x: &[f32]) -> Vec<f32> {
-    x.chunks_exact(32)
-        .flat_map(|b| {
-            let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = m / 127.0;
-            let inv = if m > 0.0 { 1.0 / d } else { 0.0 };
-            b.iter().map(move |v| (v * inv).round_ties_even() * d)
         })
         .collect()
 }

@@ -124,6 +124,7 @@ fn setup(
             meta: &meta_buf,
             q: &q,
             out: &out,
+            out_blocks: None,
             pool: &pool.layers[0],
         },
     )?;

@@ -115,23 +115,27 @@ impl Graph {
         // one block table, so c tables of a whole context always fit
         let table_words = c * context.div_ceil(kv_layout.block_size);
         let meta = gpu.storage("step_meta", ((4 * c + table_words + 4) * 4) as u64)?;
-        let attention = Arc::new(AttentionScratch::new(
-            &gpu,
-            nh,
-            &kv_layout,
-            1.0 / (d as f32).sqrt(),
-            c,
-            context,
-            qkv_width,
-            nh * d,
-        )?);
+        let x_blocks_on = options.quantized && gpu.features.q8_dot;
+        let attention = Arc::new(
+            AttentionScratch::new(
+                &gpu,
+                nh,
+                &kv_layout,
+                1.0 / (d as f32).sqrt(),
+                c,
+                context,
+                qkv_width,
+                nh * d,
+            )?
+            .with_output_blocks(x_blocks_on),
+        );
         let rope_inv_freq = gpu.storage_init(
             "rope_inv_freq",
             bytemuck::cast_slice(&llama3_rope_inv_freq(cfg)),
         )?;
         let no_bias = gpu.storage("no_bias", 16)?;
         let widest = cfg.hidden_size.max(cfg.intermediate_size);
-        let x_blocks = match options.quantized && gpu.features.q8_dot {
+        let x_blocks = match x_blocks_on {
             true => Some(crate::ops::matmul::q8_scratch(&gpu, widest)?),
             false => None,
         };
@@ -186,13 +190,15 @@ impl Graph {
     }
 
     /// Where the op writing `activation` also stores it as 8-bit blocks (and the matmuls
-    /// reading it read those): `act.xn` (RMSNorm) and `act.ffn_hidden` (SiLU·mul), on a
-    /// graph with `x_blocks`, where their rows are whole 32-value blocks.
+    /// reading it read those): `act.xn` (RMSNorm), `act.ffn_hidden` (SiLU·mul) and
+    /// `act.attn` (attention's merge), on a graph with `x_blocks`, where their rows are
+    /// whole 32-value blocks (each head's, for attention).
     fn blocks_of(&self, activation: &wgpu::Buffer) -> Option<&wgpu::Buffer> {
         let (a, c) = (&self.act, &self.cfg);
         let whole = |n: usize| n.is_multiple_of(32);
         let written = (*activation == a.xn && whole(c.hidden_size))
-            || (*activation == a.ffn_hidden && whole(c.intermediate_size));
+            || (*activation == a.ffn_hidden && whole(c.intermediate_size))
+            || (*activation == a.attn && self.attention.output_blocks);
         self.x_blocks.as_ref().filter(|_| written)
     }
 
@@ -388,6 +394,7 @@ impl Graph {
             meta: &self.meta,
             q: &self.act.qkv,
             out: &self.act.attn,
+            out_blocks: self.blocks_of(&self.act.attn),
             pool: &self.pool.layers[layer],
         };
         Ok(Box::new(DecodeAttention::new(

@@ -6,6 +6,7 @@
 //! of the key). How the context is split is chosen per step from the shape (queries, head
 //! blocks, longest context) and the adapter (how many workgroups keep it busy).
 
+use super::matmul::{with_q8_store, Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{Cost, StepShape};
 use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, SharedLayout};
 use crate::kv::{KvLayout, LayerPool, StepMeta};
@@ -34,7 +35,8 @@ struct Params {
     q_stride4: u32,
     out_stride4: u32,
     ml_base4: u32,
-    _pad: u32,
+    /// 1: the first pass leaves partials even from one split, and the merge runs
+    merge_always: u32,
     scale: f32,
 }
 
@@ -186,6 +188,9 @@ pub struct AttentionIo<'a> {
     pub q: &'a wgpu::Buffer,
     /// output rows; head `h` of a row at `h * value_dim`
     pub out: &'a wgpu::Buffer,
+    /// where the merge also stores the outputs as 8-bit blocks, on a scratch built
+    /// `with_output_blocks` (`ops::matmul::q8_scratch`)
+    pub out_blocks: Option<&'a wgpu::Buffer>,
     pub pool: &'a LayerPool,
 }
 
@@ -204,6 +209,10 @@ pub struct AttentionScratch {
     /// per variant (0 grouped, 1 per head): partial slots, and the vec4 offset of the
     /// (max, sum) pairs in `partials`
     slots: Vec<(usize, usize)>,
+    /// the layers' outputs are also stored as 8-bit blocks (by the merge, which then runs
+    /// on every step of at most `VEC_MAX_ROWS` queries) for the integer-dot matmul that
+    /// reads them (`with_output_blocks`)
+    pub output_blocks: bool,
     scale: f32,
     q_stride: usize,
     out_stride: usize,
@@ -300,10 +309,24 @@ impl AttentionScratch {
             params,
             partials,
             slots,
+            output_blocks: false,
             scale,
             q_stride,
             out_stride,
         })
+    }
+
+    /// As built, with the layers' outputs also stored as 8-bit blocks on steps of at most
+    /// `VEC_MAX_ROWS` queries (`AttentionIo::out_blocks`): the integer-dot matmul after
+    /// attention then needs no quantize dispatch of its own. Needs whole blocks per head.
+    pub fn with_output_blocks(mut self, on: bool) -> Self {
+        self.output_blocks = on && self.kv.value_dim.is_multiple_of(32);
+        self
+    }
+
+    /// Whether a step of `n_queries` queries runs the merge whatever its split.
+    pub fn merge_always(&self, n_queries: usize) -> bool {
+        self.output_blocks && n_queries <= VEC_MAX_ROWS as usize
     }
 
     /// The plan of variant `v` (`GROUPED` or `PER_HEAD`).
@@ -380,7 +403,7 @@ impl AttentionScratch {
             q_stride4: (self.q_stride / 4) as u32,
             out_stride4: (self.out_stride / 4) as u32,
             ml_base4: self.slots[v.min(self.slots.len() - 1)].1 as u32,
-            _pad: 0,
+            merge_always: self.merge_always(meta.n_queries as usize) as u32,
             scale: self.scale,
         };
         gpu.queue
@@ -394,6 +417,8 @@ pub struct DecodeAttention {
     /// per variant (`GROUPED`, then `PER_HEAD` where the scratch has it): the split-K
     /// kernel and its merge
     kernels: Vec<(Arc<wgpu::ComputePipeline>, Arc<wgpu::ComputePipeline>)>,
+    /// the merge also stores the outputs as 8-bit blocks (`AttentionIo::out_blocks`)
+    blocks: bool,
     group: wgpu::BindGroup,
     merge_group: wgpu::BindGroup,
     /// the grouped plan
@@ -418,9 +443,16 @@ impl DecodeAttention {
                 Uniform, Read, Read, Read, Read, Read, Read, ReadWrite, ReadWrite,
             ],
         );
-        let merge_layout: Arc<SharedLayout> = gpu
-            .pipelines
-            .layout("decode_attention_merge", &[Uniform, Read, Read, ReadWrite]);
+        let blocks = io.out_blocks.filter(|_| scratch.output_blocks);
+        let merge_layout: Arc<SharedLayout> = match blocks {
+            Some(_) => gpu.pipelines.layout(
+                "decode_attention_merge_q8",
+                &[Uniform, Read, Read, ReadWrite, ReadWrite],
+            ),
+            None => gpu
+                .pipelines
+                .layout("decode_attention_merge", &[Uniform, Read, Read, ReadWrite]),
+        };
         let variants = 1 + scratch.per_head.is_some() as usize;
         let kernels = (0..variants)
             .map(|v| {
@@ -449,9 +481,13 @@ impl DecodeAttention {
                 )
                 .constant("VU", VALUE_ROWS_IN_FLIGHT)
                 .constant("SCORES", (2 * WG * plan.group).max(8 * WG));
-                let merge_src = KernelSource::new(
-                    "decode_attention_merge",
-                    include_str!("../../shaders/decode_attention_merge.wgsl"),
+                let merge_src = with_q8_store(
+                    KernelSource::new(
+                        "decode_attention_merge",
+                        include_str!("../../shaders/decode_attention_merge.wgsl"),
+                    ),
+                    4,
+                    blocks.is_some(),
                 )
                 .constant("G", plan.group)
                 .constant("NHB", scratch.head_blocks(v))
@@ -481,14 +517,13 @@ impl DecodeAttention {
                 &scratch.partials,
             ],
         );
-        let merge_group = super::bind_layout(
-            gpu,
-            &merge_layout,
-            "decode_attention_merge",
-            &[&scratch.params, io.meta, &scratch.partials, io.out],
-        );
+        let mut merge_buffers = vec![&scratch.params, io.meta, &scratch.partials, io.out];
+        merge_buffers.extend(blocks);
+        let merge_group =
+            super::bind_layout(gpu, &merge_layout, "decode_attention_merge", &merge_buffers);
         Ok(DecodeAttention {
             kernels,
+            blocks: blocks.is_some(),
             group,
             merge_group,
             plan: scratch.plan,
@@ -522,11 +557,14 @@ impl DecodeAttention {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.group, &[]);
         pass.dispatch_workgroups(hb, split.n_splits as u32, n_queries);
-        if split.n_splits > 1 {
-            let outputs4 = (self.scratch.plan_of(v).group * self.kv.value_dim / 4) as u32;
+        let always = self.scratch.merge_always(n_queries as usize);
+        if split.n_splits > 1 || always {
+            // a thread per output vec4, or per 32-value block where it stores blocks
+            let per_thread = if self.blocks && always { 32 } else { 4 };
+            let threads = (self.scratch.plan_of(v).group * self.kv.value_dim / per_thread) as u32;
             pass.set_pipeline(merge);
             pass.set_bind_group(0, &self.merge_group, &[]);
-            pass.dispatch_workgroups(outputs4.div_ceil(64), hb, n_queries);
+            pass.dispatch_workgroups(threads.div_ceil(64), hb, n_queries);
         }
     }
 
@@ -554,7 +592,8 @@ impl DecodeAttention {
         let nq = context_lens.len() as u64;
         let q = nq * (self.heads * self.kv.key_dim) as u64 * 4;
         let o = nq * (self.heads * self.kv.value_dim) as u64 * 4;
-        let partial = if split.n_splits > 1 {
+        let merged = split.n_splits > 1 || self.scratch.merge_always(context_lens.len());
+        let partial = if merged {
             let slots: u64 = context_lens
                 .iter()
                 .map(|&c| (c as u64).div_ceil(split.chunk as u64))
@@ -564,9 +603,13 @@ impl DecodeAttention {
         } else {
             0
         };
+        let blocks = match self.blocks && self.scratch.merge_always(context_lens.len()) {
+            true => nq * (self.heads * self.kv.value_dim / 32) as u64 * Q8_BLOCK_BYTES,
+            false => 0,
+        };
         Cost {
             bytes_read: kv_reads * kv_row * eb + q + partial,
-            bytes_written: o + partial,
+            bytes_written: o + partial + blocks,
             flops: positions * self.heads as u64 * 2 * (self.kv.key_dim + self.kv.value_dim) as u64,
             weight_bytes: 0,
             kv_bytes: kv_reads * kv_row * eb,
@@ -600,9 +643,10 @@ impl super::Op for DecodeAttention {
         let (v, split) = self.step_variant(s);
         self.cost_of(v, context_lens, split)
     }
-    /// The split-K pass, and the merge where the context was split.
+    /// The split-K pass, and the merge where the context was split or blocks are stored.
     fn dispatches(&self, s: &StepShape) -> u32 {
         let (_, split) = self.step_variant(s);
-        1 + (split.n_splits > 1) as u32
+        let always = self.scratch.merge_always(s.n_tokens as usize);
+        1 + (split.n_splits > 1 || always) as u32
     }
 }

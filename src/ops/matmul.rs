@@ -477,6 +477,21 @@ impl Matmul {
         }
     }
 
+    /// The cost of a recording but for reading x (`ops::matmul_prologue` makes x itself).
+    pub(super) fn cost_without_x(&self, s: &StepShape) -> Cost {
+        let t = self.t(s) as u64;
+        let (k, n) = (self.k as u64, self.n as u64);
+        let extra = if self.mode.accumulate { t * n * 4 } else { 0 }
+            + if self.has_bias { n * 4 } else { 0 };
+        Cost {
+            bytes_read: self.weight_bytes + extra,
+            bytes_written: t * n * 4,
+            flops: 2 * t * k * n,
+            weight_bytes: self.weight_bytes + if self.has_bias { n * 4 } else { 0 },
+            kv_bytes: 0,
+        }
+    }
+
     fn t(&self, s: &StepShape) -> u32 {
         if self.mode.logits_rows {
             s.n_out_rows
@@ -610,21 +625,24 @@ impl Op for Matmul {
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let t = self.t(s) as u64;
-        let (k, n) = (self.k as u64, self.n as u64);
-        let extra = if self.mode.accumulate { t * n * 4 } else { 0 }
-            + if self.has_bias { n * 4 } else { 0 };
-        // the integer-dot path quantizes x (read once, written as 8-bit blocks) and the
-        // matvec reads the blocks
-        let xq = match (&self.q8, t as u32 <= VEC_MAX_ROWS) {
-            (Some(_), true) => t * (k / 32) * Q8_BLOCK_BYTES,
-            _ => 0,
+        let k = self.k as u64;
+        // x in f32, or as 8-bit blocks, which this op's quantize dispatch writes from x
+        // first where no earlier kernel did (that kernel counts their writing)
+        let (x_read, x_written) = match (&self.q8, t as u32 <= VEC_MAX_ROWS) {
+            (Some(q8), true) => {
+                let xq = t * (k / 32) * Q8_BLOCK_BYTES;
+                match q8.quantize {
+                    Some(_) => (t * k * 4 + xq, xq),
+                    None => (xq, 0),
+                }
+            }
+            _ => (t * k * 4, 0),
         };
+        let c = self.cost_without_x(s);
         Cost {
-            bytes_read: self.weight_bytes + t * k * 4 + xq + extra,
-            bytes_written: t * n * 4 + xq,
-            flops: 2 * t * k * n,
-            weight_bytes: self.weight_bytes + if self.has_bias { n * 4 } else { 0 },
-            kv_bytes: 0,
+            bytes_read: c.bytes_read + x_read,
+            bytes_written: c.bytes_written + x_written,
+            ..c
         }
     }
 }

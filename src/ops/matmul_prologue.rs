@@ -59,7 +59,6 @@ pub struct PrologueMatmul {
     name: &'static str,
     /// f32 values of src per token row
     src_cols: u64,
-    k: u64,
     /// bytes of weights the first kernel reads (RMSNorm's)
     first_weights: u64,
 }
@@ -99,7 +98,6 @@ impl PrologueMatmul {
             matmul,
             fused,
             src_cols: prologue.src_cols(k) as u64,
-            k: k as u64,
             first_weights: match prologue {
                 Prologue::RmsNorm { .. } => 4 * k as u64,
                 Prologue::SiluMul => 0,
@@ -226,12 +224,11 @@ impl Op for PrologueMatmul {
             return self.first.cost(s) + matmul;
         }
         let t = s.n_tokens as u64;
-        let x_in = t * self.k * 4 + t * (self.k / 32) * Q8_BLOCK_BYTES;
+        let c = self.matmul.cost_without_x(s);
         Cost {
-            bytes_read: matmul.bytes_read - x_in + t * self.src_cols * 4 + self.first_weights,
-            bytes_written: matmul.bytes_written - t * (self.k / 32) * Q8_BLOCK_BYTES,
-            weight_bytes: matmul.weight_bytes + self.first_weights,
-            ..matmul
+            bytes_read: c.bytes_read + t * self.src_cols * 4 + self.first_weights,
+            weight_bytes: c.weight_bytes + self.first_weights,
+            ..c
         }
     }
 }

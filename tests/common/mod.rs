@@ -165,3 +165,18 @@ impl WeightSource for WithConfig<'_> {
         self.inner.blocks(name)
     }
 }
+
+/// `x` (rows of whole 32-value blocks) as the integer-dot matvec sees it
+/// (shaders/q8_pack.wgsl): per block d = max |v| / 127, q = round-half-even(v / d),
+/// back to q * d.
+#[allow(dead_code)]
+pub fn q8_round_trip(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(32)
+        .flat_map(|b| {
+            let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = m / 127.0;
+            let inv = if m > 0.0 { 1.0 / d } else { 0.0 };
+            b.iter().map(move |v| (v * inv).round_ties_even() * d)
+        })
+        .collect()
+}
