@@ -3,8 +3,8 @@
 //   out = sum_s acc_s * exp(m_s - M) / sum_s l_s * exp(m_s - M),  M = max_s m_s.
 // One thread per output vec4; workgroup (x: vec4 slice, y: head block, z: query). The Q8
 // variant also stores the output as 8-bit blocks (shaders/q8_store.wgsl) for the
-// integer-dot matmul that reads it next, on steps of few enough queries: one thread per
-// 32 values then (the first pass then always leaves partials, one split or more).
+// integer-dot matmul that reads it next, on steps of few enough queries, through
+// workgroup memory (the first pass then always leaves partials, one split or more).
 //!ATTENTION_PARAMS
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> step_meta: array<vec4<u32>>;
@@ -41,22 +41,28 @@ fn merged(qi: u32, hb: u32, i: u32) -> vec4<f32> {
     return v;
 }
 
+var<workgroup> merged_vals: array<vec4<f32>, 64>;
+
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x;                     // vec4 within the head block's G x VD outputs
     let hb = gid.y;
     let qi = gid.z;
+    let inside = i < G * VD4;
+    var v = vec4<f32>(0.0);
+    if (inside) { v = merged(qi, hb, i); }
     if (Q8 && nwg.z <= Q8_MAX_ROWS) {
-        // block b of the head block's outputs; blocks of a row are numbered over all heads
-        let b = gid.x;
-        if (b >= G * VD4 / 8u) { return; }
-        var v: array<vec4<f32>, 8>;
-        //!UNROLL j 8
-        v[%j%] = merged(qi, hb, b * 8u + %j%u);
-        //!END
-        store_q8(step_meta[qi].w * (NHB * G * VD4 / 8u) + hb * G * VD4 / 8u + b, v);
-        return;
+        // a workgroup's 64 vec4s are 8 whole blocks (VD is a multiple of 32): the first
+        // thread of each stores its block
+        merged_vals[li] = v;
+        workgroupBarrier();
+        if (inside && li % 8u == 0u) {
+            var blk: array<vec4<f32>, 8>;
+            //!UNROLL j 8
+            blk[%j%] = merged_vals[li + %j%u];
+            //!END
+            store_q8(step_meta[qi].w * (NHB * G * VD4 / 8u) + (hb * G * VD4 + i) / 8u, blk);
+        }
     }
-    let i = gid.x;
-    if (i >= G * VD4) { return; }
-    _ = merged(qi, hb, i);
 }

@@ -559,12 +559,10 @@ impl DecodeAttention {
         pass.dispatch_workgroups(hb, split.n_splits as u32, n_queries);
         let always = self.scratch.merge_always(n_queries as usize);
         if split.n_splits > 1 || always {
-            // a thread per output vec4, or per 32-value block where it stores blocks
-            let per_thread = if self.blocks && always { 32 } else { 4 };
-            let threads = (self.scratch.plan_of(v).group * self.kv.value_dim / per_thread) as u32;
+            let outputs4 = (self.scratch.plan_of(v).group * self.kv.value_dim / 4) as u32;
             pass.set_pipeline(merge);
             pass.set_bind_group(0, &self.merge_group, &[]);
-            pass.dispatch_workgroups(threads.div_ceil(64), hb, n_queries);
+            pass.dispatch_workgroups(outputs4.div_ceil(64), hb, n_queries);
         }
     }
 
