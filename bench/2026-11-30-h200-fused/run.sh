@@ -18,6 +18,10 @@
 # and the host time of a decode step (commit af76df9):
 #   bash run.sh host-start     carry .gl .bin/headroom.xz .bin/m.00
 #   bash run.sh host-smollm2   carry .gl .bin/m.01
+# and the merge storing attention's outputs as 8-bit blocks: commit 34cca55 (files merge_*),
+# then commit 0bcf7a4 (files merge2_*: the same stages with PREFIX=merge2):
+#   bash run.sh merge-start     carry .gl .bin/headroom.xz .bin/m.00
+#   bash run.sh merge-smollm2   carry .gl .bin/m.01
 # peer/ is ../shared/tools/peer/fetch-llamacpp.sh's output; .bin/headroom.xz the stripped
 # release binary (objcopy --strip-debug, xz -T2 -3).
 set -uo pipefail
@@ -156,6 +160,20 @@ host-smollm2)
         gen host_smollm2_$i smollm2.gguf -- --prompt-tokens 128 --gen-tokens 256 --runs 5
     done
     gen host_smollm2_f16 smollm2.gguf -- --weights f16 --prompt-tokens 128 --gen-tokens 256 --runs 5
+    ;;
+merge-start)
+    mkdir -p "$W/res"
+    xz -dc .bin/headroom.xz > "$W/headroom"; chmod +x "$W/headroom"
+    cp .bin/m.00 "$W/"
+    step ${PREFIX:-merge}_q4_0_128 -- --context 128 --quant q4_0
+    step ${PREFIX:-merge}_q4_0_4096 -- --context 4096 --quant q4_0
+    ;;
+merge-smollm2)
+    cat "$W/m.00" .bin/m.01 > "$W/smollm2.gguf"
+    for i in 1 2; do
+        gen ${PREFIX:-merge}_smollm2_$i smollm2.gguf -- --prompt-tokens 128 --gen-tokens 256 --runs 5
+    done
+    gen ${PREFIX:-merge}_smollm2_3072 smollm2.gguf -- --prompt-tokens 3072 --gen-tokens 256 --runs 3
     ;;
 esac
 cd "$W/res" && tar czf "$OUT/res-$1.tgz" .
