@@ -247,7 +247,7 @@ impl Graph {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Box<dyn Op> {
-        self.matmul_mode(w, bias, x, y, MatmulMode::default())
+        Box::new(self.matmul_op(w, bias, x, y, MatmulMode::default()))
     }
 
     /// y (+)= rmsnorm(x) W^T (+ bias), RMSNorm by `norm` into `xn` where it runs on its own
@@ -320,7 +320,7 @@ impl Graph {
             accumulate: true,
             ..MatmulMode::default()
         };
-        self.matmul_mode(w, None, x, y, mode)
+        Box::new(self.matmul_op(w, None, x, y, mode))
     }
 
     /// logits = x_last W^T for the rows that get logits.
@@ -330,18 +330,7 @@ impl Graph {
             logits_rows: true,
         };
         let a = &self.act;
-        self.matmul_mode(w, None, &a.x_last, &a.logits, mode)
-    }
-
-    fn matmul_mode(
-        &self,
-        w: &WeightMatrix,
-        bias: Option<&wgpu::Buffer>,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        mode: MatmulMode,
-    ) -> Box<dyn Op> {
-        Box::new(self.matmul_op(w, bias, x, y, mode))
+        Box::new(self.matmul_op(w, None, &a.x_last, &a.logits, mode))
     }
 
     /// The matmul, reading x's 8-bit blocks where an earlier kernel writes them.
