@@ -572,11 +572,11 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         stop_ids: vec![],
     };
     let mut results = vec![];
-    let mut host = (0.0, 0);
+    let mut warm_up_host = (0.0, 0);
     for run in 0..=a.runs {
         if run == 1 {
             // the warm-up run's steps are not counted
-            host = s.model.host_time_per_step();
+            warm_up_host = s.model.host_time();
         }
         let r = engine::generate(&s.model, &req, &mut |_| true)?;
         if run > 0 {
@@ -591,11 +591,8 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     }
     let decode = median(results.iter().map(|r| r.decode_tokens_per_s).collect());
     // host time per decode step over the measured runs (the chain's encode and submit)
-    let (all_s, all_steps) = s.model.host_time_per_step();
-    let (warm_s, warm_steps) = host;
-    let steps = all_steps - warm_steps;
-    let host_us =
-        (all_s * all_steps as f64 - warm_s * warm_steps as f64) / steps.max(1) as f64 * 1e6;
+    let (host_s, host_steps) = s.model.host_time();
+    let host_us = (host_s - warm_up_host.0) / (host_steps - warm_up_host.1).max(1) as f64 * 1e6;
     let prefill = median(results.iter().map(|r| r.prefill_tokens_per_s).collect());
     let ttft_ms = median(results.iter().map(|r| r.ttft_s * 1e3).collect());
     // bytes one decode step moves, at the middle of the generated span (the ops' cost model)

@@ -199,16 +199,14 @@ pub struct AttentionIo<'a> {
 pub struct AttentionScratch {
     /// the grouped plan: a workgroup serves `plan.group` query heads of one KV head
     pub plan: AttentionPlan,
-    /// one query head per workgroup, where the grouped plan serves more: the steps that
-    /// the grouped plan would leave the adapter idle run it (`variant_for`)
-    pub per_head: Option<AttentionPlan>,
+    /// `GROUPED` (`plan`), then `PER_HEAD` (one query head per workgroup) where the
+    /// grouped plan serves more: the steps it would leave the adapter idle run that one
+    /// (`variant_for`)
+    variants: Vec<Variant>,
     pub heads: usize,
     pub kv: KvLayout,
     params: wgpu::Buffer,
     partials: wgpu::Buffer,
-    /// per variant (0 grouped, 1 per head): partial slots, and the vec4 offset of the
-    /// (max, sum) pairs in `partials`
-    slots: Vec<(usize, usize)>,
     /// the layers' outputs are also stored as 8-bit blocks (by the merge, which then runs
     /// on every step of at most `VEC_MAX_ROWS` queries) for the integer-dot matmul that
     /// reads them (`with_output_blocks`)
@@ -216,6 +214,15 @@ pub struct AttentionScratch {
     scale: f32,
     q_stride: usize,
     out_stride: usize,
+}
+
+/// A plan and its room in the shared partials buffer.
+struct Variant {
+    plan: AttentionPlan,
+    /// partial slots (one per query, head block and split)
+    partial_slots: usize,
+    /// vec4 offset of the (max, sum) pairs in `partials`
+    ml_base4: usize,
 }
 
 /// Which plan a step runs: `GROUPED` (`AttentionScratch::plan`) or `PER_HEAD`.
@@ -266,32 +273,32 @@ impl AttentionScratch {
         tuning: AttentionTuning,
     ) -> Result<Self, GpuError> {
         let plan = AttentionPlan::new(heads, kv, tuning)?;
-        let per_head = match plan.group {
-            1 => None,
-            _ => Some(AttentionPlan::new(
-                heads,
-                kv,
-                AttentionTuning {
-                    max_group: 1,
-                    ..tuning
-                },
-            )?),
-        };
+        let mut plans = vec![plan];
+        if plan.group > 1 {
+            let per_head = AttentionTuning {
+                max_group: 1,
+                ..tuning
+            };
+            plans.push(AttentionPlan::new(heads, kv, per_head)?);
+        }
         // room for the partials of the widest split any step can choose, per variant; the
         // variants share the buffer (a step runs one)
-        let slots: Vec<(usize, usize)> = std::iter::once(&plan)
-            .chain(per_head.as_ref())
+        let variants: Vec<Variant> = plans
+            .into_iter()
             .map(|p| {
                 let head_blocks = heads / p.group;
                 let worst = p.split(1, head_blocks, max_context).n_splits * head_blocks;
                 let partial_slots = (max_queries * head_blocks).max(worst) + p.target_workgroups;
-                (partial_slots, partial_slots * p.group * kv.value_dim / 4)
+                Variant {
+                    plan: p,
+                    partial_slots,
+                    ml_base4: partial_slots * p.group * kv.value_dim / 4,
+                }
             })
             .collect();
-        let bytes = std::iter::once(&plan)
-            .chain(per_head.as_ref())
-            .zip(&slots)
-            .map(|(p, &(partial_slots, ml_base4))| (ml_base4 + partial_slots * p.group) * 16)
+        let bytes = variants
+            .iter()
+            .map(|v| (v.ml_base4 + v.partial_slots * v.plan.group) * 16)
             .max()
             .unwrap_or(16);
         let partials = gpu.storage("attention.partials", bytes as u64)?;
@@ -303,12 +310,11 @@ impl AttentionScratch {
         });
         Ok(AttentionScratch {
             plan,
-            per_head,
+            variants,
             heads,
             kv: *kv,
             params,
             partials,
-            slots,
             output_blocks: false,
             scale,
             q_stride,
@@ -329,12 +335,14 @@ impl AttentionScratch {
         self.output_blocks && n_queries <= VEC_MAX_ROWS as usize
     }
 
-    /// The plan of variant `v` (`GROUPED` or `PER_HEAD`).
+    /// The plan of variant `v` (`GROUPED`, or `PER_HEAD` where `variant_for` chose it).
     pub fn plan_of(&self, v: usize) -> &AttentionPlan {
-        match (v, &self.per_head) {
-            (PER_HEAD, Some(p)) => p,
-            _ => &self.plan,
-        }
+        &self.variants[v].plan
+    }
+
+    /// How many variants there are (2 where the grouped plan serves more than one head).
+    pub fn variant_count(&self) -> usize {
+        self.variants.len()
     }
 
     fn head_blocks(&self, v: usize) -> usize {
@@ -348,7 +356,7 @@ impl AttentionScratch {
     /// context measured (bench/2026-11-30-h200-fused), while at batch 16 four heads a
     /// workgroup beat two (bench/2026-11-24-h100-attention).
     pub fn variant_for(&self, n_queries: usize, max_context: usize) -> usize {
-        if self.per_head.is_none() {
+        if self.variants.len() == 1 {
             return GROUPED;
         }
         let s = self.split_of(GROUPED, n_queries, max_context);
@@ -370,8 +378,7 @@ impl AttentionScratch {
         let mut s = self.plan_of(v).split(n_queries, head_blocks, max_context);
         // never more partials than were allocated
         let per_split = n_queries * head_blocks;
-        let partial_slots = self.slots[v.min(self.slots.len() - 1)].0;
-        while s.n_splits > 1 && s.n_splits * per_split > partial_slots {
+        while s.n_splits > 1 && s.n_splits * per_split > self.variants[v].partial_slots {
             let chunk = s.chunk * 2;
             s = Split {
                 chunk,
@@ -402,7 +409,7 @@ impl AttentionScratch {
             n_splits: split.n_splits as u32,
             q_stride4: (self.q_stride / 4) as u32,
             out_stride4: (self.out_stride / 4) as u32,
-            ml_base4: self.slots[v.min(self.slots.len() - 1)].1 as u32,
+            ml_base4: self.variants[v].ml_base4 as u32,
             merge_always: self.merge_always(meta.n_queries as usize) as u32,
             scale: self.scale,
         };
@@ -453,8 +460,7 @@ impl DecodeAttention {
                 .pipelines
                 .layout("decode_attention_merge", &[Uniform, Read, Read, ReadWrite]),
         };
-        let variants = 1 + scratch.per_head.is_some() as usize;
-        let kernels = (0..variants)
+        let kernels = (0..scratch.variant_count())
             .map(|v| {
                 let plan = scratch.plan_of(v);
                 let src = KernelSource::new(
@@ -552,7 +558,7 @@ impl DecodeAttention {
         n_queries: u32,
         split: Split,
     ) {
-        let (pipeline, merge) = &self.kernels[v.min(self.kernels.len() - 1)];
+        let (pipeline, merge) = &self.kernels[v];
         let hb = self.scratch.head_blocks(v) as u32;
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.group, &[]);

@@ -39,6 +39,14 @@ impl Prologue<'_> {
             Prologue::SiluMul => 2 * k,
         }
     }
+
+    /// Bytes of weights it reads for a matmul of `k` columns (RMSNorm's, f32).
+    fn weight_bytes(&self, k: usize) -> u64 {
+        match self {
+            Prologue::RmsNorm { .. } => 4 * k as u64,
+            Prologue::SiluMul => 0,
+        }
+    }
 }
 
 /// The matmul's inputs, as `Matmul::new` takes them.
@@ -98,10 +106,7 @@ impl PrologueMatmul {
             matmul,
             fused,
             src_cols: prologue.src_cols(k) as u64,
-            first_weights: match prologue {
-                Prologue::RmsNorm { .. } => 4 * k as u64,
-                Prologue::SiluMul => 0,
-            },
+            first_weights: prologue.weight_bytes(k),
         }
     }
 
@@ -149,7 +154,7 @@ impl Fused {
             .constant("MAX_SUBGROUPS", max_subgroups);
         let limit = gpu.limits.max_compute_workgroup_storage_size as u64;
         let workgroups = m.w.rows.div_ceil(rows_per_group as usize) as u64;
-        let norm_bytes = if norm { 4 * m.w.cols as u64 } else { 0 };
+        let norm_bytes = prologue.weight_bytes(m.w.cols);
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
                 let t64 = t as u64;

@@ -71,7 +71,7 @@ pub struct GpuModel {
     /// bytes of the whole KV cache
     pub kv_cache_bytes: u64,
     /// host time spent preparing, encoding and submitting decode-chain steps, and their
-    /// count (`host_time_per_step`)
+    /// count (`host_time`)
     host_ns: std::sync::atomic::AtomicU64,
     host_steps: std::sync::atomic::AtomicU64,
 }

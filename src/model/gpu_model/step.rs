@@ -179,14 +179,13 @@ impl GpuModel {
             .collect())
     }
 
-    /// Mean host time of a decode-chain step so far (preparing its parameters, encoding and
-    /// submitting it; not the wait for its results), and how many steps that covers:
-    /// against the wall time per step it says whether the host or the GPU bounds decode.
-    pub fn host_time_per_step(&self) -> (f64, u64) {
+    /// Host time of the decode-chain steps so far, in seconds, and how many steps: preparing
+    /// their parameters, encoding and submitting them (waits inside `submit` included, not
+    /// the readback), an upper bound on the host's share of decode.
+    pub fn host_time(&self) -> (f64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let steps = self.host_steps.load(Relaxed);
         let ns = self.host_ns.load(Relaxed);
-        (ns as f64 * 1e-9 / steps.max(1) as f64, steps)
+        (ns as f64 * 1e-9, self.host_steps.load(Relaxed))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
