@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use headroom::engine::{self, FinishReason, GenerateRequest, GenerateResult};
-use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
+use headroom::gpu::{GemmKernel, GpuContext, GpuOptions, StorageFormat};
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
 use headroom::ops::sample::SamplingParams;
 use headroom::tokenizer::ChatMessage;
@@ -55,6 +55,9 @@ enum BenchCommand {
     /// One whole decode step of a synthetic model (random weights made on the GPU), with
     /// the predicted (weights + KV bytes) / bandwidth beside the measurement.
     DecodeStep(headroom::bench::decode_step::DecodeStepArgs),
+    /// One matmul alone over token counts and a model's layer shapes, on every GEMM
+    /// kernel this adapter runs (matrix units, tiled f32, cache-blocked): TFLOP/s.
+    Matmul(headroom::bench::matmul::BenchMatmulArgs),
     /// The serving engine in-process: aggregate decode tokens/s at several concurrencies,
     /// and time to first token with and without a prefix-cache hit.
     Serve(headroom::bench::serve::BenchServeArgs),
@@ -237,6 +240,9 @@ fn main() -> ExitCode {
             what: BenchCommand::DecodeStep(a),
         } => headroom::bench::decode_step::run(&a).map_err(Into::into),
         Command::Bench {
+            what: BenchCommand::Matmul(a),
+        } => headroom::bench::matmul::run(&a).map_err(Into::into),
+        Command::Bench {
             what: BenchCommand::Serve(a),
         } => headroom::bench::serve::run(&a).map_err(Into::into),
         Command::Serve(a) => run_serve(a),
@@ -252,6 +258,23 @@ fn main() -> ExitCode {
 }
 
 type AnyError = Box<dyn std::error::Error>;
+
+/// The GEMM kernels this adapter picks from for many token rows, e.g. "matrix units, tiled
+/// f32, blocked f32 (by shape)".
+fn gemm_tiers(gpu: &GpuContext) -> String {
+    let name = |k: GemmKernel| match k {
+        GemmKernel::Coop => "matrix units",
+        GemmKernel::Tiled => "tiled f32",
+        GemmKernel::Blocked => "blocked f32",
+    };
+    if let Some(k) = gpu.features.gemm_forced {
+        return format!("{} (forced)", name(k));
+    }
+    let f16 = StorageFormat::F16.into();
+    let kernels = headroom::ops::matmul::gemm_kernels(gpu, f16);
+    let names: Vec<&str> = kernels.into_iter().map(name).collect();
+    format!("{} (by shape)", names.join(", "))
+}
 
 struct Session {
     model: GpuModel,
@@ -291,13 +314,14 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     };
     if !quiet {
         eprintln!(
-            "adapter: {} | weights {} · KV cache {} · f32 math (shader-f16: {}, subgroups: {}, timestamps: {})",
+            "adapter: {} | weights {} · KV cache {} · f32 math (shader-f16: {}, subgroups: {}, timestamps: {}) · prefill matmuls: {}",
             gpu.adapter_name(),
             options.weights_name(),
             options.kv.name(),
             gpu.features.shader_f16,
             gpu.features.subgroups,
-            gpu.features.timestamps
+            gpu.features.timestamps,
+            gemm_tiers(&gpu)
         );
         eprintln!(
             "model: {} | {} {} layers, {} heads / {} KV heads ({}), context {}",

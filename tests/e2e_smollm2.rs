@@ -106,6 +106,7 @@ fn exact_gpu() -> Arc<GpuContext> {
         .get_or_init(|| {
             GpuContext::new_blocking(&GpuOptions {
                 no_q8_dot: true,
+                no_coopmat: true,
                 ..Default::default()
             })
             .unwrap()
@@ -124,6 +125,23 @@ enum Weights {
     /// the adapter has subgroups, RMSNorm and SiLU·mul inside those matmuls (the engine's
     /// default on GPUs; llama.cpp's GPU backends do the same)
     NativeQ8Dot,
+    /// as NativeQ8Dot, with every prefill matmul on the matrix units (x and the weights
+    /// rounded to f16 on the way in), where the adapter has cooperative matrices
+    NativeMatrixUnits,
+}
+
+/// A context that runs every matmul of many token rows on the matrix units, where the
+/// adapter has them (the engine picks them by shape; SmolLM2's are too small for them).
+fn matrix_unit_gpu() -> Arc<GpuContext> {
+    static COOP: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    COOP.get_or_init(|| {
+        GpuContext::new_blocking(&GpuOptions {
+            gemm: Some(headroom::gpu::GemmKernel::Coop),
+            ..Default::default()
+        })
+        .unwrap()
+    })
+    .clone()
 }
 
 /// A bug planted in an otherwise correct run, to show that the checks see it.
@@ -153,11 +171,14 @@ fn check_greedy(weights: Weights, kv: StorageFormat, tol: Tolerance, names: &[&s
     };
     let (format, quantized) = match weights {
         Weights::Float(f) => (f, false),
-        Weights::Native | Weights::NativeQ8Dot => (StorageFormat::F16, true),
+        Weights::Native | Weights::NativeQ8Dot | Weights::NativeMatrixUnits => {
+            (StorageFormat::F16, true)
+        }
     };
     let context = match weights {
         Weights::Native => exact_gpu(),
         Weights::NativeQ8Dot => fused_gpu(),
+        Weights::NativeMatrixUnits => matrix_unit_gpu(),
         _ => gpu(),
     };
     let options = GpuModelOptions {
@@ -300,6 +321,31 @@ fn greedy_continuations_match_llama_cpp_native_weights_q8_dot() {
         Weights::NativeQ8Dot,
         StorageFormat::F32,
         Q8_DOT,
+        &[],
+        Plant::None,
+    );
+}
+
+/// Q8_DOT's decode, with the prompt's matmuls on the matrix units: x and the Q4_1 values
+/// rounded to f16 there move the logits after the prompt as f16 storage does. H200,
+/// 2026-11-30: 0.021 after the "factual" prompt (bench/2026-11-30-h200-gemm).
+const MATRIX_UNITS: Tolerance = Tolerance {
+    first_logits: 0.05,
+    step_logits: 1.5,
+};
+
+/// Runs where the adapter has cooperative matrices (the H200 runs of bench/; lavapipe has
+/// none, and says so).
+#[test]
+fn greedy_continuations_match_llama_cpp_on_the_matrix_units() {
+    if !matrix_unit_gpu().features.coopmat {
+        eprintln!("no cooperative matrices on this adapter: nothing runs on matrix units");
+        return;
+    }
+    check_greedy(
+        Weights::NativeMatrixUnits,
+        StorageFormat::F32,
+        MATRIX_UNITS,
         &[],
         Plant::None,
     );

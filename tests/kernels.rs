@@ -6,6 +6,7 @@ mod common;
 use common::{assert_close, fused_gpu, gpu, q8_round_trip, randn, rng, rounded};
 use headroom::formats::quant::dequantize;
 use headroom::gpu::quant_layout::QuantType;
+use headroom::gpu::GemmKernel;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
 use headroom::ops::elementwise::SiluMul;
@@ -23,9 +24,10 @@ use std::sync::{Arc, OnceLock};
 const POISON: f32 = f32::NAN;
 
 /// The default context (with the integer-dot path for quantized weights where it has
-/// subgroups), one with x kept in f32 there, and contexts without subgroups, with one and
-/// with 32 threads per row in the portable matvec (CPU adapters pick one, GPUs 32): every
-/// path runs.
+/// subgroups, and the matrix-unit GEMM where it has cooperative matrices), one with x kept
+/// in f32 there and the workgroup-tiled f32 GEMM, and contexts without subgroups, with one
+/// and with 32 threads per row in the portable matvec (CPU adapters pick one, GPUs 32):
+/// every path runs.
 fn gpus() -> Vec<Arc<GpuContext>> {
     static OTHERS: OnceLock<Vec<Arc<GpuContext>>> = OnceLock::new();
     let mut all = vec![gpu()];
@@ -34,14 +36,21 @@ fn gpus() -> Vec<Arc<GpuContext>> {
             .get_or_init(|| {
                 let f32_x = GpuOptions {
                     no_q8_dot: true,
+                    gemm: Some(GemmKernel::Tiled),
                     ..Default::default()
                 };
+                // the matrix-unit GEMM for every shape, where the adapter has it
+                let coop = gpu().features.coopmat.then_some(GpuOptions {
+                    gemm: Some(GemmKernel::Coop),
+                    ..Default::default()
+                });
                 let portable = [1, 32].map(|lanes| GpuOptions {
                     no_subgroups: true,
                     matvec_lanes: Some(lanes),
                     ..Default::default()
                 });
                 std::iter::once(f32_x)
+                    .chain(coop)
                     .chain(portable)
                     .map(|o| GpuContext::new_blocking(&o).unwrap())
                     .collect::<Vec<_>>()
@@ -117,16 +126,46 @@ fn matmul_matches_cpu_for_decode_and_prefill_shapes() {
             "the default context runs the subgroup kernels where the adapter has them"
         );
     }
-    for g in all {
+    let mut ran = std::collections::BTreeSet::new();
+    for g in &all {
         eprintln!(
             "subgroups: {} (offered: {}), portable lanes {}",
             g.features.subgroups, g.features.subgroups_offered, g.matvec_lanes
         );
-        matmul_cases(&g);
+        matmul_cases(g, &mut ran);
+    }
+    assert_eq!(ran, gemm_kernels_expected(&all[0]));
+}
+
+/// The GEMM kernels `gpus()` runs for many token rows: the tiled f32 one and the matrix
+/// units' where the adapter has them (contexts force each), and the cache-blocked one
+/// (what the default context picks for these small shapes).
+fn gemm_kernels_expected(default: &GpuContext) -> std::collections::BTreeSet<&'static str> {
+    let mut want = std::collections::BTreeSet::from(["gemm_tiled", "matmul_blocked"]);
+    if default.features.coopmat {
+        want.insert("gemm_coop");
+    }
+    want
+}
+
+/// Where `op` ran the matrix-unit GEMM (many token rows), x and the weights were rounded
+/// to f16 on the way in: the reference multiplies what it multiplied.
+fn gemm_inputs(op: &Matmul, t: usize, x: &[f32], w: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    gemm_inputs_of(op.gemm_kernel((t as u32).max(VEC_MAX_ROWS + 1)), t, x, w)
+}
+
+/// As `gemm_inputs`, for an op already handed to another.
+fn gemm_inputs_of(kernel: GemmKernel, t: usize, x: &[f32], w: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    match t > VEC_MAX_ROWS as usize && kernel == GemmKernel::Coop {
+        true => (
+            rounded(x, StorageFormat::F16),
+            rounded(w, StorageFormat::F16),
+        ),
+        false => (x.to_vec(), w.to_vec()),
     }
 }
 
-fn matmul_cases(g: &GpuContext) {
+fn matmul_cases(g: &GpuContext, ran: &mut std::collections::BTreeSet<&'static str>) {
     let mut r = rng();
     let dummy = g.storage("dummy", 16).unwrap();
     for &format in &[StorageFormat::F32, StorageFormat::F16] {
@@ -139,6 +178,10 @@ fn matmul_cases(g: &GpuContext) {
             (9, 72, 130, 50, true, false),
             (70, 136, 65, usize::MAX, false, true),
             (130, 64, 200, 100, true, true),
+            // GEMM shapes that are multiples of no tile, in tokens, rows or K
+            (17, 40, 33, usize::MAX, true, false),
+            (65, 72, 129, 50, false, true),
+            (300, 48, 131, usize::MAX, true, true),
         ] {
             let w = randn(&mut r, n * k, 0.5);
             let x = randn(&mut r, t * k, 1.0);
@@ -165,8 +208,11 @@ fn matmul_cases(g: &GpuContext) {
             };
             assert_eq!(op.decode_kernel(), decode);
             run(g, &[&op], rows(t as u32));
+            if t > VEC_MAX_ROWS as usize {
+                ran.insert(op.gemm_kernel(t as u32).name());
+            }
             let got = g.read_f32(&yb, t * n).unwrap();
-            let wr = rounded(&w, format);
+            let (x, wr) = gemm_inputs(&op, t, &x, &rounded(&w, format));
             let mut want = vec![0f64; t * n];
             for ti in 0..t {
                 for ni in 0..n {
@@ -366,6 +412,7 @@ fn rmsnorm_and_silu_blocks_feed_the_integer_dot_matmul() {
                 true => q8_round_trip(&got_x),
                 false => got_x.clone(),
             };
+            let (xr, w) = gemm_inputs(&mm, t, &xr, &w);
             let want = cpu_matmul(&w, &xr, t, k, n);
             let got = g.read_f32(&yb, t * n).unwrap();
             assert_close(
@@ -482,6 +529,7 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
                 mode,
                 dummy: &dummy,
             };
+            let gemm = mm.gemm_kernel((t as u32).max(VEC_MAX_ROWS + 1));
             let op = PrologueMatmul::new(&g, &step, prologue, &src_b, first, mm, &inputs);
             run(&g, &[&op], rows(t as u32));
             let decode = t <= VEC_MAX_ROWS as usize;
@@ -492,6 +540,7 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
                 true => q8_round_trip(&want_x),
                 false => want_x.clone(),
             };
+            let (xr, w) = gemm_inputs_of(gemm, t, &xr, &w);
             let mut want = cpu_matmul(&w, &xr, t, k, n);
             for (i, v) in want.iter_mut().enumerate() {
                 *v += y0[i] as f64 + bias[i % n] as f64;
@@ -499,7 +548,12 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
             // one quantum of one block of x, times the largest weight
             let w_max = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
             let x_max = want_x.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
-            let flip = if decode { w_max * x_max / 127.0 } else { 0.0 };
+            // (the matrix units round x to f16 instead: one ulp of it)
+            let flip = match (decode, gemm) {
+                (true, _) => w_max * x_max / 127.0,
+                (false, GemmKernel::Coop) => w_max * x_max / 2048.0,
+                (false, _) => 0.0,
+            };
             let what = if silu { "silu_mul" } else { "rmsnorm" };
             let got = g.read_f32(&yb, t * n).unwrap();
             assert_close(
@@ -554,6 +608,7 @@ fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Ve
 fn quantized_weights_match_the_cpu_dequantization() {
     let mut r = rng();
     let mut q8_dot_ran = false;
+    let mut gemm_ran = std::collections::BTreeSet::new();
     for g in gpus() {
         let dummy = g.storage("dummy", 16).unwrap();
         for ty in QuantType::ALL {
@@ -575,11 +630,13 @@ fn quantized_weights_match_the_cpu_dequantization() {
                     // 70 blocks a row: lanes take two blocks a trip and then one
                     (3, 2240, 33, 20),
                     (70, 160, 65, 30),
+                    (17, 96, 131, 64),
                 ],
                 _ => &[
                     (1, 256, 40, usize::MAX),
                     (5, 768, 37, 16),
                     (40, 512, 33, 10),
+                    (65, 256, 131, usize::MAX),
                 ],
             };
             for &(t, k, n, split) in shapes {
@@ -616,7 +673,11 @@ fn quantized_weights_match_the_cpu_dequantization() {
                     assert_eq!(op.decode_kernel(), "matvec_q8");
                 }
                 q8_dot_ran |= q8;
+                if t > VEC_MAX_ROWS as usize {
+                    gemm_ran.insert(op.gemm_kernel(t as u32).name());
+                }
                 let xr = if q8 { q8_round_trip(&x) } else { x.clone() };
+                let (xr, w) = gemm_inputs(&op, t, &xr, &w);
                 let want = cpu_matmul(&w, &xr, t, k, n);
                 assert_close(
                     &format!(
@@ -652,6 +713,7 @@ fn quantized_weights_match_the_cpu_dequantization() {
     }
     // the integer-dot path ran wherever the adapter has subgroups
     assert_eq!(q8_dot_ran, gpu().features.subgroups);
+    assert_eq!(gemm_ran, gemm_kernels_expected(&gpu()));
 }
 
 #[test]

@@ -95,6 +95,8 @@ fn every_kernel() -> Vec<String> {
         GpuOptions {
             q8_packed_dot: true,
             fused_prologue: Some(true),
+            // the tiled f32 GEMM, which GPUs pick for large matmuls
+            gemm_tiles: Some(true),
             ..Default::default()
         },
         GpuOptions {
@@ -239,4 +241,34 @@ fn a_kernel_a_back_end_cannot_take_is_reported() {
         .validate(&module)
         .is_err());
     assert!(naga::front::wgsl::parse_str("fn main( {").is_err());
+}
+
+/// The cooperative-matrix GEMM exists only where an adapter offers 16x16x16 matrices
+/// (Vulkan's `VK_KHR_cooperative_matrix`; lavapipe has none, and Metal's simdgroup
+/// matrices are 8x8, so the engine never selects it there): naga's SPIR-V back end must
+/// take it for every weight format and the subgroup sizes such adapters have. This is
+/// where a naga bug in writing coop loads (an index written inline) shows up without a GPU.
+#[test]
+fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
+    use headroom::gpu::WeightFormat;
+    let formats = [StorageFormat::F16, StorageFormat::F32]
+        .map(WeightFormat::Float)
+        .into_iter()
+        .chain(QuantType::ALL.map(WeightFormat::Quant));
+    let mut translated = 0;
+    for format in formats {
+        for subgroup_size in [32, 64] {
+            let src = headroom::ops::matmul::gemm_coop_source(format, subgroup_size);
+            let wgsl = src.assemble();
+            let module = naga::front::wgsl::parse_str(&wgsl)
+                .unwrap_or_else(|e| panic!("{format:?}: {}", e.emit_to_string(&wgsl)));
+            let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{format:?}: {e:?}"));
+            naga::back::spv::write_vec(&module, &info, &Default::default(), None)
+                .unwrap_or_else(|e| panic!("{format:?} subgroups of {subgroup_size}: {e}"));
+            translated += 1;
+        }
+    }
+    assert_eq!(translated, 2 * (2 + QuantType::ALL.len()));
 }

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod decode_step;
+pub mod matmul;
 pub mod plot;
 pub mod serve;
 

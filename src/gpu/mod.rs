@@ -61,6 +61,19 @@ pub struct GpuOptions {
     /// where every workgroup making all of x again is compute, not a cache hit (lavapipe
     /// decoded SmolLM2 20% slower fused). `HEADROOM_FUSED_PROLOGUE=0|1` overrides both.
     pub fused_prologue: Option<bool>,
+    /// Leave the adapter's cooperative matrices (matrix units) unused: prefill and batched
+    /// rows run the workgroup-tiled f32 GEMM instead (`HEADROOM_NO_COOPMAT` does the same;
+    /// browsers have no cooperative matrices).
+    pub no_coopmat: bool,
+    /// Whether matmuls of many token rows may stage their operands in workgroup memory
+    /// (`gemm_tiled`) instead of reading them through the caches (`matmul_blocked`). None:
+    /// on GPUs, not on CPU adapters (lavapipe prefilled SmolLM2 4.6x slower tiled: its
+    /// barriers cost more than the reads they save).
+    pub gemm_tiles: Option<bool>,
+    /// One kernel for every matmul of many token rows, where the adapter has it, instead
+    /// of the choice by shape (`ops::matmul`); `HEADROOM_GEMM=coop|tiled|blocked` does the
+    /// same. For tests and benchmarks.
+    pub gemm: Option<GemmKernel>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +114,47 @@ pub struct GpuFeatures {
     /// those matmuls make x's blocks from the rows RMSNorm or SiLU·mul would have read,
     /// one dispatch instead of two (`GpuOptions::fused_prologue`)
     pub fused_prologue: bool,
+    /// matmuls of more than `VEC_MAX_ROWS` token rows run on the matrix units
+    /// (`ops::matmul`'s cooperative-matrix GEMM): the adapter has cooperative matrices
+    /// with 16x16x16 f16 inputs and f32 accumulators, shader-f16, one subgroup size, and
+    /// `GpuOptions::no_coopmat` is not set
+    pub coopmat: bool,
+    /// without them, such matmuls stage tiles in workgroup memory (`GpuOptions::gemm_tiles`)
+    pub gemm_tiles: bool,
+    /// `GpuOptions::gemm`, where this adapter has that kernel
+    pub gemm_forced: Option<GemmKernel>,
+}
+
+/// The kernels a matmul of more than `ops::matmul::VEC_MAX_ROWS` token rows runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmKernel {
+    /// cooperative matrices: x and W rounded to f16, f32 accumulators (shaders/coop/gemm.wgsl)
+    Coop,
+    /// f32 arithmetic on workgroup-memory tiles (shaders/gemm_tiled.wgsl)
+    Tiled,
+    /// f32 arithmetic without workgroup memory (shaders/matmul_blocked.wgsl)
+    Blocked,
+}
+
+impl GemmKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmKernel::Coop => "gemm_coop",
+            GemmKernel::Tiled => "gemm_tiled",
+            GemmKernel::Blocked => "matmul_blocked",
+        }
+    }
+
+    /// "coop", "tiled" or "blocked"
+    pub fn parse(s: &str) -> Option<GemmKernel> {
+        match s {
+            "coop" => Some(GemmKernel::Coop),
+            "tiled" => Some(GemmKernel::Tiled),
+            "blocked" => Some(GemmKernel::Blocked),
+            _ => None,
+        }
+    }
 }
 
 /// The device, its queue and what we learnt about it.
@@ -115,6 +169,28 @@ pub struct GpuContext {
     pub matvec_lanes: u32,
     /// scratch buffers shared by every op that asks by the same name (see `scratch`)
     scratch: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::Buffer>>,
+}
+
+/// Whether to use the adapter's cooperative matrices: it offers them with the 16x16x16
+/// f16 x f16 + f32 shape the GEMM is written for (the shapes come from the adapter, never
+/// assumed), shader-f16 is on, its subgroups have one size (the kernel gives each subgroup
+/// its own tiles by invocation index), and neither the options nor `HEADROOM_NO_COOPMAT`
+/// switch them off.
+fn wants_coopmat(adapter: &wgpu::Adapter, options: &GpuOptions, required: wgpu::Features) -> bool {
+    use wgpu::CooperativeScalarType as S;
+    let info = adapter.get_info();
+    let offered = adapter
+        .features()
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        && required.contains(wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == info.subgroup_max_size
+        && info.subgroup_min_size >= 16
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == S::F16
+                && p.cr_type == S::F32
+        });
+    offered && !options.no_coopmat && std::env::var_os("HEADROOM_NO_COOPMAT").is_none()
 }
 
 impl GpuContext {
@@ -182,6 +258,10 @@ impl GpuContext {
                 required |= f;
             }
         }
+        let coopmat = wants_coopmat(&adapter, options, required);
+        if coopmat {
+            required |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         // Ask for everything the adapter allows: big weights need big bindings.
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -189,7 +269,14 @@ impl GpuContext {
                 label: Some("headroom"),
                 required_features: required,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                // SAFETY: cooperative matrices are an experimental wgpu feature; the one
+                // kernel that uses them (shaders/gemm_coop.wgsl) keeps its coop calls in
+                // uniform control flow and every load inside its workgroup arrays, and
+                // the kernel tests check it against the CPU on the H200
+                experimental_features: match coopmat {
+                    true => unsafe { wgpu::ExperimentalFeatures::enabled() },
+                    false => wgpu::ExperimentalFeatures::disabled(),
+                },
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -198,7 +285,7 @@ impl GpuContext {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             })?;
-        let features = GpuFeatures {
+        let mut features = GpuFeatures {
             shader_f16: required.contains(wgpu::Features::SHADER_F16),
             subgroups: required.contains(wgpu::Features::SUBGROUP),
             subgroups_offered: available.contains(wgpu::Features::SUBGROUP),
@@ -217,7 +304,20 @@ impl GpuContext {
                     .fused_prologue
                     .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             },
+            coopmat,
+            gemm_tiles: options
+                .gemm_tiles
+                .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
+            gemm_forced: None,
         };
+        let forced = options.gemm.or_else(|| {
+            let env = std::env::var("HEADROOM_GEMM").ok()?;
+            GemmKernel::parse(&env)
+        });
+        features.gemm_forced = forced.filter(|k| match k {
+            GemmKernel::Coop => features.coopmat,
+            GemmKernel::Tiled | GemmKernel::Blocked => true,
+        });
         let limits = device.limits();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let matvec_lanes = options

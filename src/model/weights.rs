@@ -205,7 +205,7 @@ pub struct RandomWeights {
 }
 
 /// `blocks` random blocks of `ty` (xorshift bytes), scales set so values lie within ±bound.
-fn random_blocks(ty: QuantType, blocks: usize, bound: f32, seed: u32) -> Vec<u8> {
+pub(crate) fn random_blocks(ty: QuantType, blocks: usize, bound: f32, seed: u32) -> Vec<u8> {
     let bb = ty.ggml().type_size();
     let mut state = (seed as u64) << 1 | 1;
     let mut bytes = vec![0u8; blocks * bb];

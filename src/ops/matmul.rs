@@ -4,11 +4,17 @@
 //! 8-bit blocks first and the blocks meet in integer dot products (shaders/quantize_q8.wgsl,
 //! shaders/subgroup/matvec_q8.wgsl); otherwise shaders/subgroup/matmul_vec.wgsl or the
 //! portable shaders/matmul_vec.wgsl.
-//! Many token rows use shaders/matmul_blocked.wgsl.
+//! Many token rows (prefill chunks, batched decode) use a GEMM (`GemmKernel`), chosen per
+//! step by how many workgroups it fills (`pick_gemm`): on the matrix units where the
+//! adapter has cooperative matrices (shaders/coop/gemm.wgsl), f32 with workgroup-memory
+//! tiles (shaders/gemm_tiled.wgsl), or the cache-blocked shaders/matmul_blocked.wgsl (the
+//! only one on CPU adapters).
 
 use super::{bind, bind_layout, grid_1d, Cost, Op, StepShape};
 use crate::gpu::quant_layout::{idot4, QuantType};
-use crate::gpu::{BindingKind, GpuContext, GpuError, KernelSource, StorageFormat, WeightFormat};
+use crate::gpu::{
+    BindingKind, GemmKernel, GpuContext, GpuError, KernelSource, StorageFormat, WeightFormat,
+};
 use std::sync::Arc;
 
 /// Token rows up to which the decode kernel runs (its TMAX).
@@ -342,6 +348,89 @@ pub(super) fn uses_q8_dot(gpu: &GpuContext, format: WeightFormat) -> bool {
     matches!(format, WeightFormat::Quant(q) if q.has_block_dot()) && gpu.features.q8_dot
 }
 
+/// Workgroups below which the matrix-unit GEMM loses to the f32 kernels: its workgroups
+/// walk all of K one 32-value step at a time, and too few of them leave the GPU waiting on
+/// each step's loads. H200, 2026-11-30 (bench/2026-11-30-h200-gemm): it won from 172
+/// workgroups up (7B gate/up at 64 tokens) and lost at 128 (O and down at 256 tokens).
+const COOP_MIN_WORKGROUPS: u32 = 150;
+/// Likewise for the f32 tiled GEMM against the cache-blocked one: tiled won from 96
+/// workgroups of 64 x 64 with at least 64 tokens, lost or tied at 64 workgroups, and
+/// at 16 tokens (three quarters of each tile empty).
+const TILED_MIN_WORKGROUPS: u32 = 96;
+
+/// The kernels for more than `VEC_MAX_ROWS` token rows of a matrix in `format`: the
+/// matrix units for f16 and quantized weights (f32 weights keep f32 products: whoever
+/// stores them asked for that precision), the tiled f32 GEMM on GPUs, the cache-blocked
+/// one always. `GpuFeatures::gemm_forced` leaves only that one.
+pub fn gemm_kernels(gpu: &GpuContext, format: WeightFormat) -> Vec<GemmKernel> {
+    let f32_weights = format == WeightFormat::Float(StorageFormat::F32);
+    match gpu.features.gemm_forced {
+        Some(GemmKernel::Coop) if f32_weights => vec![GemmKernel::Blocked],
+        Some(k) => vec![k],
+        None => {
+            let mut all = Vec::new();
+            if gpu.features.coopmat && !f32_weights {
+                all.push(GemmKernel::Coop);
+            }
+            if gpu.features.gemm_tiles {
+                all.push(GemmKernel::Tiled);
+            }
+            all.push(GemmKernel::Blocked);
+            all
+        }
+    }
+}
+
+/// (token rows, weight rows) of y per workgroup of `kernel`
+fn gemm_tile(kernel: GemmKernel) -> (u32, u32) {
+    match kernel {
+        GemmKernel::Coop => (64, 128),
+        GemmKernel::Tiled => (64, 64),
+        GemmKernel::Blocked => (32, 32),
+    }
+}
+
+/// Which of `kernels` (in `gemm_kernels` order) runs `t` token rows of an `n`-row matrix:
+/// the first that fills enough workgroups.
+fn pick_gemm(kernels: impl ExactSizeIterator<Item = GemmKernel>, t: u32, n: u32) -> usize {
+    let workgroups = |k: GemmKernel| {
+        let (bt, bn) = gemm_tile(k);
+        t.div_ceil(bt) * n.div_ceil(bn)
+    };
+    let enough = |k: GemmKernel| match k {
+        GemmKernel::Coop => workgroups(k) >= COOP_MIN_WORKGROUPS,
+        GemmKernel::Tiled => t >= 32 && workgroups(k) >= TILED_MIN_WORKGROUPS,
+        GemmKernel::Blocked => true,
+    };
+    let last = kernels.len().saturating_sub(1);
+    let mut kernels = kernels;
+    kernels.position(enough).unwrap_or(last)
+}
+
+fn gemm_source(gpu: &GpuContext, kernel: GemmKernel, format: WeightFormat) -> KernelSource {
+    match kernel {
+        GemmKernel::Coop => gemm_coop_source(format, gpu.features.subgroup_min_size),
+        GemmKernel::Tiled => {
+            KernelSource::new("gemm_tiled", include_str!("../../shaders/gemm_tiled.wgsl"))
+                .weights(format)
+        }
+        GemmKernel::Blocked => KernelSource::new(
+            "matmul_blocked",
+            include_str!("../../shaders/matmul_blocked.wgsl"),
+        )
+        .weights(format),
+    }
+}
+
+/// The cooperative-matrix GEMM for weights in `format` on subgroups of `subgroup_size`
+/// (public so that the translation test can check it where no adapter has the feature).
+pub fn gemm_coop_source(format: WeightFormat, subgroup_size: u32) -> KernelSource {
+    KernelSource::new("gemm_coop", include_str!("../../shaders/coop/gemm.wgsl"))
+        .constant("SG", subgroup_size)
+        .constant("CHUNK4", format.chunk4())
+        .weights(format)
+}
+
 pub struct Matmul {
     /// decode kernels, one per token count 1..=VEC_MAX_ROWS
     vec: Vec<Arc<wgpu::ComputePipeline>>,
@@ -349,7 +438,8 @@ pub struct Matmul {
     decode_kernel: &'static str,
     /// weight rows per workgroup of the decode kernel
     vec_rows: u32,
-    tiled: Arc<wgpu::ComputePipeline>,
+    /// the kernels for many token rows (`gemm_kernels`) and their pipelines
+    gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)>,
     parts: Vec<Part>,
     q8: Option<Q8Path>,
     k: u32,
@@ -431,14 +521,13 @@ impl Matmul {
                 )
             })
             .collect();
-        let tiled = gpu.pipelines.get_with_layout(
-            &KernelSource::new(
-                "matmul_blocked",
-                include_str!("../../shaders/matmul_blocked.wgsl"),
-            )
-            .weights(w.format),
-            Some(&layout),
-        );
+        let gemm = gemm_kernels(gpu, w.format)
+            .into_iter()
+            .map(|k| {
+                let src = gemm_source(gpu, k, w.format);
+                (k, gpu.pipelines.get_with_layout(&src, Some(&layout)))
+            })
+            .collect();
         let parts = w
             .parts
             .iter()
@@ -466,7 +555,7 @@ impl Matmul {
             vec,
             decode_kernel,
             vec_rows,
-            tiled,
+            gemm,
             parts,
             q8,
             k: w.cols as u32,
@@ -475,6 +564,15 @@ impl Matmul {
             mode,
             has_bias: bias.is_some(),
         }
+    }
+
+    /// The kernel this op runs for `t` (more than `VEC_MAX_ROWS`) token rows.
+    pub fn gemm_kernel(&self, t: u32) -> GemmKernel {
+        self.gemm[self.gemm_index(t)].0
+    }
+
+    fn gemm_index(&self, t: u32) -> usize {
+        pick_gemm(self.gemm.iter().map(|g| g.0), t, self.n)
     }
 
     /// The cost of a recording but for reading x (`ops::matmul_prologue` makes x itself).
@@ -607,10 +705,12 @@ impl Op for Matmul {
                 pass.dispatch_workgroups(x, y, 1);
             }
         } else {
-            pass.set_pipeline(&self.tiled);
+            let (kernel, pipeline) = &self.gemm[self.gemm_index(t)];
+            let (tile_t, tile_rows) = gemm_tile(*kernel);
+            pass.set_pipeline(pipeline);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.group, &[]);
-                pass.dispatch_workgroups(p.rows.div_ceil(32), t.div_ceil(32), 1);
+                pass.dispatch_workgroups(p.rows.div_ceil(tile_rows), t.div_ceil(tile_t), 1);
             }
         }
     }
