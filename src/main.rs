@@ -259,10 +259,11 @@ fn main() -> ExitCode {
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// The GEMM kernels this adapter picks from for many token rows, e.g. "matrix units, tiled
-/// f32, blocked f32 (by shape)".
+/// The kernels this adapter picks from for many token rows, e.g. "matvec, matrix units,
+/// tiled f32, blocked f32 (by shape)".
 fn gemm_tiers(gpu: &GpuContext) -> String {
     let name = |k: GemmKernel| match k {
+        GemmKernel::Matvec => "matvec",
         GemmKernel::Coop => "matrix units",
         GemmKernel::Tiled => "tiled f32",
         GemmKernel::Blocked => "blocked f32",

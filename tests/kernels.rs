@@ -39,9 +39,14 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                     gemm: Some(GemmKernel::Tiled),
                     ..Default::default()
                 };
-                // the matrix-unit GEMM for every shape, where the adapter has it
+                // the matrix-unit GEMM for every shape, where the adapter has it, and the
+                // decode matvec looping over the rows
                 let coop = gpu().features.coopmat.then_some(GpuOptions {
                     gemm: Some(GemmKernel::Coop),
+                    ..Default::default()
+                });
+                let matvec = gpu().features.subgroups.then_some(GpuOptions {
+                    gemm: Some(GemmKernel::Matvec),
                     ..Default::default()
                 });
                 let portable = [1, 32].map(|lanes| GpuOptions {
@@ -51,6 +56,7 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                 });
                 std::iter::once(f32_x)
                     .chain(coop)
+                    .chain(matvec)
                     .chain(portable)
                     .map(|o| GpuContext::new_blocking(&o).unwrap())
                     .collect::<Vec<_>>()
@@ -137,11 +143,14 @@ fn matmul_matches_cpu_for_decode_and_prefill_shapes() {
     assert_eq!(ran, gemm_kernels_expected(&all[0]));
 }
 
-/// The GEMM kernels `gpus()` runs for many token rows: the tiled f32 one and the matrix
-/// units' where the adapter has them (contexts force each), and the cache-blocked one
-/// (what the default context picks for these small shapes).
+/// The kernels `gpus()` runs for many token rows: the tiled f32 one, the matrix units' and
+/// the looping matvec where the adapter has them (contexts force each), and the
+/// cache-blocked one (the portable contexts', and the default's on CPU adapters).
 fn gemm_kernels_expected(default: &GpuContext) -> std::collections::BTreeSet<&'static str> {
     let mut want = std::collections::BTreeSet::from(["gemm_tiled", "matmul_blocked"]);
+    if default.features.subgroups {
+        want.insert("matvec_rows");
+    }
     if default.features.coopmat {
         want.insert("gemm_coop");
     }

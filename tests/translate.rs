@@ -243,7 +243,8 @@ fn a_kernel_a_back_end_cannot_take_is_reported() {
     assert!(naga::front::wgsl::parse_str("fn main( {").is_err());
 }
 
-/// The cooperative-matrix GEMM exists only where an adapter offers 16x16x16 matrices
+/// The cooperative-matrix GEMMs (and the cast of x to f16 before the one that reads f16
+/// weights as stored) exist only where an adapter offers 16x16x16 matrices
 /// (Vulkan's `VK_KHR_cooperative_matrix`; lavapipe has none, and Metal's simdgroup
 /// matrices are 8x8, so the engine never selects it there): naga's SPIR-V back end must
 /// take it for every weight format and the subgroup sizes such adapters have. This is
@@ -255,20 +256,37 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
         .map(WeightFormat::Float)
         .into_iter()
         .chain(QuantType::ALL.map(WeightFormat::Quant));
-    let mut translated = 0;
+    use headroom::ops::matmul::{gemm_coop_f16_source, gemm_coop_source, x_to_f16_source};
+    let mut sources = vec![(
+        "x_to_f16, f16 weights as stored".to_string(),
+        x_to_f16_source(),
+    )];
+    for subgroup_size in [32, 64] {
+        let src = gemm_coop_f16_source(subgroup_size);
+        sources.push((
+            format!("f16 weights as stored, subgroups of {subgroup_size}"),
+            src,
+        ));
+    }
     for format in formats {
         for subgroup_size in [32, 64] {
-            let src = headroom::ops::matmul::gemm_coop_source(format, subgroup_size);
+            let src = gemm_coop_source(format, subgroup_size);
+            sources.push((format!("{format:?}, subgroups of {subgroup_size}"), src));
+        }
+    }
+    let mut translated = 0;
+    for (what, src) in &sources {
+        {
             let wgsl = src.assemble();
             let module = naga::front::wgsl::parse_str(&wgsl)
-                .unwrap_or_else(|e| panic!("{format:?}: {}", e.emit_to_string(&wgsl)));
+                .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&wgsl)));
             let info = Validator::new(ValidationFlags::all(), Capabilities::all())
                 .validate(&module)
-                .unwrap_or_else(|e| panic!("{format:?}: {e:?}"));
+                .unwrap_or_else(|e| panic!("{what}: {e:?}"));
             naga::back::spv::write_vec(&module, &info, &Default::default(), None)
-                .unwrap_or_else(|e| panic!("{format:?} subgroups of {subgroup_size}: {e}"));
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             translated += 1;
         }
     }
-    assert_eq!(translated, 2 * (2 + QuantType::ALL.len()));
+    assert_eq!(translated, 3 + 2 * (2 + QuantType::ALL.len()));
 }

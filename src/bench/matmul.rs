@@ -1,7 +1,8 @@
 //! `headroom bench matmul`: one matmul alone, `y[T, N] = x[T, K] . W[N, K]^T`, over token
 //! counts T and the weight shapes of a model's layer (fused QKV, O, fused gate/up, down),
-//! on every GEMM kernel this adapter runs for more than `VEC_MAX_ROWS` rows (the matrix
-//! units, the workgroup-tiled f32 kernel, the cache-blocked one), each from its own device
+//! on every kernel this adapter runs for more than `VEC_MAX_ROWS` rows (the decode matvec
+//! looping over them, the matrix units, the workgroup-tiled f32 kernel, the cache-blocked
+//! one), each from its own device
 //! so one kernel's pipelines do not warm another's. Prints TFLOP/s and the weight bytes
 //! per second beside them.
 
@@ -79,6 +80,7 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
     ];
     // each kernel forced in turn, then the engine's choice by shape
     let options = [
+        Some(GemmKernel::Matvec),
         Some(GemmKernel::Coop),
         Some(GemmKernel::Tiled),
         Some(GemmKernel::Blocked),
@@ -118,6 +120,7 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
                     (true, _) => "decode matvec",
                     (false, Some(_)) => kernel,
                     (false, None) => match kernel {
+                        "matvec_rows" => "auto:matvec",
                         "gemm_coop" => "auto:coop",
                         "gemm_tiled" => "auto:tiled",
                         _ => "auto:blocked",

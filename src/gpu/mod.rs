@@ -71,7 +71,7 @@ pub struct GpuOptions {
     /// barriers cost more than the reads they save).
     pub gemm_tiles: Option<bool>,
     /// One kernel for every matmul of many token rows, where the adapter has it, instead
-    /// of the choice by shape (`ops::matmul`); `HEADROOM_GEMM=coop|tiled|blocked` does the
+    /// of the choice by shape (`ops::matmul`); `HEADROOM_GEMM=matvec|coop|tiled|blocked` does the
     /// same. For tests and benchmarks.
     pub gemm: Option<GemmKernel>,
 }
@@ -129,6 +129,10 @@ pub struct GpuFeatures {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GemmKernel {
+    /// the decode matvec over all the rows, 8 at a time, each weight row from memory once
+    /// and from the cache for the other rows (shaders/subgroup/matmul_vec.wgsl with LOOP):
+    /// where the adapter has subgroups
+    Matvec,
     /// cooperative matrices: x and W rounded to f16, f32 accumulators (shaders/coop/gemm.wgsl)
     Coop,
     /// f32 arithmetic on workgroup-memory tiles (shaders/gemm_tiled.wgsl)
@@ -140,15 +144,17 @@ pub enum GemmKernel {
 impl GemmKernel {
     pub fn name(self) -> &'static str {
         match self {
+            GemmKernel::Matvec => "matvec_rows",
             GemmKernel::Coop => "gemm_coop",
             GemmKernel::Tiled => "gemm_tiled",
             GemmKernel::Blocked => "matmul_blocked",
         }
     }
 
-    /// "coop", "tiled" or "blocked"
+    /// "matvec", "coop", "tiled" or "blocked"
     pub fn parse(s: &str) -> Option<GemmKernel> {
         match s {
+            "matvec" => Some(GemmKernel::Matvec),
             "coop" => Some(GemmKernel::Coop),
             "tiled" => Some(GemmKernel::Tiled),
             "blocked" => Some(GemmKernel::Blocked),
@@ -315,6 +321,7 @@ impl GpuContext {
             GemmKernel::parse(&env)
         });
         features.gemm_forced = forced.filter(|k| match k {
+            GemmKernel::Matvec => features.subgroups,
             GemmKernel::Coop => features.coopmat,
             GemmKernel::Tiled | GemmKernel::Blocked => true,
         });

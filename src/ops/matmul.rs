@@ -5,10 +5,11 @@
 //! shaders/subgroup/matvec_q8.wgsl); otherwise shaders/subgroup/matmul_vec.wgsl or the
 //! portable shaders/matmul_vec.wgsl.
 //! Many token rows (prefill chunks, batched decode) use a GEMM (`GemmKernel`), chosen per
-//! step by how many workgroups it fills (`pick_gemm`): on the matrix units where the
-//! adapter has cooperative matrices (shaders/coop/gemm.wgsl), f32 with workgroup-memory
-//! tiles (shaders/gemm_tiled.wgsl), or the cache-blocked shaders/matmul_blocked.wgsl (the
-//! only one on CPU adapters).
+//! step by rows and the workgroups it fills (`pick_gemm`): on the matrix units where the
+//! adapter has cooperative matrices (shaders/coop/gemm_f16.wgsl for f16 weights,
+//! shaders/coop/gemm.wgsl staging any format), the decode matvec looping over the rows,
+//! f32 with workgroup-memory tiles (shaders/gemm_tiled.wgsl), or the cache-blocked
+//! shaders/matmul_blocked.wgsl (the only one on CPU adapters).
 
 use super::{bind, bind_layout, grid_1d, Cost, Op, StepShape};
 use crate::gpu::quant_layout::{idot4, QuantType};
@@ -270,6 +271,99 @@ struct QuantizeDims {
     _pad: [u32; 2],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CastDims {
+    k4: u32,
+    t_from_logits: u32,
+    _pad: [u32; 2],
+}
+
+/// The matrix units reading f16 weights as stored (shaders/coop/gemm_f16.wgsl): x cast to
+/// f16 rows first (shaders/coop/x_to_f16.wgsl), then no workgroup memory in the K loop.
+/// Where the weights are f16, K a multiple of 16 and every part 16 rows or more; the
+/// staging kernel (shaders/coop/gemm.wgsl) serves every other format and shape.
+struct CoopF16Path {
+    cast: (Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
+    /// x's vec4s per row
+    k4: u32,
+    gemm: Arc<wgpu::ComputePipeline>,
+    /// the weight parts bound with the f16 rows of x in place of x
+    parts: Vec<Part>,
+}
+
+impl CoopF16Path {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gpu: &GpuContext,
+        layout: &crate::gpu::SharedLayout,
+        step: &wgpu::Buffer,
+        w: &WeightMatrix,
+        bias: Option<&wgpu::Buffer>,
+        dummy: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        mode: MatmulMode,
+    ) -> Option<CoopF16Path> {
+        let fits = w.format == WeightFormat::Float(StorageFormat::F16)
+            && w.cols.is_multiple_of(16)
+            && w.parts.iter().all(|p| p.rows >= 16);
+        if !fits {
+            return None;
+        }
+        // as many rows as x holds, rounded up to the GEMM's 64-token tiles
+        let rows = (x.size() / (w.cols as u64 * 4)).div_ceil(64) * 64;
+        let xh = gpu.scratch("matmul.xh", rows * w.cols as u64 * 2).ok()?;
+        let cast = gpu.pipelines.get(&x_to_f16_source());
+        let dims = CastDims {
+            k4: (w.cols / 4) as u32,
+            t_from_logits: mode.logits_rows as u32,
+            _pad: [0; 2],
+        };
+        let cdims = gpu.uniform("x_to_f16.dims", &dims);
+        let cast_group = bind(gpu, &cast, "x_to_f16", &[step, &cdims, x, &xh]);
+        let src = gemm_coop_f16_source(gpu.features.subgroup_min_size);
+        let gemm = gpu.pipelines.get_with_layout(&src, Some(layout));
+        let parts = w
+            .parts
+            .iter()
+            .map(|p| {
+                let dims = gpu.uniform("matmul.dims", &Dims::new(w, p, mode, bias.is_some()));
+                let b = bias.unwrap_or(dummy);
+                Part {
+                    group: bind_layout(
+                        gpu,
+                        layout,
+                        "gemm_coop_f16",
+                        &[step, &dims, &p.buffer, &xh, y, b],
+                    ),
+                    rows: p.rows as u32,
+                }
+            })
+            .collect();
+        Some(CoopF16Path {
+            cast: (cast, cast_group),
+            k4: dims.k4,
+            gemm,
+            parts,
+        })
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
+        let (pipeline, group) = &self.cast;
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, group, &[]);
+        let (x, y) = grid_1d((t.div_ceil(64) * 64 * self.k4).div_ceil(256));
+        pass.dispatch_workgroups(x, y, 1);
+        let (tile_t, tile_rows) = gemm_tile(GemmKernel::Coop, 0);
+        pass.set_pipeline(&self.gemm);
+        for p in &self.parts {
+            pass.set_bind_group(0, &p.group, &[]);
+            pass.dispatch_workgroups(p.rows.div_ceil(tile_rows), t.div_ceil(tile_t), 1);
+        }
+    }
+}
+
 /// The integer-dot decode path: x quantized into 8-bit blocks (by `quantize`, or by the
 /// kernel that wrote x), then `vec` per token count.
 struct Q8Path {
@@ -348,20 +442,30 @@ pub(super) fn uses_q8_dot(gpu: &GpuContext, format: WeightFormat) -> bool {
     matches!(format, WeightFormat::Quant(q) if q.has_block_dot()) && gpu.features.q8_dot
 }
 
-/// Workgroups below which the matrix-unit GEMM loses to the f32 kernels: its workgroups
-/// walk all of K one 32-value step at a time, and too few of them leave the GPU waiting on
-/// each step's loads. H200, 2026-11-30 (bench/2026-11-30-h200-gemm): it won from 172
-/// workgroups up (7B gate/up at 64 tokens) and lost at 128 (O and down at 256 tokens).
+// When each kernel runs, read off bench/2026-11-30-h200-gemm (`bench matmul`, 7B layer
+// shapes, 16 to 512 token rows; the `_v2` tables). The kernels walk all of K per
+// workgroup, so a kernel pays when its grid fills the GPU or its rows are many enough.
+/// Workgroups from which the matrix units win at any token count (gate/up, 172 of them,
+/// won at 16 rows; 96-128 lost below 64 rows for f16, below 256 for quantized weights).
 const COOP_MIN_WORKGROUPS: u32 = 150;
-/// Likewise for the f32 tiled GEMM against the cache-blocked one: tiled won from 96
-/// workgroups of 64 x 64 with at least 64 tokens, lost or tied at 64 workgroups, and
-/// at 16 tokens (three quarters of each tile empty).
+/// Token rows from which the matrix units win whatever the grid: reading f16 weights as
+/// stored (`CoopF16Path`), and staging dequantized blocks.
+const COOP_MIN_ROWS_F16: u32 = 64;
+const COOP_MIN_ROWS_STAGED: u32 = 256;
+/// Token rows up to which the decode matvec looping over them wins for float weights
+/// (f16 o at 32 rows: 172 us against 247 on the matrix units; quantized blocks with x in
+/// f32 lost to every GEMM, 2-5x).
+const MATVEC_MAX_ROWS: u32 = 32;
+/// Workgroups of 64 x 64 from which the tiled f32 GEMM beats the cache-blocked one, with
+/// at least 32 rows (it won from 96 of them, lost or tied at 64, and at 16 rows).
 const TILED_MIN_WORKGROUPS: u32 = 96;
 
-/// The kernels for more than `VEC_MAX_ROWS` token rows of a matrix in `format`: the
-/// matrix units for f16 and quantized weights (f32 weights keep f32 products: whoever
-/// stores them asked for that precision), the tiled f32 GEMM on GPUs, the cache-blocked
-/// one always. `GpuFeatures::gemm_forced` leaves only that one.
+/// The kernels for more than `VEC_MAX_ROWS` token rows of a matrix in `format`, in the
+/// order `pick_gemm` tries them: the matrix units for f16 and quantized weights (f32
+/// weights keep f32 products: whoever stores them asked for that precision), the decode
+/// matvec looping over the rows for float weights on GPUs with subgroups, the tiled f32
+/// GEMM on GPUs, the cache-blocked one always. `GpuFeatures::gemm_forced` leaves only that
+/// one.
 pub fn gemm_kernels(gpu: &GpuContext, format: WeightFormat) -> Vec<GemmKernel> {
     let f32_weights = format == WeightFormat::Float(StorageFormat::F32);
     match gpu.features.gemm_forced {
@@ -372,6 +476,11 @@ pub fn gemm_kernels(gpu: &GpuContext, format: WeightFormat) -> Vec<GemmKernel> {
             if gpu.features.coopmat && !f32_weights {
                 all.push(GemmKernel::Coop);
             }
+            // not on CPU adapters: lavapipe prefilled 60 tokens 2.3x slower with it
+            let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
+            if gpu.features.subgroups && !cpu && matches!(format, WeightFormat::Float(_)) {
+                all.push(GemmKernel::Matvec);
+            }
             if gpu.features.gemm_tiles {
                 all.push(GemmKernel::Tiled);
             }
@@ -381,9 +490,11 @@ pub fn gemm_kernels(gpu: &GpuContext, format: WeightFormat) -> Vec<GemmKernel> {
     }
 }
 
-/// (token rows, weight rows) of y per workgroup of `kernel`
-fn gemm_tile(kernel: GemmKernel) -> (u32, u32) {
+/// (token rows, weight rows) of y per workgroup of `kernel` (Matvec: all rows, and the
+/// decode kernel's rows per workgroup)
+fn gemm_tile(kernel: GemmKernel, vec_rows: u32) -> (u32, u32) {
     match kernel {
+        GemmKernel::Matvec => (u32::MAX, vec_rows),
         GemmKernel::Coop => (64, 128),
         GemmKernel::Tiled => (64, 64),
         GemmKernel::Blocked => (32, 32),
@@ -391,24 +502,35 @@ fn gemm_tile(kernel: GemmKernel) -> (u32, u32) {
 }
 
 /// Which of `kernels` (in `gemm_kernels` order) runs `t` token rows of an `n`-row matrix:
-/// the first that fills enough workgroups.
-fn pick_gemm(kernels: impl ExactSizeIterator<Item = GemmKernel>, t: u32, n: u32) -> usize {
+/// the first that pays (`coop_f16`: the matrix units read f16 weights as stored).
+fn pick_gemm(
+    kernels: impl ExactSizeIterator<Item = GemmKernel>,
+    t: u32,
+    n: u32,
+    coop_f16: bool,
+) -> usize {
     let workgroups = |k: GemmKernel| {
-        let (bt, bn) = gemm_tile(k);
+        let (bt, bn) = gemm_tile(k, 1);
         t.div_ceil(bt) * n.div_ceil(bn)
     };
-    let enough = |k: GemmKernel| match k {
-        GemmKernel::Coop => workgroups(k) >= COOP_MIN_WORKGROUPS,
+    let coop_rows = match coop_f16 {
+        true => COOP_MIN_ROWS_F16,
+        false => COOP_MIN_ROWS_STAGED,
+    };
+    let pays = |k: GemmKernel| match k {
+        GemmKernel::Coop => t >= coop_rows || workgroups(k) >= COOP_MIN_WORKGROUPS,
+        GemmKernel::Matvec => t <= MATVEC_MAX_ROWS,
         GemmKernel::Tiled => t >= 32 && workgroups(k) >= TILED_MIN_WORKGROUPS,
         GemmKernel::Blocked => true,
     };
     let last = kernels.len().saturating_sub(1);
     let mut kernels = kernels;
-    kernels.position(enough).unwrap_or(last)
+    kernels.position(pays).unwrap_or(last)
 }
 
 fn gemm_source(gpu: &GpuContext, kernel: GemmKernel, format: WeightFormat) -> KernelSource {
     match kernel {
+        GemmKernel::Matvec => subgroup_matvec_source(gpu, format, VEC_MAX_ROWS, true),
         GemmKernel::Coop => gemm_coop_source(format, gpu.features.subgroup_min_size),
         GemmKernel::Tiled => {
             KernelSource::new("gemm_tiled", include_str!("../../shaders/gemm_tiled.wgsl"))
@@ -422,6 +544,31 @@ fn gemm_source(gpu: &GpuContext, kernel: GemmKernel, format: WeightFormat) -> Ke
     }
 }
 
+/// Weight rows per workgroup of the subgroup decode matvec: one subgroup a row.
+fn subgroup_vec_rows(gpu: &GpuContext) -> u32 {
+    (256 / gpu.features.subgroup_min_size).clamp(1, 64)
+}
+
+/// The subgroup decode matvec for `t` token rows at a time, over all the step's rows when
+/// `all_rows` (shaders/subgroup/matmul_vec.wgsl).
+fn subgroup_matvec_source(
+    gpu: &GpuContext,
+    format: WeightFormat,
+    t: u32,
+    all_rows: bool,
+) -> KernelSource {
+    KernelSource::new(
+        "matmul_vec_subgroup",
+        include_str!("../../shaders/subgroup/matmul_vec.wgsl"),
+    )
+    .constant("ROWS", subgroup_vec_rows(gpu))
+    .weights(format)
+    .constant("T", t)
+    .constant("CHUNK4", format.chunk4())
+    .constant("PAIRED", matches!(format, WeightFormat::Float(_)))
+    .constant("LOOP", all_rows)
+}
+
 /// The cooperative-matrix GEMM for weights in `format` on subgroups of `subgroup_size`
 /// (public so that the translation test can check it where no adapter has the feature).
 pub fn gemm_coop_source(format: WeightFormat, subgroup_size: u32) -> KernelSource {
@@ -429,6 +576,20 @@ pub fn gemm_coop_source(format: WeightFormat, subgroup_size: u32) -> KernelSourc
         .constant("SG", subgroup_size)
         .constant("CHUNK4", format.chunk4())
         .weights(format)
+}
+
+/// The matrix-unit GEMM reading f16 weights as stored, on subgroups of `subgroup_size`.
+pub fn gemm_coop_f16_source(subgroup_size: u32) -> KernelSource {
+    KernelSource::new(
+        "gemm_coop_f16",
+        include_str!("../../shaders/coop/gemm_f16.wgsl"),
+    )
+    .constant("SG", subgroup_size)
+}
+
+/// The cast of x's rows to f16 before it.
+pub fn x_to_f16_source() -> KernelSource {
+    KernelSource::new("x_to_f16", include_str!("../../shaders/coop/x_to_f16.wgsl"))
 }
 
 pub struct Matmul {
@@ -442,6 +603,8 @@ pub struct Matmul {
     gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)>,
     parts: Vec<Part>,
     q8: Option<Q8Path>,
+    /// the matrix units on f16 weights as stored, where `gemm` has them and the shape fits
+    coop_f16: Option<CoopF16Path>,
     k: u32,
     n: u32,
     weight_bytes: u64,
@@ -493,35 +656,28 @@ impl Matmul {
         let layout = gpu
             .pipelines
             .layout("matmul", &[Uniform, Uniform, Read, Read, ReadWrite, Read]);
-        let (src, vec_rows) = if gpu.features.subgroups {
-            let rows = (256 / gpu.features.subgroup_min_size).clamp(1, 64);
-            let src = KernelSource::new(
-                "matmul_vec_subgroup",
-                include_str!("../../shaders/subgroup/matmul_vec.wgsl"),
-            )
-            .constant("ROWS", rows);
-            (src, rows)
-        } else {
-            let lanes = gpu.matvec_lanes;
-            let src =
-                KernelSource::new("matmul_vec", include_str!("../../shaders/matmul_vec.wgsl"))
-                    .constant("LANES", lanes);
-            (src, 256 / lanes)
+        let (decode_kernel, vec_rows) = match gpu.features.subgroups {
+            true => ("matmul_vec_subgroup", subgroup_vec_rows(gpu)),
+            false => ("matmul_vec", 256 / gpu.matvec_lanes),
         };
-        let decode_kernel = src.name;
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
-                gpu.pipelines.get_with_layout(
-                    &src.clone()
-                        .weights(w.format)
-                        .constant("T", t)
-                        .constant("CHUNK4", w.format.chunk4())
-                        .constant("PAIRED", matches!(w.format, WeightFormat::Float(_))),
-                    Some(&layout),
-                )
+                let src = match gpu.features.subgroups {
+                    true => subgroup_matvec_source(gpu, w.format, t, false),
+                    false => KernelSource::new(
+                        "matmul_vec",
+                        include_str!("../../shaders/matmul_vec.wgsl"),
+                    )
+                    .constant("LANES", gpu.matvec_lanes)
+                    .weights(w.format)
+                    .constant("T", t)
+                    .constant("CHUNK4", w.format.chunk4())
+                    .constant("PAIRED", matches!(w.format, WeightFormat::Float(_))),
+                };
+                gpu.pipelines.get_with_layout(&src, Some(&layout))
             })
             .collect();
-        let gemm = gemm_kernels(gpu, w.format)
+        let gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)> = gemm_kernels(gpu, w.format)
             .into_iter()
             .map(|k| {
                 let src = gemm_source(gpu, k, w.format);
@@ -543,6 +699,11 @@ impl Matmul {
         // the logits keep x in f32: they are what sampling sees, and rounding x moved
         // SmolLM2's near-tied first tokens (a chat answer's "The" became "L'") for 2% of a
         // 7B step's bytes
+        let coop_f16 = gemm
+            .iter()
+            .any(|(k, _)| *k == GemmKernel::Coop)
+            .then(|| CoopF16Path::new(gpu, &layout, step, w, bias, dummy, x, y, mode))
+            .flatten();
         let q8 = (uses_q8_dot(gpu, w.format) && !mode.logits_rows).then(|| {
             let src = matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, vec_rows);
             let x = match x_blocks {
@@ -558,6 +719,7 @@ impl Matmul {
             gemm,
             parts,
             q8,
+            coop_f16,
             k: w.cols as u32,
             n: w.rows as u32,
             weight_bytes: w.bytes(),
@@ -571,8 +733,19 @@ impl Matmul {
         self.gemm[self.gemm_index(t)].0
     }
 
+    /// Whether `t` (more than `VEC_MAX_ROWS`) rows run the f16 matrix-unit path, which
+    /// casts x to f16 rows first.
+    fn casts_x(&self, t: u32) -> bool {
+        t > VEC_MAX_ROWS && self.coop_f16.is_some() && self.gemm_kernel(t) == GemmKernel::Coop
+    }
+
     fn gemm_index(&self, t: u32) -> usize {
-        pick_gemm(self.gemm.iter().map(|g| g.0), t, self.n)
+        pick_gemm(
+            self.gemm.iter().map(|g| g.0),
+            t,
+            self.n,
+            self.coop_f16.is_some(),
+        )
     }
 
     /// The cost of a recording but for reading x (`ops::matmul_prologue` makes x itself).
@@ -706,11 +879,19 @@ impl Op for Matmul {
             }
         } else {
             let (kernel, pipeline) = &self.gemm[self.gemm_index(t)];
-            let (tile_t, tile_rows) = gemm_tile(*kernel);
+            if let (GemmKernel::Coop, Some(direct)) = (kernel, &self.coop_f16) {
+                direct.record(pass, t);
+                return;
+            }
+            let (tile_t, tile_rows) = gemm_tile(*kernel, self.vec_rows);
             pass.set_pipeline(pipeline);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.group, &[]);
-                pass.dispatch_workgroups(p.rows.div_ceil(tile_rows), t.div_ceil(tile_t), 1);
+                let (x, y) = match kernel {
+                    GemmKernel::Matvec => grid_1d(p.rows.div_ceil(tile_rows)),
+                    _ => (p.rows.div_ceil(tile_rows), t.div_ceil(tile_t)),
+                };
+                pass.dispatch_workgroups(x, y, 1);
             }
         }
     }
@@ -720,7 +901,7 @@ impl Op for Matmul {
         match (&self.q8, t) {
             (_, 0) => 0,
             (Some(q8), 1..=VEC_MAX_ROWS) => parts + q8.quantize.is_some() as u32,
-            _ => parts,
+            _ => parts + self.casts_x(t) as u32,
         }
     }
     fn cost(&self, s: &StepShape) -> Cost {
@@ -736,6 +917,8 @@ impl Op for Matmul {
                     None => (xq, 0),
                 }
             }
+            // the f16 matrix-unit path: x read, its f16 rows written and read
+            _ if self.casts_x(t as u32) => (t * k * 4 + t * k * 2, t * k * 2),
             _ => (t * k * 4, 0),
         };
         let c = self.cost_without_x(s);

@@ -1,0 +1,95 @@
+enable f16;
+enable wgpu_cooperative_matrix;
+// Matmul of many token rows on the matrix units for f16 weights, every operand straight
+// from memory: y[t, row0 + r] (+)= dot(x[t, :], W[r, :]) + b, x read as the f16 rows that
+// shaders/coop/x_to_f16.wgsl wrote (zero rows past the last token, up to a multiple of 64),
+// W as stored. A workgroup of four subgroups owns 64 tokens x 128 rows; each subgroup
+// multiplies 32 tokens x 64 rows as 2 x 4 tiles of 16x16x16 with f32 accumulators, with
+// no workgroup memory or barrier until the epilogue. The last tiles of rows start at most
+// 16 before the part's end (the host runs this only on parts of 16 rows or more, K a
+// multiple of 16) and store only the rows no earlier tile stored.
+// naga 30's SPIR-V writer needs every coopLoad/coopStore index bound to a `let` first.
+//!COMMON
+//!MATMUL
+@group(0) @binding(2) var<storage, read> w: array<f16>;
+@group(0) @binding(3) var<storage, read> xh: array<f16>;
+
+const SG = {{SG}}u;    // subgroup size
+const WG = 4u * SG;
+
+var<workgroup> os: array<f32, 1024>;   // one 16x16 f32 tile per subgroup (epilogue)
+
+// Stores the 16x16 tile the subgroup just wrote to os: tokens t.., rows r.., of which rows
+// from `first` on.
+fn emit(sg: u32, lane: u32, t: u32, r: u32, first: u32, t_count: u32) {
+    for (var e = lane; e < 256u; e += SG) {
+        let tt = t + e / 16u;
+        let rr = r + e % 16u;
+        if (tt < t_count && rr >= first && rr < dims.rows) {
+            let col = dims.row0 + rr;
+            var v = os[sg * 256u + e];
+            if (dims.has_bias != 0u) { v += bias[col]; }
+            let yi = tt * dims.n + col;
+            if (dims.accumulate != 0u) { v += y[yi]; }
+            y[yi] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(subgroup_id) sg: u32,
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(workgroup_id) wid: vec3<u32>) {
+    var t_count = step.n_tokens;
+    if (dims.t_from_logits != 0u) { t_count = step.n_out_rows; }
+    let k = dims.k8 * 8u;
+    let t = wid.y * 64u + (sg / 2u) * 32u;
+    let want = wid.x * 128u + (sg % 2u) * 64u;   // this subgroup's first row
+    let last = dims.rows - 16u;                  // the last tile's first row
+    let r0 = min(want, last);
+    let r1 = min(want + 16u, last);
+    let r2 = min(want + 32u, last);
+    let r3 = min(want + 48u, last);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
+    for (var kk = 0u; kk < k; kk += 16u) {
+        let ia0 = t * k + kk;
+        let ia1 = ia0 + 16u * k;
+        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xh[ia0], k);
+        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xh[ia1], k);
+        // B[k][n] = W[n][k]: column-major with the rows' stride
+        let ib0 = r0 * k + kk;
+        let ib1 = r1 * k + kk;
+        let ib2 = r2 * k + kk;
+        let ib3 = r3 * k + kk;
+        let b0 = coopLoad<coop_mat16x16<f16, B>>(&w[ib0], k);
+        let b1 = coopLoad<coop_mat16x16<f16, B>>(&w[ib1], k);
+        let b2 = coopLoad<coop_mat16x16<f16, B>>(&w[ib2], k);
+        let b3 = coopLoad<coop_mat16x16<f16, B>>(&w[ib3], k);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c02 = coopMultiplyAdd(a0, b2, c02);
+        c03 = coopMultiplyAdd(a0, b3, c03);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+        c12 = coopMultiplyAdd(a1, b2, c12);
+        c13 = coopMultiplyAdd(a1, b3, c13);
+    }
+    let io = sg * 256u;
+    let s16 = 16u;
+    let t1 = t + 16u;
+    coopStoreT(c00, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r0, want, t_count); workgroupBarrier();
+    coopStoreT(c01, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r1, want + 16u, t_count); workgroupBarrier();
+    coopStoreT(c02, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r2, want + 32u, t_count); workgroupBarrier();
+    coopStoreT(c03, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r3, want + 48u, t_count); workgroupBarrier();
+    coopStoreT(c10, &os[io], s16); workgroupBarrier(); emit(sg, lane, t1, r0, want, t_count); workgroupBarrier();
+    coopStoreT(c11, &os[io], s16); workgroupBarrier(); emit(sg, lane, t1, r1, want + 16u, t_count); workgroupBarrier();
+    coopStoreT(c12, &os[io], s16); workgroupBarrier(); emit(sg, lane, t1, r2, want + 32u, t_count); workgroupBarrier();
+    coopStoreT(c13, &os[io], s16); workgroupBarrier(); emit(sg, lane, t1, r3, want + 48u, t_count); workgroupBarrier();
+}
