@@ -64,12 +64,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + 4u * ri + i;
             if (r >= dims.rows) { break; }
-            let col = dims.row0 + r;
-            var v = acc[j][i];
-            if (dims.has_bias != 0u) { v += bias[col]; }
-            let yi = t * dims.n + col;
-            if (dims.accumulate != 0u) { v += y[yi]; }
-            y[yi] = v;
+            store_y(t, r, acc[j][i]);
         }
     }
 }

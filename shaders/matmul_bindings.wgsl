@@ -16,3 +16,14 @@ struct Dims {
 @group(0) @binding(1) var<uniform> dims: Dims;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
+
+// y[t, row0 + r] = sum, plus the bias and the residual in y where the dims ask for them:
+// the store every matmul kernel ends with.
+fn store_y(t: u32, r: u32, sum: f32) {
+    let col = dims.row0 + r;
+    var v = sum;
+    if (dims.has_bias != 0u) { v += bias[col]; }
+    let yi = t * dims.n + col;
+    if (dims.accumulate != 0u) { v += y[yi]; }
+    y[yi] = v;
+}

@@ -49,12 +49,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + i;
             if (r >= dims.rows) { break; }
-            let col = dims.row0 + r;
-            var v = acc[j][i];
-            if (dims.has_bias != 0u) { v += bias[col]; }
-            let yi = t * dims.n + col;
-            if (dims.accumulate != 0u) { v += y[yi]; }
-            y[yi] = v;
+            store_y(t, r, acc[j][i]);
         }
     }
 }

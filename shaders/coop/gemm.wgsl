@@ -26,23 +26,8 @@ const W_CHUNKS = BN * CPR;
 
 var<workgroup> xs: array<f16, 2560>;   // BM x S, token-major
 var<workgroup> ws: array<f16, 5120>;   // BN x S, row-major (K contiguous)
-var<workgroup> os: array<f32, 1024>;   // one 16x16 f32 tile per subgroup (epilogue)
 
-// Stores the 16x16 tile the subgroup just wrote to os: tokens t, rows r onward.
-fn emit(sg: u32, lane: u32, t: u32, r: u32, t_count: u32) {
-    for (var e = lane; e < 256u; e += SG) {
-        let tt = t + e / 16u;
-        let rr = r + e % 16u;
-        if (tt < t_count && rr < dims.rows) {
-            let col = dims.row0 + rr;
-            var v = os[sg * 256u + e];
-            if (dims.has_bias != 0u) { v += bias[col]; }
-            let yi = tt * dims.n + col;
-            if (dims.accumulate != 0u) { v += y[yi]; }
-            y[yi] = v;
-        }
-    }
-}
+{{COOP_EPILOGUE}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -138,12 +123,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let t = t0 + tm;
     let r = r0 + tn;
     let s16 = 16u;
-    coopStoreT(c00, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r, t_count); workgroupBarrier();
-    coopStoreT(c01, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r + 16u, t_count); workgroupBarrier();
-    coopStoreT(c02, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r + 32u, t_count); workgroupBarrier();
-    coopStoreT(c03, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r + 48u, t_count); workgroupBarrier();
-    coopStoreT(c10, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r, t_count); workgroupBarrier();
-    coopStoreT(c11, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r + 16u, t_count); workgroupBarrier();
-    coopStoreT(c12, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r + 32u, t_count); workgroupBarrier();
-    coopStoreT(c13, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r + 48u, t_count); workgroupBarrier();
+    coopStoreT(c00, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r, r, t_count); workgroupBarrier();
+    coopStoreT(c01, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r + 16u, r + 16u, t_count); workgroupBarrier();
+    coopStoreT(c02, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r + 32u, r + 32u, t_count); workgroupBarrier();
+    coopStoreT(c03, &os[io], s16); workgroupBarrier(); emit(sg, lane, t, r + 48u, r + 48u, t_count); workgroupBarrier();
+    coopStoreT(c10, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r, r, t_count); workgroupBarrier();
+    coopStoreT(c11, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r + 16u, r + 16u, t_count); workgroupBarrier();
+    coopStoreT(c12, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r + 32u, r + 32u, t_count); workgroupBarrier();
+    coopStoreT(c13, &os[io], s16); workgroupBarrier(); emit(sg, lane, t + 16u, r + 48u, r + 48u, t_count); workgroupBarrier();
 }

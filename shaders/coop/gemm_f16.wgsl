@@ -17,24 +17,8 @@ enable wgpu_cooperative_matrix;
 const SG = {{SG}}u;    // subgroup size
 const WG = 4u * SG;
 
-var<workgroup> os: array<f32, 1024>;   // one 16x16 f32 tile per subgroup (epilogue)
 
-// Stores the 16x16 tile the subgroup just wrote to os: tokens t.., rows r.., of which rows
-// from `first` on.
-fn emit(sg: u32, lane: u32, t: u32, r: u32, first: u32, t_count: u32) {
-    for (var e = lane; e < 256u; e += SG) {
-        let tt = t + e / 16u;
-        let rr = r + e % 16u;
-        if (tt < t_count && rr >= first && rr < dims.rows) {
-            let col = dims.row0 + rr;
-            var v = os[sg * 256u + e];
-            if (dims.has_bias != 0u) { v += bias[col]; }
-            let yi = tt * dims.n + col;
-            if (dims.accumulate != 0u) { v += y[yi]; }
-            y[yi] = v;
-        }
-    }
-}
+{{COOP_EPILOGUE}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(subgroup_id) sg: u32,

@@ -271,6 +271,44 @@ struct QuantizeDims {
     _pad: [u32; 2],
 }
 
+/// What every kernel of one matmul op binds besides its form of x: the step, the weight
+/// matrix, the bias (or a dummy), y, and how the result lands there.
+struct Operands<'a> {
+    step: &'a wgpu::Buffer,
+    w: &'a WeightMatrix,
+    bias: Option<&'a wgpu::Buffer>,
+    dummy: &'a wgpu::Buffer,
+    y: &'a wgpu::Buffer,
+    mode: MatmulMode,
+}
+
+impl Operands<'_> {
+    /// One bind group per weight part (its dims, weights, `x` as binding 3, y, the bias) in
+    /// `layout`: every matmul kernel binds the same way, with x in f32 or as the form its
+    /// path reads (8-bit blocks, f16 rows).
+    fn bind_parts(
+        &self,
+        gpu: &GpuContext,
+        layout: &crate::gpu::SharedLayout,
+        label: &str,
+        x: &wgpu::Buffer,
+    ) -> Vec<Part> {
+        let (w, b) = (self.w, self.bias.unwrap_or(self.dummy));
+        w.parts
+            .iter()
+            .map(|p| {
+                let dims = Dims::new(w, p, self.mode, self.bias.is_some());
+                let dims = gpu.uniform("matmul.dims", &dims);
+                let buffers = [self.step, &dims, &p.buffer, x, self.y, b];
+                Part {
+                    group: bind_layout(gpu, layout, label, &buffers),
+                    rows: p.rows as u32,
+                }
+            })
+            .collect()
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct CastDims {
@@ -293,18 +331,13 @@ struct CoopF16Path {
 }
 
 impl CoopF16Path {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         gpu: &GpuContext,
         layout: &crate::gpu::SharedLayout,
-        step: &wgpu::Buffer,
-        w: &WeightMatrix,
-        bias: Option<&wgpu::Buffer>,
-        dummy: &wgpu::Buffer,
+        ops: &Operands<'_>,
         x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        mode: MatmulMode,
     ) -> Option<CoopF16Path> {
+        let (w, step, mode) = (ops.w, ops.step, ops.mode);
         let fits = w.format == WeightFormat::Float(StorageFormat::F16)
             && w.cols.is_multiple_of(16)
             && w.parts.iter().all(|p| p.rows >= 16);
@@ -324,23 +357,7 @@ impl CoopF16Path {
         let cast_group = bind(gpu, &cast, "x_to_f16", &[step, &cdims, x, &xh]);
         let src = gemm_coop_f16_source(gpu.features.subgroup_min_size);
         let gemm = gpu.pipelines.get_with_layout(&src, Some(layout));
-        let parts = w
-            .parts
-            .iter()
-            .map(|p| {
-                let dims = gpu.uniform("matmul.dims", &Dims::new(w, p, mode, bias.is_some()));
-                let b = bias.unwrap_or(dummy);
-                Part {
-                    group: bind_layout(
-                        gpu,
-                        layout,
-                        "gemm_coop_f16",
-                        &[step, &dims, &p.buffer, &xh, y, b],
-                    ),
-                    rows: p.rows as u32,
-                }
-            })
-            .collect();
+        let parts = ops.bind_parts(gpu, layout, "gemm_coop_f16", &xh);
         Some(CoopF16Path {
             cast: (cast, cast_group),
             k4: dims.k4,
@@ -573,10 +590,14 @@ fn subgroup_matvec_source(
 /// (public so that the translation test can check it where no adapter has the feature).
 pub fn gemm_coop_source(format: WeightFormat, subgroup_size: u32) -> KernelSource {
     KernelSource::new("gemm_coop", include_str!("../../shaders/coop/gemm.wgsl"))
+        .constant("COOP_EPILOGUE", COOP_EPILOGUE)
         .constant("SG", subgroup_size)
         .constant("CHUNK4", format.chunk4())
         .weights(format)
 }
+
+/// The cooperative-matrix GEMMs' epilogue (tiles through workgroup memory to `store_y`).
+const COOP_EPILOGUE: &str = include_str!("../../shaders/coop/epilogue.wgsl");
 
 /// The matrix-unit GEMM reading f16 weights as stored, on subgroups of `subgroup_size`.
 pub fn gemm_coop_f16_source(subgroup_size: u32) -> KernelSource {
@@ -584,6 +605,7 @@ pub fn gemm_coop_f16_source(subgroup_size: u32) -> KernelSource {
         "gemm_coop_f16",
         include_str!("../../shaders/coop/gemm_f16.wgsl"),
     )
+    .constant("COOP_EPILOGUE", COOP_EPILOGUE)
     .constant("SG", subgroup_size)
 }
 
@@ -684,25 +706,22 @@ impl Matmul {
                 (k, gpu.pipelines.get_with_layout(&src, Some(&layout)))
             })
             .collect();
-        let parts = w
-            .parts
-            .iter()
-            .map(|p| {
-                let dims = gpu.uniform("matmul.dims", &Dims::new(w, p, mode, bias.is_some()));
-                let b = bias.unwrap_or(dummy);
-                Part {
-                    group: bind_layout(gpu, &layout, "matmul", &[step, &dims, &p.buffer, x, y, b]),
-                    rows: p.rows as u32,
-                }
-            })
-            .collect();
+        let ops = Operands {
+            step,
+            w,
+            bias,
+            dummy,
+            y,
+            mode,
+        };
+        let parts = ops.bind_parts(gpu, &layout, "matmul", x);
         // the logits keep x in f32: they are what sampling sees, and rounding x moved
         // SmolLM2's near-tied first tokens (a chat answer's "The" became "L'") for 2% of a
         // 7B step's bytes
         let coop_f16 = gemm
             .iter()
             .any(|(k, _)| *k == GemmKernel::Coop)
-            .then(|| CoopF16Path::new(gpu, &layout, step, w, bias, dummy, x, y, mode))
+            .then(|| CoopF16Path::new(gpu, &layout, &ops, x))
             .flatten();
         let q8 = (uses_q8_dot(gpu, w.format) && !mode.logits_rows).then(|| {
             let src = matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, vec_rows);
@@ -710,7 +729,7 @@ impl Matmul {
                 Some(xq) => QuantizedX::ByEarlierKernel(xq),
                 None => QuantizedX::Here(x),
             };
-            Q8Path::new(gpu, &src, &layout, step, w, bias, dummy, x, y, mode)
+            Q8Path::new(gpu, &src, &layout, &ops, x)
         });
         Matmul {
             vec,
@@ -773,19 +792,14 @@ impl Matmul {
 }
 
 impl Q8Path {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         gpu: &GpuContext,
         src: &KernelSource,
         layout: &crate::gpu::SharedLayout,
-        step: &wgpu::Buffer,
-        w: &WeightMatrix,
-        bias: Option<&wgpu::Buffer>,
-        dummy: &wgpu::Buffer,
+        ops: &Operands<'_>,
         x: QuantizedX<'_>,
-        y: &wgpu::Buffer,
-        mode: MatmulMode,
     ) -> Q8Path {
+        let (w, step, mode) = (ops.w, ops.step, ops.mode);
         let blocks = (w.cols / 32) as u64;
         let (xq, quantize) = match x {
             QuantizedX::ByEarlierKernel(xq) => (xq.clone(), None),
@@ -818,23 +832,7 @@ impl Q8Path {
                     .get_with_layout(&src.clone().constant("T", t), Some(layout))
             })
             .collect();
-        let parts = w
-            .parts
-            .iter()
-            .map(|p| {
-                let dims = gpu.uniform("matmul.dims", &Dims::new(w, p, mode, bias.is_some()));
-                let b = bias.unwrap_or(dummy);
-                Part {
-                    group: bind_layout(
-                        gpu,
-                        layout,
-                        "matvec_q8",
-                        &[step, &dims, &p.buffer, &xq, y, b],
-                    ),
-                    rows: p.rows as u32,
-                }
-            })
-            .collect();
+        let parts = ops.bind_parts(gpu, layout, "matvec_q8", &xq);
         Q8Path {
             blocks: blocks as u32,
             quantize,
