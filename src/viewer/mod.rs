@@ -314,6 +314,8 @@ pub fn run(a: &ViewArgs) -> Result<(), String> {
         gpu: GpuModelOptions {
             context: a.context.max(16),
             max_chunk: 256,
+            // the weights as the file stores them, as `generate` and `serve` load them
+            quantized: true,
             ..Default::default()
         },
         kv_memory: None,
