@@ -148,6 +148,20 @@ struct ServeArgs {
     host: String,
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// a key clients must send as `Authorization: Bearer KEY` on /v1/* and /metrics
+    /// (repeatable; /health stays open)
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_keys: Vec<String>,
+    /// more keys, one a line (blank lines and # comments skipped)
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+    /// /metrics without a key even where keys are set
+    #[arg(long)]
+    metrics_open: bool,
+    /// serve a non-loopback --host without any key (anyone who reaches the port may use
+    /// the GPU)
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// bytes of GPU memory for the KV pool (suffixes K, M, G, e.g. 2G) [default: room for
     /// --max-running sequences at full context, at most a quarter of what the adapter's
     /// bindings allow and at most 4G]
@@ -363,9 +377,33 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     })
 }
 
+/// The keys `serve` accepts, refusing a host other than loopback without any unless
+/// `--insecure-no-auth` says so: checked before the model loads.
+fn serve_access(a: &ServeArgs) -> Result<headroom::serve::Access, AnyError> {
+    let mut keys = a.api_keys.clone();
+    if let Some(file) = &a.api_key_file {
+        keys.extend(headroom::serve::Access::keys_from_file(file)?);
+    }
+    let loopback = a.host == "localhost"
+        || a.host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if keys.is_empty() && !loopback && !a.insecure_no_auth {
+        return Err(format!(
+            "refusing to serve on {} without an API key: anyone who reaches the port could use \
+             the GPU. Pass --api-key KEY (or --api-key-file FILE), or --insecure-no-auth if \
+             that is what you want",
+            a.host
+        )
+        .into());
+    }
+    Ok(headroom::serve::Access::with_keys(keys, a.metrics_open)?)
+}
+
 fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
     use headroom::engine::EngineOptions;
     use headroom::engine::{open_engine, LoadOptions};
+    let access = serve_access(&a)?;
     let path = a
         .model
         .model
@@ -427,11 +465,15 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
             .await
             .map_err(|e| format!("cannot listen on {}:{}: {e}", a.host, a.port))?;
+        let keys = match access.requires_keys() {
+            true => "API keys required",
+            false => "no API key needed",
+        };
         eprintln!(
-            "listening on http://{} (OpenAI API at /v1, metrics at /metrics)",
+            "listening on http://{} (OpenAI API at /v1, metrics at /metrics; {keys})",
             listener.local_addr()?
         );
-        headroom::serve::serve(backend, listener).await?;
+        headroom::serve::serve_with(backend, listener, access).await?;
         Ok::<(), AnyError>(())
     })
 }

@@ -153,3 +153,23 @@ fn bad_input_is_an_error_naming_the_problem() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `serve` on an address other than loopback needs an API key (or says it was told not
+/// to), and an empty key is refused: both before any model loads.
+#[test]
+fn serve_refuses_an_open_network_address_without_a_key() {
+    let out = headroom(&["serve", "--host", "0.0.0.0", "--port", "1"], None);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("refusing to serve on 0.0.0.0 without an API key")
+            && err.contains("--api-key"),
+        "{err}"
+    );
+    let out = headroom(&["serve", "--host", "0.0.0.0", "--api-key", " "], None);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("API key is empty"),
+        "{err}"
+    );
+}

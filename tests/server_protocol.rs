@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::http::{http, send_request, serve_on_loopback, HttpResponse};
+use common::http::{
+    http, http_with, send_request, serve_on_loopback, serve_on_loopback_with, HttpResponse,
+};
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -187,12 +189,16 @@ struct Server {
     _runtime: tokio::runtime::Runtime,
 }
 
-fn start() -> Option<Server> {
-    let backend = Arc::new(FakeBackend {
+fn fake_backend() -> Option<Arc<FakeBackend>> {
+    Some(Arc::new(FakeBackend {
         tokenizer: tokenizer()?,
         last: Mutex::new(None),
         cancelled: Arc::new(AtomicBool::new(false)),
-    });
+    }))
+}
+
+fn start() -> Option<Server> {
+    let backend = fake_backend()?;
     let (addr, runtime) = serve_on_loopback(backend.clone());
     Some(Server {
         addr,
@@ -818,4 +824,49 @@ fn official_openai_python_client() {
         "openai_client_check.py failed:\n{report}"
     );
     eprintln!("{report}");
+}
+
+/// With API keys, `/v1/*` and (unless opened) `/metrics` answer only a listed key, sent as
+/// `Authorization: Bearer KEY`; a missing or wrong key is a 401 in OpenAI's shape with
+/// `WWW-Authenticate: Bearer`; `/health` stays open for load balancers.
+#[test]
+fn api_keys_guard_the_api_and_metrics_but_not_health() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let body = json!({"model": MODEL, "prompt": "Hello", "max_tokens": 2}).to_string();
+    for metrics_open in [false, true] {
+        let keys = vec!["sk-first".to_string(), "sk-second".to_string()];
+        let access = headroom::serve::Access::with_keys(keys, metrics_open).unwrap();
+        let (addr, _runtime) = serve_on_loopback_with(backend.clone(), access);
+        let with_key = |method: &str, path: &str, body: &str, key: &str| {
+            let auth = format!("Bearer {key}");
+            http_with(addr, method, path, body, &[("Authorization", &auth)])
+        };
+        assert_eq!(http(addr, "GET", "/health", "").status, 200);
+        for (method, path, body) in [
+            ("GET", "/v1/models", ""),
+            ("POST", "/v1/completions", body.as_str()),
+        ] {
+            let refused = http(addr, method, path, body);
+            assert_eq!(refused.status, 401, "{path} without a key");
+            assert_eq!(refused.error()["code"], "invalid_api_key");
+            assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+            assert_eq!(with_key(method, path, body, "sk-firs").status, 401);
+            assert_eq!(with_key(method, path, body, "sk-second!").status, 401);
+            assert_eq!(
+                with_key(method, path, body, "sk-second").status,
+                200,
+                "{path}"
+            );
+            assert_eq!(
+                with_key(method, path, body, "sk-first").status,
+                200,
+                "{path}"
+            );
+        }
+        let metrics = http(addr, "GET", "/metrics", "").status;
+        assert_eq!(metrics, if metrics_open { 200 } else { 401 });
+        assert_eq!(with_key("GET", "/metrics", "", "sk-first").status, 200);
+    }
 }

@@ -1,10 +1,11 @@
 //! The OpenAI-compatible HTTP server, over any [`crate::engine::Backend`]: routes and
 //! handlers (`routes`), request checking (`request`), the exchange of events with the
 //! engine (`state`), reply and stream shaping (`response`), error bodies (`error`),
-//! Prometheus text (`prometheus`) and the wire types (`openai`). It knows nothing of GPUs or batching.
+//! Prometheus text (`prometheus`), the wire types (`openai`) and API keys (`auth`). It knows nothing of GPUs or batching.
 
 #![cfg(not(target_arch = "wasm32"))]
 
+mod auth;
 mod error;
 mod ids;
 pub mod openai;
@@ -14,4 +15,5 @@ mod response;
 mod routes;
 mod state;
 
-pub use routes::{router, serve};
+pub use auth::Access;
+pub use routes::{router, router_with, serve, serve_with};

@@ -8,12 +8,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
+use axum::middleware;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
+use super::auth::{require_key, Access};
 use super::error::{method_not_allowed, unknown_route, ApiError};
 use super::ids::unix_seconds;
 use super::openai::{ChatBody, CompletionBody, ModelCard, ModelList};
@@ -29,20 +31,36 @@ use crate::engine::{Backend, CompletionRequest};
 /// `max_tokens` of `/v1/completions` when the request has none (OpenAI's default).
 pub(super) const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
 
-/// The routes of the server, answering for `backend`.
+/// The routes of the server, answering anyone for `backend`.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
+    router_with(backend, Access::open())
+}
+
+/// The routes of the server, answering for `backend` those `access` admits: `/v1/*`
+/// (and `/metrics` unless it is open) need a key where `access` has keys.
+pub fn router_with(backend: Arc<dyn Backend>, access: Access) -> Router {
     let state = AppState {
         backend,
         started: unix_seconds(),
     };
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+    let metrics_open = access.metrics_open;
+    let key = middleware::from_fn_with_state(Arc::new(access), require_key);
+    let api = Router::new()
         .route("/v1/models", get(list_models))
         // `{*id}` so that ids with a slash ("org/name") work unencoded too
         .route("/v1/models/{*id}", get(get_model))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route_layer(key.clone());
+    let metrics_route = Router::new().route("/metrics", get(metrics));
+    let metrics_route = match metrics_open {
+        true => metrics_route,
+        false => metrics_route.route_layer(key),
+    };
+    Router::new()
+        .route("/health", get(health))
+        .merge(api)
+        .merge(metrics_route)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_route)
         .with_state(state)
@@ -53,7 +71,16 @@ pub async fn serve(
     backend: Arc<dyn Backend>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(backend)).await
+    serve_with(backend, listener, Access::open()).await
+}
+
+/// Serves [`router_with`] on `listener` until the process ends.
+pub async fn serve_with(
+    backend: Arc<dyn Backend>,
+    listener: tokio::net::TcpListener,
+    access: Access,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(backend, access)).await
 }
 
 pub(super) async fn health() -> Json<Value> {

@@ -58,9 +58,24 @@ impl HttpResponse {
 }
 
 pub fn send_request(stream: &mut TcpStream, method: &str, path: &str, body: &str) {
+    send_request_with(stream, method, path, body, &[]);
+}
+
+/// `send_request` with extra header lines (`name`, `value`).
+pub fn send_request_with(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) {
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -68,11 +83,22 @@ pub fn send_request(stream: &mut TcpStream, method: &str, path: &str, body: &str
 }
 
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    http_with(addr, method, path, body, &[])
+}
+
+/// `http` with extra header lines.
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    send_request(&mut stream, method, path, body);
+    send_request_with(&mut stream, method, path, body, headers);
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     parse_response(&String::from_utf8(raw).expect("UTF-8 response"))
@@ -124,6 +150,14 @@ pub fn dechunk(mut rest: &str) -> String {
 pub fn serve_on_loopback(
     backend: std::sync::Arc<dyn headroom::engine::Backend>,
 ) -> (SocketAddr, tokio::runtime::Runtime) {
+    serve_on_loopback_with(backend, headroom::serve::Access::open())
+}
+
+/// `serve_on_loopback` admitting only what `access` admits.
+pub fn serve_on_loopback_with(
+    backend: std::sync::Arc<dyn headroom::engine::Backend>,
+    access: headroom::serve::Access,
+) -> (SocketAddr, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,6 +167,6 @@ pub fn serve_on_loopback(
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    runtime.spawn(headroom::serve::serve(backend, listener));
+    runtime.spawn(headroom::serve::serve_with(backend, listener, access));
     (addr, runtime)
 }
