@@ -162,6 +162,9 @@ struct ServeArgs {
     /// the GPU)
     #[arg(long)]
     insecure_no_auth: bool,
+    /// largest request body in bytes (suffixes K, M, G); larger ones get a 413
+    #[arg(long, default_value = "2M", value_parser = headroom::engine::parse_bytes)]
+    max_body_bytes: u64,
     /// bytes of GPU memory for the KV pool (suffixes K, M, G, e.g. 2G) [default: room for
     /// --max-running sequences at full context, at most a quarter of what the adapter's
     /// bindings allow and at most 4G]
@@ -473,7 +476,10 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
             "listening on http://{} (OpenAI API at /v1, metrics at /metrics; {keys})",
             listener.local_addr()?
         );
-        headroom::serve::serve_with(backend, listener, access).await?;
+        let limits = headroom::serve::Limits {
+            max_body_bytes: usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX),
+        };
+        headroom::serve::serve_with(backend, listener, access, limits).await?;
         Ok::<(), AnyError>(())
     })
 }

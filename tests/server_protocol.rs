@@ -838,7 +838,8 @@ fn api_keys_guard_the_api_and_metrics_but_not_health() {
     for metrics_open in [false, true] {
         let keys = vec!["sk-first".to_string(), "sk-second".to_string()];
         let access = headroom::serve::Access::with_keys(keys, metrics_open).unwrap();
-        let (addr, _runtime) = serve_on_loopback_with(backend.clone(), access);
+        let limits = Default::default();
+        let (addr, _runtime) = serve_on_loopback_with(backend.clone(), access, limits);
         let with_key = |method: &str, path: &str, body: &str, key: &str| {
             let auth = format!("Bearer {key}");
             http_with(addr, method, path, body, &[("Authorization", &auth)])
@@ -869,4 +870,29 @@ fn api_keys_guard_the_api_and_metrics_but_not_health() {
         assert_eq!(metrics, if metrics_open { 200 } else { 401 });
         assert_eq!(with_key("GET", "/metrics", "", "sk-first").status, 200);
     }
+}
+
+/// A body over `--max-body-bytes` is a 413 in OpenAI's error shape; one just under it is
+/// served.
+#[test]
+fn a_body_over_the_limit_is_refused_with_413() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let limits = headroom::serve::Limits {
+        max_body_bytes: 2000,
+    };
+    let (addr, _runtime) = serve_on_loopback_with(backend, headroom::serve::Access::open(), limits);
+    // a prompt padded with spaces to a body of exactly `len` bytes
+    let body = |len: usize| {
+        let base = json!({"model": MODEL, "prompt": "Hello", "max_tokens": 2}).to_string();
+        let pad = " ".repeat(len - base.len());
+        json!({"model": MODEL, "prompt": format!("Hello{pad}"), "max_tokens": 2}).to_string()
+    };
+    let (under, over) = (body(1990), body(2010));
+    assert_eq!((under.len(), over.len()), (1990, 2010));
+    assert_eq!(http(addr, "POST", "/v1/completions", &under).status, 200);
+    let refused = http(addr, "POST", "/v1/completions", &over);
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.error()["type"], "invalid_request_error");
 }

@@ -1,13 +1,15 @@
 //! The OpenAI-compatible HTTP server, over any [`crate::engine::Backend`]: routes and
 //! handlers (`routes`), request checking (`request`), the exchange of events with the
 //! engine (`state`), reply and stream shaping (`response`), error bodies (`error`),
-//! Prometheus text (`prometheus`), the wire types (`openai`) and API keys (`auth`). It knows nothing of GPUs or batching.
+//! Prometheus text (`prometheus`), the wire types (`openai`), API keys (`auth`) and
+//! per-request bounds (`limits`). It knows nothing of GPUs or batching.
 
 #![cfg(not(target_arch = "wasm32"))]
 
 mod auth;
 mod error;
 mod ids;
+mod limits;
 pub mod openai;
 mod prometheus;
 mod request;
@@ -16,4 +18,5 @@ mod routes;
 mod state;
 
 pub use auth::Access;
+pub use limits::{Limits, DEFAULT_MAX_BODY_BYTES};
 pub use routes::{router, router_with, serve, serve_with};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::middleware;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use super::auth::{require_key, Access};
 use super::error::{method_not_allowed, unknown_route, ApiError};
 use super::ids::unix_seconds;
+use super::limits::Limits;
 use super::openai::{ChatBody, CompletionBody, ModelCard, ModelList};
 use super::prometheus::render_metrics;
 use super::request::{
@@ -33,12 +35,13 @@ pub(super) const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
 
 /// The routes of the server, answering anyone for `backend`.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
-    router_with(backend, Access::open())
+    router_with(backend, Access::open(), Limits::default())
 }
 
 /// The routes of the server, answering for `backend` those `access` admits: `/v1/*`
-/// (and `/metrics` unless it is open) need a key where `access` has keys.
-pub fn router_with(backend: Arc<dyn Backend>, access: Access) -> Router {
+/// (and `/metrics` unless it is open) need a key where `access` has keys; bodies beyond
+/// `limits` are refused (413).
+pub fn router_with(backend: Arc<dyn Backend>, access: Access, limits: Limits) -> Router {
     let state = AppState {
         backend,
         started: unix_seconds(),
@@ -63,6 +66,7 @@ pub fn router_with(backend: Arc<dyn Backend>, access: Access) -> Router {
         .merge(metrics_route)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
 }
 
@@ -71,7 +75,7 @@ pub async fn serve(
     backend: Arc<dyn Backend>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    serve_with(backend, listener, Access::open()).await
+    serve_with(backend, listener, Access::open(), Limits::default()).await
 }
 
 /// Serves [`router_with`] on `listener` until the process ends.
@@ -79,8 +83,9 @@ pub async fn serve_with(
     backend: Arc<dyn Backend>,
     listener: tokio::net::TcpListener,
     access: Access,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(backend, access)).await
+    axum::serve(listener, router_with(backend, access, limits)).await
 }
 
 pub(super) async fn health() -> Json<Value> {

@@ -150,13 +150,14 @@ pub fn dechunk(mut rest: &str) -> String {
 pub fn serve_on_loopback(
     backend: std::sync::Arc<dyn headroom::engine::Backend>,
 ) -> (SocketAddr, tokio::runtime::Runtime) {
-    serve_on_loopback_with(backend, headroom::serve::Access::open())
+    serve_on_loopback_with(backend, headroom::serve::Access::open(), Default::default())
 }
 
-/// `serve_on_loopback` admitting only what `access` admits.
+/// `serve_on_loopback` admitting only what `access` admits, within `limits`.
 pub fn serve_on_loopback_with(
     backend: std::sync::Arc<dyn headroom::engine::Backend>,
     access: headroom::serve::Access,
+    limits: headroom::serve::Limits,
 ) -> (SocketAddr, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -167,6 +168,8 @@ pub fn serve_on_loopback_with(
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    runtime.spawn(headroom::serve::serve_with(backend, listener, access));
+    runtime.spawn(headroom::serve::serve_with(
+        backend, listener, access, limits,
+    ));
     (addr, runtime)
 }
