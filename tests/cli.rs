@@ -173,3 +173,29 @@ fn serve_refuses_an_open_network_address_without_a_key() {
         "{err}"
     );
 }
+
+/// A misspelt `HEADROOM_GEMM` is an error naming the values it takes, not silently the
+/// default choice.
+#[test]
+fn an_unknown_gemm_kernel_in_the_environment_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args([
+            "bench",
+            "matmul",
+            "--synthetic",
+            "tiny",
+            "--tokens",
+            "16",
+            "--runs",
+            "1",
+        ])
+        .env("HEADROOM_GEMM", "fast")
+        .output()
+        .expect("run headroom");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("HEADROOM_GEMM=\"fast\"") && err.contains("coop, tiled or blocked"),
+        "{err}"
+    );
+}

@@ -5,8 +5,9 @@ enable wgpu_cooperative_matrix;
 // stages x (rounded to f16) and W (dequantized from its stored form by whole chunks: 8
 // values, or a 32-value block, then f16) in workgroup memory; each subgroup multiplies 32
 // tokens x 64 rows of them as 2 x 4 tiles of 16x16 with f32 accumulators. The next step's
-// global loads are issued before this step's matrix work so they overlap it. Tokens and rows past the ends are staged as zeros (the
-// coop calls need uniform control flow: nobody returns early) and never stored.
+// global loads are issued before this step's matrix work so they overlap it. Tokens and
+// rows past the ends are staged as zeros (the coop calls need uniform control flow: nobody
+// returns early) and never stored.
 // naga 30's SPIR-V writer needs every coopLoad/coopStore index bound to a `let` first.
 //!COMMON
 //!MATMUL

@@ -316,10 +316,17 @@ impl GpuContext {
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             gemm_forced: None,
         };
-        let forced = options.gemm.or_else(|| {
-            let env = std::env::var("HEADROOM_GEMM").ok()?;
-            GemmKernel::parse(&env)
-        });
+        let forced = match (options.gemm, std::env::var("HEADROOM_GEMM")) {
+            (Some(k), _) => Some(k),
+            (None, Ok(env)) if !env.is_empty() => {
+                Some(GemmKernel::parse(&env).ok_or_else(|| {
+                    GpuError::Other(format!(
+                        "HEADROOM_GEMM={env:?}: expected matvec, coop, tiled or blocked"
+                    ))
+                })?)
+            }
+            _ => None,
+        };
         features.gemm_forced = forced.filter(|k| match k {
             GemmKernel::Matvec => features.subgroups,
             GemmKernel::Coop => features.coopmat,
