@@ -39,12 +39,15 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                     gemm: Some(GemmKernel::Tiled),
                     ..Default::default()
                 };
-                // the matrix-unit GEMM for every shape, where the adapter has it, and the
-                // decode matvec looping over the rows
-                let coop = gpu().features.coopmat.then_some(GpuOptions {
+                // the matrix-unit GEMM for every shape, where the adapter has it (for f16
+                // weights with 32 and with 64 token rows per subgroup), and the decode
+                // matvec looping over the rows
+                let coop = [false, true].map(|wide| GpuOptions {
                     gemm: Some(GemmKernel::Coop),
+                    coop_wide: Some(wide),
                     ..Default::default()
                 });
+                let coop = coop.into_iter().filter(|_| gpu().features.coopmat);
                 let matvec = gpu().features.subgroups.then_some(GpuOptions {
                     gemm: Some(GemmKernel::Matvec),
                     ..Default::default()

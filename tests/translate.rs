@@ -262,11 +262,13 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
         x_to_f16_source(),
     )];
     for subgroup_size in [32, 64] {
-        let src = gemm_coop_f16_source(subgroup_size);
-        sources.push((
-            format!("f16 weights as stored, subgroups of {subgroup_size}"),
-            src,
-        ));
+        for wide in [false, true] {
+            let src = gemm_coop_f16_source(subgroup_size, wide);
+            sources.push((
+                format!("f16 weights as stored, subgroups of {subgroup_size}, wide {wide}"),
+                src,
+            ));
+        }
     }
     for format in formats {
         for subgroup_size in [32, 64] {
@@ -288,5 +290,5 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
             translated += 1;
         }
     }
-    assert_eq!(translated, 3 + 2 * (2 + QuantType::ALL.len()));
+    assert_eq!(translated, 5 + 2 * (2 + QuantType::ALL.len()));
 }

@@ -1,5 +1,5 @@
 // x's token rows as f16 for shaders/coop/gemm_f16.wgsl, zero rows after the last token up
-// to a multiple of 64 (the GEMM's tiles of tokens read them and store nothing of theirs).
+// to a multiple of 128 (the GEMM's tiles of tokens read them and store nothing of theirs).
 //!COMMON
 struct CastDims {
     k4: u32,             // K / 4
@@ -16,7 +16,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var t_count = step.n_tokens;
     if (dims.t_from_logits != 0u) { t_count = step.n_out_rows; }
     let i = gid.y * nwg.x * 256u + gid.x;
-    let rows = (t_count + 63u) / 64u * 64u;
+    let rows = (t_count + 127u) / 128u * 128u;
     if (i >= rows * dims.k4) { return; }
     var v = vec4<f32>(0.0);
     if (i / dims.k4 < t_count) { v = x[i]; }

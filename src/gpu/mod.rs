@@ -74,6 +74,10 @@ pub struct GpuOptions {
     /// of the choice by shape (`ops::matmul`); `HEADROOM_GEMM=matvec|coop|tiled|blocked` does the
     /// same. For tests and benchmarks.
     pub gemm: Option<GemmKernel>,
+    /// Whether the matrix-unit GEMM on f16 weights gives each subgroup 64 token rows
+    /// (4 x 4 tiles) instead of 32 (2 x 4). None: by shape (`ops::matmul`);
+    /// `HEADROOM_COOP_WIDE=0|1` overrides both. For tests and benchmarks.
+    pub coop_wide: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +127,8 @@ pub struct GpuFeatures {
     pub gemm_tiles: bool,
     /// `GpuOptions::gemm`, where this adapter has that kernel
     pub gemm_forced: Option<GemmKernel>,
+    /// `GpuOptions::coop_wide`
+    pub coop_wide: Option<bool>,
 }
 
 /// The kernels a matmul of more than `ops::matmul::VEC_MAX_ROWS` token rows runs.
@@ -315,6 +321,16 @@ impl GpuContext {
                 .gemm_tiles
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             gemm_forced: None,
+            coop_wide: match std::env::var("HEADROOM_COOP_WIDE").as_deref() {
+                Ok("0") => Some(false),
+                Ok("1") => Some(true),
+                Ok("") | Err(_) => options.coop_wide,
+                Ok(other) => {
+                    return Err(GpuError::Other(format!(
+                        "HEADROOM_COOP_WIDE={other:?}: expected 0 or 1"
+                    )))
+                }
+            },
         };
         let forced = match (options.gemm, std::env::var("HEADROOM_GEMM")) {
             (Some(k), _) => Some(k),

@@ -325,7 +325,11 @@ struct CoopF16Path {
     cast: (Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
     /// x's vec4s per row
     k4: u32,
+    /// 32 token rows per subgroup, and 64 (`COOP_WIDE_MIN_ROWS`)
     gemm: Arc<wgpu::ComputePipeline>,
+    wide: Arc<wgpu::ComputePipeline>,
+    /// `GpuFeatures::coop_wide`: one of the two for every step
+    wide_forced: Option<bool>,
     /// the weight parts bound with the f16 rows of x in place of x
     parts: Vec<Part>,
 }
@@ -344,8 +348,8 @@ impl CoopF16Path {
         if !fits {
             return None;
         }
-        // as many rows as x holds, rounded up to the GEMM's 64-token tiles
-        let rows = (x.size() / (w.cols as u64 * 4)).div_ceil(64) * 64;
+        // as many rows as x holds, rounded up to the GEMM's widest workgroup of tokens
+        let rows = (x.size() / (w.cols as u64 * 4)).div_ceil(128) * 128;
         let xh = gpu.scratch("matmul.xh", rows * w.cols as u64 * 2).ok()?;
         let cast = gpu.pipelines.get(&x_to_f16_source());
         let dims = CastDims {
@@ -355,13 +359,18 @@ impl CoopF16Path {
         };
         let cdims = gpu.uniform("x_to_f16.dims", &dims);
         let cast_group = bind(gpu, &cast, "x_to_f16", &[step, &cdims, x, &xh]);
-        let src = gemm_coop_f16_source(gpu.features.subgroup_min_size);
-        let gemm = gpu.pipelines.get_with_layout(&src, Some(layout));
+        let subgroup = gpu.features.subgroup_min_size;
+        let [gemm, wide] = [false, true].map(|wide| {
+            let src = gemm_coop_f16_source(subgroup, wide);
+            gpu.pipelines.get_with_layout(&src, Some(layout))
+        });
         let parts = ops.bind_parts(gpu, layout, "gemm_coop_f16", &xh);
         Some(CoopF16Path {
             cast: (cast, cast_group),
             k4: dims.k4,
             gemm,
+            wide,
+            wide_forced: gpu.features.coop_wide,
             parts,
         })
     }
@@ -370,13 +379,18 @@ impl CoopF16Path {
         let (pipeline, group) = &self.cast;
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, group, &[]);
-        let (x, y) = grid_1d((t.div_ceil(64) * 64 * self.k4).div_ceil(256));
+        let (x, y) = grid_1d((t.div_ceil(128) * 128 * self.k4).div_ceil(256));
         pass.dispatch_workgroups(x, y, 1);
-        let (tile_t, tile_rows) = gemm_tile(GemmKernel::Coop, 0);
-        pass.set_pipeline(&self.gemm);
+        let wide = self.wide_forced.unwrap_or(t >= COOP_WIDE_MIN_ROWS);
+        // four subgroups: two along the tokens, two along 128 weight rows
+        let (pipeline, tile_t) = match wide {
+            true => (&self.wide, 128),
+            false => (&self.gemm, 64),
+        };
+        pass.set_pipeline(pipeline);
         for p in &self.parts {
             pass.set_bind_group(0, &p.group, &[]);
-            pass.dispatch_workgroups(p.rows.div_ceil(tile_rows), t.div_ceil(tile_t), 1);
+            pass.dispatch_workgroups(p.rows.div_ceil(128), t.div_ceil(tile_t), 1);
         }
     }
 }
@@ -469,6 +483,10 @@ const COOP_MIN_WORKGROUPS: u32 = 150;
 /// stored (`CoopF16Path`), and staging dequantized blocks.
 const COOP_MIN_ROWS_F16: u32 = 64;
 const COOP_MIN_ROWS_STAGED: u32 = 256;
+/// Token rows from which each subgroup of the f16 path takes 64 of them instead of 32:
+/// twice the matrix work per load, half the workgroups (a 4096-cube on the H200: 64 x 64
+/// per subgroup ran 75 TFLOP/s where 32 x 32 ran 38).
+const COOP_WIDE_MIN_ROWS: u32 = 256;
 /// Token rows up to which the decode matvec looping over them wins for float weights
 /// (f16 o at 32 rows: 172 us against 247 on the matrix units; quantized blocks with x in
 /// f32 lost to every GEMM, 2-5x).
@@ -599,14 +617,16 @@ pub fn gemm_coop_source(format: WeightFormat, subgroup_size: u32) -> KernelSourc
 /// The cooperative-matrix GEMMs' epilogue (tiles through workgroup memory to `store_y`).
 const COOP_EPILOGUE: &str = include_str!("../../shaders/coop/epilogue.wgsl");
 
-/// The matrix-unit GEMM reading f16 weights as stored, on subgroups of `subgroup_size`.
-pub fn gemm_coop_f16_source(subgroup_size: u32) -> KernelSource {
+/// The matrix-unit GEMM reading f16 weights as stored, on subgroups of `subgroup_size`,
+/// each multiplying 64 token rows (`wide`) or 32 by 64 weight rows.
+pub fn gemm_coop_f16_source(subgroup_size: u32, wide: bool) -> KernelSource {
     KernelSource::new(
         "gemm_coop_f16",
         include_str!("../../shaders/coop/gemm_f16.wgsl"),
     )
     .constant("COOP_EPILOGUE", COOP_EPILOGUE)
     .constant("SG", subgroup_size)
+    .constant("TT", if wide { 4 } else { 2 })
 }
 
 /// The cast of x's rows to f16 before it.
