@@ -138,6 +138,9 @@ struct ModelArgs {
     /// GGUF tensors) to these blocks at load; with --weights f16|f32, every matrix
     #[arg(long, value_enum)]
     quantize: Option<headroom::bench::decode_step::Quant>,
+    /// token rows per forward pass: prompts are prefilled in chunks of at most this
+    #[arg(long, default_value_t = 512)]
+    max_chunk: usize,
 }
 
 #[derive(Args)]
@@ -173,9 +176,6 @@ struct ServeArgs {
     /// most sequences decoding at once
     #[arg(long, default_value_t = 64)]
     max_running: usize,
-    /// token rows per forward pass: prompts are prefilled in chunks of at most this
-    #[arg(long, default_value_t = 256)]
-    max_chunk: usize,
     /// do not reuse the KV of repeated prompt prefixes
     #[arg(long)]
     no_prefix_cache: bool,
@@ -328,6 +328,7 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
         quantize: args.quantize.map(Into::into),
         kv: args.kv.into(),
         context,
+        max_chunk: args.max_chunk.max(1),
         ..Default::default()
     };
     if !quiet {
@@ -437,7 +438,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
             quantize: a.model.quantize.map(Into::into),
             kv: a.model.kv.into(),
             context,
-            max_chunk: a.max_chunk.max(1),
+            max_chunk: a.model.max_chunk.max(1),
             ..Default::default()
         },
         kv_memory: a.kv_memory,

@@ -325,13 +325,15 @@ struct CoopF16Path {
     cast: (Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
     /// x's vec4s per row
     k4: u32,
-    /// 32 token rows per subgroup, and 64 (`COOP_WIDE_MIN_ROWS`)
+    /// 32 token rows per subgroup, and 64 (`COOP_WIDE_MIN_WORKGROUPS`)
     gemm: Arc<wgpu::ComputePipeline>,
     wide: Arc<wgpu::ComputePipeline>,
     /// `GpuFeatures::coop_wide`: one of the two for every step
     wide_forced: Option<bool>,
     /// the weight parts bound with the f16 rows of x in place of x
     parts: Vec<Part>,
+    /// the matrix's rows, all parts together
+    n: u32,
 }
 
 impl CoopF16Path {
@@ -372,6 +374,7 @@ impl CoopF16Path {
             wide,
             wide_forced: gpu.features.coop_wide,
             parts,
+            n: w.parts.iter().map(|p| p.rows as u32).sum(),
         })
     }
 
@@ -381,7 +384,10 @@ impl CoopF16Path {
         pass.set_bind_group(0, group, &[]);
         let (x, y) = grid_1d((t.div_ceil(128) * 128 * self.k4).div_ceil(256));
         pass.dispatch_workgroups(x, y, 1);
-        let wide = self.wide_forced.unwrap_or(t >= COOP_WIDE_MIN_ROWS);
+        let wide_workgroups = t.div_ceil(128) * self.n.div_ceil(128);
+        let wide = self
+            .wide_forced
+            .unwrap_or(wide_workgroups >= COOP_WIDE_MIN_WORKGROUPS);
         // four subgroups: two along the tokens, two along 128 weight rows
         let (pipeline, tile_t) = match wide {
             true => (&self.wide, 128),
@@ -483,10 +489,10 @@ const COOP_MIN_WORKGROUPS: u32 = 150;
 /// stored (`CoopF16Path`), and staging dequantized blocks.
 const COOP_MIN_ROWS_F16: u32 = 64;
 const COOP_MIN_ROWS_STAGED: u32 = 256;
-/// Token rows from which each subgroup of the f16 path takes 64 of them instead of 32:
-/// twice the matrix work per load, half the workgroups (a 4096-cube on the H200: 64 x 64
-/// per subgroup ran 75 TFLOP/s where 32 x 32 ran 38).
-const COOP_WIDE_MIN_ROWS: u32 = 256;
+/// Workgroups of 128 x 128 from which each subgroup of the f16 path takes 64 token rows
+/// instead of 32: twice the matrix work per load, half the workgroups
+/// (bench/2026-11-30-h200-coop-wide: wide won from 96 of them, lost at 64 and fewer).
+const COOP_WIDE_MIN_WORKGROUPS: u32 = 96;
 /// Token rows up to which the decode matvec looping over them wins for float weights
 /// (f16 o at 32 rows: 172 us against 247 on the matrix units; quantized blocks with x in
 /// f32 lost to every GEMM, 2-5x).
