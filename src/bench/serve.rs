@@ -60,8 +60,8 @@ pub struct BenchServeArgs {
     /// positions per sequence
     #[arg(long, default_value_t = 4096)]
     pub context: usize,
-    /// token rows per forward pass (prefill chunk)
-    #[arg(long, default_value_t = 256)]
+    /// token rows per forward pass (prefill chunk; `serve`'s default)
+    #[arg(long, default_value_t = 512)]
     pub max_chunk: usize,
     /// bytes of KV pool, e.g. 2G (default: see `headroom serve --help`)
     #[arg(long, value_parser = crate::engine::parse_bytes)]
