@@ -93,3 +93,20 @@ model-v2)
     done
     ;;
 esac
+# and last, with workgroup memory no longer zero-filled by the pipelines (tests only):
+#   bash run.sh tests-v3    carry .gl .bin/t .bin/m.00
+#   bash run.sh e2e-v3      carry .gl .bin/m.01
+case "$1" in
+tests-v3)
+    for t in .bin/t/*.xz; do b=$(basename "$t" .xz); xz -dc "$t" > "$W/$b"; chmod +x "$W/$b"; done
+    cp .bin/m.00 "$W/"
+    (cd "$REPO" && timeout 300 "$W/kernels" --test-threads 1 > "$R/tests_kernels_v3.txt" 2>&1)
+    tail -3 "$R/tests_kernels_v3.txt"
+    ;;
+e2e-v3)
+    cat "$W/m.00" .bin/m.01 > "$W/smollm2.gguf"
+    mkdir -p ~/.cache/headroom/models && cp "$W/smollm2.gguf" ~/.cache/headroom/models/SmolLM2-135M-Instruct.Q4_1.gguf
+    (cd "$REPO" && timeout 300 "$W/e2e_smollm2" --test-threads 1 > "$R/tests_e2e_smollm2_v3.txt" 2>&1)
+    tail -3 "$R/tests_e2e_smollm2_v3.txt"
+    ;;
+esac

@@ -349,7 +349,16 @@ impl PipelineCache {
                 layout: layout.map(|l| &l.pipeline),
                 module: &module,
                 entry_point: Some("main"),
-                compilation_options: Default::default(),
+                // Every kernel writes the workgroup memory it reads (out-of-range tile
+                // elements as explicit zeros), so the zero fill WebGPU requires is skipped
+                // where the backend allows (browsers always do it): it costs a barrier
+                // per workgroup, and through GL naga writes it as one constructor listing
+                // every element, which Mesa took minutes to compile for the attention
+                // kernels with large score tiles.
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
                 cache: None,
             },
         ));
