@@ -205,6 +205,19 @@ fn wants_coopmat(adapter: &wgpu::Adapter, options: &GpuOptions, required: wgpu::
     offered && !options.no_coopmat && std::env::var_os("HEADROOM_NO_COOPMAT").is_none()
 }
 
+/// An override switch from the environment: `0` or `1`, None where unset or empty; any
+/// other value is an error naming the variable (a misspelt override is not ignored).
+fn env_switch(name: &str) -> Result<Option<bool>, GpuError> {
+    match std::env::var(name).as_deref() {
+        Ok("0") => Ok(Some(false)),
+        Ok("1") => Ok(Some(true)),
+        Ok("") | Err(_) => Ok(None),
+        Ok(other) => Err(GpuError::Other(format!(
+            "{name}={other:?}: expected 0 or 1"
+        ))),
+    }
+}
+
 impl GpuContext {
     /// Picks an adapter (by `options.adapter` or `HEADROOM_ADAPTER`, else the first
     /// high-performance one) and opens a device with the adapter's real limits.
@@ -309,28 +322,15 @@ impl GpuContext {
                 && std::env::var_os("HEADROOM_NO_Q8_DOT").is_none(),
             q8_packed_dot: options.q8_packed_dot
                 || std::env::var_os("HEADROOM_Q8_PACKED_DOT").is_some(),
-            fused_prologue: match std::env::var("HEADROOM_FUSED_PROLOGUE").as_deref() {
-                Ok("0") => false,
-                Ok("1") => true,
-                _ => options
-                    .fused_prologue
-                    .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
-            },
+            fused_prologue: env_switch("HEADROOM_FUSED_PROLOGUE")?
+                .or(options.fused_prologue)
+                .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             coopmat,
             gemm_tiles: options
                 .gemm_tiles
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             gemm_forced: None,
-            coop_wide: match std::env::var("HEADROOM_COOP_WIDE").as_deref() {
-                Ok("0") => Some(false),
-                Ok("1") => Some(true),
-                Ok("") | Err(_) => options.coop_wide,
-                Ok(other) => {
-                    return Err(GpuError::Other(format!(
-                        "HEADROOM_COOP_WIDE={other:?}: expected 0 or 1"
-                    )))
-                }
-            },
+            coop_wide: env_switch("HEADROOM_COOP_WIDE")?.or(options.coop_wide),
         };
         let forced = match (options.gemm, std::env::var("HEADROOM_GEMM")) {
             (Some(k), _) => Some(k),

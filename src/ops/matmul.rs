@@ -332,8 +332,6 @@ struct CoopF16Path {
     wide_forced: Option<bool>,
     /// the weight parts bound with the f16 rows of x in place of x
     parts: Vec<Part>,
-    /// the matrix's rows, all parts together
-    n: u32,
 }
 
 impl CoopF16Path {
@@ -351,7 +349,8 @@ impl CoopF16Path {
             return None;
         }
         // as many rows as x holds, rounded up to the GEMM's widest workgroup of tokens
-        let rows = (x.size() / (w.cols as u64 * 4)).div_ceil(128) * 128;
+        let rows = (x.size() / (w.cols as u64 * 4)).div_ceil(COOP_F16_TOKENS_WIDE as u64)
+            * COOP_F16_TOKENS_WIDE as u64;
         let xh = gpu.scratch("matmul.xh", rows * w.cols as u64 * 2).ok()?;
         let cast = gpu.pipelines.get(&x_to_f16_source());
         let dims = CastDims {
@@ -374,7 +373,6 @@ impl CoopF16Path {
             wide,
             wide_forced: gpu.features.coop_wide,
             parts,
-            n: w.parts.iter().map(|p| p.rows as u32).sum(),
         })
     }
 
@@ -382,21 +380,24 @@ impl CoopF16Path {
         let (pipeline, group) = &self.cast;
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, group, &[]);
-        let (x, y) = grid_1d((t.div_ceil(128) * 128 * self.k4).div_ceil(256));
+        let padded = t.div_ceil(COOP_F16_TOKENS_WIDE) * COOP_F16_TOKENS_WIDE;
+        let (x, y) = grid_1d((padded * self.k4).div_ceil(256));
         pass.dispatch_workgroups(x, y, 1);
-        let wide_workgroups = t.div_ceil(128) * self.n.div_ceil(128);
+        let (_, tile_rows) = gemm_tile(GemmKernel::Coop, 0);
+        let n: u32 = self.parts.iter().map(|p| p.rows).sum();
+        let wide_workgroups = t.div_ceil(COOP_F16_TOKENS_WIDE) * n.div_ceil(tile_rows);
         let wide = self
             .wide_forced
             .unwrap_or(wide_workgroups >= COOP_WIDE_MIN_WORKGROUPS);
-        // four subgroups: two along the tokens, two along 128 weight rows
+        // four subgroups: two along the tokens, two along the weight rows
         let (pipeline, tile_t) = match wide {
-            true => (&self.wide, 128),
-            false => (&self.gemm, 64),
+            true => (&self.wide, COOP_F16_TOKENS_WIDE),
+            false => (&self.gemm, gemm_tile(GemmKernel::Coop, 0).0),
         };
         pass.set_pipeline(pipeline);
         for p in &self.parts {
             pass.set_bind_group(0, &p.group, &[]);
-            pass.dispatch_workgroups(p.rows.div_ceil(128), t.div_ceil(tile_t), 1);
+            pass.dispatch_workgroups(p.rows.div_ceil(tile_rows), t.div_ceil(tile_t), 1);
         }
     }
 }
@@ -493,6 +494,9 @@ const COOP_MIN_ROWS_STAGED: u32 = 256;
 /// instead of 32: twice the matrix work per load, half the workgroups
 /// (bench/2026-11-30-h200-coop-wide: wide won from 96 of them, lost at 64 and fewer).
 const COOP_WIDE_MIN_WORKGROUPS: u32 = 96;
+/// Token rows per workgroup of the f16 path's wide form (64 per subgroup, two subgroups
+/// along the tokens): the cast pads x's f16 rows to a multiple of it.
+const COOP_F16_TOKENS_WIDE: u32 = 128;
 /// Token rows up to which the decode matvec looping over them wins for float weights
 /// (f16 o at 32 rows: 172 us against 247 on the matrix units; quantized blocks with x in
 /// f32 lost to every GEMM, 2-5x).
