@@ -679,6 +679,7 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         "weights": s.model.options.weights_name(),
         "kv_cache": s.model.options.kv.name(),
         "subgroups": s.model.gpu.features.subgroups,
+        "gpu_features": s.model.gpu.features,
         "prompt_tokens": a.prompt_tokens,
         "gen_tokens": a.gen_tokens,
         "runs": a.runs,

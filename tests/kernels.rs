@@ -48,8 +48,11 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                     ..Default::default()
                 });
                 let coop = coop.into_iter().filter(|_| gpu().features.coopmat);
+                // (its decode matvecs take 2 weight rows per subgroup at a time, as the
+                // defaults do for big matrices; odd row counts leave a tile's last row over)
                 let matvec = gpu().features.subgroups.then_some(GpuOptions {
                     gemm: Some(GemmKernel::Matvec),
+                    matvec_rows: Some(2),
                     ..Default::default()
                 });
                 let portable = [1, 32].map(|lanes| GpuOptions {

@@ -1,22 +1,27 @@
 // Decode matmul of quantized weights for few token rows (T <= 8, one pipeline per T),
 // subgroup path, in integer dot products: x arrives as 8-bit blocks (shaders/quantize_q8.wgsl),
 // so a weight block times an x block is 8 dot4I8Packed and two multiplies instead of 32
-// dequantized FMAs, and x costs 48 bytes per block instead of 128. One subgroup per weight
-// row, its lanes take whole blocks (a 16- or 32-byte load each, neighbours contiguous);
-// BLOCKS_IN_FLIGHT blocks per lane are fetched before any is used, then subgroupAdd.
+// dequantized FMAs, and x costs 48 bytes per block instead of 128. A subgroup takes RS
+// weight rows at a time, its lanes whole blocks (a 16- or 32-byte load each, neighbours
+// contiguous): each lane loads (and unpacks) an x block once for all RS rows, and has
+// RS x KP weight blocks in flight before it uses any (KP blocks along K), then subgroupAdd.
 // Where x's blocks come from is X_SOURCE: binding 3 as an earlier kernel stored them, or
 // (shaders/subgroup/matvec_q8_prologue.wgsl) made in workgroup memory by `load_x` from the
 // f32 rows that RMSNorm or SiLU·mul would have read, saving that dispatch.
 //!COMMON
 //!MATMUL
 //!WQ8 w 2
-const ROWS: u32 = {{ROWS}}u;   // rows per workgroup: 256 / the adapter's smallest subgroup
+const ROWS: u32 = {{ROWS}}u;   // rows per workgroup, a multiple of RS
 const TMAX: u32 = {{T}}u;      // token rows, fixed per pipeline so the accumulators stay in registers
+const RS: u32 = {{RS}}u;       // weight rows per subgroup at a time
+const KP: u32 = {{KP}}u;       // blocks along K per lane per trip (1 or 2)
 {{X_SOURCE}}
 {{IDOT4}}
 
-fn x_dot(wb: w_block, xb: u32) -> f32 {
-    return w_dot(wb, x_word(xb), x_word(xb + 1u), bitcast<vec2<f32>>(x_word(xb + 2u).xy));
+struct x_q8 { q0: vec4<u32>, q1: vec4<u32>, s: vec2<f32> }
+
+fn x_fetch(xb: u32) -> x_q8 {
+    return x_q8(x_word(xb), x_word(xb + 1u), bitcast<vec2<f32>>(x_word(xb + 2u).xy));
 }
 
 @compute @workgroup_size(256)
@@ -27,37 +32,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     load_x(li, sg, nsg, lane);
     let first = (wid.y * nwg.x + wid.x) * ROWS;
     let nb = dims.k8 / 4u;   // 32-value blocks per row
-    for (var rr = sg; rr < ROWS; rr += nsg) {
-        let r = first + rr;
-        if (r >= dims.rows) { break; }
-        var acc: array<f32, TMAX>;
-        //!UNROLL t {{T}}
-        acc[%t%] = 0.0;
+    for (var rr = sg * RS; rr < ROWS; rr += nsg * RS) {
+        let r0 = first + rr;
+        if (r0 >= dims.rows) { break; }
+        // where each row's blocks start; rows past the matrix read its last row again and
+        // are not stored
+        var wrow: array<u32, RS>;
+        //!UNROLL r {{RS}}
+        wrow[%r%] = min(r0 + %r%u, dims.rows - 1u) * nb;
         //!END
+        var acc: array<f32, TMAX * RS>;   // zeroed, as every WGSL var
         var c = lane;
-        // two blocks per lane per trip: both loads are issued before either is used
-        for (; c + sg_size < nb; c += 2u * sg_size) {
-            let wa = w_fetch(r * nb + c);
-            let wb = w_fetch(r * nb + c + sg_size);
+        // KP blocks along K for each of RS rows: every load issued before any is used
+        for (; c + (KP - 1u) * sg_size < nb; c += KP * sg_size) {
+            var wb: array<w_block, RS * KP>;
+            //!UNROLL p {{KP}}
+            //!UNROLL r {{RS}}
+            wb[%p%u * RS + %r%u] = w_fetch(wrow[%r%] + c + %p%u * sg_size);
+            //!END
+            //!END
+            //!UNROLL p {{KP}}
             //!UNROLL t {{T}}
-            acc[%t%] += x_dot(wa, (%t%u * nb + c) * 3u) + x_dot(wb, (%t%u * nb + c + sg_size) * 3u);
+            let xb = x_fetch((%t%u * nb + c + %p%u * sg_size) * 3u);
+            //!UNROLL r {{RS}}
+            acc[%t%u * RS + %r%u] += w_dot(wb[%p%u * RS + %r%u], xb.q0, xb.q1, xb.s);
+            //!END
+            //!END
             //!END
         }
-        if (c < nb) {
-            let wa = w_fetch(r * nb + c);
+        for (; c < nb; c += sg_size) {
+            var wb: array<w_block, RS>;
+            //!UNROLL r {{RS}}
+            wb[%r%] = w_fetch(wrow[%r%] + c);
+            //!END
             //!UNROLL t {{T}}
-            acc[%t%] += x_dot(wa, (%t%u * nb + c) * 3u);
+            let xb = x_fetch((%t%u * nb + c) * 3u);
+            //!UNROLL r {{RS}}
+            acc[%t%u * RS + %r%u] += w_dot(wb[%r%], xb.q0, xb.q1, xb.s);
+            //!END
             //!END
         }
-        let col = dims.row0 + r;
         //!UNROLL t {{T}}
-        var v = subgroupAdd(acc[%t%]);
-        if (lane == 0u) {
+        //!UNROLL r {{RS}}
+        var v = subgroupAdd(acc[%t%u * RS + %r%u]);
+        let r = r0 + %r%u;
+        if (lane == 0u && r < dims.rows) {
+            let col = dims.row0 + r;
             if (dims.has_bias != 0u) { v += bias[col]; }
             let yi = %t%u * dims.n + col;
             if (dims.accumulate != 0u) { v += y[yi]; }
             y[yi] = v;
         }
+        //!END
         //!END
     }
 }

@@ -251,6 +251,8 @@ pub struct Report {
     pub preset: String,
     pub weights: &'static str,
     pub kv: &'static str,
+    /// what the kernels use, knobs from the environment included
+    pub gpu_features: crate::gpu::GpuFeatures,
     pub block_size: usize,
     pub runs: usize,
     pub timing: String,
@@ -405,6 +407,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
             preset: a.synthetic.clone(),
             weights: a.quant.map_or(wf.name(), |q| QuantType::from(q).name()),
             kv: kf.name(),
+            gpu_features: gpu.features.clone(),
             block_size: a.block_size,
             runs: a.runs,
             timing,

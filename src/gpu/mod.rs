@@ -78,6 +78,10 @@ pub struct GpuOptions {
     /// (4 x 4 tiles) instead of 32 (2 x 4). None: by shape (`ops::matmul`);
     /// `HEADROOM_COOP_WIDE=0|1` overrides both. For tests and benchmarks.
     pub coop_wide: Option<bool>,
+    /// Weight rows each subgroup of the decode matvecs takes at a time (x loaded once for
+    /// them), for every token count, instead of the choice by token count
+    /// (`ops::matmul::matvec_tiling`); `HEADROOM_MATVEC_ROWS=N` does the same. For tuning.
+    pub matvec_rows: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +133,8 @@ pub struct GpuFeatures {
     pub gemm_forced: Option<GemmKernel>,
     /// `GpuOptions::coop_wide`
     pub coop_wide: Option<bool>,
+    /// `GpuOptions::matvec_rows` (1 to 8)
+    pub matvec_rows: Option<u32>,
 }
 
 /// The kernels a matmul of more than `ops::matmul::VEC_MAX_ROWS` token rows runs.
@@ -207,6 +213,22 @@ fn wants_coopmat(adapter: &wgpu::Adapter, options: &GpuOptions, required: wgpu::
 
 /// An override switch from the environment: `0` or `1`, None where unset or empty; any
 /// other value is an error naming the variable (a misspelt override is not ignored).
+/// A small count from the environment variable `name`: None where unset or empty, an error
+/// where it is not a number in `range`.
+fn env_count(name: &str, range: std::ops::RangeInclusive<u32>) -> Result<Option<u32>, GpuError> {
+    match std::env::var(name).as_deref() {
+        Ok("") | Err(_) => Ok(None),
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(GpuError::Other(format!(
+                "{name}={v:?}: expected a number from {} to {}",
+                range.start(),
+                range.end()
+            ))),
+        },
+    }
+}
+
 fn env_switch(name: &str) -> Result<Option<bool>, GpuError> {
     match std::env::var(name).as_deref() {
         Ok("0") => Ok(Some(false)),
@@ -331,6 +353,8 @@ impl GpuContext {
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             gemm_forced: None,
             coop_wide: env_switch("HEADROOM_COOP_WIDE")?.or(options.coop_wide),
+            matvec_rows: env_count("HEADROOM_MATVEC_ROWS", 1..=8)?
+                .or(options.matvec_rows.map(|n| n.clamp(1, 8))),
         };
         let forced = match (options.gemm, std::env::var("HEADROOM_GEMM")) {
             (Some(k), _) => Some(k),

@@ -408,7 +408,8 @@ struct Q8Path {
     /// 32-value blocks per row of x
     blocks: u32,
     quantize: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
-    vec: Vec<Arc<wgpu::ComputePipeline>>,
+    /// per token count, the matvec and the weight rows each of its workgroups takes
+    vec: Vec<(Arc<wgpu::ComputePipeline>, u32)>,
     /// the weight parts bound with `xq` in place of x
     parts: Vec<Part>,
 }
@@ -454,24 +455,34 @@ enum QuantizedX<'a> {
 /// X_SOURCE of the integer-dot matvec where x's blocks are bound (binding 3).
 const X_BLOCKS_BOUND: &str = include_str!("../../shaders/subgroup/matvec_q8_x_blocks.wgsl");
 
-/// The integer-dot decode matvec for `format`, `rows` weight rows per workgroup, with x's
-/// blocks from `x_source` (`X_BLOCKS_BOUND`, or a prologue that makes them:
-/// `ops::matmul_prologue`); "T" is set per pipeline.
+/// The integer-dot decode matvec for `format`, `t` token rows and an `n x k` `shape`, with x's blocks from
+/// `x_source` (`X_BLOCKS_BOUND`, or a prologue that makes them: `ops::matmul_prologue`),
+/// and the weight rows each of its workgroups takes: `rows` rounded up to whole subgroup
+/// tiles, or one tile per subgroup.
 pub(super) fn matvec_q8_source(
     gpu: &GpuContext,
     format: WeightFormat,
     x_source: &str,
-    rows: u32,
-) -> KernelSource {
+    t: u32,
+    shape: (usize, usize),
+    rows: Option<u32>,
+) -> (KernelSource, u32) {
+    let rs = matvec_rows_per_subgroup(gpu, format, t, shape, true);
+    let rows = rows.map_or(subgroup_vec_rows(gpu) * rs, |r| r.next_multiple_of(rs));
     // X_SOURCE first: the constants are substituted in order and it uses T
-    KernelSource::new(
+    let src = KernelSource::new(
         "matvec_q8",
         include_str!("../../shaders/subgroup/matvec_q8.wgsl"),
     )
     .constant("X_SOURCE", x_source)
     .weights(format)
     .constant("ROWS", rows)
-    .constant("IDOT4", idot4(gpu.features.q8_packed_dot))
+    .constant("T", t)
+    .constant("RS", rs)
+    // with one row at a time, two blocks along K keep as many loads in flight
+    .constant("KP", if rs == 1 { 2 } else { 1 })
+    .constant("IDOT4", idot4(gpu.features.q8_packed_dot));
+    (src, rows)
 }
 
 /// Whether quantized weights use the integer-dot decode path on this context (see
@@ -575,7 +586,7 @@ fn pick_gemm(
 
 fn gemm_source(gpu: &GpuContext, kernel: GemmKernel, format: WeightFormat) -> KernelSource {
     match kernel {
-        GemmKernel::Matvec => subgroup_matvec_source(gpu, format, VEC_MAX_ROWS, true),
+        GemmKernel::Matvec => subgroup_matvec_source(gpu, format, VEC_MAX_ROWS, 1, true),
         GemmKernel::Coop => gemm_coop_source(format, gpu.features.subgroup_min_size),
         GemmKernel::Tiled => {
             KernelSource::new("gemm_tiled", include_str!("../../shaders/gemm_tiled.wgsl"))
@@ -589,26 +600,50 @@ fn gemm_source(gpu: &GpuContext, kernel: GemmKernel, format: WeightFormat) -> Ke
     }
 }
 
-/// Weight rows per workgroup of the subgroup decode matvec: one subgroup a row.
+/// Subgroups per workgroup of the subgroup decode matvecs (256 lanes).
 fn subgroup_vec_rows(gpu: &GpuContext) -> u32 {
     (256 / gpu.features.subgroup_min_size).clamp(1, 64)
 }
 
-/// The subgroup decode matvec for `t` token rows at a time, over all the step's rows when
-/// `all_rows` (shaders/subgroup/matmul_vec.wgsl).
+/// Weight rows each subgroup of a decode matvec takes at a time for `t` token rows of an
+/// `n x k` matrix: it loads each chunk of x once for all of them and has that many rows'
+/// weights in flight. Read off bench/2026-12-01-h200-matvec-rows (H200, one token row):
+/// two rows won for matrices of 4 096 rows and more (7B Q4_0 blocks: every shape, the
+/// decode 201 -> 215 tok/s; f16: where K is 4 096, up to 4 token rows, while the down
+/// matrix, K 11 008, lost), and lost for SmolLM2's small matrices (732 -> 705 tok/s, too
+/// few workgroups); four lost everywhere. Quantized weights with x in f32 keep one (a
+/// chunk is a whole block, 8 vec4s a row). `GpuFeatures::matvec_rows` overrides the choice.
+pub(super) fn matvec_rows_per_subgroup(
+    gpu: &GpuContext,
+    format: WeightFormat,
+    t: u32,
+    (n, k): (usize, usize),
+    q8: bool,
+) -> u32 {
+    if matches!(format, WeightFormat::Quant(_)) && !q8 {
+        return 1;
+    }
+    let wide = n >= 4096 && (q8 || (k <= 4096 && t <= 4));
+    gpu.features.matvec_rows.unwrap_or(if wide { 2 } else { 1 })
+}
+
+/// The subgroup decode matvec for `t` token rows at a time, `rs` weight rows per subgroup,
+/// over all the step's rows when `all_rows` (shaders/subgroup/matmul_vec.wgsl).
 fn subgroup_matvec_source(
     gpu: &GpuContext,
     format: WeightFormat,
     t: u32,
+    rs: u32,
     all_rows: bool,
 ) -> KernelSource {
     KernelSource::new(
         "matmul_vec_subgroup",
         include_str!("../../shaders/subgroup/matmul_vec.wgsl"),
     )
-    .constant("ROWS", subgroup_vec_rows(gpu))
+    .constant("ROWS", subgroup_vec_rows(gpu) * rs)
     .weights(format)
     .constant("T", t)
+    .constant("RS", rs)
     .constant("CHUNK4", format.chunk4())
     .constant("PAIRED", matches!(format, WeightFormat::Float(_)))
     .constant("LOOP", all_rows)
@@ -645,11 +680,12 @@ pub fn x_to_f16_source() -> KernelSource {
 }
 
 pub struct Matmul {
-    /// decode kernels, one per token count 1..=VEC_MAX_ROWS
-    vec: Vec<Arc<wgpu::ComputePipeline>>,
+    /// decode kernels, one per token count 1..=VEC_MAX_ROWS, and the weight rows each of
+    /// their workgroups takes
+    vec: Vec<(Arc<wgpu::ComputePipeline>, u32)>,
     /// which decode kernel: "matmul_vec_subgroup" or the portable "matmul_vec"
     decode_kernel: &'static str,
-    /// weight rows per workgroup of the decode kernel
+    /// weight rows per workgroup of the GEMM looping the decode matvec over token rows
     vec_rows: u32,
     /// the kernels for many token rows (`gemm_kernels`) and their pipelines
     gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)>,
@@ -714,19 +750,27 @@ impl Matmul {
         };
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
-                let src = match gpu.features.subgroups {
-                    true => subgroup_matvec_source(gpu, w.format, t, false),
-                    false => KernelSource::new(
-                        "matmul_vec",
-                        include_str!("../../shaders/matmul_vec.wgsl"),
-                    )
-                    .constant("LANES", gpu.matvec_lanes)
-                    .weights(w.format)
-                    .constant("T", t)
-                    .constant("CHUNK4", w.format.chunk4())
-                    .constant("PAIRED", matches!(w.format, WeightFormat::Float(_))),
+                let (src, rows) = match gpu.features.subgroups {
+                    true => {
+                        let rs =
+                            matvec_rows_per_subgroup(gpu, w.format, t, (w.rows, w.cols), false);
+                        let src = subgroup_matvec_source(gpu, w.format, t, rs, false);
+                        (src, vec_rows * rs)
+                    }
+                    false => (
+                        KernelSource::new(
+                            "matmul_vec",
+                            include_str!("../../shaders/matmul_vec.wgsl"),
+                        )
+                        .constant("LANES", gpu.matvec_lanes)
+                        .weights(w.format)
+                        .constant("T", t)
+                        .constant("CHUNK4", w.format.chunk4())
+                        .constant("PAIRED", matches!(w.format, WeightFormat::Float(_))),
+                        vec_rows,
+                    ),
                 };
-                gpu.pipelines.get_with_layout(&src, Some(&layout))
+                (gpu.pipelines.get_with_layout(&src, Some(&layout)), rows)
             })
             .collect();
         let gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)> = gemm_kernels(gpu, w.format)
@@ -754,12 +798,11 @@ impl Matmul {
             .then(|| CoopF16Path::new(gpu, &layout, &ops, x))
             .flatten();
         let q8 = (uses_q8_dot(gpu, w.format) && !mode.logits_rows).then(|| {
-            let src = matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, vec_rows);
             let x = match x_blocks {
                 Some(xq) => QuantizedX::ByEarlierKernel(xq),
                 None => QuantizedX::Here(x),
             };
-            Q8Path::new(gpu, &src, &layout, &ops, x)
+            Q8Path::new(gpu, &layout, &ops, x)
         });
         Matmul {
             vec,
@@ -824,7 +867,6 @@ impl Matmul {
 impl Q8Path {
     fn new(
         gpu: &GpuContext,
-        src: &KernelSource,
         layout: &crate::gpu::SharedLayout,
         ops: &Operands<'_>,
         x: QuantizedX<'_>,
@@ -858,8 +900,9 @@ impl Q8Path {
         };
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
-                gpu.pipelines
-                    .get_with_layout(&src.clone().constant("T", t), Some(layout))
+                let shape = (w.rows, w.cols);
+                let (src, rows) = matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, t, shape, None);
+                (gpu.pipelines.get_with_layout(&src, Some(layout)), rows)
             })
             .collect();
         let parts = ops.bind_parts(gpu, layout, "matvec_q8", &xq);
@@ -871,17 +914,18 @@ impl Q8Path {
         }
     }
 
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32, rows_per_group: u32) {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
         if let Some((pipeline, group)) = &self.quantize {
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, group, &[]);
             let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
             pass.dispatch_workgroups(x, y, 1);
         }
-        pass.set_pipeline(&self.vec[t as usize - 1]);
+        let (pipeline, rows_per_group) = &self.vec[t as usize - 1];
+        pass.set_pipeline(pipeline);
         for p in &self.parts {
             pass.set_bind_group(0, &p.group, &[]);
-            let (x, y) = grid_1d(p.rows.div_ceil(rows_per_group));
+            let (x, y) = grid_1d(p.rows.div_ceil(*rows_per_group));
             pass.dispatch_workgroups(x, y, 1);
         }
     }
@@ -897,12 +941,13 @@ impl Op for Matmul {
             return;
         }
         if let (true, Some(q8)) = (t <= VEC_MAX_ROWS, &self.q8) {
-            q8.record(pass, t, self.vec_rows);
+            q8.record(pass, t);
         } else if t <= VEC_MAX_ROWS {
-            pass.set_pipeline(&self.vec[t as usize - 1]);
+            let (pipeline, rows_per_group) = &self.vec[t as usize - 1];
+            pass.set_pipeline(pipeline);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.group, &[]);
-                let (x, y) = grid_1d(p.rows.div_ceil(self.vec_rows));
+                let (x, y) = grid_1d(p.rows.div_ceil(*rows_per_group));
                 pass.dispatch_workgroups(x, y, 1);
             }
         } else {

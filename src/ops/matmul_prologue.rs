@@ -71,12 +71,12 @@ pub struct PrologueMatmul {
     first_weights: u64,
 }
 
-/// The fused kernel: one pipeline per token count (None where x's blocks would not fit
-/// the workgroup memory), one bind group per weight part.
+/// The fused kernel: one pipeline per token count and the weight rows each of its
+/// workgroups takes (None where x's blocks would not fit the workgroup memory, or all
+/// workgroups would read too much), one bind group per weight part.
 struct Fused {
-    vec: Vec<Option<Arc<wgpu::ComputePipeline>>>,
+    vec: Vec<Option<(Arc<wgpu::ComputePipeline>, u32)>>,
     parts: Vec<(wgpu::BindGroup, u32)>,
-    rows_per_group: u32,
 }
 
 impl PrologueMatmul {
@@ -111,7 +111,7 @@ impl PrologueMatmul {
     }
 
     /// The fused kernel for `t` token rows, if it runs.
-    fn fused_for(&self, t: u32) -> Option<(&Fused, &Arc<wgpu::ComputePipeline>)> {
+    fn fused_for(&self, t: u32) -> Option<(&Fused, &(Arc<wgpu::ComputePipeline>, u32))> {
         let f = self.fused.as_ref()?;
         let pipeline = f.vec.get((t as usize).checked_sub(1)?)?.as_ref()?;
         Some((f, pipeline))
@@ -134,7 +134,7 @@ impl Fused {
         let max_subgroups = (256 / gpu.features.subgroup_min_size).clamp(1, 256);
         // every workgroup makes all of x: more rows each make that cheaper, fewer keep
         // more workgroups busy (`HEADROOM_FUSED_ROWS`, for tuning)
-        let rows_per_group = std::env::var("HEADROOM_FUSED_ROWS")
+        let rows_wanted = std::env::var("HEADROOM_FUSED_ROWS")
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(max_subgroups.min(64))
@@ -147,16 +147,24 @@ impl Fused {
             include_str!("../../shaders/q8_pack.wgsl"),
             include_str!("../../shaders/subgroup/matvec_q8_prologue.wgsl")
         );
-        let source = matvec_q8_source(gpu, m.w.format, x_source, rows_per_group)
-            .constant("NORM", norm)
-            .constant("COLS", m.w.cols)
-            .constant("EPS_BITS", eps.to_bits())
-            .constant("MAX_SUBGROUPS", max_subgroups);
         let limit = gpu.limits.max_compute_workgroup_storage_size as u64;
-        let workgroups = m.w.rows.div_ceil(rows_per_group as usize) as u64;
         let norm_bytes = prologue.weight_bytes(m.w.cols);
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
+                let (source, rows_per_group) = matvec_q8_source(
+                    gpu,
+                    m.w.format,
+                    x_source,
+                    t,
+                    (m.w.rows, m.w.cols),
+                    Some(rows_wanted),
+                );
+                let source = source
+                    .constant("NORM", norm)
+                    .constant("COLS", m.w.cols)
+                    .constant("EPS_BITS", eps.to_bits())
+                    .constant("MAX_SUBGROUPS", max_subgroups);
+                let workgroups = m.w.rows.div_ceil(rows_per_group as usize) as u64;
                 let t64 = t as u64;
                 let bytes = t64 * (m.w.cols as u64 / 32) * Q8_BLOCK_BYTES
                     + t64 * max_subgroups as u64 * 4
@@ -164,8 +172,8 @@ impl Fused {
                 let again =
                     workgroups * (t64 * 4 * prologue.src_cols(m.w.cols) as u64 + norm_bytes);
                 (bytes <= limit && again <= FUSE_MAX_REREAD_BYTES).then(|| {
-                    gpu.pipelines
-                        .get_with_layout(&source.clone().constant("T", t), Some(&layout))
+                    let pipeline = gpu.pipelines.get_with_layout(&source, Some(&layout));
+                    (pipeline, rows_per_group)
                 })
             })
             .collect();
@@ -187,11 +195,7 @@ impl Fused {
                     (group, p.rows as u32)
                 })
                 .collect();
-        Fused {
-            vec,
-            parts,
-            rows_per_group,
-        }
+        Fused { vec, parts }
     }
 }
 
@@ -201,11 +205,11 @@ impl Op for PrologueMatmul {
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
         match self.fused_for(s.n_tokens) {
-            Some((f, pipeline)) => {
+            Some((f, (pipeline, rows_per_group))) => {
                 pass.set_pipeline(pipeline);
                 for (group, rows) in &f.parts {
                     pass.set_bind_group(0, group, &[]);
-                    let (x, y) = grid_1d(rows.div_ceil(f.rows_per_group));
+                    let (x, y) = grid_1d(rows.div_ceil(*rows_per_group));
                     pass.dispatch_workgroups(x, y, 1);
                 }
             }
