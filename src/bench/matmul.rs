@@ -101,13 +101,13 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
     let mut adapter = String::new();
     // at most VEC_MAX_ROWS token rows every option runs the decode matvec: measure it once
     let decode_only = tokens.iter().all(|&t| t <= VEC_MAX_ROWS);
-    let mut matvec_rows = None;
+    let mut features = None;
     for o in &options {
         if decode_only && o.gemm.is_some() {
             continue;
         }
         let gpu = GpuContext::new_blocking(o)?;
-        matvec_rows = gpu.features.matvec_rows;
+        features = Some(gpu.features.clone());
         let kernels = gemm_kernels(&gpu, format);
         if o.gemm.is_some() && seen.contains(&kernels) {
             continue; // not on this adapter (the coop GEMM), or not for these weights
@@ -159,8 +159,7 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
             "date_utc": UtcTime::from_unix(now_unix()).iso8601(),
             "model_shape": a.synthetic,
             "weights": format.name(),
-            "matvec_rows_forced": matvec_rows,
-            "q8_packed_dot": std::env::var_os("HEADROOM_Q8_PACKED_DOT").is_some(),
+            "gpu_features": features,
             "rows": rows,
         });
         let text = serde_json::to_string_pretty(&doc).map_err(|e| BenchError(e.to_string()))?;

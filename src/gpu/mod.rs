@@ -79,8 +79,9 @@ pub struct GpuOptions {
     /// `HEADROOM_COOP_WIDE=0|1` overrides both. For tests and benchmarks.
     pub coop_wide: Option<bool>,
     /// Weight rows each subgroup of the decode matvecs takes at a time (x loaded once for
-    /// them), for every token count, instead of the choice by token count
-    /// (`ops::matmul::matvec_tiling`); `HEADROOM_MATVEC_ROWS=N` does the same. For tuning.
+    /// them), for every matrix and token count, instead of the choice by shape
+    /// (`ops::matmul::matvec_rows_per_subgroup`); `HEADROOM_MATVEC_ROWS=N` does the same.
+    /// For tests and tuning.
     pub matvec_rows: Option<u32>,
 }
 
@@ -211,8 +212,6 @@ fn wants_coopmat(adapter: &wgpu::Adapter, options: &GpuOptions, required: wgpu::
     offered && !options.no_coopmat && std::env::var_os("HEADROOM_NO_COOPMAT").is_none()
 }
 
-/// An override switch from the environment: `0` or `1`, None where unset or empty; any
-/// other value is an error naming the variable (a misspelt override is not ignored).
 /// A small count from the environment variable `name`: None where unset or empty, an error
 /// where it is not a number in `range`.
 fn env_count(name: &str, range: std::ops::RangeInclusive<u32>) -> Result<Option<u32>, GpuError> {
@@ -229,6 +228,8 @@ fn env_count(name: &str, range: std::ops::RangeInclusive<u32>) -> Result<Option<
     }
 }
 
+/// An override switch from the environment: `0` or `1`, None where unset or empty; any
+/// other value is an error naming the variable (a misspelt override is not ignored).
 fn env_switch(name: &str) -> Result<Option<bool>, GpuError> {
     match std::env::var(name).as_deref() {
         Ok("0") => Ok(Some(false)),

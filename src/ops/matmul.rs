@@ -455,10 +455,10 @@ enum QuantizedX<'a> {
 /// X_SOURCE of the integer-dot matvec where x's blocks are bound (binding 3).
 const X_BLOCKS_BOUND: &str = include_str!("../../shaders/subgroup/matvec_q8_x_blocks.wgsl");
 
-/// The integer-dot decode matvec for `format`, `t` token rows and an `n x k` `shape`, with x's blocks from
-/// `x_source` (`X_BLOCKS_BOUND`, or a prologue that makes them: `ops::matmul_prologue`),
-/// and the weight rows each of its workgroups takes: `rows` rounded up to whole subgroup
-/// tiles, or one tile per subgroup.
+/// The integer-dot decode matvec for `format`, `t` token rows and an `n x k` `shape`, with
+/// x's blocks from `x_source` (`X_BLOCKS_BOUND`, or a prologue that makes them:
+/// `ops::matmul_prologue`), and the weight rows each of its workgroups takes: `rows`
+/// rounded up to whole subgroup tiles, or one tile per subgroup.
 pub(super) fn matvec_q8_source(
     gpu: &GpuContext,
     format: WeightFormat,
