@@ -104,7 +104,8 @@ fn attend(q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>], scale: f64) -> Vec<
 /// workgroup memory (WebGPU's default is 16 KiB), so groups of wide heads are split into
 /// more head blocks, and keep the default most heads per workgroup; even targets use the
 /// adapter's memory and allow 8 heads per workgroup. Targets divisible by 3 allow splits
-/// as short as one tile.
+/// as short as one tile, divisible by 5 align splits to 32 positions; odd targets keep 4
+/// key chunks and 4 value rows in flight, even ones 16 and 8.
 fn tuning(g: &GpuContext, target: usize) -> AttentionTuning {
     let memory = g.limits.max_compute_workgroup_storage_size as usize;
     AttentionTuning {
@@ -116,6 +117,11 @@ fn tuning(g: &GpuContext, target: usize) -> AttentionTuning {
         } else {
             8
         },
+        // targets divisible by 5 split in chunks of 32 positions, part of a tile
+        split_align: target.is_multiple_of(5).then_some(32),
+        // odd targets keep fewer loads in flight than the defaults
+        key_chunks: if target % 2 == 1 { 4 } else { 16 },
+        value_rows: if target % 2 == 1 { 4 } else { 8 },
     }
 }
 

@@ -150,6 +150,28 @@ fn batch_rows_match_each_sequence_run_alone() {
             "chained step 1, row {s}"
         );
     }
+    // the same again as two one-step chains, the second submitted before the first is
+    // read and taking the first's id in place (the id given for it, 0, is not read)
+    let first = batch.submit_chain(&parts, 1, false).unwrap();
+    let later: Vec<SequencePart> = parts
+        .iter()
+        .map(|p| SequencePart {
+            tokens: &[0],
+            pos0: p.pos0 + 1,
+            sample: p.sample.map(|(s, c)| (s, c + 1)),
+            ..*p
+        })
+        .collect();
+    let second = batch.submit_chain(&later, 1, true).unwrap();
+    // a third pending chain would have no readback buffer
+    assert!(batch.submit_chain(&later, 1, true).is_err());
+    let (first, second) = (
+        batch.finish_chain(first).unwrap(),
+        batch.finish_chain(second).unwrap(),
+    );
+    for (s, steps) in want.iter().enumerate() {
+        assert_eq!([first[0][s], second[0][s]], [steps[0].1, steps[1].1], "{s}");
+    }
     // a chain takes single sampled tokens only
     let prefill = [SequencePart {
         tokens: &prompts[0],

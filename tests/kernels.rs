@@ -49,10 +49,12 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                 });
                 let coop = coop.into_iter().filter(|_| gpu().features.coopmat);
                 // (its decode matvecs take 2 weight rows per subgroup at a time, as the
-                // defaults do for big matrices; odd row counts leave a tile's last row over)
+                // defaults do for big matrices; odd row counts leave a tile's last row over;
+                // and integer dot products of unpacked lanes, the default's alternative)
                 let matvec = gpu().features.subgroups.then_some(GpuOptions {
                     gemm: Some(GemmKernel::Matvec),
                     matvec_rows: Some(2),
+                    q8_packed_dot: Some(false),
                     ..Default::default()
                 });
                 let portable = [1, 32].map(|lanes| GpuOptions {

@@ -85,7 +85,7 @@ fn build_every_variant(g: &Arc<GpuContext>) {
     headroom::metrics::probe::probe_read_bandwidth(g, 1 << 16).unwrap();
 }
 
-/// The WGSL of every pipeline the engine builds on lavapipe, with subgroups (and packed
+/// The WGSL of every pipeline the engine builds on lavapipe, with subgroups (and unpacked
 /// integer dot products, with the matmuls' RMSNorm and SiLU·mul prologues as on GPUs) and
 /// without (one and 32 lanes in the portable matvec).
 fn every_kernel() -> Vec<String> {
@@ -93,7 +93,7 @@ fn every_kernel() -> Vec<String> {
     let contexts = [
         GpuOptions::default(),
         GpuOptions {
-            q8_packed_dot: true,
+            q8_packed_dot: Some(false),
             fused_prologue: Some(true),
             // the tiled f32 GEMM, which GPUs pick for large matmuls
             gemm_tiles: Some(true),

@@ -51,6 +51,10 @@ pub struct DecodeStepArgs {
     /// untimed steps per shape before them
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// and untimed steps until this much time has gone by (the H200 runs every kernel
+    /// ~3x slow for the first ~200 ms after the weights' upload)
+    #[arg(long, default_value_t = 500)]
+    pub warmup_ms: u64,
     /// size of the copy-bandwidth probe (GiB; clamped to the binding limit)
     #[arg(long, default_value_t = 1.0)]
     pub probe_gib: f64,
@@ -238,6 +242,8 @@ pub struct StepResult {
     /// (weight bytes read + KV bytes) / step time
     pub effective_gbps: f64,
     pub timing: String,
+    /// every timed step in run order (ms): shows whether slow steps come in a stretch
+    pub samples_ms: Vec<f64>,
 }
 
 /// A whole run, as `--json` writes it.
@@ -501,6 +507,9 @@ fn measure(
     // then the same step again and again: every run appends the same positions and
     // samples into the same rows, so the work is identical
     let step = model.prepare(&parts).map_err(err)?;
+    timer.warm_up_for(gpu, "decode step", a.warmup_ms as f64 / 1e3, &mut |pass| {
+        model.record(pass, &step)
+    })?;
     let m = timer.measure(gpu, "decode step", a.warmup, a.runs, 1, &mut |pass| {
         model.record(pass, &step)
     })?;
@@ -559,6 +568,7 @@ fn measure(
             ),
             TimingSource::WallClock => "wall clock".into(),
         },
+        samples_ms: m.samples.iter().map(|s| s * 1e3).collect(),
     })
 }
 

@@ -39,6 +39,10 @@ pub struct BenchMatmulArgs {
     /// timed passes per shape (median reported)
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
+    /// untimed passes per shape until this much time has gone by (the H200 runs kernels
+    /// ~3x slow for the first ~200 ms after an upload: bench/2026-12-01-h200-slow-mode)
+    #[arg(long, default_value_t = 200)]
+    pub warmup_ms: u64,
     /// adapter name substring (default: the high-performance adapter)
     #[arg(long, env = "HEADROOM_ADAPTER")]
     pub adapter: Option<String>,
@@ -122,7 +126,7 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
         for &(name, n, k) in &matrices {
             let w = weights(&gpu, quant, a.weights.into(), n, k)?;
             for &t in &tokens {
-                let (r, kernel) = measure(&gpu, &w, t, a.runs)?;
+                let (r, kernel) = measure(&gpu, &w, t, a.runs, a.warmup_ms as f64 / 1e3)?;
                 let kernel = match (t <= VEC_MAX_ROWS, o.gemm) {
                     (true, _) => "decode matvec",
                     (false, Some(_)) => kernel,
@@ -191,6 +195,7 @@ fn measure(
     w: &WeightMatrix,
     t: u32,
     runs: usize,
+    warmup_s: f64,
 ) -> Result<(f64, &'static str), BenchError> {
     let (n, k) = (w.rows, w.cols);
     let params = StepParams {
@@ -212,6 +217,7 @@ fn measure(
         max_context: t,
     };
     let timer = GpuTimer::new(gpu, 64);
+    timer.warm_up_for(gpu, "matmul", warmup_s, &mut |pass| op.record(pass, &shape))?;
     let m = timer.measure(gpu, "matmul", 2, runs, 5, &mut |pass| {
         op.record(pass, &shape)
     })?;

@@ -1,10 +1,12 @@
 //! One sequence from prompt to finish: chunked prefill, then one decode step per token,
-//! sampling on the GPU and reading back one id per step.
+//! sampling on the GPU, steps chained on the GPU and read back a chain at a time.
 
 use crate::ops::sample::SamplingParams;
 #[cfg(not(target_arch = "wasm32"))]
 use {
-    crate::model::gpu_model::{GpuModel, ModelError, SequencePart, MAX_STEPS_PER_READBACK},
+    crate::model::gpu_model::{
+        GpuModel, ModelError, PendingChain, SequencePart, MAX_STEPS_PER_READBACK,
+    },
     web_time::Instant,
 };
 
@@ -94,11 +96,17 @@ pub fn generate(
     let mut ids = Vec::new();
     let mut finish = FinishReason::Length;
     let decode_start = Instant::now();
-    // Decode steps go to the GPU in batches that chain on the GPU and are read back once.
-    // The batch grows while steps are fast (so streaming stays smooth on slow adapters);
-    // tokens sampled past a stop are discarded.
+    // Decode steps go to the GPU in chains that feed each sampled id to the next step on
+    // the GPU and are read back once. The next chain is submitted before the one before
+    // it is read, continuing from its last id in place, so the GPU does not wait for the
+    // host between chains. Chains grow while steps are fast (so streaming stays smooth on
+    // slow adapters); ids sampled past a stop are discarded.
     let mut pending = std::collections::VecDeque::from([next]);
     let mut batch = 1usize;
+    // ids generated or on their way (the first came from prefill)
+    let mut submitted = 1usize;
+    let mut in_flight: Option<(PendingChain, usize, Instant)> = None;
+    let mut last_done = Instant::now();
     'outer: loop {
         while let Some(id) = pending.pop_front() {
             if req.stop_ids.contains(&id) {
@@ -114,27 +122,52 @@ pub fn generate(
                 break 'outer;
             }
         }
-        if pos >= context {
-            finish = FinishReason::Context;
-            break;
+        let room = (req.max_tokens - submitted).min(context - pos);
+        let mut next_chain = None;
+        if room > 0 {
+            let count = batch.min(room);
+            // the host knows the first chain's token; later chains take theirs in place
+            let last = [*ids.last().expect("the loop above pushed one")];
+            let part = SequencePart {
+                tokens: &last,
+                pos0: pos,
+                table,
+                sample: Some((req.sampling, counter + 1)),
+            };
+            let started = Instant::now();
+            let chain = model.submit_chain(&[part], count, in_flight.is_some())?;
+            counter += count as u32;
+            pos += count;
+            submitted += count;
+            next_chain = Some((chain, count, started));
         }
-        let count = batch.min(req.max_tokens - ids.len()).min(context - pos);
-        let t = Instant::now();
-        let last = [*ids.last().expect("the loop above pushed one")];
-        let part = SequencePart {
-            tokens: &last,
-            pos0: pos,
-            table,
-            sample: Some((req.sampling, counter + 1)),
+        // the chain before (or, where chains are not pipelined, this one) is read now
+        let to_read = match model.gpu.features.pipelined_chains {
+            true => std::mem::replace(&mut in_flight, next_chain),
+            false => next_chain,
         };
-        pending.extend(model.decode_chain(&[part], count)?.concat());
-        counter += count as u32;
-        pos += count;
-        // aim for about 30 ms per batch
-        let per_step = t.elapsed().as_secs_f64() / count as f64;
-        batch = ((0.03 / per_step.max(1e-6)) as usize).clamp(1, MAX_STEPS_PER_READBACK);
+        match to_read {
+            Some((chain, count, started)) => {
+                pending.extend(model.finish_chain(chain)?.concat());
+                // aim for about 30 ms per chain (from its submission, or from the read
+                // before where it waited behind that chain)
+                let per_step = last_done.max(started).elapsed().as_secs_f64() / count as f64;
+                last_done = Instant::now();
+                batch = ((0.03 / per_step.max(1e-6)) as usize).clamp(1, MAX_STEPS_PER_READBACK);
+            }
+            None if in_flight.is_none() => {
+                // nothing runs and nothing more fits: the context is full
+                finish = FinishReason::Context;
+                break;
+            }
+            None => {}
+        }
     }
     let decode_s = decode_start.elapsed().as_secs_f64();
+    // a chain submitted before a stop, a cancel or the last id: wait for it, drop its ids
+    if let Some((chain, _, _)) = in_flight {
+        model.finish_chain(chain)?;
+    }
     // the first token came from prefill; decode rate counts the steps after it
     let decode_steps = ids.len().saturating_sub(1) + (finish == FinishReason::Stop) as usize;
     let stats = GenerateStats {

@@ -244,6 +244,38 @@ impl ReadbackBuffer {
         super::block_on(self.read_async(gpu, bytes))
     }
 
+    /// As `read`, waiting only for the work up to `submission` (later submissions may still
+    /// run): the copy into this buffer must be part of it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_after(
+        &self,
+        gpu: &GpuContext,
+        bytes: u64,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>, GpuError> {
+        let bytes = bytes.div_ceil(4) * 4;
+        let slice = self.buffer.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| GpuError::Other(e.to_string()))?;
+        rx.recv()
+            .map_err(|_| GpuError::Other("the GPU device went away during a readback".into()))?
+            .map_err(|e| GpuError::Other(format!("mapping a readback buffer: {e}")))?;
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Other(format!("{e:?}")))?
+            .to_vec();
+        self.buffer.unmap();
+        Ok(out)
+    }
+
     /// Maps, copies out and unmaps. Natively the device is polled until the map is done; on
     /// the web the browser maps it while the page goes on.
     pub async fn read_async(&self, gpu: &GpuContext, bytes: u64) -> Result<Vec<u8>, GpuError> {

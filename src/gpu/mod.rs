@@ -53,9 +53,10 @@ pub struct GpuOptions {
     /// dot products (`HEADROOM_NO_Q8_DOT` does the same): exact against a dequantized
     /// reference, and on the H200 half as fast (bench/2026-11-30-h200-q8dot).
     pub no_q8_dot: bool,
-    /// In that path, WGSL's `dot4I8Packed` instead of unpacked lanes
-    /// (`HEADROOM_Q8_PACKED_DOT` does the same; see `gpu::quant_layout::idot4`).
-    pub q8_packed_dot: bool,
+    /// In that path, WGSL's `dot4I8Packed` (Some(true)) or unpacked lanes (Some(false)).
+    /// None: packed (see `gpu::quant_layout::idot4`). `HEADROOM_Q8_PACKED_DOT=0|1`
+    /// overrides both.
+    pub q8_packed_dot: Option<bool>,
     /// Whether the integer-dot matmuls compute RMSNorm and SiLU·mul themselves instead of
     /// after those kernels (`ops::matmul_prologue`). None: on GPUs, not on CPU adapters,
     /// where every workgroup making all of x again is compute, not a cache hit (lavapipe
@@ -83,6 +84,11 @@ pub struct GpuOptions {
     /// (`ops::matmul::matvec_rows_per_subgroup`); `HEADROOM_MATVEC_ROWS=N` does the same.
     /// For tests and tuning.
     pub matvec_rows: Option<u32>,
+    /// Whether `engine::generate` submits the next chain of decode steps before it reads
+    /// the one before (the GPU does not wait for the host between chains). None: on GPUs,
+    /// not on CPU adapters, where the host and the "GPU" share the cores (lavapipe decoded
+    /// 15% slower with it). `HEADROOM_PIPELINED_CHAINS=0|1` overrides both.
+    pub pipelined_chains: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +142,8 @@ pub struct GpuFeatures {
     pub coop_wide: Option<bool>,
     /// `GpuOptions::matvec_rows` (1 to 8)
     pub matvec_rows: Option<u32>,
+    /// `GpuOptions::pipelined_chains`
+    pub pipelined_chains: bool,
 }
 
 /// The kernels a matmul of more than `ops::matmul::VEC_MAX_ROWS` token rows runs.
@@ -343,8 +351,9 @@ impl GpuContext {
             q8_dot: required.contains(wgpu::Features::SUBGROUP)
                 && !options.no_q8_dot
                 && std::env::var_os("HEADROOM_NO_Q8_DOT").is_none(),
-            q8_packed_dot: options.q8_packed_dot
-                || std::env::var_os("HEADROOM_Q8_PACKED_DOT").is_some(),
+            q8_packed_dot: env_switch("HEADROOM_Q8_PACKED_DOT")?
+                .or(options.q8_packed_dot)
+                .unwrap_or(true),
             fused_prologue: env_switch("HEADROOM_FUSED_PROLOGUE")?
                 .or(options.fused_prologue)
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
@@ -354,6 +363,9 @@ impl GpuContext {
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             gemm_forced: None,
             coop_wide: env_switch("HEADROOM_COOP_WIDE")?.or(options.coop_wide),
+            pipelined_chains: env_switch("HEADROOM_PIPELINED_CHAINS")?
+                .or(options.pipelined_chains)
+                .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             matvec_rows: env_count("HEADROOM_MATVEC_ROWS", 1..=8)?
                 .or(options.matvec_rows.map(|n| n.clamp(1, 8))),
         };

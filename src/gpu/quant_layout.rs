@@ -399,10 +399,12 @@ impl QuantType {
 /// WGSL `idot4(a, b)`: the dot product of two words of four signed 8-bit lanes. With
 /// `packed` it is WGSL's `dot4I8Packed` (one IDP4A instruction on NVIDIA through
 /// SPV_KHR_integer_dot_product); without, the lanes are unpacked and multiplied. On the
-/// H200 the packed form ran bimodal across processes (a 7B Q4_0 step in 3.8 ms in one
-/// process, 10-13 ms in others, the same binary and inputs) while the unpacked form held
-/// 5.4 ms (bench/2026-11-30-h200-q8dot), so unpacked is the default and
-/// `GpuOptions::q8_packed_dot` (or `HEADROOM_Q8_PACKED_DOT`) asks for the packed one.
+/// H200 the packed form decodes a 7B Q4_0 step in 3.0 ms against 4.2 ms (299 against 218
+/// tokens/s in `bench generate`, bench/2026-12-01-h200-slow-mode), and lavapipe runs both
+/// at one speed, so packed is the default; `GpuOptions::q8_packed_dot` or
+/// `HEADROOM_Q8_PACKED_DOT=0` asks for the unpacked one. (An earlier "bimodal" packed run,
+/// bench/2026-11-30-h200-q8dot, was the first ~200 ms after loading a synthetic model,
+/// when the unpacked form runs 3x slow as well, caught by too few timed steps.)
 pub fn idot4(packed: bool) -> &'static str {
     if packed {
         "fn idot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }"

@@ -274,6 +274,26 @@ impl GpuTimer {
         Ok(Measurement::from_timed(&timed, reps, self.source))
     }
 
+    /// Untimed passes until `min_seconds` of wall clock have gone by (one pass at least).
+    /// On the H200 every kernel ran about 3x slow for the first ~200 ms after a synthetic
+    /// model's upload (bench/2026-12-01-h200-slow-mode): a count of warm-up passes that is
+    /// enough for a small step is not for a large one.
+    pub fn warm_up_for(
+        &self,
+        gpu: &GpuContext,
+        label: &str,
+        min_seconds: f64,
+        record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+    ) -> Result<(), GpuError> {
+        let t0 = Instant::now();
+        loop {
+            super::block_on(self.run_batch(gpu, label, 1, 1, record))?;
+            if t0.elapsed().as_secs_f64() >= min_seconds {
+                return Ok(());
+            }
+        }
+    }
+
     /// `n` (<= max_spans) passes, each submitted alone and waited for, then one readback of
     /// their timestamps.
     async fn run_batch(

@@ -20,10 +20,12 @@ const WG: usize = 128;
 /// On the H100, 8 heads ran 2-5x slower than 4 (registers spill), 2 slightly slower than
 /// 4 (bench/2026-11-24-h100-attention).
 pub const MAX_GROUP: usize = 4;
-/// Value rows (of 8 values) one thread loads before it uses any, and the most key chunks:
-/// loads in flight together, against registers held.
-const VALUE_ROWS_IN_FLIGHT: usize = 4;
-const KEY_CHUNKS_IN_FLIGHT: usize = 4;
+/// Value rows (of 8 values) one thread loads before it uses any, and the most key chunks
+/// (clamped to the key's): loads in flight together, against registers held. On the H200
+/// (bench/2026-12-01-h200-slow-mode) 8 and 16 took 0.8-2% off whole decode steps against
+/// 4 and 4 (7B GQA-8 and SmolLM2 shapes, contexts 128 to 2048).
+const VALUE_ROWS_IN_FLIGHT: usize = 8;
+const KEY_CHUNKS_IN_FLIGHT: usize = 16;
 
 /// Parameters of one dispatch (mirrors shaders/decode_attention_params.wgsl).
 #[repr(C)]
@@ -52,6 +54,12 @@ pub struct AttentionPlan {
     pub tile: usize,
     /// smallest split: below it the partial results cost more than they save
     pub min_chunk: usize,
+    /// splits are multiples of this many positions (a tile, or less where short contexts
+    /// are split finer)
+    pub split_align: usize,
+    /// key chunks (8 values) and value rows each thread has in flight together
+    pub key_chunks: usize,
+    pub value_rows: usize,
     /// workgroups that keep this adapter busy
     pub target_workgroups: usize,
     /// workgroup memory the kernel uses, in bytes
@@ -70,6 +78,13 @@ pub struct AttentionTuning {
     pub min_chunk: Option<usize>,
     /// most query heads per workgroup (`HEADROOM_ATTN_MAX_GROUP`, for tuning)
     pub max_group: usize,
+    /// splits are multiples of this many positions, a power of two up to a tile
+    /// (`HEADROOM_ATTN_SPLIT_ALIGN`, for tuning; None: a tile)
+    pub split_align: Option<usize>,
+    /// loads each thread keeps in flight: key chunks of 8 values (at most the key's
+    /// chunks) and value rows (`HEADROOM_ATTN_KEY_CHUNKS`, `HEADROOM_ATTN_VALUE_ROWS`)
+    pub key_chunks: usize,
+    pub value_rows: usize,
 }
 
 impl AttentionTuning {
@@ -79,6 +94,9 @@ impl AttentionTuning {
             workgroup_memory: gpu.limits.max_compute_workgroup_storage_size as usize,
             min_chunk: env_usize("HEADROOM_ATTN_MIN_CHUNK"),
             max_group: env_usize("HEADROOM_ATTN_MAX_GROUP").unwrap_or(MAX_GROUP),
+            split_align: env_usize("HEADROOM_ATTN_SPLIT_ALIGN"),
+            key_chunks: env_usize("HEADROOM_ATTN_KEY_CHUNKS").unwrap_or(KEY_CHUNKS_IN_FLIGHT),
+            value_rows: env_usize("HEADROOM_ATTN_VALUE_ROWS").unwrap_or(VALUE_ROWS_IN_FLIGHT),
         }
     }
 }
@@ -123,12 +141,18 @@ impl AttentionPlan {
                 limit_name: "max_compute_workgroup_storage_size",
             })?;
         // partials are group x value_dim f32 per split, against chunk x (K + V) values
-        let min_chunk = tuning.min_chunk.unwrap_or(16 * group).div_ceil(WG) * WG;
+        let split_align = tuning
+            .split_align
+            .map_or(WG, |a| a.clamp(1, WG).next_power_of_two());
+        let min_chunk = tuning.min_chunk.unwrap_or(16 * group).div_ceil(split_align) * split_align;
         Ok(AttentionPlan {
             group,
             blocks_per_kv_head: per_kv / group,
             tile: WG,
             min_chunk,
+            split_align,
+            key_chunks: tuning.key_chunks.clamp(1, kv.key_dim / 8),
+            value_rows: tuning.value_rows.clamp(1, WG),
             target_workgroups: tuning.target_workgroups,
             workgroup_bytes: workgroup_bytes(group, kv),
         })
@@ -142,7 +166,7 @@ impl AttentionPlan {
         let wanted = self.target_workgroups.div_ceil(busy).max(1);
         let most = ctx.div_ceil(self.min_chunk).max(1);
         let splits = wanted.min(most);
-        let chunk = ctx.div_ceil(splits).div_ceil(self.tile) * self.tile;
+        let chunk = ctx.div_ceil(splits).div_ceil(self.split_align) * self.split_align;
         Split {
             chunk,
             n_splits: ctx.div_ceil(chunk),
@@ -480,12 +504,12 @@ impl DecodeAttention {
                 .constant("WG", WG)
                 .constant(
                     "CU",
-                    (1..=KEY_CHUNKS_IN_FLIGHT)
+                    (1..=plan.key_chunks)
                         .rev()
                         .find(|u| (kv.key_dim / 8).is_multiple_of(*u))
                         .unwrap_or(1),
                 )
-                .constant("VU", VALUE_ROWS_IN_FLIGHT)
+                .constant("VU", plan.value_rows)
                 .constant("SCORES", (2 * WG * plan.group).max(8 * WG));
                 let merge_src = with_q8_store(
                     KernelSource::new(

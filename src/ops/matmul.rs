@@ -608,11 +608,14 @@ fn subgroup_vec_rows(gpu: &GpuContext) -> u32 {
 /// Weight rows each subgroup of a decode matvec takes at a time for `t` token rows of an
 /// `n x k` matrix: it loads each chunk of x once for all of them and has that many rows'
 /// weights in flight. Read off bench/2026-12-01-h200-matvec-rows (H200, one token row):
-/// two rows won for matrices of 4 096 rows and more (7B Q4_0 blocks: every shape, the
-/// decode 201 -> 215 tok/s; f16: where K is 4 096, up to 4 token rows, while the down
-/// matrix, K 11 008, lost), and lost for SmolLM2's small matrices (732 -> 705 tok/s, too
-/// few workgroups); four lost everywhere. Quantized weights with x in f32 keep one (a
-/// chunk is a whole block, 8 vec4s a row). `GpuFeatures::matvec_rows` overrides the choice.
+/// two rows won for matrices of 4 096 rows and more (7B Q4_0 blocks with the unpacked
+/// integer dot: every shape, the decode 201 -> 215 tok/s; f16: where K is 4 096, up to 4
+/// token rows, while the down matrix, K 11 008, lost), and lost for SmolLM2's small
+/// matrices (732 -> 705 tok/s, too few workgroups); four lost everywhere. With the packed
+/// dot (bench/2026-12-01-h200-slow-mode) one row won the whole 7B Q4_0 step of one token
+/// row (2.80 ms against 2.99 with two), while two still won the matvecs alone of 2 and 4
+/// token rows. Quantized weights with x in f32 keep one (a chunk is a whole block, 8
+/// vec4s a row). `GpuFeatures::matvec_rows` overrides the choice.
 pub(super) fn matvec_rows_per_subgroup(
     gpu: &GpuContext,
     format: WeightFormat,
@@ -623,7 +626,11 @@ pub(super) fn matvec_rows_per_subgroup(
     if matches!(format, WeightFormat::Quant(_)) && !q8 {
         return 1;
     }
-    let wide = n >= 4096 && (q8 || (k <= 4096 && t <= 4));
+    let wide = n >= 4096
+        && match q8 {
+            true => !gpu.features.q8_packed_dot || t >= 2,
+            false => k <= 4096 && t <= 4,
+        };
     gpu.features.matvec_rows.unwrap_or(if wide { 2 } else { 1 })
 }
 

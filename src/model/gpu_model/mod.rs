@@ -7,7 +7,7 @@ mod report;
 mod step;
 
 pub use report::{softmax_in_place, AttentionProbe, KernelTime, StepProbe, StepReport};
-pub use step::{PreparedStep, SequencePart, MAX_STEPS_PER_READBACK};
+pub use step::{PendingChain, PreparedStep, SequencePart, MAX_STEPS_PER_READBACK};
 
 pub use super::error::ModelError;
 use super::graph::Graph;
@@ -58,8 +58,11 @@ pub struct GpuModel {
     out_rows: wgpu::Buffer,
     pub kv_layout: KvLayout,
     pool: KvPool,
-    /// sampled ids of up to `MAX_STEPS_PER_READBACK` steps of `max_out_rows` rows
-    readback: ReadbackBuffer,
+    /// sampled ids of up to `MAX_STEPS_PER_READBACK` steps of `max_out_rows` rows, twice:
+    /// a chain can be read while the next one runs (`submit_chain`)
+    readback: [ReadbackBuffer; 2],
+    /// which of them a pending chain holds
+    readback_busy: std::sync::Mutex<[bool; 2]>,
     /// the fused q|k|v activation rows (the attention probe copies queries out of it)
     qkv: wgpu::Buffer,
     /// timestamp queries for reported steps; None without timestamps
@@ -213,11 +216,9 @@ impl GpuModel {
         let block_tables: Vec<Vec<u32>> = (0..sequences)
             .map(|s| ((s * n_blocks) as u32..((s + 1) * n_blocks) as u32).collect())
             .collect();
-        let readback = ReadbackBuffer::new(
-            &gpu,
-            "sampled",
-            (4 * out_rows * MAX_STEPS_PER_READBACK) as u64,
-        );
+        let readback = ["sampled 0", "sampled 1"].map(|label| {
+            ReadbackBuffer::new(&gpu, label, (4 * out_rows * MAX_STEPS_PER_READBACK) as u64)
+        });
         let clock = report::StepClock::new(&gpu, built.layers.len() + built.head.len());
         let Graph {
             step,
@@ -245,6 +246,7 @@ impl GpuModel {
             kv_cache_bytes: pool.bytes(),
             pool,
             readback,
+            readback_busy: Default::default(),
             qkv: act.qkv,
             clock,
             weight_bytes: built.weight_bytes.values().sum(),

@@ -234,14 +234,18 @@ impl GpuModel {
             c.resolve(&mut enc, timed_pairs);
         }
         let sample_bytes = 4 * step.sampled as u64;
-        if sample_bytes > 0 {
-            self.readback
-                .copy_from(&mut enc, &self.tokens, sample_bytes);
+        let slot = match sample_bytes {
+            0 => None,
+            _ => Some(self.take_readback_slot()?),
+        };
+        if let Some(i) = slot {
+            self.readback[i].copy_from(&mut enc, &self.tokens, sample_bytes);
         }
         self.gpu.queue.submit([enc.finish()]);
-        let sampled = if sample_bytes > 0 {
-            let bytes = self.readback.read_async(&self.gpu, sample_bytes).await?;
-            bytemuck::cast_slice::<u8, u32>(&bytes).to_vec()
+        let sampled = if let Some(i) = slot {
+            let bytes = self.readback[i].read_async(&self.gpu, sample_bytes).await;
+            self.release_readback_slot(i);
+            bytemuck::cast_slice::<u8, u32>(&bytes?).to_vec()
         } else {
             self.gpu.wait_async().await?;
             Vec::new()

@@ -29,6 +29,16 @@ pub struct SequencePart<'a> {
     pub sample: Option<(SamplingParams, u32)>,
 }
 
+/// A chain of steps submitted and not yet read back (`GpuModel::submit_chain`).
+#[must_use = "a pending chain holds a readback slot until finish_chain"]
+pub struct PendingChain {
+    /// the readback buffer its ids go to; None when no row is sampled
+    slot: Option<usize>,
+    steps: usize,
+    sampled: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
 /// A step whose rows, tables and parameters are on the GPU, ready to record. The state
 /// stays until the next step is prepared, so the same step can be recorded and submitted
 /// again (benchmarks do: each run appends the same positions again).
@@ -53,8 +63,19 @@ impl GpuModel {
     /// each attends over its sequence's positions up to its own, and its keys and values
     /// are written into its table's blocks.
     pub fn prepare<'a>(&self, parts: &[SequencePart<'a>]) -> Result<PreparedStep<'a>, ModelError> {
+        self.prepare_with(parts, true)
+    }
+
+    /// `prepare`, leaving the token ids on the GPU as they are unless `write_tokens`.
+    fn prepare_with<'a>(
+        &self,
+        parts: &[SequencePart<'a>],
+        write_tokens: bool,
+    ) -> Result<PreparedStep<'a>, ModelError> {
         let (rows, outs, tokens) = self.check_parts(parts)?;
-        self.write_tokens(&tokens)?;
+        if write_tokens {
+            self.write_tokens(&tokens)?;
+        }
         let max_context = self.write_rows(&rows, &outs);
         let shape = StepShape {
             n_tokens: rows.len() as u32,
@@ -97,12 +118,30 @@ impl GpuModel {
         parts: &[SequencePart<'_>],
         steps: usize,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
+        let chain = self.submit_chain(parts, steps, false)?;
+        self.finish_chain(chain)
+    }
+
+    /// The submitting half of [`decode_chain`](Self::decode_chain): returns once the steps
+    /// are submitted, so the host can submit the next chain before reading this one
+    /// ([`finish_chain`](Self::finish_chain)) and the GPU never waits for the host
+    /// between chains. With `in_place`, the first step's tokens are not the parts' but
+    /// those the last step before it sampled, still on the GPU (the parts' positions,
+    /// tables and draws still count): a chain that continues the one before. At most two
+    /// chains with sampled rows may be pending at once.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn submit_chain(
+        &self,
+        parts: &[SequencePart<'_>],
+        steps: usize,
+        in_place: bool,
+    ) -> Result<PendingChain, ModelError> {
         if steps == 0 || steps > MAX_STEPS_PER_READBACK {
             return Err(ModelError::Invalid(format!(
                 "a chain takes 1..={MAX_STEPS_PER_READBACK} steps, got {steps}"
             )));
         }
-        if steps > 1
+        if (steps > 1 || in_place)
             && parts
                 .iter()
                 .any(|p| p.tokens.len() != 1 || p.sample.is_none())
@@ -112,14 +151,28 @@ impl GpuModel {
             ));
         }
         let host = web_time::Instant::now();
-        let first = self.prepare(parts)?;
+        // the readback buffer first: a chain refused writes nothing
+        let slot = match parts.iter().any(|p| p.sample.is_some()) {
+            true => Some(self.take_readback_slot()?),
+            false => None,
+        };
+        let first = match self.prepare_with(parts, !in_place) {
+            Ok(step) => step,
+            Err(e) => {
+                if let Some(i) = slot {
+                    self.release_readback_slot(i);
+                }
+                return Err(e);
+            }
+        };
         let n = first.sampled;
         let row_bytes = 4 * n as u64;
+        let readback = slot.map(|i| self.readback[i].buffer());
         let mut enc = self.encode(&first);
-        if n > 0 {
-            enc.copy_buffer_to_buffer(&self.tokens, 0, self.readback.buffer(), 0, row_bytes);
+        if let Some(rb) = readback {
+            enc.copy_buffer_to_buffer(&self.tokens, 0, rb, 0, row_bytes);
         }
-        self.gpu.queue.submit([enc.finish()]);
+        let mut submission = self.gpu.queue.submit([enc.finish()]);
         for k in 1..steps {
             // the ids sampled into rows 0..n are this step's inputs, in place
             let next: Vec<QueryRow> = first
@@ -134,6 +187,9 @@ impl GpuModel {
                 .iter()
                 .find(|r| r.context_len as usize > self.options.context)
             {
+                if let Some(i) = slot {
+                    self.release_readback_slot(i);
+                }
                 return Err(ModelError::Invalid(format!(
                     "position {} is past the context of {} tokens",
                     bad.context_len - 1,
@@ -156,27 +212,50 @@ impl GpuModel {
                 sampled: n,
             };
             let mut enc = self.encode(&step);
-            enc.copy_buffer_to_buffer(
-                &self.tokens,
-                0,
-                self.readback.buffer(),
-                k as u64 * row_bytes,
-                row_bytes,
-            );
+            if let Some(rb) = readback {
+                enc.copy_buffer_to_buffer(&self.tokens, 0, rb, k as u64 * row_bytes, row_bytes);
+            }
             // this step's parameters are written after the previous submit and before
             // this one, so each step sees its own
-            self.gpu.queue.submit([enc.finish()]);
+            submission = self.gpu.queue.submit([enc.finish()]);
         }
         self.count_host_time(host.elapsed(), steps);
-        if n == 0 {
+        Ok(PendingChain {
+            slot,
+            steps,
+            sampled: n,
+            submission,
+        })
+    }
+
+    /// Waits for a chain's steps and returns the ids each sampled.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn finish_chain(&self, chain: PendingChain) -> Result<Vec<Vec<u32>>, ModelError> {
+        let Some(slot) = chain.slot else {
             self.gpu.wait()?;
-            return Ok(vec![Vec::new(); steps]);
-        }
-        let bytes = self.readback.read(&self.gpu, steps as u64 * row_bytes)?;
-        Ok(bytemuck::cast_slice::<u8, u32>(&bytes)
-            .chunks(n)
+            return Ok(vec![Vec::new(); chain.steps]);
+        };
+        let bytes = (chain.steps * chain.sampled * 4) as u64;
+        let read = self.readback[slot].read_after(&self.gpu, bytes, chain.submission);
+        self.release_readback_slot(slot);
+        Ok(bytemuck::cast_slice::<u8, u32>(&read?)
+            .chunks(chain.sampled)
             .map(<[u32]>::to_vec)
             .collect())
+    }
+
+    /// A readback buffer no pending chain holds (reported steps take one too).
+    pub(super) fn take_readback_slot(&self) -> Result<usize, ModelError> {
+        let mut busy = self.readback_busy.lock().unwrap_or_else(|e| e.into_inner());
+        let free = busy.iter().position(|b| !b).ok_or_else(|| {
+            ModelError::Invalid("two chains are pending already: finish one first".into())
+        })?;
+        busy[free] = true;
+        Ok(free)
+    }
+
+    pub(super) fn release_readback_slot(&self, slot: usize) {
+        self.readback_busy.lock().unwrap_or_else(|e| e.into_inner())[slot] = false;
     }
 
     /// Host time of the decode-chain steps so far, in seconds, and how many steps: preparing
