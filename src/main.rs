@@ -674,7 +674,12 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     let cost = s.model.step_cost(&[mid + 1], 1);
     let dispatches = s.model.step_dispatches(&[mid + 1], 1);
     let bytes = (cost.bytes_read + cost.bytes_written) as f64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let out = serde_json::json!({
+        "date_utc": headroom::formats::date::UtcTime::from_unix(now).iso8601(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
         "adapter": s.model.gpu.adapter_name(),
         "weights": s.model.options.weights_name(),
         "kv_cache": s.model.options.kv.name(),

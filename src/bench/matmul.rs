@@ -40,7 +40,7 @@ pub struct BenchMatmulArgs {
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
     /// untimed passes per shape until this much time has gone by (the H200 runs kernels
-    /// ~3x slow for the first ~200 ms after an upload: bench/2026-12-01-h200-slow-mode)
+    /// ~3x slow for the first ~200 ms after an upload: bench/2026-12-01-h200-packed-dot)
     #[arg(long, default_value_t = 200)]
     pub warmup_ms: u64,
     /// adapter name substring (default: the high-performance adapter)

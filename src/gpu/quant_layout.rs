@@ -400,7 +400,7 @@ impl QuantType {
 /// `packed` it is WGSL's `dot4I8Packed` (one IDP4A instruction on NVIDIA through
 /// SPV_KHR_integer_dot_product); without, the lanes are unpacked and multiplied. On the
 /// H200 the packed form decodes a 7B Q4_0 step in 3.0 ms against 4.2 ms (299 against 218
-/// tokens/s in `bench generate`, bench/2026-12-01-h200-slow-mode), and lavapipe runs both
+/// tokens/s in `bench generate`, bench/2026-12-01-h200-packed-dot), and lavapipe runs both
 /// at one speed, so packed is the default; `GpuOptions::q8_packed_dot` or
 /// `HEADROOM_Q8_PACKED_DOT=0` asks for the unpacked one. (An earlier "bimodal" packed run,
 /// bench/2026-11-30-h200-q8dot, was the first ~200 ms after loading a synthetic model,

@@ -276,7 +276,7 @@ impl GpuTimer {
 
     /// Untimed passes until `min_seconds` of wall clock have gone by (one pass at least).
     /// On the H200 every kernel ran about 3x slow for the first ~200 ms after a synthetic
-    /// model's upload (bench/2026-12-01-h200-slow-mode): a count of warm-up passes that is
+    /// model's upload (bench/2026-12-01-h200-packed-dot): a count of warm-up passes that is
     /// enough for a small step is not for a large one.
     pub fn warm_up_for(
         &self,

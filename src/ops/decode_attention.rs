@@ -22,7 +22,7 @@ const WG: usize = 128;
 pub const MAX_GROUP: usize = 4;
 /// Value rows (of 8 values) one thread loads before it uses any, and the most key chunks
 /// (clamped to the key's): loads in flight together, against registers held. On the H200
-/// (bench/2026-12-01-h200-slow-mode) 8 and 16 took 0.8-2% off whole decode steps against
+/// (bench/2026-12-01-h200-packed-dot) 8 and 16 took 0.8-2% off whole decode steps against
 /// 4 and 4 (7B GQA-8 and SmolLM2 shapes, contexts 128 to 2048).
 const VALUE_ROWS_IN_FLIGHT: usize = 8;
 const KEY_CHUNKS_IN_FLIGHT: usize = 16;

@@ -612,7 +612,7 @@ fn subgroup_vec_rows(gpu: &GpuContext) -> u32 {
 /// integer dot: every shape, the decode 201 -> 215 tok/s; f16: where K is 4 096, up to 4
 /// token rows, while the down matrix, K 11 008, lost), and lost for SmolLM2's small
 /// matrices (732 -> 705 tok/s, too few workgroups); four lost everywhere. With the packed
-/// dot (bench/2026-12-01-h200-slow-mode) one row won the whole 7B Q4_0 step of one token
+/// dot (bench/2026-12-01-h200-packed-dot) one row won the whole 7B Q4_0 step of one token
 /// row (2.80 ms against 2.99 with two), while two still won the matvecs alone of 2 and 4
 /// token rows. Quantized weights with x in f32 keep one (a chunk is a whole block, 8
 /// vec4s a row). `GpuFeatures::matvec_rows` overrides the choice.
