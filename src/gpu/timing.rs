@@ -278,6 +278,7 @@ impl GpuTimer {
     /// On the H200 every kernel ran about 3x slow for the first ~200 ms after a synthetic
     /// model's upload (bench/2026-12-01-h200-packed-dot): a count of warm-up passes that is
     /// enough for a small step is not for a large one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn warm_up_for(
         &self,
         gpu: &GpuContext,
