@@ -168,6 +168,24 @@ struct ServeArgs {
     /// largest request body in bytes (suffixes K, M, G); larger ones get a 413
     #[arg(long, default_value = "2M", value_parser = headroom::engine::parse_bytes)]
     max_body_bytes: u64,
+    /// seconds a completion may run before it is cancelled (a 504, or an error event
+    /// ending its stream); 0: no limit
+    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    request_timeout: f64,
+    /// seconds a connection may take to send a request's headers, or stay idle between
+    /// requests, before it is closed; 0: no limit
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    header_timeout: f64,
+    /// most connections open at once (more wait in the listen backlog)
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// most requests waiting for a place in the batch; beyond it a 503 with Retry-After
+    #[arg(long, default_value_t = 1024)]
+    max_waiting: usize,
+    /// seconds running completions may go on after SIGTERM or SIGINT (new ones get a
+    /// 503 and /health says "draining" meanwhile); then the server exits
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    shutdown_grace: f64,
     /// bytes of GPU memory for the KV pool (suffixes K, M, G, e.g. 2G) [default: room for
     /// --max-running sequences at full context, at most a quarter of what the adapter's
     /// bindings allow and at most 4G]
@@ -404,10 +422,52 @@ fn serve_access(a: &ServeArgs) -> Result<headroom::serve::Access, AnyError> {
     Ok(headroom::serve::Access::with_keys(keys, a.metrics_open)?)
 }
 
+/// The server's bounds from its flags.
+fn serve_limits(a: &ServeArgs) -> Result<headroom::serve::Limits, AnyError> {
+    let seconds = |flag: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(format!("--{flag} {v}: expected seconds, 0 or more"))
+        }
+    };
+    let request_timeout = seconds("request-timeout", a.request_timeout)?;
+    Ok(headroom::serve::Limits {
+        max_body_bytes: usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: (!request_timeout.is_zero()).then_some(request_timeout),
+        header_timeout: seconds("header-timeout", a.header_timeout)?,
+        max_connections: a.max_connections.max(1),
+        shutdown_grace: seconds("shutdown-grace", a.shutdown_grace)?,
+    })
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what service managers and Kubernetes send).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
 fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
     use headroom::engine::EngineOptions;
     use headroom::engine::{open_engine, LoadOptions};
     let access = serve_access(&a)?;
+    let limits = serve_limits(&a)?;
     let path = a
         .model
         .model
@@ -445,6 +505,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         engine: EngineOptions {
             model_id: model_id.clone(),
             max_running: a.max_running.max(1),
+            max_waiting: a.max_waiting.max(1),
             prefix_caching: !a.no_prefix_cache,
             ..Default::default()
         },
@@ -477,10 +538,8 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
             "listening on http://{} (OpenAI API at /v1, metrics at /metrics; {keys})",
             listener.local_addr()?
         );
-        let limits = headroom::serve::Limits {
-            max_body_bytes: usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX),
-        };
-        headroom::serve::serve_with(backend, listener, access, limits).await?;
+        headroom::serve::serve_until(backend, listener, access, limits, shutdown_signal()).await?;
+        eprintln!("stopped");
         Ok::<(), AnyError>(())
     })
 }

@@ -174,6 +174,26 @@ fn serve_refuses_an_open_network_address_without_a_key() {
     );
 }
 
+/// A negative or non-finite time limit for `serve` is an error naming the flag, before
+/// any model loads.
+#[test]
+fn serve_refuses_time_limits_that_are_not_seconds() {
+    for (flag, value) in [
+        ("--request-timeout", "-1"),
+        ("--header-timeout", "inf"),
+        ("--shutdown-grace", "NaN"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let out = headroom(&["serve", "--port", "1", &arg], None);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value}: {err}");
+        assert!(
+            err.contains(&format!("{flag} {value}")) && err.contains("seconds"),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
 /// A misspelt `HEADROOM_GEMM` is an error naming the values it takes, not silently the
 /// default choice.
 #[test]

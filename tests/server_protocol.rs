@@ -9,10 +9,11 @@
 mod common;
 
 use common::http::{
-    http, http_with, send_request, serve_on_loopback, serve_on_loopback_with, HttpResponse,
+    http, http_with, parse_response, send_request, serve_on_loopback, serve_on_loopback_until,
+    serve_on_loopback_with, HttpResponse,
 };
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -516,6 +517,17 @@ fn bad_requests_get_openai_errors() {
             chat(json!({"max_completion_tokens": -3})),
             "max_completion_tokens",
         ),
+        // the prompt and max_tokens together beyond the context of 256
+        (
+            "/v1/chat/completions",
+            chat(json!({"max_tokens": CONTEXT})),
+            "max_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"max_completion_tokens": CONTEXT - 1})),
+            "max_completion_tokens",
+        ),
         (
             "/v1/chat/completions",
             chat(json!({"logprobs": true})),
@@ -554,6 +566,11 @@ fn bad_requests_get_openai_errors() {
         ),
         (
             "/v1/completions",
+            json!({"prompt": "a", "max_tokens": CONTEXT}),
+            "max_tokens",
+        ),
+        (
+            "/v1/completions",
             json!({"prompt": "a", "logprobs": 2}),
             "logprobs",
         ),
@@ -580,7 +597,7 @@ fn bad_requests_get_openai_errors() {
         assert_eq!(r.error()["type"], "invalid_request_error");
     }
 
-    // The backend's own check (the prompt is longer than the context).
+    // A prompt longer than the context.
     let long = "word ".repeat(CONTEXT * 2);
     let r = server.post("/v1/completions", &json!({"prompt": long}));
     assert_eq!(r.status, 400, "{}", r.body);
@@ -879,9 +896,7 @@ fn a_body_over_the_limit_is_refused_with_413() {
     let Some(backend) = fake_backend() else {
         return;
     };
-    let limits = headroom::serve::Limits {
-        max_body_bytes: 2000,
-    };
+    let limits = limits(|l| l.max_body_bytes = 2000);
     let (addr, _runtime) = serve_on_loopback_with(backend, headroom::serve::Access::open(), limits);
     // a prompt padded with spaces to a body of exactly `len` bytes
     let body = |len: usize| {
@@ -895,4 +910,217 @@ fn a_body_over_the_limit_is_refused_with_413() {
     let refused = http(addr, "POST", "/v1/completions", &over);
     assert_eq!(refused.status, 413);
     assert_eq!(refused.error()["type"], "invalid_request_error");
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits on time and connections, and the graceful shutdown
+
+/// `Limits` with the defaults but for what a test sets.
+fn limits(f: impl FnOnce(&mut headroom::serve::Limits)) -> headroom::serve::Limits {
+    let mut l = headroom::serve::Limits::default();
+    f(&mut l);
+    l
+}
+
+/// Reads until the server closes the connection or `limit` passes; true if it closed.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A client that starts a request's headers and never finishes them is disconnected after
+/// the header timeout, and so is one idle after its request; a prompt client is served.
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let l = limits(|l| l.header_timeout = Duration::from_millis(300));
+    let (addr, _runtime) = serve_on_loopback_with(backend, headroom::serve::Access::open(), l);
+    let start = Instant::now();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
+    assert_eq!(http(addr, "GET", "/health", "").status, 200);
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)),
+        "a half-sent header held its connection"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "an idle connection stayed open"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "closed before the timeout"
+    );
+}
+
+/// A connection that has had one `/health` answered and stays open (keep-alive).
+fn answered_and_kept_alive(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    // the answer is small: its headers and the JSON body's closing brace
+    while !String::from_utf8_lossy(&seen).ends_with('}') {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    stream
+}
+
+/// Beyond `max_connections` a connection waits, unserved, until an open one closes.
+#[test]
+fn connections_over_the_cap_wait_for_one_to_close() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let l = limits(|l| l.max_connections = 2);
+    let (addr, _runtime) = serve_on_loopback_with(backend, headroom::serve::Access::open(), l);
+    // two connections the server has certainly accepted: each has been answered once and
+    // is kept alive
+    let held: Vec<TcpStream> = (0..2).map(|_| answered_and_kept_alive(addr)).collect();
+    let mut third = TcpStream::connect(addr).unwrap();
+    send_request(&mut third, "GET", "/health", "");
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(third.read(&mut buf).is_err(), "served beyond the cap");
+    drop(held);
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut raw = Vec::new();
+    third.read_to_end(&mut raw).unwrap();
+    assert_eq!(parse_response(&String::from_utf8(raw).unwrap()).status, 200);
+}
+
+/// A completion past `request_timeout` is cancelled in the engine: a 504 for a whole
+/// reply, an error event that ends a stream.
+#[test]
+fn completions_past_the_request_timeout_are_cancelled() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let l = limits(|l| l.request_timeout = Some(Duration::from_millis(300)));
+    let (addr, _runtime) =
+        serve_on_loopback_with(backend.clone(), headroom::serve::Access::open(), l);
+    let endless = json!({"prompt": "a", "top_k": TOP_K_ENDLESS});
+    let start = Instant::now();
+    let whole = http(addr, "POST", "/v1/completions", &endless.to_string());
+    assert_eq!(whole.status, 504, "{}", whole.body);
+    assert_eq!(whole.error()["code"], "timeout");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    let mut streamed = endless.clone();
+    streamed["stream"] = json!(true);
+    let stream = http(addr, "POST", "/v1/completions", &streamed.to_string());
+    assert_eq!(stream.status, 200);
+    let events = stream.sse_data();
+    assert!(events.iter().any(|e| e.contains("tick")), "{events:?}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "timeout", "{events:?}");
+    let start = Instant::now();
+    while !backend.cancelled.load(Ordering::SeqCst) {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the engine request was not cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A full queue is a 503 that says when to retry.
+#[test]
+fn an_overloaded_engine_is_a_503_with_retry_after() {
+    let Some(server) = start() else { return };
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": "a", "top_k": TOP_K_OVERLOADED}),
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.error()["code"], "overloaded");
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
+
+/// After the shutdown signal: `/health` says draining, new completions get a 503, the
+/// running stream goes on until the grace is over, and then the server stops.
+#[test]
+fn shutdown_drains_within_the_grace_then_stops() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let grace = Duration::from_millis(800);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let l = limits(|l| l.shutdown_grace = grace);
+    let (addr, runtime, task) = serve_on_loopback_until(backend, l, rx);
+    let mut running = TcpStream::connect(addr).unwrap();
+    let body = json!({"prompt": "a", "stream": true, "top_k": TOP_K_ENDLESS}).to_string();
+    send_request(&mut running, "POST", "/v1/completions", &body);
+    running
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(running.read(&mut buf).unwrap() > 0);
+    tx.send(()).unwrap();
+    let signalled = Instant::now();
+    std::thread::sleep(Duration::from_millis(100));
+    let health = http(addr, "GET", "/health", "");
+    assert_eq!(
+        (health.status, health.json()["status"].clone()),
+        (503, json!("draining"))
+    );
+    let refused = http(
+        addr,
+        "POST",
+        "/v1/completions",
+        &json!({"prompt": "a"}).to_string(),
+    );
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.error()["code"], "shutting_down");
+    assert!(refused.header("retry-after").is_some());
+    // the stream still runs
+    assert!(running.read(&mut buf).unwrap() > 0);
+    assert!(!task.is_finished());
+    let stopped =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= grace && took < grace + Duration::from_secs(2),
+        "stopped after {took:?}"
+    );
+}
+
+/// With nothing running, the shutdown signal stops the server at once.
+#[test]
+fn shutdown_with_nothing_running_stops_at_once() {
+    let Some(backend) = fake_backend() else {
+        return;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let l = limits(|l| l.shutdown_grace = Duration::from_secs(30));
+    let (addr, runtime, task) = serve_on_loopback_until(backend, l, rx);
+    assert_eq!(http(addr, "GET", "/health", "").status, 200);
+    tx.send(()).unwrap();
+    let stopped =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
 }

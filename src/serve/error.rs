@@ -1,6 +1,6 @@
 //! Error responses: a status and OpenAI's `{"error": {...}}` body.
 
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -12,6 +12,8 @@ use crate::engine::SubmitError;
 pub(super) struct ApiError {
     pub(super) status: StatusCode,
     pub(super) detail: ErrorDetail,
+    /// seconds for a `Retry-After` header (503s that will pass)
+    pub(super) retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -24,7 +26,33 @@ impl ApiError {
                 param: None,
                 code: None,
             },
+            retry_after: None,
         }
+    }
+
+    /// A 503 that clients should retry after `seconds`.
+    pub(super) fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        seconds: u32,
+    ) -> Self {
+        let mut e =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message).code(code);
+        e.retry_after = Some(seconds);
+        e
+    }
+
+    /// A request that ran past the server's `--request-timeout`.
+    pub(super) fn deadline(limit: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            format!(
+                "the request ran past the server's limit of {} s (--request-timeout) and was cancelled",
+                limit.as_secs_f64()
+            ),
+        )
+        .code("timeout")
     }
 
     /// A 400 about the request field `param`.
@@ -69,7 +97,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let retry_after = self.retry_after;
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(s) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
     }
 }
 
@@ -78,10 +113,7 @@ impl From<SubmitError> for ApiError {
         let message = e.to_string();
         match e {
             SubmitError::Invalid(_) => ApiError::bad_request(message),
-            SubmitError::Overloaded(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
-                    .code("overloaded")
-            }
+            SubmitError::Overloaded(_) => ApiError::unavailable("overloaded", message, 1),
             SubmitError::Stopped(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
                     .code("engine_stopped")

@@ -1,8 +1,9 @@
 //! The OpenAI-compatible HTTP server, over any [`crate::engine::Backend`]: routes and
 //! handlers (`routes`), request checking (`request`), the exchange of events with the
 //! engine (`state`), reply and stream shaping (`response`), error bodies (`error`),
-//! Prometheus text (`prometheus`), the wire types (`openai`), API keys (`auth`) and
-//! per-request bounds (`limits`). It knows nothing of GPUs or batching.
+//! Prometheus text (`prometheus`), the wire types (`openai`), API keys (`auth`),
+//! bounds on requests and connections (`limits`) and the accept loop with its graceful
+//! shutdown (`listen`). It knows nothing of GPUs or batching.
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -10,6 +11,7 @@ mod auth;
 mod error;
 mod ids;
 mod limits;
+mod listen;
 pub mod openai;
 mod prometheus;
 mod request;
@@ -19,4 +21,4 @@ mod state;
 
 pub use auth::Access;
 pub use limits::{Limits, DEFAULT_MAX_BODY_BYTES};
-pub use routes::{router, router_with, serve, serve_with};
+pub use routes::{router, router_with, serve, serve_until, serve_with};

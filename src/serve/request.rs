@@ -61,6 +61,25 @@ pub(super) fn max_tokens(
     }
 }
 
+/// A prompt and `max_tokens` that fit the context together, as OpenAI requires (a 400 on
+/// `param` otherwise, rather than a reply cut short at the context).
+pub(super) fn check_fits_context(
+    context: usize,
+    prompt_tokens: usize,
+    max_tokens: usize,
+    param: &'static str,
+) -> Result<(), ApiError> {
+    match prompt_tokens.checked_add(max_tokens) {
+        Some(total) if total <= context => Ok(()),
+        _ => Err(ApiError::invalid(
+            param,
+            format!(
+                "this model's context holds {context} tokens, but {prompt_tokens} prompt tokens and {param} = {max_tokens} ask for more; lower {param} or shorten the prompt"
+            ),
+        )),
+    }
+}
+
 /// The request for the backend: sampling fields checked, generation ending at the model's
 /// stop tokens, special tokens kept out of the text.
 pub(super) fn completion_request(

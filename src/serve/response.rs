@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{stream, Stream, StreamExt};
 use serde::Serialize;
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::ids::{request_id, unix_seconds};
@@ -16,7 +18,7 @@ use super::openai::{
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatDelta, CompletionResponse, SamplingFields,
     TextChoice, UsageBody,
 };
-use super::state::{AppState, Finished, ENGINE_DROPPED};
+use super::state::{AppState, Finished, RunningGuard, ENGINE_DROPPED};
 use crate::engine::FinishReason;
 use crate::engine::{Event, Usage};
 
@@ -171,21 +173,37 @@ impl Reply {
 }
 
 /// The SSE events of one request: its chunks as the engine makes them, and at the end
-/// either `[DONE]` or an error object.
+/// either `[DONE]` or an error object (the engine's, or the deadline's: `deadline` is
+/// when, and the limit it came from). `running` is held until the stream ends.
 pub(super) fn event_stream(
     events: UnboundedReceiver<Event>,
     reply: Reply,
+    deadline: Option<(Instant, Duration)>,
+    running: RunningGuard,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let opening = stream::iter(reply.opening());
-    // The state is None once the request has ended; the receiver is dropped right then.
-    let rest = stream::unfold(Some((events, reply)), |state| async move {
-        let (mut events, reply) = state?;
-        let step = match events.recv().await {
-            Some(Event::Delta { text, .. }) => (reply.delta(text), Some((events, reply))),
-            Some(Event::Done { finish, usage }) => (reply.closing(finish, usage), None),
-            Some(Event::Failed(message)) => (vec![error_event(ApiError::server(message))], None),
-            Some(Event::Attention(_)) => (Vec::new(), Some((events, reply))),
-            None => (vec![error_event(ApiError::server(ENGINE_DROPPED))], None),
+    // The state is None once the request has ended; the receiver is dropped right then
+    // (which cancels the request in the engine).
+    let rest = stream::unfold(Some((events, reply, running)), move |state| async move {
+        let (mut events, reply, running) = state?;
+        let next = match deadline {
+            Some((at, limit)) => tokio::select! {
+                event = events.recv() => Ok(event),
+                _ = tokio::time::sleep_until(at) => Err(limit),
+            },
+            None => Ok(events.recv().await),
+        };
+        let step = match next {
+            Ok(Some(Event::Delta { text, .. })) => {
+                (reply.delta(text), Some((events, reply, running)))
+            }
+            Ok(Some(Event::Done { finish, usage })) => (reply.closing(finish, usage), None),
+            Ok(Some(Event::Failed(message))) => {
+                (vec![error_event(ApiError::server(message))], None)
+            }
+            Ok(Some(Event::Attention(_))) => (Vec::new(), Some((events, reply, running))),
+            Ok(None) => (vec![error_event(ApiError::server(ENGINE_DROPPED))], None),
+            Err(limit) => (vec![error_event(ApiError::deadline(limit))], None),
         };
         Some(step)
     });

@@ -7,27 +7,28 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::middleware;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::Value;
 
 use super::auth::{require_key, Access};
 use super::error::{method_not_allowed, unknown_route, ApiError};
 use super::ids::unix_seconds;
 use super::limits::Limits;
+use super::listen::accept_loop;
 use super::openai::{ChatBody, CompletionBody, ModelCard, ModelList};
 use super::prometheus::render_metrics;
 use super::request::{
-    chat_messages, check_no_logprobs, check_one_choice, completion_request, max_tokens, parse_body,
-    prompt_ids,
+    chat_messages, check_fits_context, check_no_logprobs, check_one_choice, completion_request,
+    max_tokens, parse_body, prompt_ids,
 };
 use super::response::{event_stream, Endpoint, Reply};
-use super::state::{collect, submit, AppState};
+use super::state::{collect, submit, AppState, Life};
 use crate::engine::{Backend, CompletionRequest};
 
 /// `max_tokens` of `/v1/completions` when the request has none (OpenAI's default).
@@ -42,9 +43,15 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
 /// (and `/metrics` unless it is open) need a key where `access` has keys; bodies beyond
 /// `limits` are refused (413).
 pub fn router_with(backend: Arc<dyn Backend>, access: Access, limits: Limits) -> Router {
+    routes(backend, access, limits, Arc::default())
+}
+
+fn routes(backend: Arc<dyn Backend>, access: Access, limits: Limits, life: Arc<Life>) -> Router {
     let state = AppState {
         backend,
         started: unix_seconds(),
+        limits,
+        life,
     };
     let metrics_open = access.metrics_open;
     let key = middleware::from_fn_with_state(Arc::new(access), require_key);
@@ -54,6 +61,10 @@ pub fn router_with(backend: Arc<dyn Backend>, access: Access, limits: Limits) ->
         .route("/v1/models/{*id}", get(get_model))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_draining,
+        ))
         .route_layer(key.clone());
     let metrics_route = Router::new().route("/metrics", get(metrics));
     let metrics_route = match metrics_open {
@@ -85,11 +96,52 @@ pub async fn serve_with(
     access: Access,
     limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(backend, access, limits)).await
+    serve_until(backend, listener, access, limits, std::future::pending()).await
 }
 
-pub(super) async fn health() -> Json<Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// Serves [`router_with`] on `listener`; once `shutdown` completes, new completions are
+/// refused (503, `/health` says "draining") and it returns when the running ones have
+/// ended or `limits.shutdown_grace` has passed.
+pub async fn serve_until(
+    backend: Arc<dyn Backend>,
+    listener: tokio::net::TcpListener,
+    access: Access,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let life = Arc::new(Life::default());
+    let app = routes(backend, access, limits, life.clone());
+    accept_loop(listener, app, limits, life, shutdown).await
+}
+
+/// "ok", or a 503 "draining" once a shutdown has begun (load balancers stop sending).
+pub(super) async fn health(State(state): State<AppState>) -> Response {
+    match state.life.draining() {
+        false => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        true => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(serde_json::json!({ "status": "draining" })),
+        )
+            .into_response(),
+    }
+}
+
+/// New completions get a 503 while the server drains.
+async fn refuse_while_draining(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.life.draining() {
+        false => next.run(request).await,
+        true => ApiError::unavailable(
+            "shutting_down",
+            "the server is shutting down; retry on another replica or later",
+            5,
+        )
+        .into_response(),
+    }
 }
 
 pub(super) async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
@@ -137,9 +189,11 @@ pub(super) async fn completions(
     let prompt_ids = prompt_ids(tokenizer, &body.prompt)?;
     let max_tokens =
         max_tokens(body.max_tokens, "max_tokens")?.unwrap_or(DEFAULT_COMPLETION_MAX_TOKENS);
+    let context = state.backend.context();
+    check_fits_context(context, prompt_ids.len(), max_tokens, "max_tokens")?;
     let req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
     let reply = Reply::new(Endpoint::Completions, &state, &body.sampling);
-    run(state.backend.as_ref(), req, reply).await
+    run(&state, req, reply).await
 }
 
 pub(super) async fn chat_completions(
@@ -157,10 +211,16 @@ pub(super) async fn chat_completions(
         .apply_chat(&messages, true)
         .and_then(|text| tokenizer.encode(&text, false))
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-    let max_tokens = match body.max_completion_tokens {
-        Some(n) => max_tokens(Some(n), "max_completion_tokens")?,
-        None => max_tokens(body.max_tokens, "max_tokens")?,
+    let (max_tokens, param) = match body.max_completion_tokens {
+        Some(n) => (
+            max_tokens(Some(n), "max_completion_tokens")?,
+            "max_completion_tokens",
+        ),
+        None => (max_tokens(body.max_tokens, "max_tokens")?, "max_tokens"),
     };
+    if let Some(n) = max_tokens {
+        check_fits_context(state.backend.context(), prompt_ids.len(), n, param)?;
+    }
     // Without a limit a chat reply may fill the context, as with OpenAI.
     let max_tokens = max_tokens.unwrap_or_else(|| {
         state
@@ -171,20 +231,33 @@ pub(super) async fn chat_completions(
     });
     let req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
     let reply = Reply::new(Endpoint::Chat, &state, &body.sampling);
-    run(state.backend.as_ref(), req, reply).await
+    run(&state, req, reply).await
 }
 
-/// Submits `req` and answers with the whole completion, or with a stream of its chunks.
+/// Submits `req` and answers with the whole completion, or with a stream of its chunks,
+/// within the server's request deadline (past it the request is cancelled: a 504, or an
+/// error event that ends the stream). The completion counts as running until its response
+/// or stream ends.
 pub(super) async fn run(
-    backend: &dyn Backend,
+    state: &AppState,
     req: CompletionRequest,
     reply: Reply,
 ) -> Result<Response, ApiError> {
-    let events = submit(backend, req)?;
+    let running = state.life.run();
+    let events = submit(state.backend.as_ref(), req)?;
+    let timeout = state.limits.request_timeout;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     if reply.stream {
-        let sse = Sse::new(event_stream(events, reply)).keep_alive(KeepAlive::default());
-        return Ok(sse.into_response());
+        let stream = event_stream(events, reply, deadline.zip(timeout), running);
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response());
     }
-    let done = collect(events).await?;
+    let done = match deadline.zip(timeout) {
+        Some((at, limit)) => tokio::time::timeout_at(at, collect(events))
+            .await
+            .map_err(|_| ApiError::deadline(limit))??,
+        None => collect(events).await?,
+    };
     Ok(reply.whole(done))
 }

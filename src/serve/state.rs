@@ -4,6 +4,7 @@
 //! client goes away the receiver is dropped, the sink returns false and the engine cancels
 //! the request.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -21,6 +22,45 @@ pub(super) struct AppState {
     pub(super) backend: Arc<dyn Backend>,
     /// `created` of the model card: when the server started
     pub(super) started: u64,
+    pub(super) limits: super::Limits,
+    pub(super) life: Arc<Life>,
+}
+
+/// Where the server is in its life: serving, or draining after a shutdown signal, and
+/// how many completions are running (the accept loop waits for them to end).
+#[derive(Default)]
+pub(super) struct Life {
+    draining: AtomicBool,
+    running: AtomicUsize,
+}
+
+impl Life {
+    pub(super) fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Counts a completion as running until the guard is dropped (with its response, or
+    /// with its stream).
+    pub(super) fn run(self: &Arc<Self>) -> RunningGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        RunningGuard(self.clone())
+    }
+}
+
+pub(super) struct RunningGuard(Arc<Life>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AppState {

@@ -173,3 +173,35 @@ pub fn serve_on_loopback_with(
     ));
     (addr, runtime)
 }
+
+/// `serve_on_loopback_with` that starts draining when `shutdown` fires; also returns the
+/// server's task, which ends when the server has stopped.
+pub fn serve_on_loopback_until(
+    backend: std::sync::Arc<dyn headroom::engine::Backend>,
+    limits: headroom::serve::Limits,
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+) -> (
+    SocketAddr,
+    tokio::runtime::Runtime,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = runtime.spawn(headroom::serve::serve_until(
+        backend,
+        listener,
+        headroom::serve::Access::open(),
+        limits,
+        async {
+            let _ = shutdown.await;
+        },
+    ));
+    (addr, runtime, task)
+}
