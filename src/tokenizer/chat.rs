@@ -33,8 +33,20 @@ impl ChatMessage {
     }
 }
 
+/// Template instructions one rendering may run. A model file's template is code from a
+/// stranger: a loop that never ends stops here with an error instead of holding the
+/// server. Real templates run a few hundred per message (Llama 3's, Qwen's), so this is
+/// tens of thousands of messages.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+
+/// Most bytes one rendering may write: a template whose output grows without bound stops
+/// here (far beyond any context a prompt can fill).
+pub const TEMPLATE_OUTPUT_CAP: usize = 16 << 20;
+
 /// Renders `template` over `messages`, with `add_generation_prompt`, `bos_token` and
-/// `eos_token` in the context as transformers' `apply_chat_template` puts them.
+/// `eos_token` in the context as transformers' `apply_chat_template` puts them. Bounded
+/// by [`TEMPLATE_FUEL`], [`TEMPLATE_OUTPUT_CAP`] and minijinja's own limits (recursion
+/// depth, `range` and repeated-string sizes): a hostile template is an error, never a hang.
 pub fn render_chat(
     template: &str,
     messages: &[ChatMessage],
@@ -46,17 +58,52 @@ pub fn render_chat(
     let tmpl = env
         .template_from_str(template)
         .map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
-    tmpl.render(minijinja::context! {
-        messages => messages,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos_token,
-        eos_token => eos_token,
-    })
-    .map_err(|e| TokenizerError::Template(format!("{e:#}")))
+    let mut out = CappedOutput::default();
+    let rendered = tmpl.render_captured_to(
+        minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos_token,
+            eos_token => eos_token,
+        },
+        &mut out,
+    );
+    if out.over {
+        return Err(TokenizerError::Template(format!(
+            "the chat template wrote more than {} MiB; refusing it",
+            TEMPLATE_OUTPUT_CAP >> 20
+        )));
+    }
+    rendered.map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
+    String::from_utf8(out.bytes)
+        .map_err(|e| TokenizerError::Template(format!("the chat template wrote bad UTF-8: {e}")))
+}
+
+/// A writer that takes up to `TEMPLATE_OUTPUT_CAP` bytes and fails past them.
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > TEMPLATE_OUTPUT_CAP {
+            self.over = true;
+            return Err(std::io::Error::other("the chat template's output cap"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     minijinja_contrib::add_to_environment(&mut env);
@@ -301,6 +348,45 @@ mod tests {
         );
         assert_eq!(strftime("%Y-%m-%d", 0), "1970-01-01");
         assert_eq!(strftime("%Y-%m-%d", 951_782_400), "2000-02-29");
+    }
+
+    /// Templates that never end, write without bound or recurse without end are errors
+    /// that say why, each within a couple of seconds.
+    #[test]
+    fn hostile_templates_are_bounded() {
+        let cases = [
+            (
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+                "fuel",
+            ),
+            (
+                "{% for a in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
+                "more than 16 MiB",
+            ),
+            (
+                "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                "recursion",
+            ),
+            ("{{ 'x' * 100000000000 }}", "too large"),
+            (
+                "{% for a in range(10000000000) %}{% endfor %}",
+                "too many elements",
+            ),
+        ];
+        for (template, why) in cases {
+            let start = std::time::Instant::now();
+            let err = render_chat(template, &[], false, "", "").unwrap_err();
+            let took = start.elapsed();
+            assert!(err.to_string().contains(why), "{template}: {err}");
+            assert!(took.as_secs_f64() < 10.0, "{template}: {took:?}");
+        }
+        // a long real conversation stays well inside the fuel
+        let msgs: Vec<ChatMessage> = (0..2000)
+            .map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "hello"))
+            .collect();
+        let t = "{% for m in messages %}{% if loop.first %}{{ bos_token }}{% endif %}<|{{ m.role }}|>{{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+        let out = render_chat(t, &msgs, true, "<s>", "</s>").unwrap();
+        assert_eq!(out.matches("hello").count(), 2000);
     }
 
     #[test]
