@@ -45,6 +45,8 @@ struct FakeBackend {
     last: Mutex<Option<CompletionRequest>>,
     /// set when a sink returned false (the server dropped the receiver)
     cancelled: Arc<AtomicBool>,
+    /// what `stopped` answers (a test sets it as a lost device would)
+    stopped: Mutex<Option<String>>,
 }
 
 impl Backend for FakeBackend {
@@ -97,6 +99,10 @@ impl Backend for FakeBackend {
             steps_total: 321,
             decode_tokens_per_s: 12.5,
         }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stopped.lock().unwrap().clone()
     }
 }
 
@@ -195,6 +201,7 @@ fn fake_backend() -> Option<Arc<FakeBackend>> {
         tokenizer: tokenizer()?,
         last: Mutex::new(None),
         cancelled: Arc::new(AtomicBool::new(false)),
+        stopped: Mutex::new(None),
     }))
 }
 
@@ -1123,4 +1130,18 @@ fn shutdown_with_nothing_running_stops_at_once() {
     let stopped =
         runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+}
+
+/// A backend that can serve no more (its device lost) makes `/health` a 503 that says why,
+/// while the server itself stays up.
+#[test]
+fn health_says_when_the_backend_has_stopped() {
+    let Some(server) = start() else { return };
+    assert_eq!(server.get("/health").status, 200);
+    *server.backend.stopped.lock().unwrap() = Some("device error: the GPU was lost".into());
+    let health = server.get("/health");
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["status"], "stopped");
+    assert_eq!(health.json()["reason"], "device error: the GPU was lost");
+    assert_eq!(server.get("/v1/models").status, 200);
 }

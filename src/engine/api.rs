@@ -118,4 +118,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Queues a request; its events go to `sink`. Checks the request before accepting it.
     fn submit(&self, req: CompletionRequest, sink: EventSink) -> Result<(), SubmitError>;
     fn metrics(&self) -> MetricsSnapshot;
+    /// Why the backend can serve no more (its GPU device was lost, say), or None while it
+    /// can; `/health` says which.
+    fn stopped(&self) -> Option<String> {
+        None
+    }
 }

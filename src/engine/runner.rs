@@ -243,6 +243,10 @@ impl Backend for Engine {
     fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.lock().unwrap().clone()
     }
+
+    fn stopped(&self) -> Option<String> {
+        Engine::stopped(self)
+    }
 }
 
 /// Refuses requests that can never run: empty or too long prompts, ids outside the

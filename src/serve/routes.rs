@@ -114,16 +114,23 @@ pub async fn serve_until(
     accept_loop(listener, app, limits, life, shutdown).await
 }
 
-/// "ok", or a 503 "draining" once a shutdown has begun (load balancers stop sending).
+/// "ok"; or a 503 "stopped" with the reason once the backend can serve no more (a lost
+/// GPU device), or "draining" once a shutdown has begun: load balancers stop sending.
 pub(super) async fn health(State(state): State<AppState>) -> Response {
-    match state.life.draining() {
-        false => Json(serde_json::json!({ "status": "ok" })).into_response(),
-        true => (
+    let unavailable = |body: serde_json::Value| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],
-            Json(serde_json::json!({ "status": "draining" })),
+            Json(body),
         )
-            .into_response(),
+            .into_response()
+    };
+    if let Some(reason) = state.backend.stopped() {
+        return unavailable(serde_json::json!({ "status": "stopped", "reason": reason }));
+    }
+    match state.life.draining() {
+        false => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        true => unavailable(serde_json::json!({ "status": "draining" })),
     }
 }
 
