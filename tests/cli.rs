@@ -61,6 +61,39 @@ fn generate_json_reports_ids_text_and_speeds() {
     assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
 }
 
+/// Decode chains submitted before the one before is read (as on GPUs) give the same ids
+/// as chains read one at a time (as on CPU adapters), greedy and seeded-sampled alike.
+#[test]
+fn pipelined_decode_chains_generate_the_same_tokens() {
+    let Some(_) = default_model() else { return };
+    let ids = |pipelined: &str, temperature: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
+            .args([
+                "generate",
+                "--prompt",
+                "Once upon a time",
+                "--max-tokens",
+                "12",
+                "--temperature",
+                temperature,
+                "--seed",
+                "7",
+                "--json",
+            ])
+            .env("HEADROOM_PIPELINED_CHAINS", pipelined)
+            .output()
+            .expect("run headroom");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["generated_ids"].clone()
+    };
+    for temperature in ["0", "0.9"] {
+        let (read_first, pipelined) = (ids("0", temperature), ids("1", temperature));
+        assert_eq!(read_first.as_array().unwrap().len(), 12, "{read_first}");
+        assert_eq!(read_first, pipelined, "temperature {temperature}");
+    }
+}
+
 #[test]
 fn chat_answers_then_exits_at_end_of_input() {
     let Some(_) = default_model() else { return };

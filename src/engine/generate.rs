@@ -52,6 +52,31 @@ pub struct GenerateResult {
     pub stats: GenerateStats,
 }
 
+/// The chain of decode steps submitted and not yet read; finished on every way out of
+/// `generate` (an error included), so that its readback buffer is free for the next call.
+#[cfg(not(target_arch = "wasm32"))]
+struct InFlight<'a> {
+    model: &'a GpuModel,
+    chain: Option<(PendingChain, usize, Instant)>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl InFlight<'_> {
+    fn finish(&mut self) -> Result<(), ModelError> {
+        match self.chain.take() {
+            Some((chain, _, _)) => self.model.finish_chain(chain).map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
 /// Runs `req` on `model`. `on_token(id)` sees every generated id as soon as it is read
 /// back and returns false to stop early.
 #[cfg(not(target_arch = "wasm32"))]
@@ -105,7 +130,7 @@ pub fn generate(
     let mut batch = 1usize;
     // ids generated or on their way (the first came from prefill)
     let mut submitted = 1usize;
-    let mut in_flight: Option<(PendingChain, usize, Instant)> = None;
+    let mut in_flight = InFlight { model, chain: None };
     let mut last_done = Instant::now();
     'outer: loop {
         while let Some(id) = pending.pop_front() {
@@ -135,7 +160,7 @@ pub fn generate(
                 sample: Some((req.sampling, counter + 1)),
             };
             let started = Instant::now();
-            let chain = model.submit_chain(&[part], count, in_flight.is_some())?;
+            let chain = model.submit_chain(&[part], count, in_flight.chain.is_some())?;
             counter += count as u32;
             pos += count;
             submitted += count;
@@ -143,7 +168,7 @@ pub fn generate(
         }
         // the chain before (or, where chains are not pipelined, this one) is read now
         let to_read = match model.gpu.features.pipelined_chains {
-            true => std::mem::replace(&mut in_flight, next_chain),
+            true => std::mem::replace(&mut in_flight.chain, next_chain),
             false => next_chain,
         };
         match to_read {
@@ -155,7 +180,7 @@ pub fn generate(
                 last_done = Instant::now();
                 batch = ((0.03 / per_step.max(1e-6)) as usize).clamp(1, MAX_STEPS_PER_READBACK);
             }
-            None if in_flight.is_none() => {
+            None if in_flight.chain.is_none() => {
                 // nothing runs and nothing more fits: the context is full
                 finish = FinishReason::Context;
                 break;
@@ -165,9 +190,7 @@ pub fn generate(
     }
     let decode_s = decode_start.elapsed().as_secs_f64();
     // a chain submitted before a stop, a cancel or the last id: wait for it, drop its ids
-    if let Some((chain, _, _)) = in_flight {
-        model.finish_chain(chain)?;
-    }
+    in_flight.finish()?;
     // the first token came from prefill; decode rate counts the steps after it
     let decode_steps = ids.len().saturating_sub(1) + (finish == FinishReason::Stop) as usize;
     let stats = GenerateStats {
