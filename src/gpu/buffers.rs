@@ -253,42 +253,44 @@ impl ReadbackBuffer {
         bytes: u64,
         submission: wgpu::SubmissionIndex,
     ) -> Result<Vec<u8>, GpuError> {
-        let bytes = bytes.div_ceil(4) * 4;
-        let slice = self.buffer.slice(0..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| GpuError::Other(e.to_string()))?;
-        rx.recv()
-            .map_err(|_| GpuError::Other("the GPU device went away during a readback".into()))?
-            .map_err(|e| GpuError::Other(format!("mapping a readback buffer: {e}")))?;
-        let out = slice
-            .get_mapped_range()
-            .map_err(|e| GpuError::Other(format!("{e:?}")))?
-            .to_vec();
-        self.buffer.unmap();
-        Ok(out)
+        super::block_on(self.map_and_copy(bytes, || {
+            gpu.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(submission),
+                    timeout: None,
+                })
+                .map(drop)
+                .map_err(|e| GpuError::Other(e.to_string()))
+        }))
     }
 
     /// Maps, copies out and unmaps. Natively the device is polled until the map is done; on
     /// the web the browser maps it while the page goes on.
     pub async fn read_async(&self, gpu: &GpuContext, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        self.map_and_copy(bytes, || {
+            #[cfg(not(target_arch = "wasm32"))]
+            gpu.wait()?;
+            #[cfg(target_arch = "wasm32")]
+            let _ = gpu;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Asks for the first `bytes` mapped, runs `wait` (which makes the GPU get there), then
+    /// copies them out and unmaps.
+    async fn map_and_copy(
+        &self,
+        bytes: u64,
+        wait: impl FnOnce() -> Result<(), GpuError>,
+    ) -> Result<Vec<u8>, GpuError> {
         let bytes = bytes.div_ceil(4) * 4;
         let slice = self.buffer.slice(0..bytes);
         let (tx, rx) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        #[cfg(not(target_arch = "wasm32"))]
-        gpu.wait()?;
-        #[cfg(target_arch = "wasm32")]
-        let _ = gpu;
+        wait()?;
         rx.await
             .map_err(|_| GpuError::Other("the GPU device went away during a readback".into()))?
             .map_err(|e| GpuError::Other(format!("mapping a readback buffer: {e}")))?;

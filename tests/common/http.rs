@@ -159,15 +159,7 @@ pub fn serve_on_loopback_with(
     access: headroom::serve::Access,
     limits: headroom::serve::Limits,
 ) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (runtime, listener, addr) = loopback_listener();
     runtime.spawn(headroom::serve::serve_with(
         backend, listener, access, limits,
     ));
@@ -185,15 +177,7 @@ pub fn serve_on_loopback_until(
     tokio::runtime::Runtime,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (runtime, listener, addr) = loopback_listener();
     let task = runtime.spawn(headroom::serve::serve_until(
         backend,
         listener,
@@ -204,4 +188,18 @@ pub fn serve_on_loopback_until(
         },
     ));
     (addr, runtime, task)
+}
+
+/// A runtime of two workers and a listener on a free loopback port.
+fn loopback_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    (runtime, listener, addr)
 }
