@@ -314,6 +314,14 @@ fn batch_limits_are_clear_errors() {
     // a chain longer than one readback holds
     let parts = decode_parts(&model, &[1], &[1], &greedy, 0).unwrap();
     assert!(model.decode_chain(&parts, 33).is_err());
+    // a chain whose later steps pass the context (16) is refused before any runs, and
+    // leaves its readback buffer free: two chains may still be pending after it
+    let e = model.decode_chain(&parts, 16).unwrap_err().to_string();
+    assert!(e.contains("position 16 is past the context of 16"), "{e}");
+    let a = model.submit_chain(&parts, 2, false).unwrap();
+    let b = model.submit_chain(&parts, 2, false).unwrap();
+    model.finish_chain(a).unwrap();
+    model.finish_chain(b).unwrap();
     assert!(model.logits_rows(3).is_err());
     // a model needs at least one sequence
     assert!(GpuModel::synthetic(gpu(), cfg, options(StorageFormat::F32, 16, 2), 0, 1).is_err());

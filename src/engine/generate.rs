@@ -57,14 +57,15 @@ pub struct GenerateResult {
 #[cfg(not(target_arch = "wasm32"))]
 struct InFlight<'a> {
     model: &'a GpuModel,
-    chain: Option<(PendingChain, usize, Instant)>,
+    /// the chain and when its submission began
+    chain: Option<(PendingChain, Instant)>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl InFlight<'_> {
     fn finish(&mut self) -> Result<(), ModelError> {
         match self.chain.take() {
-            Some((chain, _, _)) => self.model.finish_chain(chain).map(drop),
+            Some((chain, _)) => self.model.finish_chain(chain).map(drop),
             None => Ok(()),
         }
     }
@@ -164,7 +165,7 @@ pub fn generate(
             counter += count as u32;
             pos += count;
             submitted += count;
-            next_chain = Some((chain, count, started));
+            next_chain = Some((chain, started));
         }
         // the chain before (or, where chains are not pipelined, this one) is read now
         let to_read = match model.gpu.features.pipelined_chains {
@@ -172,7 +173,8 @@ pub fn generate(
             false => next_chain,
         };
         match to_read {
-            Some((chain, count, started)) => {
+            Some((chain, started)) => {
+                let count = chain.steps();
                 pending.extend(model.finish_chain(chain)?.concat());
                 // aim for about 30 ms per chain (from its submission, or from the read
                 // before where it waited behind that chain)

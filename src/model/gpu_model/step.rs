@@ -39,6 +39,13 @@ pub struct PendingChain {
     submission: wgpu::SubmissionIndex,
 }
 
+impl PendingChain {
+    /// How many steps the chain runs.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+}
+
 /// A step whose rows, tables and parameters are on the GPU, ready to record. The state
 /// stays until the next step is prepared, so the same step can be recorded and submitted
 /// again (benchmarks do: each run appends the same positions again).
@@ -156,7 +163,19 @@ impl GpuModel {
             true => Some(self.take_readback_slot()?),
             false => None,
         };
-        let first = match self.prepare_with(parts, !in_place) {
+        // every step of the chain must fit the context: checked before any is submitted
+        let first = self.prepare_with(parts, !in_place).and_then(|first| {
+            let last = |r: &QueryRow| r.context_len as usize + steps - 1;
+            match first.rows.iter().find(|r| last(r) > self.options.context) {
+                Some(r) => Err(ModelError::Invalid(format!(
+                    "position {} is past the context of {} tokens",
+                    last(r) - 1,
+                    self.options.context
+                ))),
+                None => Ok(first),
+            }
+        });
+        let first = match first {
             Ok(step) => step,
             Err(e) => {
                 if let Some(i) = slot {
@@ -183,19 +202,6 @@ impl GpuModel {
                     ..*r
                 })
                 .collect();
-            if let Some(bad) = next
-                .iter()
-                .find(|r| r.context_len as usize > self.options.context)
-            {
-                if let Some(i) = slot {
-                    self.release_readback_slot(i);
-                }
-                return Err(ModelError::Invalid(format!(
-                    "position {} is past the context of {} tokens",
-                    bad.context_len - 1,
-                    self.options.context
-                )));
-            }
             let outs: Vec<OutRow> = parts
                 .iter()
                 .enumerate()
@@ -228,7 +234,7 @@ impl GpuModel {
         })
     }
 
-    /// Waits for a chain's steps and returns the ids each sampled.
+    /// Waits for a chain's steps and returns the ids each sampled (one list per step).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn finish_chain(&self, chain: PendingChain) -> Result<Vec<Vec<u32>>, ModelError> {
         let Some(slot) = chain.slot else {
