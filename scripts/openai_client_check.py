@@ -139,9 +139,38 @@ class Checks:
         check(len({r.id for r in replies}) == len(replies), "request ids repeat")
         return f"{len(replies)} chats at once"
 
+    def choices_and_logprobs(self):
+        r = self.chat("Name a colour.", n=2, temperature=0.8, seed=5, logprobs=True, top_logprobs=2)
+        check(len(r.choices) == 2, f"{len(r.choices)} choices")
+        check([c.index for c in r.choices] == [0, 1], "choice indices")
+        for c in r.choices:
+            content = c.logprobs.content
+            check(len(content) >= 1, "no token logprobs")
+            for t in content:
+                check(t.logprob <= 0, f"logprob {t.logprob}")
+                check(len(t.top_logprobs) == 2, f"{len(t.top_logprobs)} alternatives")
+                check(bytes(t.bytes).decode("utf-8", "replace") == t.token or not t.bytes, "bytes")
+        scored = sum(len(c.logprobs.content) for c in r.choices)
+        check(r.usage.completion_tokens == scored, "usage counts every choice's tokens")
+        c = self.client.completions.create(
+            model=self.model, prompt="The capital of France is", max_tokens=1,
+            temperature=0, logprobs=1, echo=True,
+        )
+        lp = c.choices[0].logprobs
+        check(c.choices[0].text.startswith("The capital of France is"), "echo")
+        check(lp.token_logprobs[0] is None, "the first prompt token has no logprob")
+        check(all(x is not None and x <= 0 for x in lp.token_logprobs[1:]), "prompt scored")
+        check(len(lp.tokens) == len(lp.text_offset) == len(lp.top_logprobs), "parallel lists")
+        return f"2 choices, {len(lp.tokens)} echoed tokens scored"
+
     def errors(self):
         expected = [
-            ("n=2", openai.BadRequestError, lambda: self.chat("Hi", n=2)),
+            ("n=0", openai.BadRequestError, lambda: self.chat("Hi", n=0)),
+            (
+                "top_logprobs without logprobs",
+                openai.BadRequestError,
+                lambda: self.chat("Hi", top_logprobs=2),
+            ),
             ("temperature=-1", openai.BadRequestError, lambda: self.chat("Hi", temperature=-1)),
             (
                 "unknown model",
@@ -177,7 +206,15 @@ def main():
         return 1
 
     checks = Checks(client, model, args.max_tokens)
-    names = ["models", "chat_whole", "chat_stream", "completion", "concurrent", "errors"]
+    names = [
+        "models",
+        "chat_whole",
+        "chat_stream",
+        "completion",
+        "concurrent",
+        "choices_and_logprobs",
+        "errors",
+    ]
     failed = 0
     for name in names:
         try:

@@ -8,7 +8,7 @@ mod common;
 use common::{argmax, gpu, greedy_step, last_logits, max_rel_diff};
 use headroom::gpu::{StorageFormat, WeightFormat};
 use headroom::metrics::presets::tiny_config;
-use headroom::model::gpu_model::{GpuModel, GpuModelOptions, ModelError, SequencePart};
+use headroom::model::gpu_model::{GpuModel, GpuModelOptions, ModelError, PartLogits, SequencePart};
 use headroom::ops::matmul::WeightMatrix;
 use headroom::ops::sample::SamplingParams;
 
@@ -52,6 +52,7 @@ fn decode_parts<'a>(
                 pos0: contexts[i],
                 table: model.sequence_table(i)?,
                 sample: Some((row, counter)),
+                logits: PartLogits::None,
             })
         })
         .collect()
@@ -303,6 +304,7 @@ fn batch_limits_are_clear_errors() {
         pos0: 0,
         table: &table[..0],
         sample: None,
+        logits: PartLogits::None,
     };
     let e = err(model.forward(&[short]));
     assert!(e.contains("do not cover position 1"), "{e}");

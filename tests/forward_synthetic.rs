@@ -230,7 +230,7 @@ fn f16_storage_stays_close_to_the_cpu_reference() {
 /// timestamps) times every kernel family.
 #[test]
 fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
-    use headroom::model::gpu_model::{SequencePart, StepProbe};
+    use headroom::model::gpu_model::{PartLogits, SequencePart, StepProbe};
     let seed = common::seed();
     eprintln!("seed {seed}");
     let cfg = config(Arch::Llama, 6, 2, 16, false);
@@ -258,6 +258,7 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
         pos0: 0,
         table: &table,
         sample: Some((SamplingParams::default(), 0)),
+        logits: PartLogits::None,
     }];
     let plain = model.forward(&part).unwrap();
     let report = model
@@ -512,4 +513,107 @@ fn quantized_blocks_on_the_gpu_match_the_cpu_reference() {
         compare_on(&gguf, cfg, options, seed, tol);
         std::fs::remove_file(&path).ok();
     }
+}
+
+/// A reported step brings back every row's logits of a part that asks for all of them
+/// (a prompt's log-probabilities), the sampled row's of a part that asks for the last,
+/// none of the others', each equal to the CPU reference; and it samples what a plain step
+/// samples.
+#[test]
+fn reported_step_returns_the_logits_rows_each_part_asks_for() {
+    use headroom::model::gpu_model::{PartLogits, SequencePart, StepProbe};
+    let seed = common::seed();
+    let cfg = config(Arch::Llama, 6, 2, 16, false);
+    let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
+    let mut cpu = CpuModel::new(&src).unwrap();
+    let options = GpuModelOptions {
+        quantized: false,
+        quantize: None,
+        weights: StorageFormat::F32,
+        kv: StorageFormat::F32,
+        context: 128,
+        max_chunk: 64,
+        kv_block_size: 16,
+    };
+    let model = headroom::gpu::block_on(GpuModel::load_paged(
+        gpu(),
+        &src,
+        options,
+        16,
+        32,
+        &mut |_, _, _| {},
+    ))
+    .unwrap();
+    let prompt = |len: u32, k: u32| -> Vec<u32> {
+        (0..len)
+            .map(|i| (i * 37 + k * 11 + seed as u32 % 13) % cfg.vocab_size as u32)
+            .collect()
+    };
+    let prompts = [prompt(19, 1), prompt(7, 2), prompt(5, 3)];
+    let tables: Vec<Vec<u32>> = (0..3).map(|s| (s * 2..s * 2 + 2).collect()).collect();
+    let asks = [PartLogits::All, PartLogits::Last, PartLogits::None];
+    let parts: Vec<SequencePart> = (0..3)
+        .map(|s| SequencePart {
+            tokens: &prompts[s],
+            pos0: 0,
+            table: &tables[s],
+            sample: Some((SamplingParams::default(), 0)),
+            logits: asks[s],
+        })
+        .collect();
+    let report = model.forward_report(&parts, StepProbe::default()).unwrap();
+    let without_logits: Vec<SequencePart> = parts
+        .iter()
+        .map(|p| SequencePart {
+            logits: PartLogits::None,
+            ..*p
+        })
+        .collect();
+    let plain = model.forward(&without_logits).unwrap();
+    assert_eq!(report.sampled, plain);
+    // a chain cannot bring back every row's logits
+    assert!(model.forward(&parts).is_err());
+    let v = cfg.vocab_size;
+    for s in 0..3 {
+        cpu.reset();
+        let reference: Vec<Vec<f32>> = prompts[s]
+            .iter()
+            .enumerate()
+            .map(|(pos, &t)| cpu.forward(t, pos))
+            .collect();
+        let rows = &report.logits[s];
+        let wanted: &[Vec<f32>] = match asks[s] {
+            PartLogits::All => &reference,
+            PartLogits::Last => &reference[reference.len() - 1..],
+            PartLogits::None => &[],
+        };
+        assert_eq!(rows.len(), wanted.len() * v, "part {s}");
+        for (r, want) in wanted.iter().enumerate() {
+            let got = &rows[r * v..(r + 1) * v];
+            let diff = max_rel_diff(got, want);
+            assert!(diff < 1e-4, "part {s} row {r}: logits differ by {diff}");
+        }
+        assert_eq!(
+            report.sampled[s],
+            common::argmax(reference.last().unwrap()),
+            "part {s}"
+        );
+    }
+    // more logits rows than a step holds (32 here) are refused
+    let long = prompt(20, 4);
+    let table: Vec<u32> = (8..10).collect();
+    let too_many = [
+        SequencePart {
+            tokens: &long,
+            pos0: 0,
+            table: &table,
+            sample: None,
+            logits: PartLogits::All,
+        },
+        parts[0],
+    ];
+    let e = model
+        .forward_report(&too_many, StepProbe::default())
+        .expect_err("refused");
+    assert!(e.to_string().contains("rows with logits"), "{e}");
 }

@@ -9,7 +9,7 @@ use common::default_model;
 use common::http::{http, serve_on_loopback, HttpResponse};
 use headroom::engine::FinishReason;
 use headroom::engine::{open_engine, LoadOptions};
-use headroom::engine::{Backend, CompletionRequest, Event, SubmitError, Usage};
+use headroom::engine::{Backend, CompletionRequest, Event, SubmitError, TokenLogprob, Usage};
 use headroom::engine::{Engine, EngineOptions};
 use headroom::model::gpu_model::GpuModelOptions;
 use headroom::ops::sample::SamplingParams;
@@ -81,6 +81,8 @@ fn request(e: &Engine, text: &str, max_tokens: usize) -> CompletionRequest {
         stop_strings: vec![],
         skip_special: true,
         probe_attention: false,
+        logprobs: None,
+        prompt_logprobs: false,
     }
 }
 
@@ -91,6 +93,10 @@ struct Outcome {
     text: String,
     finish: FinishReason,
     usage: Usage,
+    /// of the generated tokens, where asked
+    logprobs: Vec<TokenLogprob>,
+    /// of the prompt's tokens after the first, where asked
+    prompt_logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// Submits every request at once and collects their outcomes (in request order).
@@ -104,12 +110,23 @@ fn run_all(e: &Engine, reqs: Vec<CompletionRequest>) -> Vec<Outcome> {
     }
     rxs.into_iter()
         .map(|rx| {
-            let (mut ids, mut text) = (vec![], String::new());
+            let (mut ids, mut text, mut logprobs) = (vec![], String::new(), vec![]);
+            let mut prompt_logprobs = None;
             loop {
                 match rx.recv_timeout(Duration::from_secs(600)).unwrap() {
-                    Event::Delta { text: t, ids: i } => {
+                    Event::Delta {
+                        text: t,
+                        ids: i,
+                        logprobs: l,
+                    } => {
+                        assert!(l.is_empty() || l.len() == i.len(), "one logprob per id");
                         text += &t;
                         ids.extend(i);
+                        logprobs.extend(l);
+                    }
+                    Event::PromptLogprobs(p) => {
+                        assert!(ids.is_empty(), "prompt logprobs after a token");
+                        assert!(prompt_logprobs.replace(p).is_none(), "sent twice");
                     }
                     Event::Done { finish, usage } => {
                         return Outcome {
@@ -117,6 +134,8 @@ fn run_all(e: &Engine, reqs: Vec<CompletionRequest>) -> Vec<Outcome> {
                             text,
                             finish,
                             usage,
+                            logprobs,
+                            prompt_logprobs,
                         }
                     }
                     Event::Failed(m) => panic!("request failed: {m}"),
@@ -344,6 +363,71 @@ fn attention_probe_arrives_first_and_changes_nothing() {
     assert_eq!(ids, want.ids);
 }
 
+/// Log-probabilities: a greedy token is its row's most likely one; alternatives come most
+/// likely first and are probabilities; and the prompt's log-probabilities (its rows
+/// computed in chunks, beside another request's decode rows) score a continuation as the
+/// decode steps that generated it did.
+#[test]
+fn logprobs_rank_greedy_tokens_first_and_prompt_rows_score_them_as_decoding_did() {
+    // chunks of 16 rows: the scored prompt spans several steps
+    let Some(e) = engine(64 << 20, 16) else {
+        return;
+    };
+    let generated = 6;
+    let mut greedy = request(&e, PROMPTS[0], generated);
+    greedy.logprobs = Some(4);
+    let base = run_all(&e, vec![greedy]).remove(0);
+    assert_eq!(base.ids.len(), generated);
+    assert_eq!(base.logprobs.len(), generated);
+    assert!(base.prompt_logprobs.is_none());
+    for (t, &id) in base.logprobs.iter().zip(&base.ids) {
+        assert_eq!(t.id, id);
+        assert_eq!(t.top.len(), 4);
+        assert_eq!(
+            t.top[0],
+            (id, t.logprob),
+            "greedy takes the most likely token"
+        );
+        assert!(t.top.windows(2).all(|w| w[0].1 >= w[1].1), "{:?}", t.top);
+        let mass: f32 = t.top.iter().map(|(_, lp)| lp.exp()).sum();
+        assert!(t.logprob <= 0.0 && mass <= 1.0 + 1e-4, "{t:?}");
+    }
+
+    // the prompt followed by what greedy decoding made, scored as a prompt, beside a
+    // request that only decodes
+    let mut scored = request(&e, PROMPTS[0], 1);
+    let prompt_len = scored.prompt_ids.len();
+    scored.prompt_ids.extend(&base.ids);
+    scored.logprobs = Some(2);
+    scored.prompt_logprobs = true;
+    assert!(scored.prompt_ids.len() > 16, "spans more than one chunk");
+    let other = request(&e, PROMPTS[1], 8);
+    let mut out = run_all(&e, vec![other, scored.clone()]);
+    let got = out.remove(1);
+    let prompt = got.prompt_logprobs.expect("prompt logprobs sent");
+    assert_eq!(prompt.len(), scored.prompt_ids.len() - 1);
+    for (t, &id) in prompt.iter().zip(&scored.prompt_ids[1..]) {
+        assert_eq!(t.id, id);
+        assert_eq!(t.top.len(), 2);
+        assert!(t.logprob <= t.top[0].1 + 1e-6, "{t:?}");
+    }
+    let continuation = &prompt[prompt_len - 1..];
+    for (k, (p, d)) in continuation.iter().zip(&base.logprobs).enumerate() {
+        assert_eq!(p.top[0].0, d.id, "token {k}: still the most likely");
+        // seen on lavapipe: up to 1.5e-4 (prefill and decode kernels round differently)
+        let diff = (p.logprob - d.logprob).abs();
+        assert!(
+            diff < 2e-3,
+            "token {k}: prefill {} vs decode {}",
+            p.logprob,
+            d.logprob
+        );
+    }
+    assert_eq!(got.logprobs.len(), got.ids.len());
+    // the prompt was computed whole: nothing taken from the cache
+    assert_eq!(got.usage.cached_tokens, 0);
+}
+
 /// The text of a whole completion, or of a stream's deltas; and the finish reason.
 fn completion_text(r: &HttpResponse, stream: bool) -> (String, String) {
     assert_eq!(r.status, 200, "{}", r.body);
@@ -417,4 +501,43 @@ fn stop_strings_over_http_cut_the_text_and_flush_held_text_at_max_tokens() {
             "stream {stream}: the held-back tail {tail:?} is sent at max_tokens"
         );
     }
+}
+
+/// `n` choices over HTTP on the real engine: choices after the first take the prompt's full
+/// KV blocks from the prefix cache, and each choice is what a request alone with the
+/// choice's seed (the request's plus its index) gives.
+#[test]
+fn n_choices_share_the_prompt_blocks_and_each_equals_its_seed_alone() {
+    let Some(e) = engine(64 << 20, 64) else {
+        return;
+    };
+    let prompt = format!("{} {}", PROMPTS[0], PROMPTS[1]);
+    let max_tokens = 5;
+    let prompt_len = request(&e, &prompt, 1).prompt_ids.len();
+    assert!(
+        prompt_len > 32,
+        "the prompt fills at least two blocks: {prompt_len}"
+    );
+    let e = Arc::new(e);
+    let (addr, _runtime) = serve_on_loopback(e.clone());
+    let body = serde_json::json!({"prompt": prompt, "max_tokens": max_tokens, "n": 3,
+        "temperature": 0.8, "top_p": 0.95, "seed": 40});
+    let r = http(addr, "POST", "/v1/completions", &body.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    // a cold prompt: choice 0 computed it, the two others took its full blocks
+    let full_blocks = (prompt_len - 1) / 16 * 16;
+    assert_eq!(settled(&e).prompt_tokens_cached, 2 * full_blocks as u64);
+    let solo: Vec<Outcome> = (0..3)
+        .map(|i| run_all(&e, vec![sampled(&e, &prompt, max_tokens, 40 + i)]).remove(0))
+        .collect();
+    let v = r.json();
+    for (i, want) in solo.iter().enumerate() {
+        assert_eq!(v["choices"][i]["index"], i);
+        assert_eq!(v["choices"][i]["text"], want.text.as_str(), "choice {i}");
+    }
+    assert_ne!(solo[0].ids, solo[1].ids, "seeds 40 and 41 draw differently");
+    assert_eq!(
+        v["usage"]["completion_tokens"],
+        solo.iter().map(|o| o.ids.len()).sum::<usize>()
+    );
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use headroom::engine::FinishReason;
 use headroom::engine::{
-    Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
+    Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, TokenLogprob, Usage,
 };
 use headroom::tokenizer::{ChatMessage, Tokenizer};
 use serde_json::{json, Value};
@@ -43,6 +43,8 @@ struct FakeBackend {
     tokenizer: Tokenizer,
     /// the last request accepted
     last: Mutex<Option<CompletionRequest>>,
+    /// every request accepted, in order
+    all: Mutex<Vec<CompletionRequest>>,
     /// set when a sink returned false (the server dropped the receiver)
     cancelled: Arc<AtomicBool>,
     /// what `stopped` answers (a test sets it as a lost device would)
@@ -76,6 +78,7 @@ impl Backend for FakeBackend {
             return Err(SubmitError::Overloaded("the queue is full".into()));
         }
         *self.last.lock().unwrap() = Some(req.clone());
+        self.all.lock().unwrap().push(req.clone());
         let cancelled = self.cancelled.clone();
         std::thread::spawn(move || play_script(req, sink, &cancelled));
         Ok(())
@@ -117,6 +120,26 @@ fn fake_text(prompt_ids: &[u32], max_tokens: usize) -> String {
     fake_words(prompt_ids, max_tokens).concat()
 }
 
+/// The fake's log-probability of token `id` at its `k`-th position, with `top`
+/// alternatives (ids `id + 1..`, each less likely).
+fn fake_logprob(id: u32, k: usize, top: usize) -> TokenLogprob {
+    let logprob = -0.25 - k as f32 / 8.0;
+    TokenLogprob {
+        id,
+        logprob,
+        top: (0..top)
+            .map(|j| (id + 1 + j as u32, logprob - 1.0 - j as f32))
+            .collect(),
+    }
+}
+
+/// The ids the fake "generates": the prompt's, cycling (so the logprobs name real tokens).
+fn fake_ids(prompt_ids: &[u32], max_tokens: usize) -> Vec<u32> {
+    (0..max_tokens.min(WORDS))
+        .map(|i| prompt_ids[i % prompt_ids.len()])
+        .collect()
+}
+
 /// What the fake's cached-token count is for a prompt.
 fn fake_cached(prompt_len: usize) -> usize {
     prompt_len / 2
@@ -133,6 +156,7 @@ fn play_script(req: CompletionRequest, mut sink: EventSink, cancelled: &AtomicBo
     let delta = |text: &str| Event::Delta {
         text: text.to_string(),
         ids: vec![1],
+        logprobs: vec![],
     };
     match req.sampling.top_k {
         TOP_K_ENDLESS => {
@@ -149,10 +173,36 @@ fn play_script(req: CompletionRequest, mut sink: EventSink, cancelled: &AtomicBo
             send(Event::Failed("device lost".into()));
         }
         _ => {
+            let top = req.logprobs.unwrap_or(0);
+            if req.prompt_logprobs {
+                let scored = req.prompt_ids[1..]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &id)| fake_logprob(id, k, top))
+                    .collect();
+                if !send(Event::PromptLogprobs(scored)) {
+                    return;
+                }
+            }
             let words = fake_words(&req.prompt_ids, req.max_tokens);
-            for word in &words {
+            let ids = fake_ids(&req.prompt_ids, req.max_tokens);
+            for (k, (word, &id)) in words.iter().zip(&ids).enumerate() {
+                let word = Event::Delta {
+                    text: word.clone(),
+                    ids: vec![id],
+                    logprobs: req
+                        .logprobs
+                        .map(|_| fake_logprob(id, k, top))
+                        .into_iter()
+                        .collect(),
+                };
                 // An empty delta, as for an incomplete character: never a chunk of its own.
-                if !send(delta(word)) || !send(delta("")) {
+                let empty = Event::Delta {
+                    text: String::new(),
+                    ids: vec![],
+                    logprobs: vec![],
+                };
+                if !send(word) || !send(empty) {
                     return;
                 }
             }
@@ -200,6 +250,7 @@ fn fake_backend() -> Option<Arc<FakeBackend>> {
     Some(Arc::new(FakeBackend {
         tokenizer: tokenizer()?,
         last: Mutex::new(None),
+        all: Mutex::new(Vec::new()),
         cancelled: Arc::new(AtomicBool::new(false)),
         stopped: Mutex::new(None),
     }))
@@ -502,7 +553,23 @@ fn bad_requests_get_openai_errors() {
         body
     };
     let cases = [
-        ("/v1/chat/completions", chat(json!({"n": 2})), "n"),
+        ("/v1/chat/completions", chat(json!({"n": 0})), "n"),
+        ("/v1/chat/completions", chat(json!({"n": 17})), "n"),
+        (
+            "/v1/chat/completions",
+            chat(json!({"logprobs": 3})),
+            "logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"top_logprobs": 2})),
+            "top_logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"logprobs": true, "top_logprobs": 21})),
+            "top_logprobs",
+        ),
         (
             "/v1/chat/completions",
             chat(json!({"temperature": -1})),
@@ -537,11 +604,6 @@ fn bad_requests_get_openai_errors() {
         ),
         (
             "/v1/chat/completions",
-            chat(json!({"logprobs": true})),
-            "logprobs",
-        ),
-        (
-            "/v1/chat/completions",
             chat(json!({"stop": ["a", "b", "c", "d", "e"]})),
             "stop",
         ),
@@ -568,19 +630,20 @@ fn bad_requests_get_openai_errors() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": "a", "echo": true}),
-            "echo",
-        ),
-        (
-            "/v1/completions",
             json!({"prompt": "a", "max_tokens": CONTEXT}),
             "max_tokens",
         ),
         (
             "/v1/completions",
-            json!({"prompt": "a", "logprobs": 2}),
+            json!({"prompt": "a", "logprobs": 21}),
             "logprobs",
         ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "logprobs": true}),
+            "logprobs",
+        ),
+        ("/v1/completions", json!({"prompt": "a", "n": -1}), "n"),
     ];
     for (path, body, param) in cases {
         let r = server.post(path, &body);
@@ -1144,4 +1207,179 @@ fn health_says_when_the_backend_has_stopped() {
     assert_eq!(health.json()["status"], "stopped");
     assert_eq!(health.json()["reason"], "device error: the GPU was lost");
     assert_eq!(server.get("/v1/models").status, 200);
+}
+
+impl Server {
+    /// Every request the backend accepted since the last call.
+    fn take_requests(&self) -> Vec<CompletionRequest> {
+        std::mem::take(&mut *self.backend.all.lock().unwrap())
+    }
+}
+
+/// `n` choices: each a request of its own with the next seed, its text under its index,
+/// the usage counting the prompt once and every choice's tokens.
+#[test]
+fn n_choices_are_separate_requests_with_their_own_seeds() {
+    let Some(server) = start() else { return };
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": "One two three", "max_tokens": 3, "n": 3, "seed": 7,
+                "temperature": 0.7}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reqs = server.take_requests();
+    let seeds: Vec<u32> = reqs.iter().map(|q| q.sampling.seed).collect();
+    assert_eq!(seeds, [7, 8, 9]);
+    assert!(reqs.iter().all(|q| q.prompt_ids == reqs[0].prompt_ids));
+    let ids = &reqs[0].prompt_ids;
+    let body = r.json();
+    let choices = body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["text"], fake_text(ids, 3));
+        assert_eq!(c["finish_reason"], "length");
+    }
+    assert_eq!(body["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(body["usage"]["completion_tokens"], 9);
+
+    // streamed: every choice's chunks, a finish for each, one usage, one [DONE]
+    let r = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "n": 2,
+                "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ids = server.take_requests()[0].prompt_ids.clone();
+    let data = r.sse_data();
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    assert_eq!(data.iter().filter(|d| *d == "[DONE]").count(), 1);
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    for i in 0..2 {
+        let mine: Vec<&Value> = chunks
+            .iter()
+            .filter(|c| c["choices"].get(0).is_some_and(|c| c["index"] == i))
+            .collect();
+        // role, 2 words, finish
+        assert_eq!(mine.len(), 4, "choice {i}: {mine:?}");
+        assert_eq!(mine[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String = mine[1..3]
+            .iter()
+            .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, fake_text(&ids, 2));
+        assert_eq!(mine[3]["choices"][0]["finish_reason"], "length");
+    }
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 4);
+    assert_eq!(usage["prompt_tokens"], ids.len());
+}
+
+/// `logprobs` in both endpoints' shapes, whole and streamed; `echo` repeats the prompt and,
+/// with `logprobs`, scores its tokens after the first.
+#[test]
+fn logprobs_and_echo_in_openai_shapes() {
+    let Some(server) = start() else { return };
+    let tok = server.tokenizer().clone();
+    let text_of = |id: u32| tok.decode_with(&[id], false);
+    let prompt = "One two three";
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 3, "logprobs": 2, "echo": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let req = server.take_requests().remove(0);
+    assert_eq!((req.logprobs, req.prompt_logprobs), (Some(2), true));
+    let ids = req.prompt_ids.clone();
+    let c = &r.json()["choices"][0];
+    assert_eq!(c["text"], format!("{prompt}{}", fake_text(&ids, 3)));
+    let lp = &c["logprobs"];
+    let generated = fake_ids(&ids, 3);
+    let all: Vec<u32> = ids.iter().chain(&generated).copied().collect();
+    let tokens: Vec<String> = all.iter().map(|&id| text_of(id)).collect();
+    assert_eq!(lp["tokens"], json!(tokens));
+    let logprobs = lp["token_logprobs"].as_array().unwrap();
+    assert_eq!(logprobs[0], Value::Null);
+    assert_eq!(lp["top_logprobs"][0], Value::Null);
+    for k in 1..all.len() {
+        // the fake's prompt scores count from the second token; its generated ones anew
+        let want = match k < ids.len() {
+            true => fake_logprob(all[k], k - 1, 2),
+            false => fake_logprob(all[k], k - ids.len(), 2),
+        };
+        assert_eq!(
+            logprobs[k].as_f64().unwrap() as f32,
+            want.logprob,
+            "token {k}"
+        );
+        let top = lp["top_logprobs"][k].as_object().unwrap();
+        assert_eq!(top.len(), 2, "{top:?}");
+        assert_eq!(
+            top[&text_of(want.top[0].0)].as_f64().unwrap() as f32,
+            want.top[0].1
+        );
+    }
+    let offsets: Vec<usize> = lp["text_offset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let mut at = 0;
+    for (k, t) in tokens.iter().enumerate() {
+        assert_eq!(offsets[k], at, "offset of token {k}");
+        at += t.chars().count();
+    }
+
+    // echo alone: the prompt first in the text and in the stream, no logprobs
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 2, "echo": true, "stream": true}),
+    );
+    let req = server.take_requests().remove(0);
+    assert_eq!((req.logprobs, req.prompt_logprobs), (None, false));
+    let first: Value = serde_json::from_str(&r.sse_data()[0]).unwrap();
+    assert_eq!(first["choices"][0]["text"], prompt);
+    assert_eq!(first["choices"][0]["logprobs"], Value::Null);
+
+    // chat: a list of token objects with bytes and alternatives, per streamed chunk too
+    let msg = json!([{"role": "user", "content": "Hi"}]);
+    let r = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": msg, "max_tokens": 2, "logprobs": true, "top_logprobs": 3}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let req = server.take_requests().remove(0);
+    assert_eq!((req.logprobs, req.prompt_logprobs), (Some(3), false));
+    let generated = fake_ids(&req.prompt_ids, 2);
+    let content = r.json()["choices"][0]["logprobs"]["content"].clone();
+    let content = content.as_array().unwrap();
+    assert_eq!(content.len(), 2);
+    for (k, (entry, &id)) in content.iter().zip(&generated).enumerate() {
+        let want = fake_logprob(id, k, 3);
+        assert_eq!(entry["token"], text_of(id));
+        assert_eq!(entry["bytes"], json!(text_of(id).into_bytes()));
+        assert_eq!(entry["logprob"].as_f64().unwrap() as f32, want.logprob);
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[2]["token"], text_of(want.top[2].0));
+    }
+    let r = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": msg, "max_tokens": 2, "logprobs": true, "stream": true}),
+    );
+    let data = r.sse_data();
+    let words: Vec<Value> = data[1..3]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap()["choices"][0].clone())
+        .collect();
+    for (w, &id) in words.iter().zip(&generated) {
+        let content = w["logprobs"]["content"].as_array().unwrap();
+        assert_eq!(content.len(), 1, "{w}");
+        assert_eq!(content[0]["token"], text_of(id));
+        assert_eq!(content[0]["top_logprobs"], json!([]));
+    }
 }

@@ -16,7 +16,7 @@ use crate::gpu::timing::{GpuTimer, TimingSource};
 use crate::gpu::{GpuContext, GpuOptions, StorageFormat};
 use crate::metrics::presets::{llama2_tiny, Preset, PRESETS};
 use crate::metrics::probe::{probe_copy_bandwidth, BandwidthProbe};
-use crate::model::gpu_model::{GpuModel, GpuModelOptions, SequencePart, StepProbe};
+use crate::model::gpu_model::{GpuModel, GpuModelOptions, PartLogits, SequencePart, StepProbe};
 use crate::model::ModelConfig;
 use crate::ops::sample::SamplingParams;
 use std::path::PathBuf;
@@ -492,6 +492,7 @@ fn measure(
                 pos0: cached[i],
                 table: model.sequence_table(i)?,
                 sample: Some((greedy, 0)),
+                logits: PartLogits::None,
             })
         })
         .collect::<Result<Vec<_>, _>>()

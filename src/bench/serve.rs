@@ -139,6 +139,8 @@ fn request(prompt_ids: Vec<u32>, max_tokens: usize) -> CompletionRequest {
         stop_strings: vec![],
         skip_special: true,
         probe_attention: false,
+        logprobs: None,
+        prompt_logprobs: false,
     }
 }
 
@@ -176,7 +178,7 @@ fn finish(rx: mpsc::Receiver<(Event, Instant)>) -> Result<(Instant, Usage), Benc
                 return Ok((first, usage));
             }
             Event::Failed(m) => return Err(BenchError(format!("request failed: {m}"))),
-            Event::Attention(_) => {}
+            Event::Attention(_) | Event::PromptLogprobs(_) => {}
         }
     }
 }
@@ -211,7 +213,7 @@ fn measure_throughput(
                         break;
                     }
                     Event::Failed(m) => return Err(BenchError(format!("request failed: {m}"))),
-                    Event::Attention(_) => {}
+                    Event::Attention(_) | Event::PromptLogprobs(_) => {}
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! read the metrics. The engine (`engine::runner`) implements [`Backend`]; the server
 //! (`serve::http`) only sees this trait, so it can be tested against a scripted backend.
 
+use super::logprobs::TokenLogprob;
 use super::FinishReason;
 use crate::ops::sample::SamplingParams;
 use crate::tokenizer::Tokenizer;
@@ -24,6 +25,13 @@ pub struct CompletionRequest {
     /// send the attention weights of the prompt's last token (`Event::Attention`) before
     /// the first token
     pub probe_attention: bool,
+    /// the log-probability of every generated token, with this many most likely
+    /// alternatives (at most `MAX_TOP_LOGPROBS`), in its `Event::Delta`
+    pub logprobs: Option<usize>,
+    /// the log-probabilities of the prompt's tokens after the first
+    /// (`Event::PromptLogprobs`, with `logprobs` alternatives each); the prompt is then
+    /// computed whole, not taken from the prefix cache
+    pub prompt_logprobs: bool,
 }
 
 /// Token counts of one finished request, as OpenAI's `usage` reports them.
@@ -39,9 +47,17 @@ pub struct Usage {
 /// `Done` or `Failed`, then nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// New text (possibly empty while a character is incomplete) and the ids that made it.
-    /// Text that might be the start of a stop string is held back until it is not.
-    Delta { text: String, ids: Vec<u32> },
+    /// New text (possibly empty while a character is incomplete) and the ids that made it,
+    /// with their log-probabilities where the request asked (else empty). Text that might
+    /// be the start of a stop string is held back until it is not.
+    Delta {
+        text: String,
+        ids: Vec<u32>,
+        logprobs: Vec<TokenLogprob>,
+    },
+    /// The log-probabilities of the prompt's tokens after the first, once, before the
+    /// first `Delta` (requests with `prompt_logprobs`).
+    PromptLogprobs(Vec<TokenLogprob>),
     /// Finished: why, and the token counts.
     Done { finish: FinishReason, usage: Usage },
     /// Failed after it was accepted (a device error); the message says what happened.

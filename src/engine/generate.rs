@@ -5,7 +5,7 @@ use crate::ops::sample::SamplingParams;
 #[cfg(not(target_arch = "wasm32"))]
 use {
     crate::model::gpu_model::{
-        GpuModel, ModelError, PendingChain, SequencePart, MAX_STEPS_PER_READBACK,
+        GpuModel, ModelError, PartLogits, PendingChain, SequencePart, MAX_STEPS_PER_READBACK,
     },
     web_time::Instant,
 };
@@ -112,6 +112,7 @@ pub fn generate(
             pos0: pos,
             table,
             sample: (end == n).then_some((req.sampling, counter)),
+            logits: PartLogits::None,
         };
         if let Some(&id) = model.forward(&[part])?.first() {
             next = id;
@@ -159,6 +160,7 @@ pub fn generate(
                 pos0: pos,
                 table,
                 sample: Some((req.sampling, counter + 1)),
+                logits: PartLogits::None,
             };
             let started = Instant::now();
             let chain = model.submit_chain(&[part], count, in_flight.chain.is_some())?;

@@ -6,6 +6,7 @@
 
 pub mod api;
 mod generate;
+pub mod logprobs;
 mod open;
 mod runner;
 pub mod scheduler;
@@ -15,6 +16,7 @@ pub use api::{Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, Sub
 #[cfg(not(target_arch = "wasm32"))]
 pub use generate::generate;
 pub use generate::{FinishReason, GenerateRequest, GenerateResult, GenerateStats};
+pub use logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
 pub use open::{
     default_model_for_tests, default_model_path, open_gguf_bytes, open_hf_files, parse_bytes,
     pool_blocks, upload_paged, LoadOptions, ModelFiles, DEFAULT_KV_MEMORY_CAP, DEFAULT_MODEL_FILE,

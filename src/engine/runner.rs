@@ -5,11 +5,12 @@
 use super::api::{
     Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
 };
+use super::logprobs::{token_logprob, TokenLogprob};
 use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
 use super::FinishReason;
 use crate::kv::BlockPool;
 use crate::metrics::{StepRecord, Traffic};
-use crate::model::gpu_model::{GpuModel, ModelError, SequencePart, StepProbe};
+use crate::model::gpu_model::{GpuModel, ModelError, PartLogits, SequencePart, StepProbe};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use futures_channel::mpsc;
 use futures_util::StreamExt;
@@ -104,6 +105,9 @@ struct Live {
     finish: Option<FinishReason>,
     /// the sink said nobody listens any more
     gone: bool,
+    /// with `prompt_logprobs`: the log-probability of prompt token p + 1 at p, filled in
+    /// as the prompt's rows are computed and sent before the first sample
+    prompt_logprobs: Vec<Option<TokenLogprob>>,
 }
 
 /// A running engine. Dropping it stops the loop after the current step.
@@ -298,6 +302,7 @@ impl EngineLoop {
         let limits = StepLimits {
             max_tokens: model.options.max_chunk,
             max_running: opts.max_running.min(model.max_sampled_rows()).max(1),
+            max_out_rows: model.max_sampled_rows(),
             prefix_caching: opts.prefix_caching,
         };
         let pool = BlockPool::new(model.pool_blocks(), model.kv_layout.block_size);
@@ -348,6 +353,10 @@ impl EngineLoop {
         match c {
             Command::Submit(p) => {
                 self.totals.requests_total += 1;
+                let prompt_logprobs = match p.req.prompt_logprobs {
+                    true => vec![None; p.req.prompt_ids.len() - 1],
+                    false => Vec::new(),
+                };
                 let live = Live {
                     decoder: StreamDecoder::new(p.req.skip_special),
                     req: p.req,
@@ -355,8 +364,10 @@ impl EngineLoop {
                     held: String::new(),
                     finish: None,
                     gone: false,
+                    prompt_logprobs,
                 };
-                let seq = SeqState::new(live.req.prompt_ids.clone());
+                let mut seq = SeqState::new(live.req.prompt_ids.clone());
+                seq.prompt_logits = live.req.prompt_logprobs;
                 self.sched.waiting.push_back((seq, live));
                 true
             }
@@ -373,16 +384,31 @@ impl EngineLoop {
         }
         let t0 = Instant::now();
         let index = self.totals.steps_total;
+        let asks: Vec<PartLogits> = work
+            .iter()
+            .map(|w| {
+                let (s, live) = &self.sched.running[w.index];
+                if s.needs_all_logits() {
+                    PartLogits::All
+                } else if w.sample && live.req.logprobs.is_some() {
+                    PartLogits::Last
+                } else {
+                    PartLogits::None
+                }
+            })
+            .collect();
         let report = {
             let parts: Vec<SequencePart> = work
                 .iter()
-                .map(|w| {
+                .zip(&asks)
+                .map(|(w, &logits)| {
                     let (s, live) = &self.sched.running[w.index];
                     SequencePart {
                         tokens: &s.tokens[w.start..w.start + w.len],
                         pos0: w.start,
                         table: &s.table,
                         sample: w.sample.then(|| (live.req.sampling, s.generated() as u32)),
+                        logits,
                     }
                 })
                 .collect();
@@ -412,9 +438,19 @@ impl EngineLoop {
             .filter(|w| !w.sample || w.len > 1)
             .map(|w| w.len)
             .sum();
-        let sampled_work: Vec<&Work> = work.iter().filter(|w| w.sample).collect();
-        for (w, &id) in sampled_work.iter().zip(sampled) {
-            self.on_sample(w.index, id);
+        let mut ids = sampled.iter();
+        for (k, w) in work.iter().enumerate() {
+            let rows = &report.logits[k];
+            let v = self.shared.vocab;
+            if asks[k] == PartLogits::All {
+                self.note_prompt_logprobs(w, rows);
+            }
+            if w.sample {
+                // the sampled row's logits are the part's last row, where it has any
+                let row = (!rows.is_empty()).then(|| &rows[rows.len() - v..]);
+                let id = *ids.next().expect("one sampled id per sampled part");
+                self.on_sample(w.index, id, row);
+            }
         }
         self.totals.steps_total += 1;
         self.totals.generated_tokens_total += sampled.len() as u64;
@@ -442,12 +478,47 @@ impl EngineLoop {
         Ok(())
     }
 
-    /// A sampled id for `running[i]`: stop checks, text, events.
-    fn on_sample(&mut self, i: usize, id: u32) {
+    /// The log-probabilities of the prompt tokens that `w`'s rows predict (row p's logits
+    /// give token p + 1's).
+    fn note_prompt_logprobs(&mut self, w: &Work, rows: &[f32]) {
+        let v = self.shared.vocab;
+        let (s, live) = &mut self.sched.running[w.index];
+        let top = live.req.logprobs.unwrap_or(0);
+        for (r, row) in rows.chunks_exact(v).enumerate() {
+            let next = w.start + r + 1;
+            if next < s.prompt_len {
+                live.prompt_logprobs[next - 1] = Some(token_logprob(row, s.tokens[next], top));
+            }
+        }
+    }
+
+    /// A sampled id for `running[i]` (and the logits it was drawn from, where the request
+    /// asked for log-probabilities): stop checks, text, events.
+    fn on_sample(&mut self, i: usize, id: u32, logits: Option<&[f32]>) {
         let context = self.shared.context;
         let tok = self.shared.tokenizer.clone();
         let (s, live) = &mut self.sched.running[i];
+        if s.prompt_logits && s.generated() == 0 && !live.gone {
+            // the whole prompt has been computed: its log-probabilities go first
+            s.prompt_logits = false;
+            let all: Vec<TokenLogprob> = std::mem::take(&mut live.prompt_logprobs)
+                .into_iter()
+                .flatten()
+                .collect();
+            debug_assert_eq!(
+                all.len() + 1,
+                s.prompt_len,
+                "every prompt row's logits came"
+            );
+            if !(live.sink)(Event::PromptLogprobs(all)) {
+                live.gone = true;
+            }
+        }
         let stop_id = live.req.stop_ids.contains(&id);
+        let logprobs: Vec<TokenLogprob> = match (live.req.logprobs, logits) {
+            (Some(top), Some(row)) if !stop_id => vec![token_logprob(row, id, top)],
+            _ => Vec::new(),
+        };
         let (mut text, ids, mut finish) = if stop_id {
             // the stop id is not output; text held back until now is
             (live.decoder.flush(&tok), vec![], Some(FinishReason::Stop))
@@ -473,7 +544,13 @@ impl EngineLoop {
             // the end: no stop string can complete any more
             emit.push_str(&std::mem::take(&mut live.held));
         }
-        if (!emit.is_empty() || !ids.is_empty()) && !(live.sink)(Event::Delta { text: emit, ids }) {
+        if (!emit.is_empty() || !ids.is_empty())
+            && !(live.sink)(Event::Delta {
+                text: emit,
+                ids,
+                logprobs,
+            })
+        {
             live.gone = true;
         }
         live.finish = finish;

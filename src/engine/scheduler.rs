@@ -32,6 +32,10 @@ pub struct SeqState {
     pub cached_tokens: usize,
     /// times this sequence was preempted
     pub preemptions: usize,
+    /// every prompt row gets logits (a request for the prompt's log-probabilities): the
+    /// prompt is computed whole (no prefix-cache reuse), in chunks no longer than the
+    /// step's free logits rows
+    pub prompt_logits: bool,
 }
 
 impl SeqState {
@@ -45,7 +49,13 @@ impl SeqState {
             last_hash: 0,
             cached_tokens: 0,
             preemptions: 0,
+            prompt_logits: false,
         }
+    }
+
+    /// Whether its next part must bring back the logits of every row.
+    pub fn needs_all_logits(&self) -> bool {
+        self.prompt_logits && self.computed < self.prompt_len
     }
 
     /// Tokens still to compute before the next sample.
@@ -73,8 +83,11 @@ pub struct Work {
 pub struct StepLimits {
     /// token rows in one forward pass
     pub max_tokens: usize,
-    /// sequences in the running batch (rows that get logits)
+    /// sequences in the running batch
     pub max_running: usize,
+    /// rows that get logits in one step (a sampled row each, and every prompt row of a
+    /// sequence with `prompt_logits`); at least `max_running`
+    pub max_out_rows: usize,
     pub prefix_caching: bool,
 }
 
@@ -113,6 +126,7 @@ impl<T> Scheduler<T> {
     /// Returns no work only when nothing can run (idle, or the queue's head cannot fit).
     pub fn schedule(&mut self) -> Vec<Work> {
         let mut budget = self.limits.max_tokens;
+        let mut out_rows = self.limits.max_out_rows.max(self.limits.max_running);
         let mut work = Vec::new();
         // 1. decoding sequences, oldest first: one token each
         let mut i = 0;
@@ -124,30 +138,56 @@ impl<T> Scheduler<T> {
                 }
                 work.push(self.next_part(i, 1));
                 budget -= 1;
+                out_rows -= 1;
             }
             i += 1;
         }
-        // 2. prefilling sequences, oldest first: chunks from what is left
-        for i in 0..self.running.len() {
-            let s = &self.running[i].0;
-            if s.pending() <= 1 || budget == 0 || work.iter().any(|w| w.index == i) {
-                continue;
-            }
-            let len = self.reserve(i, s.pending().min(budget));
-            if len > 0 {
-                work.push(self.next_part(i, len));
-                budget -= len;
+        // 2. prefilling sequences, oldest first: chunks from what is left; those that
+        // need every row's logits last, from the logits rows the others leave (each
+        // running sequence samples at most one row, so those never run short)
+        for all_logits in [false, true] {
+            for i in 0..self.running.len() {
+                let s = &self.running[i].0;
+                if s.pending() <= 1
+                    || budget == 0
+                    || s.needs_all_logits() != all_logits
+                    || work.iter().any(|w| w.index == i)
+                {
+                    continue;
+                }
+                let cap = match all_logits {
+                    true => budget.min(out_rows),
+                    false => budget,
+                };
+                let len = self.reserve(i, s.pending().min(cap));
+                if len > 0 {
+                    let part = self.next_part(i, len);
+                    out_rows -= self.out_rows_of(&part);
+                    work.push(part);
+                    budget -= len;
+                }
             }
         }
-        // 3. admissions, first come first served
-        while budget > 0 && self.running.len() < self.limits.max_running {
-            let Some(len) = self.admit_next(budget) else {
+        // 3. admissions, first come first served, while a logits row is left
+        while budget > 0 && out_rows > 0 && self.running.len() < self.limits.max_running {
+            let Some(len) = self.admit_next(budget, out_rows) else {
                 break;
             };
-            work.push(self.next_part(self.running.len() - 1, len));
+            let part = self.next_part(self.running.len() - 1, len);
+            out_rows -= self.out_rows_of(&part);
+            work.push(part);
             budget -= len;
         }
         work
+    }
+
+    /// Logits rows a part takes: all its rows for a prompt whose logits are wanted, else
+    /// one if it samples.
+    fn out_rows_of(&self, w: &Work) -> usize {
+        match self.running[w.index].0.needs_all_logits() {
+            true => w.len,
+            false => w.sample as usize,
+        }
     }
 
     /// The next `len` uncomputed tokens of `running[i]`, sampling if they reach its end.
@@ -220,13 +260,13 @@ impl<T> Scheduler<T> {
 
     /// Admits the head of the queue if its whole remaining prompt fits the pool: reuses
     /// its cached prefix blocks, reserves the rest, and returns its first chunk's length
-    /// (at most `budget`).
-    fn admit_next(&mut self, budget: usize) -> Option<usize> {
+    /// (at most `budget`, and at most `out_rows` where every row gets logits).
+    fn admit_next(&mut self, budget: usize, out_rows: usize) -> Option<usize> {
         let bs = self.pool.block_size();
         let (mut s, t) = self.waiting.pop_front()?;
         // the cached prefix: full blocks, leaving at least the last token to compute
         let mut parent = 0;
-        if self.limits.prefix_caching {
+        if self.limits.prefix_caching && !s.needs_all_logits() {
             let reusable = (s.tokens.len() - 1) / bs;
             for k in 0..reusable {
                 let chunk = &s.tokens[k * bs..(k + 1) * bs];
@@ -262,7 +302,10 @@ impl<T> Scheduler<T> {
         if s.preemptions == 0 {
             s.cached_tokens = s.computed;
         }
-        let len = s.pending().min(budget);
+        let len = match s.needs_all_logits() {
+            true => s.pending().min(budget).min(out_rows),
+            false => s.pending().min(budget),
+        };
         self.running.push((s, t));
         Some(len)
     }
@@ -316,6 +359,7 @@ mod tests {
             StepLimits {
                 max_tokens,
                 max_running,
+                max_out_rows: max_running,
                 prefix_caching: true,
             },
         )
@@ -393,6 +437,46 @@ mod tests {
         for (q, _) in &s.running {
             assert!(q.table.len() * 4 >= q.computed);
         }
+    }
+
+    #[test]
+    fn a_prompt_whose_logits_are_wanted_is_computed_whole_within_the_logits_rows() {
+        // 4 logits rows a step, 64 token rows
+        let mut s = sched(64, 4, 64, 4);
+        let prompt: Vec<u32> = (100..110).collect();
+        s.waiting.push_back((SeqState::new(prompt.clone()), 0));
+        step(&mut s, 1);
+        s.retire(|_| true);
+        // the same prompt again, cached, but its logits are wanted: no reuse, and chunks
+        // of at most the 4 logits rows, beside a decoding sequence that takes one
+        s.waiting.push_back((SeqState::new(vec![7, 8]), 1));
+        step(&mut s, 1);
+        let mut want = SeqState::new(prompt);
+        want.prompt_logits = true;
+        s.waiting.push_back((want, 2));
+        let w = step(&mut s, 1);
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            w[1],
+            Work {
+                index: 1,
+                start: 0,
+                len: 3,
+                sample: false
+            }
+        );
+        assert_eq!(s.running[1].0.cached_tokens, 0);
+        let starts: Vec<(usize, usize)> = (0..3)
+            .map(|_| {
+                let w = step(&mut s, 1);
+                (w[1].start, w[1].len)
+            })
+            .collect();
+        assert_eq!(starts, [(3, 3), (6, 3), (9, 1)]);
+        assert!(!s.running[1].0.needs_all_logits());
+        // once the prompt is in, it decodes like any other
+        let w = step(&mut s, 1);
+        assert_eq!((w[1].len, w[1].sample), (1, true));
     }
 
     #[test]

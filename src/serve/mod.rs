@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP server, over any [`crate::engine::Backend`]: routes and
 //! handlers (`routes`), request checking (`request`), the exchange of events with the
-//! engine (`state`), reply and stream shaping (`response`), error bodies (`error`),
+//! engine (`state`), reply and stream shaping (`response`), the `n` choices of a request (`choices`),
+//! log-probabilities in OpenAI's shapes (`logprobs`), error bodies (`error`),
 //! Prometheus text (`prometheus`), the wire types (`openai`), API keys (`auth`),
 //! bounds on requests and connections (`limits`) and the accept loop with its graceful
 //! shutdown (`listen`). It knows nothing of GPUs or batching.
@@ -8,10 +9,12 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod auth;
+mod choices;
 mod error;
 mod ids;
 mod limits;
 mod listen;
+mod logprobs;
 pub mod openai;
 mod prometheus;
 mod request;

@@ -50,6 +50,8 @@ pub struct CompletionBody {
     pub max_tokens: Option<i64>,
     #[serde(default)]
     pub echo: Option<bool>,
+    /// most likely alternatives per token (0..=20): the log-probability of every token
+    /// comes back, of the prompt's too with `echo`
     #[serde(default)]
     pub logprobs: Option<Value>,
     #[serde(flatten)]
@@ -67,8 +69,12 @@ pub struct ChatBody {
     /// the newer name of `max_tokens`
     #[serde(default)]
     pub max_completion_tokens: Option<i64>,
+    /// true to get the log-probability of every generated token
     #[serde(default)]
     pub logprobs: Option<Value>,
+    /// most likely alternatives per token (0..=20), with `logprobs`
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -128,7 +134,42 @@ pub struct TextChoice {
     pub text: String,
     /// null until the last chunk of a stream
     pub finish_reason: Option<&'static str>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<TextLogprobs>,
+}
+
+/// `logprobs` of a `/v1/completions` choice (or of a chunk's tokens): per token, its text,
+/// log-probability (null for a prompt's first) and most likely alternatives, and where
+/// its text starts in the choice's text.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TextLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<Option<f32>>,
+    pub top_logprobs: Vec<Option<serde_json::Map<String, Value>>>,
+    pub text_offset: Vec<usize>,
+}
+
+/// `logprobs` of a `/v1/chat/completions` choice (or of a chunk's tokens).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChatLogprobs {
+    pub content: Vec<ChatTokenLogprob>,
+    pub refusal: Option<Vec<ChatTokenLogprob>>,
+}
+
+/// One token of a chat reply: its text, its UTF-8 bytes, its log-probability and the most
+/// likely alternatives at its position.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatTokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
 }
 
 /// A whole choice of `/v1/chat/completions`.
@@ -137,7 +178,7 @@ pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
     pub finish_reason: &'static str,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -152,7 +193,7 @@ pub struct ChatChunkChoice {
     pub index: u32,
     pub delta: ChatDelta,
     pub finish_reason: Option<&'static str>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
 }
 
 /// What a chat chunk adds: the role once at the start, then content.

@@ -9,14 +9,16 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::ids::random_seed;
 use super::openai::{ChatMessageBody, SamplingFields};
-use crate::engine::CompletionRequest;
 use crate::engine::SamplingParams;
+use crate::engine::{CompletionRequest, MAX_TOP_LOGPROBS};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 /// OpenAI accepts at most this many stop strings.
 const MAX_STOP_STRINGS: usize = 4;
 /// OpenAI's range for `temperature`.
 const MAX_TEMPERATURE: f64 = 2.0;
+/// Most choices (`n`) one request may ask for; each takes a row of the running batch.
+pub(super) const MAX_CHOICES: usize = 16;
 
 /// Parses a JSON body; malformed JSON and wrong types are a 400 with serde's message.
 pub(super) fn parse_body<T: DeserializeOwned>(
@@ -28,21 +30,65 @@ pub(super) fn parse_body<T: DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
 }
 
-pub(super) fn check_one_choice(s: &SamplingFields) -> Result<(), ApiError> {
+/// `n`: how many choices to generate for the prompt (1 when absent).
+pub(super) fn choice_count(s: &SamplingFields) -> Result<usize, ApiError> {
     match s.n {
-        None | Some(1) => Ok(()),
+        None => Ok(1),
+        Some(n) if (1..=MAX_CHOICES as i64).contains(&n) => Ok(n as usize),
         Some(n) => Err(ApiError::invalid(
             "n",
-            format!("only n = 1 is supported, got {n}"),
+            format!("n must be between 1 and {MAX_CHOICES}, got {n}"),
         )),
     }
 }
 
-/// `logprobs` may be absent, null or false: they are not computed.
-pub(super) fn check_no_logprobs(logprobs: Option<&Value>) -> Result<(), ApiError> {
+/// `/v1/completions`' `logprobs`: null, or how many alternatives to list per token.
+pub(super) fn completion_logprobs(logprobs: Option<&Value>) -> Result<Option<usize>, ApiError> {
     match logprobs {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(()),
-        Some(_) => Err(ApiError::invalid("logprobs", "logprobs are not supported")),
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(k) if k as usize <= MAX_TOP_LOGPROBS => Ok(Some(k as usize)),
+            _ => Err(ApiError::invalid(
+                "logprobs",
+                format!("logprobs must be an integer between 0 and {MAX_TOP_LOGPROBS}, got {v}"),
+            )),
+        },
+    }
+}
+
+/// `/v1/chat/completions`' `logprobs` (a boolean) and `top_logprobs` (how many
+/// alternatives, which needs `logprobs`).
+pub(super) fn chat_logprobs(
+    logprobs: Option<&Value>,
+    top_logprobs: Option<i64>,
+) -> Result<Option<usize>, ApiError> {
+    let wanted = match logprobs {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!("logprobs must be a boolean, got {v}"),
+            ))
+        }
+    };
+    let top = match top_logprobs {
+        None => 0,
+        Some(k) if (0..=MAX_TOP_LOGPROBS as i64).contains(&k) => k as usize,
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}"),
+            ))
+        }
+    };
+    match (wanted, top_logprobs) {
+        (true, _) => Ok(Some(top)),
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(ApiError::invalid(
+            "top_logprobs",
+            "top_logprobs needs logprobs set to true",
+        )),
     }
 }
 
@@ -96,6 +142,8 @@ pub(super) fn completion_request(
         stop_strings: stop_strings(s.stop.as_ref())?,
         skip_special: true,
         probe_attention: false,
+        logprobs: None,
+        prompt_logprobs: false,
     })
 }
 

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::auth::{require_key, Access};
+use super::choices::Choices;
 use super::error::{method_not_allowed, unknown_route, ApiError};
 use super::ids::unix_seconds;
 use super::limits::Limits;
@@ -24,12 +25,14 @@ use super::listen::accept_loop;
 use super::openai::{ChatBody, CompletionBody, ModelCard, ModelList};
 use super::prometheus::render_metrics;
 use super::request::{
-    chat_messages, check_fits_context, check_no_logprobs, check_one_choice, completion_request,
-    max_tokens, parse_body, prompt_ids,
+    chat_logprobs, chat_messages, check_fits_context, choice_count, completion_logprobs,
+    completion_request, max_tokens, parse_body, prompt_ids,
 };
-use super::response::{event_stream, Endpoint, Reply};
-use super::state::{collect, submit, AppState, Life};
+use super::response::{event_stream, Echo, Endpoint, Reply};
+use super::state::{collect, AppState, Life};
 use crate::engine::{Backend, CompletionRequest};
+use crate::tokenizer::Tokenizer;
+use serde_json::Value;
 
 /// `max_tokens` of `/v1/completions` when the request has none (OpenAI's default).
 pub(super) const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
@@ -187,20 +190,40 @@ pub(super) async fn completions(
 ) -> Result<Response, ApiError> {
     let body: CompletionBody = parse_body(body)?;
     state.check_model(body.model.as_deref())?;
-    check_one_choice(&body.sampling)?;
-    if body.echo == Some(true) {
-        return Err(ApiError::invalid("echo", "echo is not supported"));
-    }
-    check_no_logprobs(body.logprobs.as_ref())?;
+    let n = choice_count(&body.sampling)?;
+    let logprobs = completion_logprobs(body.logprobs.as_ref())?;
+    let echo = body.echo.unwrap_or(false);
     let tokenizer = state.backend.tokenizer();
     let prompt_ids = prompt_ids(tokenizer, &body.prompt)?;
     let max_tokens =
         max_tokens(body.max_tokens, "max_tokens")?.unwrap_or(DEFAULT_COMPLETION_MAX_TOKENS);
     let context = state.backend.context();
     check_fits_context(context, prompt_ids.len(), max_tokens, "max_tokens")?;
-    let req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
-    let reply = Reply::new(Endpoint::Completions, &state, &body.sampling);
+    let mut reply = Reply::new(Endpoint::Completions, &state, &body.sampling);
+    if echo {
+        reply.echo = Some(Echo {
+            text: echo_text(tokenizer, &body.prompt, &prompt_ids),
+            ids: prompt_ids.clone(),
+        });
+    }
+    let mut req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
+    req.logprobs = logprobs;
+    req.prompt_logprobs = echo && logprobs.is_some();
+    reply.logprobs = logprobs.is_some();
+    reply.n = n;
     run(&state, req, reply).await
+}
+
+/// The prompt as `echo` repeats it: as sent where it was text, else decoded.
+fn echo_text(tokenizer: &Tokenizer, prompt: &Value, ids: &[u32]) -> String {
+    let sent = match prompt {
+        Value::Array(items) if items.len() == 1 => &items[0],
+        other => other,
+    };
+    match sent {
+        Value::String(text) => text.clone(),
+        _ => tokenizer.decode_with(ids, false),
+    }
 }
 
 pub(super) async fn chat_completions(
@@ -209,8 +232,8 @@ pub(super) async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let body: ChatBody = parse_body(body)?;
     state.check_model(body.model.as_deref())?;
-    check_one_choice(&body.sampling)?;
-    check_no_logprobs(body.logprobs.as_ref())?;
+    let n = choice_count(&body.sampling)?;
+    let logprobs = chat_logprobs(body.logprobs.as_ref(), body.top_logprobs)?;
     let messages = chat_messages(&body.messages)?;
     let tokenizer = state.backend.tokenizer();
     // The rendered template already holds the special tokens (BOS included where wanted).
@@ -236,22 +259,26 @@ pub(super) async fn chat_completions(
             .saturating_sub(prompt_ids.len())
             .max(1)
     });
-    let req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
-    let reply = Reply::new(Endpoint::Chat, &state, &body.sampling);
+    let mut req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
+    req.logprobs = logprobs;
+    let mut reply = Reply::new(Endpoint::Chat, &state, &body.sampling);
+    reply.logprobs = logprobs.is_some();
+    reply.n = n;
     run(&state, req, reply).await
 }
 
-/// Submits `req` and answers with the whole completion, or with a stream of its chunks,
-/// within the server's request deadline (past it the request is cancelled: a 504, or an
-/// error event that ends the stream). The completion counts as running until its response
-/// or stream ends.
+/// Submits `req`'s `reply.n` choices and answers with the whole completion, or with a
+/// stream of its chunks, within the server's request deadline (past it the request is
+/// cancelled: a 504, or an error event that ends the stream). The completion counts as
+/// running until its response or stream ends.
 pub(super) async fn run(
     state: &AppState,
     req: CompletionRequest,
     reply: Reply,
 ) -> Result<Response, ApiError> {
     let running = state.life.run();
-    let events = submit(state.backend.as_ref(), req)?;
+    let n = reply.n;
+    let events = Choices::submit(state.backend.clone(), req, n)?;
     let timeout = state.limits.request_timeout;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     if reply.stream {
@@ -261,10 +288,10 @@ pub(super) async fn run(
             .into_response());
     }
     let done = match deadline.zip(timeout) {
-        Some((at, limit)) => tokio::time::timeout_at(at, collect(events))
+        Some((at, limit)) => tokio::time::timeout_at(at, collect(events, n))
             .await
             .map_err(|_| ApiError::deadline(limit))??,
-        None => collect(events).await?,
+        None => collect(events, n).await?,
     };
     Ok(reply.whole(done))
 }

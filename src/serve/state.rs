@@ -1,17 +1,16 @@
 //! The server's state and its exchange with the engine: each request's events come from
-//! the engine's thread through an unbounded channel (the sink must not block). The
-//! receiving end lives in the handler, or in the SSE body while streaming, so when a
-//! client goes away the receiver is dropped, the sink returns false and the engine cancels
-//! the request.
+//! the engine's thread through an unbounded channel (the sink must not block; see
+//! `choices`). The receiving end lives in the handler, or in the SSE body while streaming,
+//! so when a client goes away the receiver is dropped, the sink returns false and the
+//! engine cancels the request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
+use super::choices::Choices;
 use super::error::ApiError;
 use super::openai::ModelCard;
-use crate::engine::{Backend, CompletionRequest, Event, EventSink, FinishReason, Usage};
+use crate::engine::{Backend, Event, FinishReason, TokenLogprob, Usage};
 
 /// The error when a sink is dropped without `Done` or `Failed` (an engine bug).
 pub(super) const ENGINE_DROPPED: &str = "the engine dropped the request before it finished";
@@ -82,41 +81,57 @@ impl AppState {
     }
 }
 
-/// Queues `req` on the backend, with a sink that forwards its events into a channel.
-pub(super) fn submit(
-    backend: &dyn Backend,
-    req: CompletionRequest,
-) -> Result<UnboundedReceiver<Event>, ApiError> {
-    let (tx, rx) = unbounded_channel();
-    // `send` fails only once the receiver is dropped: the client is gone.
-    let sink: EventSink = Box::new(move |event| tx.send(event).is_ok());
-    backend.submit(req, sink)?;
-    Ok(rx)
-}
-
-/// A finished completion.
+/// A finished choice.
+#[derive(Default)]
 pub(super) struct Finished {
     pub(super) text: String,
-    pub(super) finish: FinishReason,
+    pub(super) finish: Option<FinishReason>,
     pub(super) usage: Usage,
+    /// of the generated tokens, where asked
+    pub(super) logprobs: Vec<TokenLogprob>,
 }
 
-/// Gathers the text of a request until it is done.
-pub(super) async fn collect(mut events: UnboundedReceiver<Event>) -> Result<Finished, ApiError> {
-    let mut text = String::new();
-    while let Some(event) = events.recv().await {
+/// Every choice of a request, finished, and the prompt's log-probabilities where asked.
+pub(super) struct AllFinished {
+    pub(super) choices: Vec<Finished>,
+    pub(super) prompt_logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// Gathers the `n` choices of a request until all are done.
+pub(super) async fn collect(mut choices: Choices, n: usize) -> Result<AllFinished, ApiError> {
+    let mut done: Vec<Finished> = (0..n).map(|_| Finished::default()).collect();
+    let mut prompt_logprobs = None;
+    let mut open = n;
+    while open > 0 {
+        let (index, event) = choices.next().await?;
+        let choice = &mut done[index as usize];
         match event {
-            Event::Delta { text: t, .. } => text.push_str(&t),
+            Event::Delta { text, logprobs, .. } => {
+                choice.text.push_str(&text);
+                choice.logprobs.extend(logprobs);
+            }
+            Event::PromptLogprobs(p) => prompt_logprobs = Some(p),
             Event::Done { finish, usage } => {
-                return Ok(Finished {
-                    text,
-                    finish,
-                    usage,
-                })
+                choice.finish = Some(finish);
+                choice.usage = usage;
+                open -= 1;
             }
             Event::Failed(message) => return Err(ApiError::server(message)),
             Event::Attention(_) => {}
         }
     }
-    Err(ApiError::server(ENGINE_DROPPED))
+    Ok(AllFinished {
+        choices: done,
+        prompt_logprobs,
+    })
+}
+
+/// The usage of a request's choices together: the prompt once, every choice's tokens.
+pub(super) fn total_usage(choices: impl IntoIterator<Item = Usage>) -> Usage {
+    let mut all = choices.into_iter();
+    let first = all.next().unwrap_or_default();
+    all.fold(first, |acc, u| Usage {
+        completion_tokens: acc.completion_tokens + u.completion_tokens,
+        ..acc
+    })
 }

@@ -46,6 +46,8 @@ impl AttentionTab {
             stop_strings: vec![],
             skip_special: true,
             probe_attention: true,
+            logprobs: None,
+            prompt_logprobs: false,
         };
         self.pending = Some(StreamHandle::submit(e, req, ctx));
     }

@@ -89,6 +89,8 @@ impl GenerateTab {
                 stop_strings: vec![],
                 skip_special: true,
                 probe_attention: i == 0,
+                logprobs: None,
+                prompt_logprobs: false,
             })
             .collect())
     }

@@ -134,7 +134,7 @@ impl StreamHandle {
             let mut st = s.lock().unwrap();
             let elapsed = st.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
             match ev {
-                Event::Delta { text, ids } => {
+                Event::Delta { text, ids, .. } => {
                     if st.first_token_s.is_none() && !ids.is_empty() {
                         st.first_token_s = Some(elapsed);
                     }
@@ -148,6 +148,7 @@ impl StreamHandle {
                 }
                 Event::Failed(m) => st.error = Some(m),
                 Event::Attention(a) => st.attention = Some(a),
+                Event::PromptLogprobs(_) => {}
             }
             drop(st);
             if let Some(ctx) = &ctx {

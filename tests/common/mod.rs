@@ -7,7 +7,7 @@ pub mod http;
 
 use headroom::formats::quant::GgmlType;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
-use headroom::model::gpu_model::{GpuModel, SequencePart};
+use headroom::model::gpu_model::{GpuModel, PartLogits, SequencePart};
 use headroom::model::{
     HostTensor, LoadError, ModelConfig, TensorName, TensorSummary, WeightSource,
 };
@@ -129,6 +129,7 @@ pub fn greedy_step(model: &GpuModel, seq: usize, tokens: &[u32], pos0: usize) ->
         pos0,
         table: model.sequence_table(seq).unwrap(),
         sample: Some((SamplingParams::default(), 0)),
+        logits: PartLogits::None,
     };
     model.forward(&[part]).unwrap()[0]
 }

@@ -7,7 +7,7 @@ mod report;
 mod step;
 
 pub use report::{softmax_in_place, AttentionProbe, KernelTime, StepProbe, StepReport};
-pub use step::{PendingChain, PreparedStep, SequencePart, MAX_STEPS_PER_READBACK};
+pub use step::{PartLogits, PendingChain, PreparedStep, SequencePart, MAX_STEPS_PER_READBACK};
 
 pub use super::error::ModelError;
 use super::graph::Graph;

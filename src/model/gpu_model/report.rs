@@ -4,7 +4,7 @@
 //! over its context in every layer and head (the viewer's live telemetry and attention
 //! map).
 
-use super::{GpuModel, ModelError, SequencePart};
+use super::{GpuModel, ModelError, PartLogits, SequencePart};
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer};
 use crate::ops::Cost;
 
@@ -63,6 +63,9 @@ pub struct StepReport {
     /// per kernel family, in order of first use; empty unless asked and timestamps exist
     pub kernels: Vec<KernelTime>,
     pub attention: Option<AttentionProbe>,
+    /// per part, the logits its `logits` asked for: rows x vocab, in row order (empty
+    /// for a part that asked for none)
+    pub logits: Vec<Vec<f32>>,
 }
 
 /// Timestamp queries for one step: a pair per compute pass.
@@ -233,6 +236,7 @@ impl GpuModel {
         if let Some(c) = clock {
             c.resolve(&mut enc, timed_pairs);
         }
+        // every logits row's draw comes back; the sampled parts' are picked out of them
         let sample_bytes = 4 * step.sampled as u64;
         let slot = match sample_bytes {
             0 => None,
@@ -241,14 +245,25 @@ impl GpuModel {
         if let Some(i) = slot {
             self.readback[i].copy_from(&mut enc, &self.tokens, sample_bytes);
         }
+        let logits = self.copy_logits(&mut enc, parts, &step.part_outs);
         self.gpu.queue.submit([enc.finish()]);
-        let sampled = if let Some(i) = slot {
+        let drawn = if let Some(i) = slot {
             let bytes = self.readback[i].read_async(&self.gpu, sample_bytes).await;
             self.release_readback_slot(i);
             bytemuck::cast_slice::<u8, u32>(&bytes?).to_vec()
         } else {
             self.gpu.wait_async().await?;
             Vec::new()
+        };
+        let sampled = parts
+            .iter()
+            .zip(&step.part_outs)
+            .filter(|(p, _)| p.sample.is_some())
+            .map(|(_, outs)| drawn[outs.end.max(outs.start + 1) - 1])
+            .collect();
+        let logits = match logits {
+            Some((buffer, rows)) => self.split_logits(&buffer, &rows).await?,
+            None => vec![Vec::new(); parts.len()],
         };
         let (gpu_s, kernels) = match clock {
             Some(c) => {
@@ -268,7 +283,70 @@ impl GpuModel {
             gpu_s,
             kernels,
             attention,
+            logits,
         })
+    }
+
+    /// Copies the logits rows that `parts` ask for into one new readback buffer; returns
+    /// it and each part's row count, or None when no part asks.
+    fn copy_logits(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        parts: &[SequencePart<'_>],
+        part_outs: &[std::ops::Range<usize>],
+    ) -> Option<(ReadbackBuffer, Vec<usize>)> {
+        let counts: Vec<usize> = parts
+            .iter()
+            .zip(part_outs)
+            .map(|(p, outs)| match p.logits {
+                PartLogits::None => 0,
+                _ => outs.len(),
+            })
+            .collect();
+        let total: usize = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let row_bytes = (self.config.vocab_size * 4) as u64;
+        let buffer = ReadbackBuffer::new(&self.gpu, "logits readback", total as u64 * row_bytes);
+        let mut at = 0;
+        for (outs, &n) in part_outs.iter().zip(&counts) {
+            if n > 0 {
+                enc.copy_buffer_to_buffer(
+                    &self.logits,
+                    outs.start as u64 * row_bytes,
+                    buffer.buffer(),
+                    at,
+                    n as u64 * row_bytes,
+                );
+                at += n as u64 * row_bytes;
+            }
+        }
+        Some((buffer, counts))
+    }
+
+    /// The rows `copy_logits` copied, one list per part.
+    async fn split_logits(
+        &self,
+        buffer: &ReadbackBuffer,
+        counts: &[usize],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let v = self.config.vocab_size;
+        let total: usize = counts.iter().sum();
+        let bytes = buffer.read_async(&self.gpu, (total * v * 4) as u64).await?;
+        let all: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut at = 0;
+        Ok(counts
+            .iter()
+            .map(|&n| {
+                let rows = all[at * v..(at + n) * v].to_vec();
+                at += n;
+                rows
+            })
+            .collect())
     }
 
     /// Softmax weights of the captured queries over the keys of `row`'s blocks.

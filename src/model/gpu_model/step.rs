@@ -27,6 +27,21 @@ pub struct SequencePart<'a> {
     /// draw the token after the last one with these settings, as the sequence's
     /// `counter`-th draw
     pub sample: Option<(SamplingParams, u32)>,
+    /// which rows' logits come back to the host (`StepReport::logits`)
+    pub logits: PartLogits,
+}
+
+/// Which of a part's rows have their logits read back after a reported step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartLogits {
+    /// none (the sampled id alone comes back)
+    #[default]
+    None,
+    /// the sampled last row's (the log-probabilities of a generated token)
+    Last,
+    /// every row's, each predicting the token after it (a prompt's log-probabilities);
+    /// every row then takes a logits row of the step
+    All,
 }
 
 /// A chain of steps submitted and not yet read back (`GpuModel::submit_chain`).
@@ -54,6 +69,8 @@ pub struct PreparedStep<'a> {
     pub rows: Vec<QueryRow<'a>>,
     /// rows that get logits, in the order of their parts
     pub sampled: usize,
+    /// per part, its logits rows (empty for a part without any)
+    pub part_outs: Vec<std::ops::Range<usize>>,
     pub shape: StepShape,
 }
 
@@ -79,7 +96,7 @@ impl GpuModel {
         parts: &[SequencePart<'a>],
         write_tokens: bool,
     ) -> Result<PreparedStep<'a>, ModelError> {
-        let (rows, outs, tokens) = self.check_parts(parts)?;
+        let (rows, outs, part_outs, tokens) = self.check_parts(parts)?;
         if write_tokens {
             self.write_tokens(&tokens)?;
         }
@@ -93,6 +110,7 @@ impl GpuModel {
         Ok(PreparedStep {
             rows,
             sampled: outs.len(),
+            part_outs,
             shape,
         })
     }
@@ -157,6 +175,13 @@ impl GpuModel {
                 "a chain of steps takes one sampled token per part".into(),
             ));
         }
+        if parts.iter().any(|p| p.logits == PartLogits::All) {
+            // its ids would not sit one per part where the readback takes them
+            return Err(ModelError::Invalid(
+                "a chain reads back sampled ids only: logits of every row need a reported step"
+                    .into(),
+            ));
+        }
         let host = web_time::Instant::now();
         // the readback buffer first: a chain refused writes nothing
         let slot = match parts.iter().any(|p| p.sample.is_some()) {
@@ -216,6 +241,7 @@ impl GpuModel {
                 },
                 rows: next,
                 sampled: n,
+                part_outs: first.part_outs.clone(),
             };
             let mut enc = self.encode(&step);
             if let Some(rb) = readback {
@@ -330,10 +356,19 @@ impl GpuModel {
 
     /// Checks the parts of a step; returns its query rows, logits rows and token ids.
     #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity)]
     fn check_parts<'a>(
         &self,
         parts: &[SequencePart<'a>],
-    ) -> Result<(Vec<QueryRow<'a>>, Vec<OutRow>, Vec<u32>), ModelError> {
+    ) -> Result<
+        (
+            Vec<QueryRow<'a>>,
+            Vec<OutRow>,
+            Vec<std::ops::Range<usize>>,
+            Vec<u32>,
+        ),
+        ModelError,
+    > {
         let bs = self.options.kv_block_size;
         let n: usize = parts.iter().map(|p| p.tokens.len()).sum();
         if n == 0 || n > self.options.max_chunk {
@@ -342,15 +377,30 @@ impl GpuModel {
                 self.options.max_chunk
             )));
         }
-        let sampled = parts.iter().filter(|p| p.sample.is_some()).count();
-        if sampled > self.max_out_rows {
+        let logits_rows: usize = parts
+            .iter()
+            .map(|p| match p.logits {
+                PartLogits::All => p.tokens.len(),
+                _ => p.sample.is_some() as usize,
+            })
+            .sum();
+        if logits_rows > self.max_out_rows {
             return Err(ModelError::Invalid(format!(
-                "a step samples at most {} sequences, got {sampled}",
+                "a step has at most {} rows with logits (sampled, or all of a part's rows), got {logits_rows}",
                 self.max_out_rows
             )));
         }
+        if let Some(i) = parts
+            .iter()
+            .position(|p| p.logits == PartLogits::Last && p.sample.is_none())
+        {
+            return Err(ModelError::Invalid(format!(
+                "part {i} asks for its sampled row's logits but samples nothing"
+            )));
+        }
         let mut rows = Vec::with_capacity(n);
-        let mut outs = Vec::with_capacity(sampled);
+        let mut outs = Vec::with_capacity(logits_rows);
+        let mut part_outs = Vec::with_capacity(parts.len());
         let mut tokens = Vec::with_capacity(n);
         for (i, p) in parts.iter().enumerate() {
             let end = p.pos0 + p.tokens.len();
@@ -375,6 +425,7 @@ impl GpuModel {
                     self.pool.blocks
                 )));
             }
+            let first_out = outs.len();
             for t in 0..p.tokens.len() {
                 let row = rows.len() as u32;
                 rows.push(QueryRow {
@@ -383,14 +434,31 @@ impl GpuModel {
                     q_row: row,
                     out_row: row,
                 });
+                // rows before the last only get logits (drawn greedily: the draw is
+                // thrown away)
+                if p.logits == PartLogits::All && t + 1 < p.tokens.len() {
+                    outs.push(OutRow::new(row, &SamplingParams::default(), 0));
+                }
             }
             tokens.extend_from_slice(p.tokens);
-            if let Some((sampling, counter)) = &p.sample {
-                sampling.validate().map_err(ModelError::Invalid)?;
-                outs.push(OutRow::new(rows.len() as u32 - 1, sampling, *counter));
+            match &p.sample {
+                Some((sampling, counter)) => {
+                    sampling.validate().map_err(ModelError::Invalid)?;
+                    outs.push(OutRow::new(rows.len() as u32 - 1, sampling, *counter));
+                }
+                None if p.logits == PartLogits::All => outs.push(OutRow::new(
+                    rows.len() as u32 - 1,
+                    &SamplingParams::default(),
+                    0,
+                )),
+                None => {}
             }
+            part_outs.push(match p.logits {
+                PartLogits::None => first_out..first_out,
+                _ => first_out..outs.len(),
+            });
         }
-        Ok((rows, outs, tokens))
+        Ok((rows, outs, part_outs, tokens))
     }
 
     fn write_tokens(&self, ids: &[u32]) -> Result<(), ModelError> {
