@@ -541,3 +541,107 @@ fn n_choices_share_the_prompt_blocks_and_each_equals_its_seed_alone() {
         solo.iter().map(|o| o.ids.len()).sum::<usize>()
     );
 }
+
+/// The engine of `faults_engine`, with the GPU context it runs on.
+fn faults_engine() -> Option<(Engine, Arc<headroom::gpu::GpuContext>)> {
+    use headroom::engine::{open, upload_paged};
+    use headroom::gpu::{GpuContext, GpuOptions};
+    let path = default_model()?;
+    let (gpu_tx, gpu_rx) = mpsc::channel();
+    let options = EngineOptions {
+        model_id: "smollm2".into(),
+        max_running: 8,
+        ..Default::default()
+    };
+    let e = Engine::start(options, move || {
+        let files = open(&path)?;
+        // a context of its own: this test destroys its device
+        let gpu = GpuContext::new_blocking(&GpuOptions::default())?;
+        gpu_tx.send(gpu.clone()).unwrap();
+        let options = GpuModelOptions {
+            context: 512,
+            max_chunk: 64,
+            ..Default::default()
+        };
+        let model = headroom::gpu::block_on(upload_paged(
+            gpu,
+            files.weights.as_ref(),
+            &options,
+            Some(64 << 20),
+            8,
+            &mut |_, _, _| {},
+        ))?;
+        Ok((model, files.tokenizer))
+    })
+    .expect("engine starts");
+    Some((e, gpu_rx.recv().unwrap()))
+}
+
+/// Submits `req` and returns its events' receiver once its first token has come.
+fn started(e: &Engine, req: CompletionRequest) -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel();
+    e.submit(req, Box::new(move |ev| tx.send(ev).is_ok()))
+        .unwrap();
+    match rx.recv_timeout(Duration::from_secs(600)).unwrap() {
+        Event::Delta { .. } => rx,
+        other => panic!("expected a token first, got {other:?}"),
+    }
+}
+
+/// The message of the `Failed` that ends `rx`'s request (tokens before it are skipped).
+fn failure(rx: &mpsc::Receiver<Event>) -> String {
+    loop {
+        match rx.recv_timeout(Duration::from_secs(600)).unwrap() {
+            Event::Delta { .. } => {}
+            Event::Failed(message) => return message,
+            other => panic!("expected the request to fail, got {other:?}"),
+        }
+    }
+}
+
+/// Faults: a GPU error in a step (out of memory, say; injected here) fails the requests of
+/// that step with it and the engine serves on; a lost device fails what runs, later
+/// requests are refused as stopped, and `/health` says why.
+#[test]
+fn a_gpu_error_fails_its_step_and_a_lost_device_stops_the_engine() {
+    let Some((e, gpu)) = faults_engine() else {
+        return;
+    };
+    let long = request(&e, PROMPTS[2], 400);
+    let rx = started(&e, long.clone());
+    gpu.faults
+        .record_error("Out of Memory (injected by the test)".into());
+    let message = failure(&rx);
+    assert!(message.contains("injected by the test"), "{message}");
+    let after = run_all(&e, vec![request(&e, PROMPTS[0], 4)]).remove(0);
+    assert_eq!(after.ids.len(), 4, "the engine serves on");
+    assert!(e.stopped().is_none());
+    assert_eq!(
+        settled(&e).kv_blocks_used,
+        0,
+        "the failed request's blocks are back"
+    );
+
+    let rx = started(&e, long.clone());
+    gpu.device.destroy();
+    let message = failure(&rx);
+    assert!(message.contains("lost"), "{message}");
+    for _ in 0..500 {
+        if e.stopped().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let why = e.stopped().expect("the engine has stopped");
+    assert!(why.contains("lost"), "{why}");
+    let refused = e.submit(long, Box::new(|_| true));
+    assert!(
+        matches!(refused, Err(SubmitError::Stopped(ref m)) if m.contains("lost")),
+        "{refused:?}"
+    );
+    let (addr, _runtime) = serve_on_loopback(Arc::new(e));
+    let health = http(addr, "GET", "/health", "");
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["status"], "stopped");
+    assert!(health.json()["reason"].as_str().unwrap().contains("lost"));
+}

@@ -105,6 +105,8 @@ struct Live {
     finish: Option<FinishReason>,
     /// the sink said nobody listens any more
     gone: bool,
+    /// a GPU error in one of its steps ended it (it gets `Event::Failed`)
+    failed: Option<String>,
     /// with `prompt_logprobs`: the log-probability of prompt token p + 1 at p, filled in
     /// as the prompt's rows are computed and sent before the first sample
     prompt_logprobs: Vec<Option<TokenLogprob>>,
@@ -144,8 +146,18 @@ impl Engine {
                     return;
                 }
                 let engine = EngineLoop::new(model, shared.clone(), &options);
-                let why = crate::gpu::block_on(engine.run(rx));
-                *shared.stopped.lock().unwrap() = Some(why);
+                // a bug that panics stops the engine with a reason instead of leaving a
+                // server that accepts requests nobody runs
+                let run = std::panic::AssertUnwindSafe(|| crate::gpu::block_on(engine.run(rx)));
+                let why = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    format!("the engine failed: {message}")
+                });
+                *shared.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
             })
             .map_err(|e| ModelError::Invalid(format!("starting the engine thread: {e}")))?;
         let shared = ready_rx
@@ -364,6 +376,7 @@ impl EngineLoop {
                     held: String::new(),
                     finish: None,
                     gone: false,
+                    failed: None,
                     prompt_logprobs,
                 };
                 let mut seq = SeqState::new(live.req.prompt_ids.clone());
@@ -422,7 +435,16 @@ impl EngineLoop {
                     && index.is_multiple_of(self.kernel_times_every),
                 attention_of,
             };
-            let report = self.model.forward_report_async(&parts, probe).await?;
+            let report = match self.model.forward_report_async(&parts, probe).await {
+                Ok(report) => report,
+                // the device is gone: the engine stops (and fails everyone)
+                Err(e) if self.model.gpu.faults.lost().is_some() => return Err(e),
+                Err(e) => {
+                    drop(parts);
+                    self.fail_step(&work, &e.to_string());
+                    return Ok(());
+                }
+            };
             if let (Some(p), Some(a)) = (attention_of, &report.attention) {
                 let live = &mut self.sched.running[work[p].index].1;
                 if !(live.sink)(Event::Attention(Arc::new(a.clone()))) {
@@ -556,16 +578,33 @@ impl EngineLoop {
         live.finish = finish;
     }
 
+    /// A step that failed on the GPU (out of memory, say) ends the requests in it with the
+    /// error; their KV of that step was never registered in the prefix cache, and the
+    /// engine serves on.
+    fn fail_step(&mut self, work: &[Work], error: &str) {
+        for w in work {
+            let live = &mut self.sched.running[w.index].1;
+            live.failed = Some(format!(
+                "the GPU failed during this request's step: {error}"
+            ));
+        }
+        self.retire();
+    }
+
     /// Sends the final events of finished sequences and frees their blocks.
     fn retire(&mut self) {
         let done: Vec<bool> = self
             .sched
             .running
             .iter()
-            .map(|(_, l)| l.finish.is_some() || l.gone)
+            .map(|(_, l)| l.finish.is_some() || l.gone || l.failed.is_some())
             .collect();
         for (s, mut live) in self.sched.retire(|i| done[i]) {
             if live.gone {
+                continue;
+            }
+            if let Some(error) = live.failed.take() {
+                (live.sink)(Event::Failed(error));
                 continue;
             }
             let finish = live.finish.unwrap_or(FinishReason::Cancelled);

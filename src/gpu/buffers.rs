@@ -253,7 +253,7 @@ impl ReadbackBuffer {
         bytes: u64,
         submission: wgpu::SubmissionIndex,
     ) -> Result<Vec<u8>, GpuError> {
-        super::block_on(self.map_and_copy(bytes, || {
+        let out = super::block_on(self.map_and_copy(bytes, || {
             gpu.device
                 .poll(wgpu::PollType::Wait {
                     submission_index: Some(submission),
@@ -261,20 +261,25 @@ impl ReadbackBuffer {
                 })
                 .map(drop)
                 .map_err(|e| GpuError::Other(e.to_string()))
-        }))
+        }));
+        gpu.check_faults()?;
+        out
     }
 
     /// Maps, copies out and unmaps. Natively the device is polled until the map is done; on
     /// the web the browser maps it while the page goes on.
+    /// Errors that the device recorded meanwhile come back instead of the bytes (after the
+    /// buffer is unmapped again, so it can be read next time).
     pub async fn read_async(&self, gpu: &GpuContext, bytes: u64) -> Result<Vec<u8>, GpuError> {
-        self.map_and_copy(bytes, || {
-            #[cfg(not(target_arch = "wasm32"))]
-            gpu.wait()?;
-            #[cfg(target_arch = "wasm32")]
-            let _ = gpu;
-            Ok(())
-        })
-        .await
+        let out = self
+            .map_and_copy(bytes, || {
+                #[cfg(not(target_arch = "wasm32"))]
+                gpu.poll_until_idle()?;
+                Ok(())
+            })
+            .await;
+        gpu.check_faults()?;
+        out
     }
 
     /// Asks for the first `bytes` mapped, runs `wait` (which makes the GPU get there), then

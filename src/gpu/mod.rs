@@ -3,6 +3,7 @@
 
 mod bind;
 mod buffers;
+pub mod faults;
 pub mod fill;
 mod pipelines;
 pub mod quant_layout;
@@ -104,6 +105,8 @@ pub enum GpuError {
         limit: u64,
         limit_name: &'static str,
     },
+    #[error("the GPU device was lost ({0}); restart to use the GPU again")]
+    DeviceLost(String),
     #[error("GPU error: {0}")]
     Other(String),
 }
@@ -196,6 +199,8 @@ pub struct GpuContext {
     pub matvec_lanes: u32,
     /// scratch buffers shared by every op that asks by the same name (see `scratch`)
     scratch: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::Buffer>>,
+    /// errors no error scope caught, and the device's loss (`check_faults`)
+    pub faults: Arc<faults::Faults>,
 }
 
 /// Whether to use the adapter's cooperative matrices: it offers them with the 16x16x16
@@ -392,7 +397,9 @@ impl GpuContext {
             .unwrap_or(if cpu { 1 } else { 32 })
             .clamp(1, 256)
             .next_power_of_two();
+        let faults = faults::Faults::install(&device);
         Ok(Arc::new(GpuContext {
+            faults,
             matvec_lanes,
             pipelines: PipelineCache::new(device.clone()),
             device,
@@ -455,19 +462,40 @@ impl GpuContext {
                 let _ = tx.send(());
             });
             rx.await
-                .map_err(|_| GpuError::Other("the GPU device went away while waiting".into()))
+                .map_err(|_| GpuError::Other("the GPU device went away while waiting".into()))?;
+            self.check_faults()
+        }
+    }
+
+    /// The device's loss, or the errors recorded since the last check, as an error.
+    pub fn check_faults(&self) -> Result<(), GpuError> {
+        if let Some(why) = self.faults.lost() {
+            return Err(GpuError::DeviceLost(why));
+        }
+        match self.faults.take_errors() {
+            errors if errors.is_empty() => Ok(()),
+            errors => Err(GpuError::Other(errors.join("; "))),
         }
     }
 
     /// Waits for all submitted work (blocking; the browser build uses `wait_async`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<(), GpuError> {
+        let polled = self.poll_until_idle();
+        // a lost device says so, whatever the poll says
+        self.check_faults()?;
+        polled
+    }
+
+    /// `wait` without looking at the faults recorded meanwhile.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn poll_until_idle(&self) -> Result<(), GpuError> {
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: None,
             })
-            .map(|_| ())
+            .map(drop)
             .map_err(|e| GpuError::Other(e.to_string()))
     }
 }

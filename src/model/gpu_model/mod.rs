@@ -90,14 +90,13 @@ impl GpuModel {
         options: GpuModelOptions,
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<GpuModel, ModelError> {
-        let cfg = src.config().clone();
-        let kv = KvCapacity::Sequences(1);
-        let mut weights = FileWeights {
+        crate::gpu::block_on(Self::load_within_memory(
+            gpu,
             src,
-            quantized: options.quantized,
-            quantize: options.quantize,
-        };
-        crate::gpu::block_on(Self::build(gpu, cfg, options, kv, &mut weights, progress))
+            options,
+            KvCapacity::Sequences(1),
+            progress,
+        ))
     }
 
     /// As `load`, with a KV pool of `blocks` blocks that the caller hands out to
@@ -112,14 +111,46 @@ impl GpuModel {
         max_batch: usize,
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<GpuModel, ModelError> {
-        let cfg = src.config().clone();
         let kv = KvCapacity::Paged { blocks, max_batch };
+        Self::load_within_memory(gpu, src, options, kv, progress).await
+    }
+
+    /// `build` over `src`'s weights; the GPU running out of memory on the way is an error
+    /// that says how much the model and its KV cache asked for.
+    async fn load_within_memory(
+        gpu: Arc<GpuContext>,
+        src: &dyn WeightSource,
+        options: GpuModelOptions,
+        kv: KvCapacity,
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<GpuModel, ModelError> {
+        let cfg = src.config().clone();
+        let kv_bytes = match kv {
+            KvCapacity::Sequences(n) => n * options.context.div_ceil(options.kv_block_size),
+            KvCapacity::Paged { blocks, .. } => blocks,
+        } as u64
+            * options.kv_block_size as u64
+            * options.kv_layout(&cfg).bytes_per_token();
         let mut weights = FileWeights {
             src,
             quantized: options.quantized,
             quantize: options.quantize,
         };
-        Self::build(gpu, cfg, options, kv, &mut weights, progress).await
+        let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let built = Self::build(gpu.clone(), cfg, options, kv, &mut weights, progress).await;
+        if let Some(e) = oom.pop().await {
+            let file_bytes: u64 = src.summaries().iter().map(|t| t.bytes).sum();
+            return Err(ModelError::Gpu(GpuError::Other(format!(
+                "{} does not fit {}: its tensors take {:.2} GiB in the file and its KV cache \
+                 {:.2} GiB, and the GPU ran out of memory ({e}); try a smaller --kv-memory or \
+                 --context, or a more quantized file",
+                src.path(),
+                gpu.adapter_name(),
+                file_bytes as f64 / (1u64 << 30) as f64,
+                kv_bytes as f64 / (1u64 << 30) as f64,
+            ))));
+        }
+        built
     }
 
     /// The same model graph as `load`, for `config`, with pseudo-random weights made on the
