@@ -61,6 +61,9 @@ enum BenchCommand {
     /// The serving engine in-process: aggregate decode tokens/s at several concurrencies,
     /// and time to first token with and without a prefix-cache hit.
     Serve(headroom::bench::serve::BenchServeArgs),
+    /// Speculative decoding (prompt lookup) against plain decoding on the serving engine,
+    /// one greedy request at a time: decode tokens/s, acceptance, identical output.
+    Speculate(headroom::bench::speculate::BenchSpeculateArgs),
 }
 
 #[derive(Args)]
@@ -280,6 +283,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Serve(a),
         } => headroom::bench::serve::run(&a).map_err(Into::into),
+        Command::Bench {
+            what: BenchCommand::Speculate(a),
+        } => headroom::bench::speculate::run(&a).map_err(Into::into),
         Command::Serve(a) => run_serve(a),
         Command::Inspect { path } => run_inspect(path),
     };

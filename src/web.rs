@@ -343,6 +343,7 @@ async fn open_engine(
         &options,
         None,
         MAX_RUNNING,
+        crate::engine::DEFAULT_DRAFT_TOKENS,
         &mut |done, total, what| {
             *st.lock().unwrap() = format!("uploading weights: {done} of {total} ({what})");
         },

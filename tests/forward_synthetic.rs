@@ -549,10 +549,15 @@ fn reported_step_returns_the_logits_rows_each_part_asks_for() {
             .map(|i| (i * 37 + k * 11 + seed as u32 % 13) % cfg.vocab_size as u32)
             .collect()
     };
-    let prompts = [prompt(19, 1), prompt(7, 2), prompt(5, 3)];
-    let tables: Vec<Vec<u32>> = (0..3).map(|s| (s * 2..s * 2 + 2).collect()).collect();
-    let asks = [PartLogits::All, PartLogits::Last, PartLogits::None];
-    let parts: Vec<SequencePart> = (0..3)
+    let prompts = [prompt(19, 1), prompt(7, 2), prompt(5, 3), prompt(9, 5)];
+    let tables: Vec<Vec<u32>> = (0..4).map(|s| (s * 2..s * 2 + 2).collect()).collect();
+    let asks = [
+        PartLogits::All,
+        PartLogits::Last,
+        PartLogits::None,
+        PartLogits::Verify,
+    ];
+    let parts: Vec<SequencePart> = (0..4)
         .map(|s| SequencePart {
             tokens: &prompts[s],
             pos0: 0,
@@ -574,7 +579,7 @@ fn reported_step_returns_the_logits_rows_each_part_asks_for() {
     // a chain cannot bring back every row's logits
     assert!(model.forward(&parts).is_err());
     let v = cfg.vocab_size;
-    for s in 0..3 {
+    for s in 0..4 {
         cpu.reset();
         let reference: Vec<Vec<f32>> = prompts[s]
             .iter()
@@ -585,8 +590,14 @@ fn reported_step_returns_the_logits_rows_each_part_asks_for() {
         let wanted: &[Vec<f32>] = match asks[s] {
             PartLogits::All => &reference,
             PartLogits::Last => &reference[reference.len() - 1..],
-            PartLogits::None => &[],
+            PartLogits::None | PartLogits::Verify => &[],
         };
+        // a verified part's rows each draw the most likely token after them
+        let draws: Vec<u32> = match asks[s] {
+            PartLogits::Verify => reference.iter().map(|r| common::argmax(r)).collect(),
+            _ => Vec::new(),
+        };
+        assert_eq!(report.row_draws[s], draws, "part {s}");
         assert_eq!(rows.len(), wanted.len() * v, "part {s}");
         for (r, want) in wanted.iter().enumerate() {
             let got = &rows[r * v..(r + 1) * v];
@@ -601,7 +612,7 @@ fn reported_step_returns_the_logits_rows_each_part_asks_for() {
     }
     // more logits rows than a step holds (32 here) are refused
     let long = prompt(20, 4);
-    let table: Vec<u32> = (8..10).collect();
+    let table: Vec<u32> = (10..12).collect();
     let too_many = [
         SequencePart {
             tokens: &long,

@@ -83,6 +83,7 @@ fn request(e: &Engine, text: &str, max_tokens: usize) -> CompletionRequest {
         probe_attention: false,
         logprobs: None,
         prompt_logprobs: false,
+        speculate: true,
     }
 }
 
@@ -569,6 +570,7 @@ fn faults_engine() -> Option<(Engine, Arc<headroom::gpu::GpuContext>)> {
             &options,
             Some(64 << 20),
             8,
+            0,
             &mut |_, _, _| {},
         ))?;
         Ok((model, files.tokenizer))
@@ -644,4 +646,61 @@ fn a_gpu_error_fails_its_step_and_a_lost_device_stops_the_engine() {
     assert_eq!(health.status, 503);
     assert_eq!(health.json()["status"], "stopped");
     assert!(health.json()["reason"].as_str().unwrap().contains("lost"));
+}
+
+/// A prompt that asks for text it holds: prompt lookup drafts from it.
+const COPY_PROMPT: &str = "Copy the list exactly.\nList: apples, pears, plums, cherries, \
+    grapes, lemons, limes, melons, mangoes, peaches.\nCopy: apples, pears, plums,";
+
+/// Speculative decoding (prompt lookup, verified in one step) changes the speed, never the
+/// text: greedy requests give the ids they give without it, batched beside each other and
+/// beside sampled requests, and in a pool small enough to preempt drafting sequences.
+#[test]
+fn speculation_gives_the_greedy_ids_of_plain_decoding() {
+    for kv_tokens in [8 * 512, 112] {
+        let Some(e) = engine(kv_tokens * KV_BYTES_PER_TOKEN, 64) else {
+            return;
+        };
+        let n = 16;
+        let greedy: Vec<CompletionRequest> = [COPY_PROMPT, PROMPTS[1], PROMPTS[2]]
+            .iter()
+            .map(|p| request(&e, p, n))
+            .collect();
+        let plain: Vec<CompletionRequest> = greedy
+            .iter()
+            .map(|r| CompletionRequest {
+                speculate: false,
+                ..r.clone()
+            })
+            .collect();
+        let want: Vec<Outcome> = plain
+            .iter()
+            .map(|r| run_all(&e, vec![r.clone()]).remove(0))
+            .collect();
+        let before = settled(&e);
+        assert_eq!(before.draft_tokens_total, 0, "plain requests never draft");
+        let mut reqs = greedy.clone();
+        reqs.push(sampled(&e, PROMPTS[0], n, 7));
+        let got = run_all(&e, reqs);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.ids, w.ids, "pool of {kv_tokens} tokens, request {i}");
+            assert_eq!(g.text, w.text);
+            assert_eq!(g.usage.completion_tokens, n);
+        }
+        let m = settled(&e);
+        assert!(
+            m.draft_accepted_total > 0,
+            "nothing was drafted and kept: {m:?}"
+        );
+        assert!(m.draft_accepted_total <= m.draft_tokens_total);
+        assert_eq!(m.kv_blocks_used, 0);
+        if kv_tokens == 112 {
+            assert!(m.requests_preempted > 0, "the small pool preempted: {m:?}");
+        }
+        // fewer steps than tokens: drafts were confirmed several at a time
+        eprintln!(
+            "pool {kv_tokens}: {} of {} drafted tokens confirmed",
+            m.draft_accepted_total, m.draft_tokens_total
+        );
+    }
 }

@@ -100,6 +100,8 @@ impl Backend for FakeBackend {
             prompt_tokens_cached: 100,
             generated_tokens_total: 900,
             steps_total: 321,
+            draft_tokens_total: 40,
+            draft_accepted_total: 30,
             decode_tokens_per_s: 12.5,
         }
     }
@@ -743,6 +745,8 @@ fn metrics_are_prometheus_text() {
         ("prompt_tokens_cached_total", "counter", "100"),
         ("generated_tokens_total", "counter", "900"),
         ("steps_total", "counter", "321"),
+        ("draft_tokens_total", "counter", "40"),
+        ("draft_accepted_tokens_total", "counter", "30"),
         ("decode_tokens_per_second", "gauge", "12.5"),
         ("prefix_cache_hit_rate", "gauge", "0.25"),
     ];

@@ -160,7 +160,7 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
         let doc = serde_json::json!({
             "bench": "matmul",
             "adapter": adapter,
-            "date_utc": UtcTime::from_unix(now_unix()).iso8601(),
+            "date_utc": UtcTime::from_unix(super::now_unix()).iso8601(),
             "model_shape": a.synthetic,
             "weights": format.name(),
             "gpu_features": features,
@@ -222,10 +222,4 @@ fn measure(
         op.record(pass, &shape)
     })?;
     Ok((m.median_s, op.gemm_kernel(t.max(VEC_MAX_ROWS + 1)).name()))
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

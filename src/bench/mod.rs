@@ -7,6 +7,7 @@ pub mod decode_step;
 pub mod matmul;
 pub mod plot;
 pub mod serve;
+pub mod speculate;
 
 /// Where a benchmark writes its results besides the table it prints.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -37,4 +38,11 @@ impl From<std::io::Error> for BenchError {
     fn from(e: std::io::Error) -> Self {
         BenchError(e.to_string())
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

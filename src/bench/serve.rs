@@ -141,6 +141,8 @@ fn request(prompt_ids: Vec<u32>, max_tokens: usize) -> CompletionRequest {
         probe_attention: false,
         logprobs: None,
         prompt_logprobs: false,
+        // plain decode: random prompts give drafts only where greedy output loops
+        speculate: false,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct CompletionRequest {
     /// (`Event::PromptLogprobs`, with `logprobs` alternatives each); the prompt is then
     /// computed whole, not taken from the prefix cache
     pub prompt_logprobs: bool,
+    /// let the engine draft tokens by prompt lookup and verify them in one step (greedy
+    /// requests without logprobs; the output is the same either way)
+    pub speculate: bool,
 }
 
 /// Token counts of one finished request, as OpenAI's `usage` reports them.
@@ -109,6 +112,9 @@ pub struct MetricsSnapshot {
     pub generated_tokens_total: u64,
     /// forward passes run
     pub steps_total: u64,
+    /// speculative draft tokens verified, and those the model confirmed
+    pub draft_tokens_total: u64,
+    pub draft_accepted_total: u64,
     /// generated tokens per second over the last few seconds
     pub decode_tokens_per_s: f64,
 }

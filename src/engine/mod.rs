@@ -5,6 +5,7 @@
 //! command line's `generate` and `chat`).
 
 pub mod api;
+pub mod draft;
 mod generate;
 pub mod logprobs;
 mod open;
@@ -23,4 +24,4 @@ pub use open::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::{open, open_engine};
-pub use runner::{Engine, EngineOptions};
+pub use runner::{Engine, EngineOptions, DEFAULT_DRAFT_TOKENS};

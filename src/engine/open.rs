@@ -216,20 +216,27 @@ pub fn open_engine(o: &LoadOptions) -> Result<Engine, ModelError> {
             &o.gpu,
             o.kv_memory,
             o.engine.max_running,
+            o.engine.draft_tokens,
             &mut |_, _, _| {},
         ))?;
         Ok((model, files.tokenizer))
     })
 }
 
+/// Most logits rows a paged model keeps room for beyond one per running sequence: room
+/// for speculative drafts, bounded so that a large vocabulary's logits stay modest.
+const MAX_DRAFT_LOGITS_ROWS: usize = 256;
+
 /// Uploads `weights` as a paged model whose KV pool is sized by `kv_memory` (see
-/// [`LoadOptions::kv_memory`]) for up to `max_running` sequences.
+/// [`LoadOptions::kv_memory`]) for up to `max_running` sequences, each verifying up to
+/// `draft_tokens` speculative tokens a step where the logits rows allow.
 pub async fn upload_paged(
     gpu: Arc<GpuContext>,
     weights: &dyn WeightSource,
     options: &GpuModelOptions,
     kv_memory: Option<u64>,
     max_running: usize,
+    draft_tokens: usize,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<GpuModel, ModelError> {
     let cfg = weights.config();
@@ -242,7 +249,10 @@ pub async fn upload_paged(
         options.context,
         gpu.max_binding(),
     )?;
-    GpuModel::load_paged(gpu, weights, options.clone(), blocks, max_running, progress).await
+    let logits_rows = (max_running * (1 + draft_tokens))
+        .min(MAX_DRAFT_LOGITS_ROWS)
+        .max(max_running);
+    GpuModel::load_paged(gpu, weights, options.clone(), blocks, logits_rows, progress).await
 }
 
 #[cfg(test)]

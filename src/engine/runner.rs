@@ -5,6 +5,7 @@
 use super::api::{
     Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
 };
+use super::draft::{accepted, prompt_lookup, DraftPacer};
 use super::logprobs::{token_logprob, TokenLogprob};
 use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
 use super::FinishReason;
@@ -30,6 +31,9 @@ pub struct EngineOptions {
     pub prefix_caching: bool,
     /// time every kernel family on every n-th step (0: never; see `GpuModel::forward_report`)
     pub kernel_times_every: u64,
+    /// most draft tokens a greedy sequence verifies per step (prompt lookup, see `draft`;
+    /// 0: no speculation)
+    pub draft_tokens: usize,
 }
 
 impl Default for EngineOptions {
@@ -40,9 +44,13 @@ impl Default for EngineOptions {
             max_waiting: 4096,
             prefix_caching: true,
             kernel_times_every: 0,
+            draft_tokens: DEFAULT_DRAFT_TOKENS,
         }
     }
 }
+
+/// Draft tokens per step by default: see `EngineOptions::draft_tokens`.
+pub const DEFAULT_DRAFT_TOKENS: usize = 4;
 
 /// Step records kept for readers: the most recent ones.
 const KEPT_STEP_RECORDS: usize = 1 << 16;
@@ -50,6 +58,8 @@ const KEPT_STEP_RECORDS: usize = 1 << 16;
 /// What the engine thread and the handles share.
 struct Shared {
     model_id: String,
+    /// the GPU it runs on, as `GpuContext::adapter_name` says
+    adapter: String,
     tokenizer: Arc<Tokenizer>,
     context: usize,
     vocab: usize,
@@ -66,6 +76,7 @@ impl Shared {
     fn new(model: &GpuModel, tokenizer: Tokenizer, opts: &EngineOptions) -> Arc<Shared> {
         Arc::new(Shared {
             model_id: opts.model_id.clone(),
+            adapter: model.gpu.adapter_name(),
             tokenizer: Arc::new(tokenizer),
             context: model.options.context,
             vocab: model.config.vocab_size,
@@ -107,6 +118,8 @@ struct Live {
     gone: bool,
     /// a GPU error in one of its steps ended it (it gets `Event::Failed`)
     failed: Option<String>,
+    /// how long its speculative drafts are
+    pacer: DraftPacer,
     /// with `prompt_logprobs`: the log-probability of prompt token p + 1 at p, filled in
     /// as the prompt's rows are computed and sent before the first sample
     prompt_logprobs: Vec<Option<TokenLogprob>>,
@@ -209,6 +222,11 @@ impl Engine {
             .map_or(0, |s| s.index + 1)
     }
 
+    /// The GPU the engine runs on.
+    pub fn adapter(&self) -> &str {
+        &self.shared.adapter
+    }
+
     /// Why the engine stopped, if it has.
     pub fn stopped(&self) -> Option<String> {
         self.shared.stopped.lock().unwrap().clone()
@@ -307,6 +325,7 @@ struct EngineLoop {
     recent: VecDeque<(Instant, usize)>,
     totals: MetricsSnapshot,
     kernel_times_every: u64,
+    draft_tokens: usize,
 }
 
 impl EngineLoop {
@@ -327,6 +346,7 @@ impl EngineLoop {
             recent: VecDeque::new(),
             totals,
             kernel_times_every: opts.kernel_times_every,
+            draft_tokens: opts.draft_tokens,
         }
     }
 
@@ -377,6 +397,7 @@ impl EngineLoop {
                     finish: None,
                     gone: false,
                     failed: None,
+                    pacer: DraftPacer::new(self.draft_tokens),
                     prompt_logprobs,
                 };
                 let mut seq = SeqState::new(live.req.prompt_ids.clone());
@@ -390,8 +411,10 @@ impl EngineLoop {
 
     /// One scheduled forward pass and what follows from its samples.
     async fn step(&mut self) -> Result<(), ModelError> {
-        let work = self.sched.schedule();
+        self.add_drafts();
+        let mut work = self.sched.schedule();
         if work.is_empty() {
+            self.drop_drafts();
             self.refuse_unfittable();
             return Ok(());
         }
@@ -403,6 +426,8 @@ impl EngineLoop {
                 let (s, live) = &self.sched.running[w.index];
                 if s.needs_all_logits() {
                     PartLogits::All
+                } else if s.draft > 0 {
+                    PartLogits::Verify
                 } else if w.sample && live.req.logprobs.is_some() {
                     PartLogits::Last
                 } else {
@@ -442,6 +467,7 @@ impl EngineLoop {
                 Err(e) => {
                     drop(parts);
                     self.fail_step(&work, &e.to_string());
+                    self.drop_drafts();
                     return Ok(());
                 }
             };
@@ -453,37 +479,47 @@ impl EngineLoop {
             }
             report
         };
-        let sampled = &report.sampled;
-        self.sched.complete(&work);
         let prefill_tokens: usize = work
             .iter()
-            .filter(|w| !w.sample || w.len > 1)
-            .map(|w| w.len)
+            .zip(&asks)
+            .filter(|(w, &ask)| !w.sample || (w.len > 1 && ask != PartLogits::Verify))
+            .map(|(w, _)| w.len)
             .sum();
-        let mut ids = sampled.iter();
-        for (k, w) in work.iter().enumerate() {
+        let mut generated = 0;
+        let mut ids = report.sampled.iter();
+        for (k, w) in work.iter_mut().enumerate() {
             let rows = &report.logits[k];
             let v = self.shared.vocab;
             if asks[k] == PartLogits::All {
                 self.note_prompt_logprobs(w, rows);
             }
-            if w.sample {
+            if !w.sample {
+                continue;
+            }
+            let id = *ids.next().expect("one sampled id per sampled part");
+            if asks[k] == PartLogits::Verify {
+                // only the confirmed part of the draft keeps the KV this step computed
+                let (kept, emitted) = self.on_verified(w.index, &report.row_draws[k]);
+                w.len = 1 + kept;
+                generated += emitted;
+            } else {
                 // the sampled row's logits are the part's last row, where it has any
                 let row = (!rows.is_empty()).then(|| &rows[rows.len() - v..]);
-                let id = *ids.next().expect("one sampled id per sampled part");
                 self.on_sample(w.index, id, row);
+                generated += 1;
             }
         }
+        self.sched.complete(&work);
         self.totals.steps_total += 1;
-        self.totals.generated_tokens_total += sampled.len() as u64;
+        self.totals.generated_tokens_total += generated as u64;
         let now = Instant::now();
-        self.recent.push_back((now, sampled.len()));
+        self.recent.push_back((now, generated));
         let record = StepRecord {
             index,
             at_s: (now - self.started).as_secs_f64(),
             seconds: (now - t0).as_secs_f64(),
             running: self.sched.running.len(),
-            sampled: sampled.len(),
+            sampled: generated,
             prefill_tokens,
             rows: work.iter().map(|w| w.len).sum(),
             traffic: Traffic::of(&report.cost),
@@ -496,8 +532,75 @@ impl EngineLoop {
         }
         steps.push_back(record);
         drop(steps);
+        self.drop_drafts();
         self.retire();
         Ok(())
+    }
+
+    /// Drafts tokens for the greedy sequences about to decode (see `draft`), within what
+    /// their `max_tokens` and the context leave after the next token.
+    fn add_drafts(&mut self) {
+        if self.draft_tokens == 0 {
+            return;
+        }
+        let context = self.shared.context;
+        for (s, live) in &mut self.sched.running {
+            let req = &live.req;
+            let greedy = req.sampling.temperature == 0.0 || req.sampling.top_k == 1;
+            if !(s.decoding() && s.draft == 0 && greedy && req.speculate)
+                || req.logprobs.is_some()
+                || live.finish.is_some()
+                || live.gone
+            {
+                continue;
+            }
+            let room = (req.max_tokens.saturating_sub(s.generated() + 1))
+                .min(context.saturating_sub(s.tokens.len() + 1));
+            let want = live.pacer.next_len().min(room);
+            let draft = prompt_lookup(&s.tokens, want);
+            s.draft = draft.len();
+            s.tokens.extend(draft);
+        }
+    }
+
+    /// Drops the drafts of sequences the step did not verify.
+    fn drop_drafts(&mut self) {
+        for (s, _) in &mut self.sched.running {
+            s.drop_draft(s.draft);
+        }
+    }
+
+    /// A verified draft of `running[i]`: `draws[r]` is the model's greedy token after its
+    /// last verified token and r draft tokens. The draft's tokens up to the first the model
+    /// would not have chosen are output, then the model's own token there, each as if
+    /// sampled alone (stop checks, text, events). Returns how many draft tokens were kept
+    /// (their KV from this step stays valid) and how many tokens were output.
+    fn on_verified(&mut self, i: usize, draws: &[u32]) -> (usize, usize) {
+        let s = &mut self.sched.running[i].0;
+        let draft = s.tokens.split_off(s.tokens.len() - s.draft);
+        s.draft = 0;
+        let confirmed = accepted(&draft, draws);
+        self.sched.running[i].1.pacer.record(draft.len(), confirmed);
+        self.totals.draft_tokens_total += draft.len() as u64;
+        self.totals.draft_accepted_total += confirmed as u64;
+        let (mut kept, mut emitted) = (0, 0);
+        for (r, &id) in draft[..confirmed]
+            .iter()
+            .chain(&draws[confirmed..=confirmed])
+            .enumerate()
+        {
+            let before = self.sched.running[i].0.tokens.len();
+            self.on_sample(i, id, None);
+            emitted += 1;
+            let (s, live) = &self.sched.running[i];
+            if r < confirmed && s.tokens.len() > before {
+                kept += 1;
+            }
+            if live.finish.is_some() || live.gone {
+                break;
+            }
+        }
+        (kept, emitted)
     }
 
     /// The log-probabilities of the prompt tokens that `w`'s rows predict (row p's logits

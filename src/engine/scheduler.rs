@@ -36,6 +36,10 @@ pub struct SeqState {
     /// prompt is computed whole (no prefix-cache reuse), in chunks no longer than the
     /// step's free logits rows
     pub prompt_logits: bool,
+    /// the last `draft` tokens are a speculative draft, not yet verified: a decoding
+    /// sequence runs its last verified token and the draft in one part, each row with
+    /// logits (a draft that does not fit the step is cut short, or dropped)
+    pub draft: usize,
 }
 
 impl SeqState {
@@ -50,7 +54,20 @@ impl SeqState {
             cached_tokens: 0,
             preemptions: 0,
             prompt_logits: false,
+            draft: 0,
         }
+    }
+
+    /// Whether it is decoding: only its last verified token (and a draft after it) lacks KV.
+    pub fn decoding(&self) -> bool {
+        self.pending() == 1 + self.draft
+    }
+
+    /// Drops the draft (or its last `n` tokens).
+    pub fn drop_draft(&mut self, n: usize) {
+        let n = n.min(self.draft);
+        self.tokens.truncate(self.tokens.len() - n);
+        self.draft -= n;
     }
 
     /// Whether its next part must bring back the logits of every row.
@@ -128,17 +145,26 @@ impl<T> Scheduler<T> {
         let mut budget = self.limits.max_tokens;
         let mut out_rows = self.limits.max_out_rows.max(self.limits.max_running);
         let mut work = Vec::new();
-        // 1. decoding sequences, oldest first: one token each
+        // 1. decoding sequences, oldest first: one token each, and the drafts that fit the
+        // token budget, the logits rows the others leave and the free blocks
+        let decoding = self.running.iter().filter(|(s, _)| s.decoding()).count();
+        let mut spare_rows = out_rows.saturating_sub(decoding);
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
-            if self.running[i].0.pending() == 1 {
+            if self.running[i].0.decoding() {
                 if !self.grow(i, 1) {
                     // preempted itself: the entries after it moved down
                     continue;
                 }
-                work.push(self.next_part(i, 1));
-                budget -= 1;
-                out_rows -= 1;
+                let s = &self.running[i].0;
+                let fits = s.draft.min(budget - 1).min(spare_rows);
+                let fits = self.reserve(i, 1 + fits) - 1;
+                let s = &mut self.running[i].0;
+                s.drop_draft(s.draft - fits);
+                work.push(self.next_part(i, 1 + fits));
+                budget -= 1 + fits;
+                out_rows -= 1 + fits;
+                spare_rows -= fits;
             }
             i += 1;
         }
@@ -148,7 +174,7 @@ impl<T> Scheduler<T> {
         for all_logits in [false, true] {
             for i in 0..self.running.len() {
                 let s = &self.running[i].0;
-                if s.pending() <= 1
+                if s.decoding()
                     || budget == 0
                     || s.needs_all_logits() != all_logits
                     || work.iter().any(|w| w.index == i)
@@ -242,6 +268,7 @@ impl<T> Scheduler<T> {
     /// Moves `running[i]` back to the front of the queue, releasing its blocks.
     fn preempt(&mut self, i: usize) {
         let (mut s, t) = self.running.remove(i);
+        s.drop_draft(s.draft);
         self.release_blocks(&mut s);
         s.computed = 0;
         s.preemptions += 1;

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::error::ApiError;
-use super::state::ENGINE_DROPPED;
 use crate::engine::{Backend, CompletionRequest, Event, EventSink};
+
+/// The error when a sink is dropped without `Done` or `Failed` (an engine bug).
+const ENGINE_DROPPED: &str = "the engine dropped the request before it finished";
 
 /// The events of every choice of a request, tagged with the choice's index.
 pub(super) struct Choices {

@@ -26,6 +26,10 @@ pub struct SamplingFields {
     /// not in OpenAI's API; vLLM and llama.cpp accept it too
     #[serde(default)]
     pub top_k: Option<u32>,
+    /// not in OpenAI's API: false keeps this request out of speculative decoding (its
+    /// output is the same either way; only its speed changes)
+    #[serde(default)]
+    pub speculate: Option<bool>,
     #[serde(default)]
     pub seed: Option<i64>,
     /// a string or an array of strings

@@ -144,6 +144,7 @@ pub(super) fn completion_request(
         probe_attention: false,
         logprobs: None,
         prompt_logprobs: false,
+        speculate: s.speculate.unwrap_or(true),
     })
 }
 

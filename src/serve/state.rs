@@ -12,9 +12,6 @@ use super::error::ApiError;
 use super::openai::ModelCard;
 use crate::engine::{Backend, Event, FinishReason, TokenLogprob, Usage};
 
-/// The error when a sink is dropped without `Done` or `Failed` (an engine bug).
-pub(super) const ENGINE_DROPPED: &str = "the engine dropped the request before it finished";
-
 /// What every handler shares.
 #[derive(Clone)]
 pub(super) struct AppState {

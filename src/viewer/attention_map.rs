@@ -48,6 +48,7 @@ impl AttentionTab {
             probe_attention: true,
             logprobs: None,
             prompt_logprobs: false,
+            speculate: true,
         };
         self.pending = Some(StreamHandle::submit(e, req, ctx));
     }

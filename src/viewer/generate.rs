@@ -91,6 +91,7 @@ impl GenerateTab {
                 probe_attention: i == 0,
                 logprobs: None,
                 prompt_logprobs: false,
+                speculate: true,
             })
             .collect())
     }

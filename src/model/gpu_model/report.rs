@@ -66,6 +66,9 @@ pub struct StepReport {
     /// per part, the logits its `logits` asked for: rows x vocab, in row order (empty
     /// for a part that asked for none)
     pub logits: Vec<Vec<f32>>,
+    /// per part, the greedy draw after each of its rows for `PartLogits::Verify` parts
+    /// (the last row's drawn with the part's own settings); empty for the others
+    pub row_draws: Vec<Vec<u32>>,
 }
 
 /// Timestamp queries for one step: a pair per compute pass.
@@ -261,6 +264,14 @@ impl GpuModel {
             .filter(|(p, _)| p.sample.is_some())
             .map(|(_, outs)| drawn[outs.end.max(outs.start + 1) - 1])
             .collect();
+        let row_draws = parts
+            .iter()
+            .zip(&step.part_outs)
+            .map(|(p, outs)| match p.logits {
+                PartLogits::Verify => drawn[outs.clone()].to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
         let logits = match logits {
             Some((buffer, rows)) => self.split_logits(&buffer, &rows).await?,
             None => vec![Vec::new(); parts.len()],
@@ -284,6 +295,7 @@ impl GpuModel {
             kernels,
             attention,
             logits,
+            row_draws,
         })
     }
 
@@ -299,8 +311,8 @@ impl GpuModel {
             .iter()
             .zip(part_outs)
             .map(|(p, outs)| match p.logits {
-                PartLogits::None => 0,
-                _ => outs.len(),
+                PartLogits::Last | PartLogits::All => outs.len(),
+                PartLogits::None | PartLogits::Verify => 0,
             })
             .collect();
         let total: usize = counts.iter().sum();

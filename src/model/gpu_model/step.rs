@@ -42,6 +42,16 @@ pub enum PartLogits {
     /// every row's, each predicting the token after it (a prompt's log-probabilities);
     /// every row then takes a logits row of the step
     All,
+    /// none, but every row takes a logits row and draws greedily after it, and the draws
+    /// come back (`StepReport::row_draws`): verifying a speculative draft
+    Verify,
+}
+
+impl PartLogits {
+    /// Whether every row of the part takes a logits row.
+    pub fn every_row(self) -> bool {
+        matches!(self, PartLogits::All | PartLogits::Verify)
+    }
 }
 
 /// A chain of steps submitted and not yet read back (`GpuModel::submit_chain`).
@@ -175,7 +185,7 @@ impl GpuModel {
                 "a chain of steps takes one sampled token per part".into(),
             ));
         }
-        if parts.iter().any(|p| p.logits == PartLogits::All) {
+        if parts.iter().any(|p| p.logits.every_row()) {
             // its ids would not sit one per part where the readback takes them
             return Err(ModelError::Invalid(
                 "a chain reads back sampled ids only: logits of every row need a reported step"
@@ -379,9 +389,9 @@ impl GpuModel {
         }
         let logits_rows: usize = parts
             .iter()
-            .map(|p| match p.logits {
-                PartLogits::All => p.tokens.len(),
-                _ => p.sample.is_some() as usize,
+            .map(|p| match p.logits.every_row() {
+                true => p.tokens.len(),
+                false => p.sample.is_some() as usize,
             })
             .sum();
         if logits_rows > self.max_out_rows {
@@ -436,7 +446,7 @@ impl GpuModel {
                 });
                 // rows before the last only get logits (drawn greedily: the draw is
                 // thrown away)
-                if p.logits == PartLogits::All && t + 1 < p.tokens.len() {
+                if p.logits.every_row() && t + 1 < p.tokens.len() {
                     outs.push(OutRow::new(row, &SamplingParams::default(), 0));
                 }
             }
