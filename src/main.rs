@@ -200,6 +200,10 @@ struct ServeArgs {
     /// do not reuse the KV of repeated prompt prefixes
     #[arg(long)]
     no_prefix_cache: bool,
+    /// most tokens a greedy request drafts by prompt lookup and verifies in one step
+    /// (speculative decoding; 0: off)
+    #[arg(long, default_value_t = headroom::engine::DEFAULT_DRAFT_TOKENS)]
+    draft_tokens: usize,
 }
 
 #[derive(Args, Clone)]
@@ -513,6 +517,7 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
             max_running: a.max_running.max(1),
             max_waiting: a.max_waiting.max(1),
             prefix_caching: !a.no_prefix_cache,
+            draft_tokens: a.draft_tokens,
             ..Default::default()
         },
     };
