@@ -79,6 +79,11 @@ struct BenchGenerateArgs {
     /// measured runs, after one warm-up run
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// speculative decoding: most tokens drafted by prompt lookup per step (0, the
+    /// default, measures plain decoding; the prompt repeats one sentence, so drafts would
+    /// come from it)
+    #[arg(long, default_value_t = 0)]
+    draft_tokens: usize,
     /// also write the results as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
@@ -222,6 +227,10 @@ struct SamplingArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u32,
+    /// most tokens a greedy run drafts by prompt lookup and verifies in one step
+    /// (speculative decoding; 0: off)
+    #[arg(long, default_value_t = headroom::engine::DEFAULT_DRAFT_TOKENS)]
+    draft_tokens: usize,
 }
 
 #[derive(Args)]
@@ -578,6 +587,7 @@ fn run_generate(a: GenerateArgs) -> Result<(), AnyError> {
         max_tokens: a.sampling.max_tokens,
         sampling: sampling(&a.sampling),
         stop_ids: s.tokenizer.eos_ids().to_vec(),
+        draft_tokens: a.sampling.draft_tokens,
     };
     let mut decoder = s.tokenizer.stream_decoder(true);
     let stdout = std::io::stdout();
@@ -599,6 +609,8 @@ fn run_generate(a: GenerateArgs) -> Result<(), AnyError> {
             "prefill_tokens_per_s": result.stats.prefill_tokens_per_s,
             "decode_tokens_per_s": result.stats.decode_tokens_per_s,
             "ttft_ms": result.stats.ttft_s * 1000.0,
+            "drafted_tokens": result.stats.drafted_tokens,
+            "accepted_tokens": result.stats.accepted_tokens,
             "adapter": s.model.gpu.adapter_name(),
             "weights": s.model.options.weights_name(),
             "kv_cache": s.model.options.kv.name(),
@@ -620,8 +632,12 @@ fn print_stats(r: &GenerateResult) {
         FinishReason::Context => "context full",
         FinishReason::Cancelled => "cancelled",
     };
+    let drafts = match st.drafted_tokens {
+        0 => String::new(),
+        n => format!(" | drafts: {} of {n} tokens confirmed", st.accepted_tokens),
+    };
     println!(
-        "\n[prefill {} tokens at {:.1} tok/s | decode {} tokens at {:.1} tok/s | time to first token {:.0} ms | ended: {why}]",
+        "\n[prefill {} tokens at {:.1} tok/s | decode {} tokens at {:.1} tok/s | time to first token {:.0} ms{drafts} | ended: {why}]",
         st.prompt_tokens,
         st.prefill_tokens_per_s,
         st.generated_tokens,
@@ -671,6 +687,7 @@ fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
                 ..sampling(&a.sampling)
             },
             stop_ids: s.tokenizer.eos_ids().to_vec(),
+            draft_tokens: a.sampling.draft_tokens,
         };
         let mut decoder = s.tokenizer.stream_decoder(true);
         let result = match engine::generate(&s.model, &req, &mut |id| {
@@ -714,6 +731,7 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         max_tokens: a.gen_tokens,
         sampling: SamplingParams::default(),
         stop_ids: vec![],
+        draft_tokens: a.draft_tokens,
     };
     let mut results = vec![];
     let mut warm_up_host = (0.0, 0);

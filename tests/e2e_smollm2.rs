@@ -477,6 +477,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
         max_tokens: 4,
         sampling: SamplingParams::default(),
         stop_ids: vec![],
+        draft_tokens: 4,
     };
     let err = engine::generate(&model, &req, &mut |_| true)
         .unwrap_err()
@@ -497,5 +498,55 @@ fn a_prompt_longer_than_the_context_is_refused() {
         60 + out.ids.len(),
         65,
         "positions 0..64 filled, plus the token sampled from the last"
+    );
+}
+
+/// `generate` with speculative decoding (prompt lookup, verified a draft at a time) gives
+/// the ids it gives without, and drafts were confirmed on a reply that copies its prompt.
+#[test]
+fn generate_with_drafts_gives_the_ids_of_plain_decoding() {
+    let Some(path) = default_model() else { return };
+    let files = engine::open(&path).unwrap();
+    let options = GpuModelOptions {
+        context: 256,
+        max_chunk: 64,
+        ..Default::default()
+    };
+    let model = GpuModel::load(gpu(), files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
+    let tok = &files.tokenizer;
+    let text = tok
+        .apply_chat(
+            &[ChatMessage::new(
+                "user",
+                "Copy this list: apples, pears, plums, cherries, grapes, lemons, limes.",
+            )],
+            true,
+        )
+        .unwrap();
+    let req = engine::GenerateRequest {
+        prompt_ids: tok.encode(&text, true).unwrap(),
+        max_tokens: 20,
+        sampling: SamplingParams::default(),
+        stop_ids: tok.eos_ids().to_vec(),
+        draft_tokens: 0,
+    };
+    let plain = engine::generate(&model, &req, &mut |_| true).unwrap();
+    let drafted = engine::generate(
+        &model,
+        &engine::GenerateRequest {
+            draft_tokens: 4,
+            ..req.clone()
+        },
+        &mut |_| true,
+    )
+    .unwrap();
+    eprintln!("{:?}", tok.decode(&plain.ids));
+    assert_eq!(drafted.ids, plain.ids);
+    assert_eq!(drafted.finish, plain.finish);
+    assert_eq!(plain.stats.drafted_tokens, 0);
+    assert!(
+        drafted.stats.accepted_tokens > 0,
+        "no draft was confirmed: {:?}",
+        drafted.stats
     );
 }

@@ -1,11 +1,15 @@
 //! One sequence from prompt to finish: chunked prefill, then one decode step per token,
-//! sampling on the GPU, steps chained on the GPU and read back a chain at a time.
+//! sampling on the GPU, steps chained on the GPU and read back a chain at a time; or,
+//! where a greedy sequence's text repeats earlier text, a drafted run of tokens verified
+//! in one step (speculative decoding by prompt lookup).
 
 use crate::ops::sample::SamplingParams;
 #[cfg(not(target_arch = "wasm32"))]
 use {
+    super::draft::{accepted, prompt_lookup, DraftPacer},
     crate::model::gpu_model::{
-        GpuModel, ModelError, PartLogits, PendingChain, SequencePart, MAX_STEPS_PER_READBACK,
+        GpuModel, ModelError, PartLogits, PendingChain, SequencePart, StepProbe,
+        MAX_STEPS_PER_READBACK,
     },
     web_time::Instant,
 };
@@ -17,6 +21,9 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// ids that end generation (not included in the output)
     pub stop_ids: Vec<u32>,
+    /// most tokens to draft by prompt lookup and verify in one step, for greedy sampling
+    /// (speculative decoding, see `engine::draft`; 0: off)
+    pub draft_tokens: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -43,6 +50,9 @@ pub struct GenerateStats {
     pub decode_s: f64,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
+    /// speculative decoding: tokens drafted and verified, and those the model confirmed
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -134,6 +144,13 @@ pub fn generate(
     let mut submitted = 1usize;
     let mut in_flight = InFlight { model, chain: None };
     let mut last_done = Instant::now();
+    let greedy = req.sampling.temperature == 0.0 || req.sampling.top_k == 1;
+    let speculate = greedy && req.draft_tokens > 0;
+    let mut pacer = DraftPacer::new(req.draft_tokens);
+    let (mut drafted, mut confirmed_total) = (0, 0);
+    // the chain in flight is read before the next is submitted: its ids are wanted
+    // for a draft
+    let mut drain = false;
     'outer: loop {
         while let Some(id) = pending.pop_front() {
             if req.stop_ids.contains(&id) {
@@ -150,8 +167,40 @@ pub fn generate(
             }
         }
         let room = (req.max_tokens - submitted).min(context - pos);
+        if speculate && in_flight.chain.is_none() && room > 1 {
+            let known: Vec<u32> = req.prompt_ids.iter().chain(&ids).copied().collect();
+            let draft = prompt_lookup(&known, pacer.next_len().min(room - 1));
+            if !draft.is_empty() {
+                let tokens: Vec<u32> = known[known.len() - 1..]
+                    .iter()
+                    .chain(&draft)
+                    .copied()
+                    .collect();
+                let part = SequencePart {
+                    tokens: &tokens,
+                    pos0: pos,
+                    table,
+                    sample: Some((req.sampling, counter + 1)),
+                    logits: PartLogits::Verify,
+                };
+                let draws = model
+                    .forward_report(&[part], StepProbe::default())?
+                    .row_draws
+                    .remove(0);
+                let confirmed = accepted(&draft, &draws);
+                pacer.record(draft.len(), confirmed);
+                drafted += draft.len();
+                confirmed_total += confirmed;
+                pending.extend(&draft[..confirmed]);
+                pending.push_back(draws[confirmed]);
+                counter += 1 + confirmed as u32;
+                pos += 1 + confirmed;
+                submitted += 1 + confirmed;
+                continue;
+            }
+        }
         let mut next_chain = None;
-        if room > 0 {
+        if room > 0 && !(drain && in_flight.chain.is_some()) {
             let count = batch.min(room);
             // the host knows the first chain's token; later chains take theirs in place
             let last = [*ids.last().expect("the loop above pushed one")];
@@ -178,6 +227,18 @@ pub fn generate(
             Some((chain, started)) => {
                 let count = chain.steps();
                 pending.extend(model.finish_chain(chain)?.concat());
+                // a draft is at hand for what is known so far: read the chain in flight
+                // next instead of chaining on, then verify one
+                drain = speculate && {
+                    let known: Vec<u32> = req
+                        .prompt_ids
+                        .iter()
+                        .chain(&ids)
+                        .chain(&pending)
+                        .copied()
+                        .collect();
+                    !prompt_lookup(&known, 1).is_empty()
+                };
                 // aim for about 30 ms per chain (from its submission, or from the read
                 // before where it waited behind that chain)
                 let per_step = last_done.max(started).elapsed().as_secs_f64() / count as f64;
@@ -209,6 +270,8 @@ pub fn generate(
         } else {
             0.0
         },
+        drafted_tokens: drafted,
+        accepted_tokens: confirmed_total,
     };
     Ok(GenerateResult { ids, finish, stats })
 }

@@ -79,6 +79,10 @@ pub struct GpuModel {
     host_steps: std::sync::atomic::AtomicU64,
 }
 
+/// Logits rows a model of fixed sequences keeps at least: a verified draft of one
+/// sequence takes one per token (`engine::generate`'s speculative decoding).
+pub const MIN_LOGITS_ROWS: usize = 8;
+
 impl GpuModel {
     /// Uploads every weight of `src` and builds the kernels, with a KV cache for one
     /// sequence (`sequence_table(0)`). `progress(done, total, what)` is called after each
@@ -229,7 +233,8 @@ impl GpuModel {
         // fixed block runs per sequence, or a pool handed out by the caller
         let n_blocks = options.context.div_ceil(options.kv_block_size);
         let (sequences, pool_blocks, out_rows) = match kv {
-            KvCapacity::Sequences(n) => (n, n * n_blocks, n),
+            // room for a sequence's speculative draft (`engine::generate`)
+            KvCapacity::Sequences(n) => (n, n * n_blocks, n.max(MIN_LOGITS_ROWS)),
             KvCapacity::Paged { blocks, max_batch } => (0, blocks, max_batch),
         };
         if pool_blocks == 0 || out_rows == 0 {
