@@ -236,7 +236,12 @@ fn a_small_pool_preempts_and_recomputes_without_changing_outputs() {
             .iter()
             .enumerate()
             .map(|(i, p)| match seeded {
-                false => request(&e, p, n),
+                // plain decoding: drafts would finish some early and spare the pool
+                // (speculation_gives_the_greedy_ids_of_plain_decoding preempts with them)
+                false => CompletionRequest {
+                    speculate: false,
+                    ..request(&e, p, n)
+                },
                 true => sampled(&e, p, n, 7 + i as u32),
             })
             .collect();

@@ -218,3 +218,30 @@ fn explorer_measurements_on_this_gpu() {
         d.adapter, d.copy_gbps, d.timing
     );
 }
+
+/// The telemetry's headline says how many speculative draft tokens were confirmed, once
+/// there were any.
+#[test]
+fn telemetry_counts_confirmed_draft_tokens() {
+    use headroom::viewer::telemetry::Telemetry;
+    let mut t = Telemetry::default();
+    t.metrics.draft_tokens_total = 40;
+    t.metrics.draft_accepted_total = 30;
+    let h = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_ui_state(|ui, t: &mut Telemetry| t.ui(ui, None, Some(true)), t);
+    assert!(h
+        .query_all_by_label_contains("speculative drafts: 30 of 40 tokens confirmed (75%)")
+        .next()
+        .is_some());
+    let h = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_ui_state(
+            |ui, t: &mut Telemetry| t.ui(ui, None, Some(true)),
+            Telemetry::default(),
+        );
+    assert!(h
+        .query_all_by_label_contains("speculative drafts")
+        .next()
+        .is_none());
+}

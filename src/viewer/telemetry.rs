@@ -91,6 +91,14 @@ impl Telemetry {
                 m.prompt_tokens_cached,
                 100.0 * m.prefix_hit_rate()
             ));
+            if m.draft_tokens_total > 0 {
+                ui.label(format!(
+                    "· speculative drafts: {} of {} tokens confirmed ({:.0}%)",
+                    m.draft_accepted_total,
+                    m.draft_tokens_total,
+                    100.0 * m.draft_accepted_total as f64 / m.draft_tokens_total as f64
+                ));
+            }
         });
         match timestamps {
             Some(false) => {
