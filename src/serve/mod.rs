@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP server, over any [`crate::engine::Backend`]: routes and
 //! handlers (`routes`), request checking (`request`), the exchange of events with the
-//! engine (`state`), reply and stream shaping (`response`), the `n` choices of a request (`choices`),
+//! engine (`state`), checking and tokenizing a body into what the engine runs
+//! (`prepare`), reply and stream shaping (`response`), the `n` choices of a request (`choices`),
 //! log-probabilities in OpenAI's shapes (`logprobs`), error bodies (`error`),
 //! Prometheus text (`prometheus`), the wire types (`openai`), API keys (`auth`),
 //! bounds on requests and connections (`limits`) and the accept loop with its graceful
@@ -16,6 +17,7 @@ mod limits;
 mod listen;
 mod logprobs;
 pub mod openai;
+mod prepare;
 mod prometheus;
 mod request;
 mod response;

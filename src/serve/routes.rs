@@ -23,19 +23,12 @@ use super::ids::unix_seconds;
 use super::limits::Limits;
 use super::listen::accept_loop;
 use super::openai::{ChatBody, CompletionBody, ModelCard, ModelList};
+use super::prepare::{self, Prepared};
 use super::prometheus::render_metrics;
-use super::request::{
-    chat_logprobs, chat_messages, check_fits_context, choice_count, completion_logprobs,
-    completion_request, max_tokens, parse_body, prompt_ids,
-};
-use super::response::{event_stream, Echo, Endpoint, Reply};
+use super::request::parse_body;
+use super::response::{event_stream, Endpoint, Reply};
 use super::state::{collect, AppState, Life};
-use crate::engine::{Backend, CompletionRequest};
-use crate::tokenizer::Tokenizer;
-use serde_json::Value;
-
-/// `max_tokens` of `/v1/completions` when the request has none (OpenAI's default).
-pub(super) const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
+use crate::engine::Backend;
 
 /// The routes of the server, answering anyone for `backend`.
 pub fn router(backend: Arc<dyn Backend>) -> Router {
@@ -190,40 +183,10 @@ pub(super) async fn completions(
 ) -> Result<Response, ApiError> {
     let body: CompletionBody = parse_body(body)?;
     state.check_model(body.model.as_deref())?;
-    let n = choice_count(&body.sampling)?;
-    let logprobs = completion_logprobs(body.logprobs.as_ref())?;
-    let echo = body.echo.unwrap_or(false);
-    let tokenizer = state.backend.tokenizer();
-    let prompt_ids = prompt_ids(tokenizer, &body.prompt)?;
-    let max_tokens =
-        max_tokens(body.max_tokens, "max_tokens")?.unwrap_or(DEFAULT_COMPLETION_MAX_TOKENS);
-    let context = state.backend.context();
-    check_fits_context(context, prompt_ids.len(), max_tokens, "max_tokens")?;
-    let mut reply = Reply::new(Endpoint::Completions, &state, &body.sampling);
-    if echo {
-        reply.echo = Some(Echo {
-            text: echo_text(tokenizer, &body.prompt, &prompt_ids),
-            ids: prompt_ids.clone(),
-        });
-    }
-    let mut req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
-    req.logprobs = logprobs;
-    req.prompt_logprobs = echo && logprobs.is_some();
-    reply.logprobs = logprobs.is_some();
-    reply.n = n;
-    run(&state, req, reply).await
-}
-
-/// The prompt as `echo` repeats it: as sent where it was text, else decoded.
-fn echo_text(tokenizer: &Tokenizer, prompt: &Value, ids: &[u32]) -> String {
-    let sent = match prompt {
-        Value::Array(items) if items.len() == 1 => &items[0],
-        other => other,
-    };
-    match sent {
-        Value::String(text) => text.clone(),
-        _ => tokenizer.decode_with(ids, false),
-    }
+    let backend = &state.backend;
+    let prepared = prepare::completion(backend.tokenizer(), backend.context(), &body)?;
+    let reply = Reply::new(Endpoint::Completions, &state, &body.sampling);
+    run(&state, prepared, reply).await
 }
 
 pub(super) async fn chat_completions(
@@ -232,53 +195,25 @@ pub(super) async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let body: ChatBody = parse_body(body)?;
     state.check_model(body.model.as_deref())?;
-    let n = choice_count(&body.sampling)?;
-    let logprobs = chat_logprobs(body.logprobs.as_ref(), body.top_logprobs)?;
-    let messages = chat_messages(&body.messages)?;
-    let tokenizer = state.backend.tokenizer();
-    // The rendered template already holds the special tokens (BOS included where wanted).
-    let prompt_ids = tokenizer
-        .apply_chat(&messages, true)
-        .and_then(|text| tokenizer.encode(&text, false))
-        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-    let (max_tokens, param) = match body.max_completion_tokens {
-        Some(n) => (
-            max_tokens(Some(n), "max_completion_tokens")?,
-            "max_completion_tokens",
-        ),
-        None => (max_tokens(body.max_tokens, "max_tokens")?, "max_tokens"),
-    };
-    if let Some(n) = max_tokens {
-        check_fits_context(state.backend.context(), prompt_ids.len(), n, param)?;
-    }
-    // Without a limit a chat reply may fill the context, as with OpenAI.
-    let max_tokens = max_tokens.unwrap_or_else(|| {
-        state
-            .backend
-            .context()
-            .saturating_sub(prompt_ids.len())
-            .max(1)
-    });
-    let mut req = completion_request(tokenizer, prompt_ids, max_tokens, &body.sampling)?;
-    req.logprobs = logprobs;
-    let mut reply = Reply::new(Endpoint::Chat, &state, &body.sampling);
-    reply.logprobs = logprobs.is_some();
-    reply.n = n;
-    run(&state, req, reply).await
+    let backend = &state.backend;
+    let prepared = prepare::chat(backend.tokenizer(), backend.context(), &body)?;
+    let reply = Reply::new(Endpoint::Chat, &state, &body.sampling);
+    run(&state, prepared, reply).await
 }
 
-/// Submits `req`'s `reply.n` choices and answers with the whole completion, or with a
+/// Submits a prepared request's choices and answers with the whole completion, or with a
 /// stream of its chunks, within the server's request deadline (past it the request is
 /// cancelled: a 504, or an error event that ends the stream). The completion counts as
 /// running until its response or stream ends.
 pub(super) async fn run(
     state: &AppState,
-    req: CompletionRequest,
-    reply: Reply,
+    prepared: Prepared,
+    mut reply: Reply,
 ) -> Result<Response, ApiError> {
     let running = state.life.run();
-    let n = reply.n;
-    let events = Choices::submit(state.backend.clone(), req, n)?;
+    let n = prepared.n;
+    (reply.n, reply.logprobs, reply.echo) = (n, prepared.logprobs, prepared.echo);
+    let events = Choices::submit(state.backend.clone(), prepared.req, n)?;
     let timeout = state.limits.request_timeout;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     if reply.stream {
