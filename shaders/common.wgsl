@@ -15,6 +15,6 @@ struct OutRow {
     top_p: f32,         // 1 = off
     seed: u32,
     counter: u32,       // advances every sampled token of the sequence
-    _pad0: u32,
+    draft: u32,         // a speculative draft's token to verify (0xffffffff: none)
     _pad1: u32,
 }

@@ -2,7 +2,9 @@
 // temperature 0 (or top_k 1) is greedy: the largest logit, lowest index on ties.
 // Otherwise softmax(logits / T) restricted to the top-k, then to the smallest top set whose
 // mass reaches top_p, sampled with a counter-based RNG seeded by the row's (seed, counter),
-// so a sequence draws the same numbers whichever row of a batch it sits in.
+// so a sequence draws the same numbers whichever row of a batch it sits in. A row that
+// verifies a speculative draft keeps the drafted token with its probability and otherwise
+// draws from the rest (see `OutRow::drafted`).
 // Thresholds are found by binary search on an order-preserving u32 key of each logit.
 //!COMMON
 struct Dims { vocab: u32, _p0: u32, _p1: u32, _p2: u32 }
@@ -139,10 +141,11 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let chunk = (n + WG - 1u) / WG;
     let start = min(lid * chunk, n);
     let end = min(start + chunk, n);
+    // a drafted token's mass stays out of the chunks: see the draft's test below
     var part = 0.0;
     for (var i = start; i < end; i += 1u) {
         let v = logits[base + i];
-        if (key_of(v) >= thr) { part += exp((v - max_v) * inv_t); }
+        if (key_of(v) >= thr && i != o.draft) { part += exp((v - max_v) * inv_t); }
     }
     prefix[lid] = part;
     workgroupBarrier();
@@ -166,6 +169,18 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let total = red_f[0];
     let last_chunk = red_u[0];
     let r = pcg(pcg(o.seed ^ pcg(o.counter)));
+    // Speculative decoding: the drafted token stands with its probability; otherwise the
+    // draw is from the rest, renormalized. Either way the drawn token has the
+    // distribution's own law (a draft proposed with certainty, rejection-sampled).
+    if (o.draft < n) {
+        let vd = logits[base + o.draft];
+        let wd = select(0.0, exp((vd - max_v) * inv_t), key_of(vd) >= thr);
+        let ua = f32(pcg(r ^ 0x68e31da4u) >> 8u) * (1.0 / 16777216.0);
+        if (ua * (total + wd) < wd) {
+            if (lid == 0u) { tokens[row] = o.draft; }
+            return;
+        }
+    }
     let u = f32(r >> 8u) * (1.0 / 16777216.0) * total;
     let lo_p = prefix[lid];
     let owner = (part > 0.0 && u >= lo_p && u < lo_p + part) || (lid == last_chunk && u >= lo_p + part);
@@ -175,7 +190,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         var last_kept = 0u;
         for (var i = start; i < end; i += 1u) {
             let v = logits[base + i];
-            if (key_of(v) >= thr) {
+            if (key_of(v) >= thr && i != o.draft) {
                 last_kept = i;
                 run += exp((v - max_v) * inv_t);
                 if (run > u) { pick = i; break; }

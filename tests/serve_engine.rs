@@ -235,14 +235,14 @@ fn a_small_pool_preempts_and_recomputes_without_changing_outputs() {
         let reqs: Vec<CompletionRequest> = PROMPTS
             .iter()
             .enumerate()
-            .map(|(i, p)| match seeded {
+            .map(|(i, p)| CompletionRequest {
                 // plain decoding: drafts would finish some early and spare the pool
                 // (speculation_gives_the_greedy_ids_of_plain_decoding preempts with them)
-                false => CompletionRequest {
-                    speculate: false,
-                    ..request(&e, p, n)
-                },
-                true => sampled(&e, p, n, 7 + i as u32),
+                speculate: false,
+                ..match seeded {
+                    false => request(&e, p, n),
+                    true => sampled(&e, p, n, 7 + i as u32),
+                }
             })
             .collect();
         let before = e.metrics().requests_preempted;

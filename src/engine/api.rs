@@ -32,8 +32,9 @@ pub struct CompletionRequest {
     /// (`Event::PromptLogprobs`, with `logprobs` alternatives each); the prompt is then
     /// computed whole, not taken from the prefix cache
     pub prompt_logprobs: bool,
-    /// let the engine draft tokens by prompt lookup and verify them in one step (greedy
-    /// requests without logprobs; the output is the same either way)
+    /// let the engine draft tokens by prompt lookup and verify them in one step (requests
+    /// without logprobs): greedy output is the same either way, sampled output keeps its
+    /// distribution
     pub speculate: bool,
 }
 

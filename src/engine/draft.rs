@@ -2,7 +2,8 @@
 //! occurrence of the sequence's most recent n-gram. Summaries, code edits and extraction
 //! repeat spans of their input, and there such drafts are often right; a step then
 //! verifies the whole draft in one forward pass (`runner`) and keeps the tokens the model
-//! would have chosen itself, so the output is exactly what decoding one token a step gives.
+//! would have chosen itself, so greedy output is what decoding one token a step gives,
+//! and sampled output has the same distribution (`ops::OutRow::drafted`).
 
 /// Longest n-gram looked up; shorter ones are tried when it has no earlier match.
 pub const MAX_NGRAM: usize = 3;
@@ -96,9 +97,10 @@ pub fn prompt_lookup(tokens: &[u32], max: usize) -> Vec<u32> {
     Vec::new()
 }
 
-/// How many of `draft` the model confirms: `chosen[r]` is the model's own greedy choice
-/// after the sequence's last token and the first r draft tokens, so draft token r stands
-/// while it equals `chosen[r]`.
+/// How many of `draft` the model confirms: `chosen[r]` is the model's draw after the
+/// sequence's last token and the first r draft tokens (its greedy choice, or a sampled
+/// draw that keeps the drafted token with its probability), so draft token r stands while
+/// it equals `chosen[r]`.
 pub fn accepted(draft: &[u32], chosen: &[u32]) -> usize {
     draft.iter().zip(chosen).take_while(|(d, c)| d == c).count()
 }

@@ -1,6 +1,6 @@
 //! One sequence from prompt to finish: chunked prefill, then one decode step per token,
 //! sampling on the GPU, steps chained on the GPU and read back a chain at a time; or,
-//! where a greedy sequence's text repeats earlier text, a drafted run of tokens verified
+//! where a sequence's text repeats earlier text, a drafted run of tokens verified
 //! in one step (speculative decoding by prompt lookup).
 
 use crate::ops::sample::SamplingParams;
@@ -21,8 +21,9 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// ids that end generation (not included in the output)
     pub stop_ids: Vec<u32>,
-    /// most tokens to draft by prompt lookup and verify in one step, for greedy sampling
-    /// (speculative decoding, see `engine::draft`; 0: off)
+    /// most tokens to draft by prompt lookup and verify in one step (speculative
+    /// decoding, see `engine::draft`; greedy output is unchanged, sampled output keeps its
+    /// distribution; 0: off)
     pub draft_tokens: usize,
 }
 
@@ -144,8 +145,7 @@ pub fn generate(
     let mut submitted = 1usize;
     let mut in_flight = InFlight { model, chain: None };
     let mut last_done = Instant::now();
-    let greedy = req.sampling.temperature == 0.0 || req.sampling.top_k == 1;
-    let speculate = greedy && req.draft_tokens > 0;
+    let speculate = req.draft_tokens > 0;
     let mut pacer = DraftPacer::new(req.draft_tokens);
     let (mut drafted, mut confirmed_total) = (0, 0);
     // the chain in flight is read before the next is submitted: its ids are wanted

@@ -31,7 +31,7 @@ pub struct EngineOptions {
     pub prefix_caching: bool,
     /// time every kernel family on every n-th step (0: never; see `GpuModel::forward_report`)
     pub kernel_times_every: u64,
-    /// most draft tokens a greedy sequence verifies per step (prompt lookup, see `draft`;
+    /// most draft tokens a sequence verifies per step (prompt lookup, see `draft`;
     /// 0: no speculation)
     pub draft_tokens: usize,
 }
@@ -445,7 +445,10 @@ impl EngineLoop {
                         tokens: &s.tokens[w.start..w.start + w.len],
                         pos0: w.start,
                         table: &s.table,
-                        sample: w.sample.then(|| (live.req.sampling, s.generated() as u32)),
+                        // a draft's tokens are not drawn yet
+                        sample: w
+                            .sample
+                            .then(|| (live.req.sampling, (s.generated() - s.draft) as u32)),
                         logits,
                     }
                 })
@@ -537,8 +540,8 @@ impl EngineLoop {
         Ok(())
     }
 
-    /// Drafts tokens for the greedy sequences about to decode (see `draft`), within what
-    /// their `max_tokens` and the context leave after the next token.
+    /// Drafts tokens for the sequences about to decode (see `draft`), within what their
+    /// `max_tokens` and the context leave after the next token.
     fn add_drafts(&mut self) {
         if self.draft_tokens == 0 {
             return;
@@ -546,8 +549,7 @@ impl EngineLoop {
         let context = self.shared.context;
         for (s, live) in &mut self.sched.running {
             let req = &live.req;
-            let greedy = req.sampling.temperature == 0.0 || req.sampling.top_k == 1;
-            if !(s.decoding() && s.draft == 0 && greedy && req.speculate)
+            if !(s.decoding() && s.draft == 0 && req.speculate)
                 || req.logprobs.is_some()
                 || live.finish.is_some()
                 || live.gone
@@ -570,10 +572,11 @@ impl EngineLoop {
         }
     }
 
-    /// A verified draft of `running[i]`: `draws[r]` is the model's greedy token after its
-    /// last verified token and r draft tokens. The draft's tokens up to the first the model
-    /// would not have chosen are output, then the model's own token there, each as if
-    /// sampled alone (stop checks, text, events). Returns how many draft tokens were kept
+    /// A verified draft of `running[i]`: `draws[r]` is the model's draw after its last
+    /// verified token and r draft tokens (greedy: its choice; sampled: the draft's token
+    /// kept with its probability, else a draw from the rest). The draft's tokens up to the
+    /// first the draws do not repeat are output, then the draw there, each as if sampled
+    /// alone (stop checks, text, events). Returns how many draft tokens were kept
     /// (their KV from this step stays valid) and how many tokens were output.
     fn on_verified(&mut self, i: usize, draws: &[u32]) -> (usize, usize) {
         let s = &mut self.sched.running[i].0;

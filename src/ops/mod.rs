@@ -35,8 +35,14 @@ pub struct OutRow {
     pub top_p: f32,
     pub seed: u32,
     pub counter: u32,
-    pub _pad: [u32; 2],
+    /// a speculative draft's token after this row, which a sampled draw keeps with its
+    /// probability (shaders/sample.wgsl); `NO_DRAFT` for none
+    pub draft: u32,
+    pub _pad: u32,
 }
+
+/// `OutRow::draft` of a row without a draft.
+pub const NO_DRAFT: u32 = u32::MAX;
 
 impl OutRow {
     /// Row `src_row`, sampled with `sampling` as the `counter`-th draw of its sequence.
@@ -48,7 +54,25 @@ impl OutRow {
             top_p: sampling.top_p,
             seed: sampling.seed,
             counter,
-            _pad: [0; 2],
+            draft: NO_DRAFT,
+            _pad: 0,
+        }
+    }
+
+    /// As `new`, the row verifying the drafted token `draft`: a greedy draw is the
+    /// argmax as ever (the draft stands if it is that); a sampled one keeps `draft` with
+    /// its probability and otherwise draws from the distribution without it, so that the
+    /// draw has the distribution's own law (the rejection rule of speculative sampling
+    /// for a draft proposed with certainty).
+    pub fn drafted(
+        src_row: u32,
+        sampling: &sample::SamplingParams,
+        counter: u32,
+        draft: u32,
+    ) -> Self {
+        OutRow {
+            draft,
+            ..OutRow::new(src_row, sampling, counter)
         }
     }
 }

@@ -444,19 +444,30 @@ impl GpuModel {
                     q_row: row,
                     out_row: row,
                 });
-                // rows before the last only get logits (drawn greedily: the draw is
-                // thrown away)
                 if p.logits.every_row() && t + 1 < p.tokens.len() {
-                    outs.push(OutRow::new(row, &SamplingParams::default(), 0));
+                    outs.push(match (p.logits, &p.sample) {
+                        // a draft's row draws the part's t-th token after the last with
+                        // the rejection rule against the drafted token that follows it
+                        (PartLogits::Verify, Some((sampling, counter))) => {
+                            OutRow::drafted(row, sampling, counter + t as u32, p.tokens[t + 1])
+                        }
+                        // a prompt's row only gets logits (drawn greedily, thrown away)
+                        _ => OutRow::new(row, &SamplingParams::default(), 0),
+                    });
                 }
             }
             tokens.extend_from_slice(p.tokens);
             match &p.sample {
                 Some((sampling, counter)) => {
                     sampling.validate().map_err(ModelError::Invalid)?;
-                    outs.push(OutRow::new(rows.len() as u32 - 1, sampling, *counter));
+                    // a verified draft's last row is its (len - 1)-th draw
+                    let draw = match p.logits {
+                        PartLogits::Verify => counter + p.tokens.len() as u32 - 1,
+                        _ => *counter,
+                    };
+                    outs.push(OutRow::new(rows.len() as u32 - 1, sampling, draw));
                 }
-                None if p.logits == PartLogits::All => outs.push(OutRow::new(
+                None if p.logits.every_row() => outs.push(OutRow::new(
                     rows.len() as u32 - 1,
                     &SamplingParams::default(),
                     0,
