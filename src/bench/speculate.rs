@@ -41,6 +41,12 @@ pub struct BenchSpeculateArgs {
     /// most draft tokens per step
     #[arg(long, default_value_t = crate::engine::DEFAULT_DRAFT_TOKENS)]
     pub draft_tokens: usize,
+    /// 0 is greedy (the two runs must then agree); above it both runs sample with the
+    /// same seed, and only their speed and acceptance compare
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u32,
     #[arg(long, default_value_t = 4096)]
     pub context: usize,
     /// write the results as JSON
@@ -64,6 +70,7 @@ const PASSAGE: &str = "The lighthouse stood on a rock a mile from the shore. Eve
 pub struct SpeculateResult {
     pub workload: String,
     pub prompt_tokens: usize,
+    /// tokens of the plain runs (the speculative ones' may differ where sampled)
     pub generated_tokens: usize,
     /// median decode tokens/s of the runs
     pub plain_tokens_per_s: f64,
@@ -75,7 +82,8 @@ pub struct SpeculateResult {
     /// forward passes per generated token with speculation (1 without)
     pub steps_per_token: f64,
     pub identical: bool,
-    /// where the two greedy outputs first differ, if they do (see the module's note)
+    /// where the two outputs first differ, if they do (greedy: see the module's note;
+    /// sampled: expected, the draws use the seed's numbers differently)
     pub first_difference: Option<usize>,
 }
 
@@ -193,7 +201,11 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
         let req = |speculate: bool| CompletionRequest {
             prompt_ids: prompt_ids.clone(),
             max_tokens: a.gen_tokens,
-            sampling: SamplingParams::default(),
+            sampling: SamplingParams {
+                temperature: a.temperature,
+                seed: a.seed,
+                ..SamplingParams::default()
+            },
             stop_ids: tok.eos_ids().to_vec(),
             stop_strings: vec![],
             skip_special: true,
@@ -204,6 +216,7 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
         };
         let (mut plain, mut spec) = (Vec::new(), Vec::new());
         let (mut first_difference, mut generated, mut spec_steps) = (None, 0, 0u64);
+        let mut spec_tokens = 0;
         let m0 = e.metrics();
         for repeat in 0..=a.repeats {
             let (ids_plain, s_plain, _) = run_once(&e, req(false))?;
@@ -219,11 +232,13 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
             if repeat == 0 {
                 continue; // warm-up
             }
-            let decoded = ids_plain.len().saturating_sub(1) as f64;
-            plain.push(decoded / s_plain.max(1e-9));
-            spec.push(decoded / s_spec.max(1e-9));
+            // sampled runs may end at different lengths: each its own rate
+            let decoded = |ids: &[u32]| ids.len().saturating_sub(1) as f64;
+            plain.push(decoded(&ids_plain) / s_plain.max(1e-9));
+            spec.push(decoded(&ids_spec) / s_spec.max(1e-9));
             generated = ids_plain.len();
             spec_steps += steps;
+            spec_tokens += ids_spec.len();
         }
         let m1 = e.metrics();
         let drafted = m1.draft_tokens_total - m0.draft_tokens_total;
@@ -238,7 +253,7 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
             speedup: s / p,
             acceptance: confirmed as f64 / drafted.max(1) as f64,
             drafted_tokens: drafted,
-            steps_per_token: spec_steps as f64 / (a.repeats * generated.max(1)) as f64,
+            steps_per_token: spec_steps as f64 / spec_tokens.max(1) as f64,
             identical: first_difference.is_none(),
             first_difference,
         };
@@ -263,6 +278,8 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
             "command": std::env::args().collect::<Vec<_>>().join(" "),
             "date_utc": crate::formats::date::UtcTime::from_unix(super::now_unix()).iso8601(),
             "draft_tokens": a.draft_tokens,
+            "temperature": a.temperature,
+            "seed": a.seed,
             "results": results,
         });
         std::fs::write(path, serde_json::to_string_pretty(&json).unwrap())?;
