@@ -9,6 +9,9 @@
 # and later, with a binary that has speculation in `generate` too (a, then):
 #   bash run.sh gen carry .gl .bin/m.01: `headroom generate --chat` on the same two
 #                   prompts, --draft-tokens 0 and 4 alternately, three processes each
+# and with a binary whose sampled requests speculate too (a, then):
+#   bash run.sh sampled carry .gl .bin/m.01: `bench speculate --temperature 0.7`, three
+#                   processes with seeds 1, 2, 3
 # .bin/headroom.xz is the stripped release binary (objcopy --strip-debug, xz -T2 -3); m.00
 # and m.01 the default model's halves (`split -b 40000000 -d`).
 set -uo pipefail
@@ -35,6 +38,17 @@ b)
             --repeats 5 --draft-tokens $draft --json "res/spec_${i}_d${draft}.json" \
             > "res/spec_${i}_d${draft}.txt" 2>&1
         echo "== run $i, draft $draft"; tail -3 "res/spec_${i}_d${draft}.txt"
+    done
+    tar -C "$W" -cf "$OUT/res.tar" res
+    ;;
+sampled)
+    cat "$W/m.00" .bin/m.01 > "$W/smollm2.gguf"
+    cd "$W"
+    for seed in 1 2 3; do
+        timeout 240 ./headroom bench speculate --model smollm2.gguf --gen-tokens 256 \
+            --repeats 5 --draft-tokens 4 --temperature 0.7 --seed $seed \
+            --json "res/sampled_s$seed.json" > "res/sampled_s$seed.txt" 2>&1
+        echo "== seed $seed"; tail -3 "res/sampled_s$seed.txt"
     done
     tar -C "$W" -cf "$OUT/res.tar" res
     ;;

@@ -183,7 +183,7 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
         "speedup",
         "acceptance",
         "steps/tok",
-        "same ids"
+        "differ from"
     );
     let mut results = Vec::new();
     for name in a
