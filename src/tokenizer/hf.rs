@@ -139,7 +139,14 @@ impl Tokenizer {
     ) -> Result<Tokenizer, TokenizerError> {
         // Parse once with serde_json first: its errors say where the JSON is broken.
         parse_json("tokenizer.json", tokenizer_json)?;
-        let inner = tokenizers::Tokenizer::from_bytes(tokenizer_json)
+        let mut inner = tokenizers::Tokenizer::from_bytes(tokenizer_json)
+            .map_err(|e| TokenizerError::invalid("tokenizer.json", e.to_string()))?;
+        // A prompt is never padded or cut by the tokenizer (the server checks it against the
+        // context): a file's `padding` would make every encode allocate its length (any
+        // u64), and its `truncation` would cut prompts silently.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
             .map_err(|e| TokenizerError::invalid("tokenizer.json", e.to_string()))?;
         let config = tokenizer_config_json
             .map(|b| parse_json("tokenizer_config.json", b))
