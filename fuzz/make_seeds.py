@@ -227,26 +227,28 @@ def gguf_seeds(model_path):
     chat_template = dict((k, v) for k, _, v in meta)["tokenizer.chat_template"]
     out("chat_template", "smollm2.jinja", chat_template)
 
-    cut = cut_vocab(meta, 400)
+    cut = cut_vocab(meta, 200)
     vm = vocab_meta(*cut, meta)
     general = [(k, t, v) for k, t, v in meta if k.startswith("general.")]
     out("gguf", "smollm2_vocab_only.gguf", gguf(general + vm))
 
-    # a whole tiny llama: 1 layer, hidden 32, Q8_0 matrices, Q4_1 embeddings
-    tokens, types, merges = cut_vocab(meta, 64)
+    # whole tiny llamas (kept under 8 KiB, the target's -max_len): 1 layer, Q8_0 matrices
+    # and Q4_1 embeddings at hidden 32 (a block's width), or all F32 at hidden 8
+    tokens, types, merges = cut_vocab(meta, 24)
     vm = vocab_meta(tokens, types, merges, meta)
-    am = arch_meta("llama", 32, 4, 2, 64, 1, 256)
-    ts = model_tensors(len(tokens), 32, 4, 2, 64, 1, False, (Q8_0, Q4_1))
+    am = arch_meta("llama", 32, 4, 1, 32, 1, 256)
+    ts = model_tensors(len(tokens), 32, 4, 1, 32, 1, False, (Q8_0, Q4_1))
     out("gguf", "tiny_llama_q8.gguf", gguf(am + vm, ts))
-    ts = model_tensors(len(tokens), 32, 4, 2, 64, 1, False, (F32, F32))
+    am = arch_meta("llama", 8, 2, 1, 8, 1, 256)
+    ts = model_tensors(len(tokens), 8, 2, 1, 8, 1, False, (F32, F32))
     out("gguf", "tiny_llama_f32.gguf",
         gguf(am + vm + [("general.alignment", T_U32, 64)], ts, align=64))
 
     # tiny qwen2 with biases and a SentencePiece ("llama") vocabulary with scores
-    spm = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    spm = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(0x41, 0x45)]
     spm += ["▁", "a", "b", "c", "▁a", "ab", "▁ab", "bc", "▁abc", "<|im_start|>", "<|im_end|>"]
-    spm_types = [2, 3, 3] + [6] * 256 + [1] * 9 + [3, 3]
-    scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(9)] + [0.0, 0.0]
+    spm_types = [2, 3, 3] + [6] * 4 + [1] * 9 + [3, 3]
+    scores = [0.0, 0.0, 0.0] + [0.0] * 4 + [-float(i) for i in range(9)] + [0.0, 0.0]
     vm = [("tokenizer.ggml.model", T_STR, "llama"),
           ("tokenizer.ggml.tokens", T_ARR, (T_STR, spm)),
           ("tokenizer.ggml.scores", T_ARR, (T_F32, scores)),
@@ -421,7 +423,9 @@ TEMPLATES = {
     "hostile_huge_output.jinja": "{% for a in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
     "hostile_recursion.jinja": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
     "hostile_big_repeat.jinja": "{{ 'x' * 100000000000 }}{{ range(10000000000) }}",
-    "hostile_nested_loops.jinja": "{% set s = namespace(x='ab') %}{% for i in range(40) %}{% set s.x = s.x + s.x %}{% endfor %}{{ s.x|length }}",
+    # Not a seed: a string doubled in a loop ("{% set s = namespace(x='ab') %}{% for i in
+    # range(40) %}{% set s.x = s.x + s.x %}{% endfor %}") grows without bound, and
+    # minijinja has no limit on the size of a value (see README.md, "Known limits").
 }
 
 
