@@ -113,7 +113,10 @@ fn gguf_vocabulary_of_long_tokens() {
     };
     for v in [long, prefixes] {
         let e = fails_fast("spm", || Tokenizer::from_gguf_vocab(&v));
-        assert!(e.contains("deriving the SentencePiece merges would take more than"), "{e}");
+        assert!(
+            e.contains("deriving the SentencePiece merges would take more than"),
+            "{e}"
+        );
     }
 }
 
@@ -243,14 +246,26 @@ fn chat_template_filters_sized_by_the_template() {
         ("{{ '%.1000000000000f' | format(1.5) }}", "format width"),
         ("{{ '{:>1000000000000}'.format('x') }}", "format width"),
         ("{{ [1] | slice(1000000000000) | list }}", "slice count"),
-        ("{{ [1] | batch(1000000000000, 'x') | list }}", "batch count"),
-        ("{{ ('x' * 10000000) | replace('', 'yyyyyyyyyy') }}", "replace result"),
-        ("{{ ('x' * 10000000).replace('x', 'yyyyyyyyyy') }}", "replace result"),
+        (
+            "{{ [1] | batch(1000000000000, 'x') | list }}",
+            "batch count",
+        ),
+        (
+            "{{ ('x' * 10000000) | replace('', 'yyyyyyyyyy') }}",
+            "replace result",
+        ),
+        (
+            "{{ ('x' * 10000000).replace('x', 'yyyyyyyyyy') }}",
+            "replace result",
+        ),
         ("{{ [1] | tojson(indent=1000000000000) }}", "tojson indent"),
         ("{{ [1] | tojson(indent=' ' * 1000000) }}", "tojson indent"),
     ] {
         let e = fails_fast(template, || render_chat(template, &msgs, true, "", ""));
-        assert!(e.contains(why) && e.contains("too large"), "{template}: {e}");
+        assert!(
+            e.contains(why) && e.contains("too large"),
+            "{template}: {e}"
+        );
     }
     // what real templates do still works
     let t = "{{ 'a\nb' | indent(2, first=true) }}|{{ '%5.1f' | format(1.25) }}|{{ '{:>3}'.format('x') }}|{{ 'abc'.replace('b', 'xx') }}|{{ [1, 2, 3] | batch(2) | list }}|{{ {'k': [1]} | tojson(indent=2) }}";
@@ -287,7 +302,10 @@ fn replay(target: &str, harness: fn(&[u8])) {
         let start = Instant::now();
         harness(&bytes);
         let took = start.elapsed();
-        assert!(took < Duration::from_secs(10), "{target}/{name}: took {took:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{target}/{name}: took {took:?}"
+        );
     }
 }
 
@@ -321,19 +339,32 @@ fn replay_openai_request_findings() {
 #[test]
 fn seeds_parse() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    for name in ["tiny_llama_q8.gguf", "tiny_llama_f32.gguf", "tiny_qwen2_spm.gguf"] {
+    for name in [
+        "tiny_llama_q8.gguf",
+        "tiny_llama_f32.gguf",
+        "tiny_qwen2_spm.gguf",
+    ] {
         let bytes = std::fs::read(seeds.join("gguf").join(name)).unwrap();
         let f = GgufFile::from_bytes(name, bytes).unwrap();
         let v = headroom::tokenizer::vocab_from_gguf(&f).unwrap();
         Tokenizer::from_gguf_vocab(&v).unwrap();
         GgufModel::from_gguf(f).unwrap();
     }
-    for name in ["smollm2_cut.json", "unigram.json", "wordpiece.json", "wordlevel.json"] {
+    for name in [
+        "smollm2_cut.json",
+        "unigram.json",
+        "wordpiece.json",
+        "wordlevel.json",
+    ] {
         let bytes = std::fs::read(seeds.join("tokenizer_json").join(name)).unwrap();
         let tok = Tokenizer::from_json_bytes(&bytes, None, None).unwrap();
         assert!(!tok.encode("hello", false).unwrap().is_empty(), "{name}");
     }
-    for name in ["config_smollm2.json", "config_llama3.json", "config_qwen2.json"] {
+    for name in [
+        "config_smollm2.json",
+        "config_llama3.json",
+        "config_qwen2.json",
+    ] {
         let text = std::fs::read_to_string(seeds.join("safetensors").join(name)).unwrap();
         parse_hf_config(name, &text).unwrap();
     }

@@ -114,9 +114,15 @@ impl ModelConfig {
         let (h, hd) = (self.hidden_size, self.head_dim);
         let q = self.num_heads.checked_mul(hd);
         let products = [
-            ("num_heads * head_dim * hidden_size", q.and_then(|q| q.checked_mul(h))),
+            (
+                "num_heads * head_dim * hidden_size",
+                q.and_then(|q| q.checked_mul(h)),
+            ),
             ("vocab_size * hidden_size", self.vocab_size.checked_mul(h)),
-            ("intermediate_size * hidden_size", self.intermediate_size.checked_mul(h)),
+            (
+                "intermediate_size * hidden_size",
+                self.intermediate_size.checked_mul(h),
+            ),
             (
                 "KV bytes per token (2 * layers * kv heads * head_dim * 4)",
                 [2, self.num_layers, self.num_kv_heads, hd, 4]

@@ -55,7 +55,14 @@ pub fn render_chat(
     eos_token: &str,
 ) -> Result<String, TokenizerError> {
     let limits = (TEMPLATE_FUEL, TEMPLATE_OUTPUT_CAP);
-    render_chat_with(template, messages, add_generation_prompt, bos_token, eos_token, limits)
+    render_chat_with(
+        template,
+        messages,
+        add_generation_prompt,
+        bos_token,
+        eos_token,
+        limits,
+    )
 }
 
 /// [`render_chat`] with other bounds: `(fuel, output_cap)`. The fuzzer (`fuzz/`) uses
@@ -191,7 +198,10 @@ fn check_format_string(fmt: &str) -> Result<(), Error> {
             }
         };
         let spec = &b[i + 1..i + 1 + spec_end.unwrap_or(b.len() - i - 1)];
-        for run in spec.split(|c| !c.is_ascii_digit()).filter(|r| !r.is_empty()) {
+        for run in spec
+            .split(|c| !c.is_ascii_digit())
+            .filter(|r| !r.is_empty())
+        {
             // more than 6 digits is above the bound whatever they say
             let n = if run.len() > 6 {
                 usize::MAX
@@ -244,7 +254,8 @@ fn replaced_len(s: &str, from: &str, to: &str, count: Option<usize>) -> usize {
         s.matches(from).count()
     };
     let n = count.map_or(n, |c| n.min(c));
-    s.len().saturating_add(n.saturating_mul(to.len() - from.len()))
+    s.len()
+        .saturating_add(n.saturating_mul(to.len() - from.len()))
 }
 
 /// minijinja's `replace`, refusing a result beyond [`MAX_FILTER_OUTPUT`].
@@ -283,7 +294,12 @@ fn bounded_batch(
 
 /// Python's string, dict and list methods (minijinja-contrib's pycompat), with the
 /// string methods that size their result by their arguments bounded as the filters are.
-fn bounded_method(state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+fn bounded_method(
+    state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
     if let Some(s) = value.as_str() {
         match method {
             "format" => check_format_string(s)?,
