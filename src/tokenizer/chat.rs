@@ -79,7 +79,7 @@ pub fn render_chat_with(
     let env = environment(fuel);
     let tmpl = env
         .template_from_str(template)
-        .map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
+        .map_err(|e| template_error(&e))?;
     let mut out = CappedOutput {
         bytes: Vec::new(),
         cap: output_cap,
@@ -100,9 +100,23 @@ pub fn render_chat_with(
             size_text(output_cap)
         )));
     }
-    rendered.map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
+    rendered.map_err(|e| template_error(&e))?;
     String::from_utf8(out.bytes)
         .map_err(|e| TokenizerError::Template(format!("the chat template wrote bad UTF-8: {e}")))
+}
+
+/// A template error's message: its kind, detail and line, then its causes. Not minijinja's
+/// alternate form (`{:#}`): where minijinja keeps debug info (debug builds), that form
+/// underlines the failing span with `end_col - start_col` carets, which overflows on some
+/// spans (a fuzz finding: `fuzz/regressions/chat_template/debug-info-span-overflow`).
+fn template_error(e: &Error) -> TokenizerError {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message += &format!(": {c}");
+        cause = c.source();
+    }
+    TokenizerError::Template(message)
 }
 
 /// "16 MiB", or bytes when not whole MiB.
