@@ -128,6 +128,9 @@ pub fn chat_template(data: &[u8]) {
     let add_generation_prompt = data.last().is_some_and(|b| b & 1 == 1);
     let text = String::from_utf8_lossy(data);
     let (template, rest) = text.split_once('\0').unwrap_or((&text, ""));
+    if has_stepped_slice(template) {
+        return;
+    }
     let messages: Vec<ChatMessage> = rest
         .split('\u{1e}')
         .filter(|m| !m.is_empty())
@@ -148,6 +151,18 @@ pub fn chat_template(data: &[u8]) {
     ) {
         assert!(out.len() <= OUTPUT_CAP);
     }
+}
+
+/// Whether the template has a slice with a step (`x[a:b:c]`). minijinja 2.24 computes
+/// `start - stop` unchecked for a negative step with `stop > start` (`'abc'[0:2:-1]`): a
+/// panic where overflow checks are on (debug builds, this fuzz build), a harmless wrap in
+/// release builds. It is upstream's to fix (`known-upstream/chat_template/`), so the
+/// target leaves such templates out rather than stop at it again and again.
+fn has_stepped_slice(template: &str) -> bool {
+    template.split('[').skip(1).any(|after| {
+        let inside = after.split(']').next().unwrap_or("");
+        inside.matches(':').count() >= 2
+    })
 }
 
 fn tokenizer() -> &'static Tokenizer {
