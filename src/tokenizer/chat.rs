@@ -197,8 +197,20 @@ fn check_size(what: &str, n: usize) -> Result<(), Error> {
 
 /// Each width and precision in a printf (`%-10.3f`) or `str.format` (`{:>10}`) format
 /// string: minijinja pads with a string of that length.
+///
+/// Also refuses non-ASCII text after the first `%` or `{`: minijinja 2.24's format parser
+/// slices a spec a byte at a time and panics inside a multi-byte character (a fuzz finding:
+/// `fuzz/regressions/chat_template/format-spec-non-ascii`).
 fn check_format_string(fmt: &str) -> Result<(), Error> {
     let b = fmt.as_bytes();
+    if let Some(first) = b.iter().position(|&c| c == b'%' || c == b'{') {
+        if !b[first..].is_ascii() {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "a format string with non-ASCII text after its first % or { is not supported",
+            ));
+        }
+    }
     let mut i = 0;
     while i < b.len() {
         let spec_end = match b[i] {
