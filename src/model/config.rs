@@ -109,6 +109,32 @@ impl ModelConfig {
                 "hidden_size, intermediate_size and head_dim must be multiples of 4".into(),
             );
         }
+        // The sizes the loaders and kernels multiply must fit a usize: a hostile file can
+        // declare any u32 (GGUF) or u64 (config.json).
+        let (h, hd) = (self.hidden_size, self.head_dim);
+        let q = self.num_heads.checked_mul(hd);
+        let products = [
+            (
+                "num_heads * head_dim * hidden_size",
+                q.and_then(|q| q.checked_mul(h)),
+            ),
+            ("vocab_size * hidden_size", self.vocab_size.checked_mul(h)),
+            (
+                "intermediate_size * hidden_size",
+                self.intermediate_size.checked_mul(h),
+            ),
+            (
+                "KV bytes per token (2 * layers * kv heads * head_dim * 4)",
+                [2, self.num_layers, self.num_kv_heads, hd, 4]
+                    .into_iter()
+                    .try_fold(1usize, usize::checked_mul),
+            ),
+        ];
+        for (what, product) in products {
+            if product.is_none() {
+                return fail(format!("{what} overflows"));
+            }
+        }
         Ok(())
     }
 }

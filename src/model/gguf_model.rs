@@ -3,7 +3,7 @@
 
 use super::config::llama3_rope_inv_freq;
 use super::config::{Arch, Llama3RopeScaling, ModelConfig};
-use super::source::{check_shape, expected_shape, tensor_names};
+use super::source::{check_layer_count, check_shape, expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use crate::formats::gguf::{GgufFile, TensorInfo};
 use crate::formats::quant::GgmlType;
@@ -128,6 +128,8 @@ impl GgufModel {
     pub fn from_gguf(file: GgufFile) -> Result<GgufModel, LoadError> {
         let (config, rope_freqs) = config_from_gguf(&file)?;
         let path = file.path().to_string();
+        let layers = format!("{}.block_count", config.arch.name());
+        check_layer_count(&path, &layers, &config, file.tensors().len())?;
         for name in tensor_names(&config) {
             let gname = gguf_tensor_name(name);
             let t = file.tensor(&gname).ok_or_else(|| {

@@ -3,7 +3,7 @@
 //! or from files held in memory (the browser). Tensors are F32, F16 or BF16, in HF layout.
 
 use super::config::{Arch, Llama3RopeScaling, ModelConfig};
-use super::source::{check_shape, expected_shape, tensor_names};
+use super::source::{check_layer_count, check_shape, expected_shape, tensor_names};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use crate::formats::safetensors::{self, TensorEntry};
 use crate::formats::FileBytes;
@@ -346,6 +346,8 @@ impl HfModel {
             }
         }
 
+        let layers = "config.json's num_hidden_layers";
+        check_layer_count(&label, layers, &config, tensors.len())?;
         let model = HfModel {
             label,
             config,

@@ -99,6 +99,29 @@ pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
     names
 }
 
+/// Errors unless the file(s) hold at least one tensor per layer the config declares:
+/// [`tensor_names`] lists a dozen per layer, so a header's layer count must be bounded by
+/// what the file holds before they are listed (a 4-billion `block_count` in a tiny file
+/// is an error here, not a 700 GB list).
+pub(crate) fn check_layer_count(
+    path: &str,
+    what: &str,
+    cfg: &ModelConfig,
+    n_tensors: usize,
+) -> Result<(), LoadError> {
+    if cfg.num_layers > n_tensors {
+        return Err(LoadError::new(
+            path,
+            format!(
+                "{what} is {} layers, but the file has only {n_tensors} tensors (each layer \
+                 needs 9 or more): truncated or corrupt",
+                cfg.num_layers
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Row-major shape of a tensor, outermost first (see [`TensorName`]'s docs).
 pub fn expected_shape(cfg: &ModelConfig, name: TensorName) -> Vec<usize> {
     let q = cfg.num_heads * cfg.head_dim;

@@ -9,8 +9,8 @@
 //! Not like Python: map keys built inside a template come out sorted (minijinja's maps),
 //! and `{% break %}` / `{% continue %}` need minijinja's `loop_controls` feature.
 
-use minijinja::value::{Kwargs, Value};
-use minijinja::{Environment, Error, ErrorKind};
+use minijinja::value::{Kwargs, Rest, StringInput, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
 use serde::{Deserialize, Serialize};
 
 use super::TokenizerError;
@@ -54,11 +54,37 @@ pub fn render_chat(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String, TokenizerError> {
-    let env = environment();
+    let limits = (TEMPLATE_FUEL, TEMPLATE_OUTPUT_CAP);
+    render_chat_with(
+        template,
+        messages,
+        add_generation_prompt,
+        bos_token,
+        eos_token,
+        limits,
+    )
+}
+
+/// [`render_chat`] with other bounds: `(fuel, output_cap)`. The fuzzer (`fuzz/`) uses
+/// small ones so that a template that runs to its bound costs milliseconds, not seconds.
+#[doc(hidden)]
+pub fn render_chat_with(
+    template: &str,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+    (fuel, output_cap): (u64, usize),
+) -> Result<String, TokenizerError> {
+    let env = environment(fuel);
     let tmpl = env
         .template_from_str(template)
-        .map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
-    let mut out = CappedOutput::default();
+        .map_err(|e| template_error(&e))?;
+    let mut out = CappedOutput {
+        bytes: Vec::new(),
+        cap: output_cap,
+        over: false,
+    };
     let rendered = tmpl.render_captured_to(
         minijinja::context! {
             messages => messages,
@@ -70,25 +96,48 @@ pub fn render_chat(
     );
     if out.over {
         return Err(TokenizerError::Template(format!(
-            "the chat template wrote more than {} MiB; refusing it",
-            TEMPLATE_OUTPUT_CAP >> 20
+            "the chat template wrote more than {}; refusing it",
+            size_text(output_cap)
         )));
     }
-    rendered.map_err(|e| TokenizerError::Template(format!("{e:#}")))?;
+    rendered.map_err(|e| template_error(&e))?;
     String::from_utf8(out.bytes)
         .map_err(|e| TokenizerError::Template(format!("the chat template wrote bad UTF-8: {e}")))
 }
 
-/// A writer that takes up to `TEMPLATE_OUTPUT_CAP` bytes and fails past them.
-#[derive(Default)]
+/// A template error's message: its kind, detail and line, then its causes. Not minijinja's
+/// alternate form (`{:#}`): where minijinja keeps debug info (debug builds), that form
+/// underlines the failing span with `end_col - start_col` carets, which overflows on some
+/// spans (a fuzz finding: `fuzz/regressions/chat_template/debug-info-span-overflow`).
+fn template_error(e: &Error) -> TokenizerError {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message += &format!(": {c}");
+        cause = c.source();
+    }
+    TokenizerError::Template(message)
+}
+
+/// "16 MiB", or bytes when not whole MiB.
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// A writer that takes up to `cap` bytes and fails past them.
 struct CappedOutput {
     bytes: Vec<u8>,
+    cap: usize,
     over: bool,
 }
 
 impl std::io::Write for CappedOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + buf.len() > TEMPLATE_OUTPUT_CAP {
+        if self.bytes.len() + buf.len() > self.cap {
             self.over = true;
             return Err(std::io::Error::other("the chat template's output cap"));
         }
@@ -101,13 +150,20 @@ impl std::io::Write for CappedOutput {
     }
 }
 
-fn environment() -> Environment<'static> {
+fn environment(fuel: u64) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_fuel(Some(fuel));
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     minijinja_contrib::add_to_environment(&mut env);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(bounded_method);
+    // minijinja sizes these filters' allocations by a number in the template
+    // (`" ".repeat(width)`, `Vec::with_capacity(count)`); bounded versions replace them.
+    env.add_filter("indent", bounded_indent);
+    env.add_filter("format", bounded_format);
+    env.add_filter("replace", bounded_replace);
+    env.add_filter("slice", bounded_slice);
+    env.add_filter("batch", bounded_batch);
     env.add_function("raise_exception", raise_exception);
     // The browser build has no clock through std (SystemTime::now panics there); templates
     // test `strftime_now is defined` and fall back to a fixed date.
@@ -115,6 +171,179 @@ fn environment() -> Environment<'static> {
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", tojson);
     env
+}
+
+/// Largest width, precision, indent or count a template may pass to a filter whose
+/// allocation it sizes; far beyond what any chat template formats.
+const MAX_FILTER_SIZE: usize = 1 << 16;
+
+/// Largest string a filter may build: a bound on intermediate values like the output cap
+/// on the rendering.
+const MAX_FILTER_OUTPUT: usize = TEMPLATE_OUTPUT_CAP;
+
+fn too_large(what: String) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{what} is too large for a chat template"),
+    )
+}
+
+fn check_size(what: &str, n: usize) -> Result<(), Error> {
+    if n > MAX_FILTER_SIZE {
+        return Err(too_large(format!("{what} {n} (at most {MAX_FILTER_SIZE})")));
+    }
+    Ok(())
+}
+
+/// Each width and precision in a printf (`%-10.3f`) or `str.format` (`{:>10}`) format
+/// string: minijinja pads with a string of that length.
+///
+/// Also refuses non-ASCII text after the first `%` or `{`: minijinja 2.24's format parser
+/// slices a spec a byte at a time and panics inside a multi-byte character (a fuzz finding:
+/// `fuzz/regressions/chat_template/format-spec-non-ascii`).
+fn check_format_string(fmt: &str) -> Result<(), Error> {
+    let b = fmt.as_bytes();
+    if let Some(first) = b.iter().position(|&c| c == b'%' || c == b'{') {
+        if !b[first..].is_ascii() {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "a format string with non-ASCII text after its first % or { is not supported",
+            ));
+        }
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let spec_end = match b[i] {
+            b'%' => b[i + 1..]
+                .iter()
+                .position(|c| c.is_ascii_alphabetic() || *c == b'%'),
+            b'{' => b[i + 1..].iter().position(|&c| c == b'}'),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let spec = &b[i + 1..i + 1 + spec_end.unwrap_or(b.len() - i - 1)];
+        for run in spec
+            .split(|c| !c.is_ascii_digit())
+            .filter(|r| !r.is_empty())
+        {
+            // more than 6 digits is above the bound whatever they say
+            let n = if run.len() > 6 {
+                usize::MAX
+            } else {
+                run.iter().fold(0, |n, d| n * 10 + (d - b'0') as usize)
+            };
+            check_size("a format width or precision", n)?;
+        }
+        i += 1 + spec.len();
+    }
+    Ok(())
+}
+
+/// minijinja's `indent`, bounded: the width, and the string it builds.
+fn bounded_indent(
+    value: StringInput<'_>,
+    width: Option<usize>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let w = match width {
+        Some(w) => w,
+        None => kwargs.peek::<Option<usize>>("width")?.unwrap_or(4),
+    };
+    check_size("indent width", w)?;
+    let lines = value.as_str().bytes().filter(|&c| c == b'\n').count() + 1;
+    if value.as_str().len() + lines * w > MAX_FILTER_OUTPUT {
+        return Err(too_large(format!("indenting {lines} lines by {w}")));
+    }
+    minijinja::filters::indent(value, width, first, blank, kwargs)
+}
+
+/// minijinja's printf-style `format`, with its widths and precisions bounded.
+fn bounded_format(state: &State, format: &Value, args: Rest<Value>) -> Result<Value, Error> {
+    if let Some(f) = format.as_str() {
+        check_format_string(f)?;
+    }
+    minijinja::filters::format(state, format, args)
+}
+
+/// Length of `s` with each `from` replaced by `to` (at most `count` of them).
+fn replaced_len(s: &str, from: &str, to: &str, count: Option<usize>) -> usize {
+    if to.len() <= from.len() {
+        return s.len();
+    }
+    let n = if from.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(from).count()
+    };
+    let n = count.map_or(n, |c| n.min(c));
+    s.len()
+        .saturating_add(n.saturating_mul(to.len() - from.len()))
+}
+
+/// minijinja's `replace`, refusing a result beyond [`MAX_FILTER_OUTPUT`].
+fn bounded_replace(
+    state: &State,
+    value: StringInput<'_>,
+    from: StringInput<'_>,
+    to: StringInput<'_>,
+) -> Result<Value, Error> {
+    let len = replaced_len(value.as_str(), from.as_str(), to.as_str(), None);
+    if len > MAX_FILTER_OUTPUT {
+        return Err(too_large(format!("a replace result of {len} bytes")));
+    }
+    minijinja::filters::replace(state, value, from, to)
+}
+
+fn bounded_slice(
+    state: &State,
+    value: Value,
+    count: usize,
+    fill_with: Option<Value>,
+) -> Result<Value, Error> {
+    check_size("slice count", count)?;
+    minijinja::filters::slice(state, value, count, fill_with)
+}
+
+fn bounded_batch(
+    state: &State,
+    value: Value,
+    count: usize,
+    fill_with: Option<Value>,
+) -> Result<Value, Error> {
+    check_size("batch count", count)?;
+    minijinja::filters::batch(state, value, count, fill_with)
+}
+
+/// Python's string, dict and list methods (minijinja-contrib's pycompat), with the
+/// string methods that size their result by their arguments bounded as the filters are.
+fn bounded_method(
+    state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    if let Some(s) = value.as_str() {
+        match method {
+            "format" => check_format_string(s)?,
+            "replace" => {
+                let arg = |i: usize| args.get(i).and_then(Value::as_str).unwrap_or("");
+                let count = args
+                    .get(2)
+                    .and_then(|c| i64::try_from(c.clone()).ok())
+                    .and_then(|c| usize::try_from(c).ok());
+                let len = replaced_len(s, arg(0), arg(1), count);
+                if len > MAX_FILTER_OUTPUT {
+                    return Err(too_large(format!("a replace result of {len} bytes")));
+                }
+            }
+            _ => {}
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {
@@ -137,10 +366,15 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
                 let n = i64::try_from(v.clone()).map_err(|_| {
                     Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int")
                 })?;
-                " ".repeat(n.max(0) as usize)
+                let n = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+                check_size("tojson indent", n.min(MAX_FILTER_SIZE + 1))?;
+                " ".repeat(n)
             }
         }),
     };
+    if let Some(ind) = &indent {
+        check_size("tojson indent", ind.len())?;
+    }
     let (item_sep, key_sep) = match separators.as_deref() {
         Some([a, b]) => (a.clone(), b.clone()),
         Some(_) => {
@@ -160,9 +394,15 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
         key_sep,
         sort_keys: sort_keys.unwrap_or(false),
         ensure_ascii: ensure_ascii.unwrap_or(false),
+        over: std::cell::Cell::new(false),
     };
     let mut out = String::new();
     style.write(&json, 0, &mut out);
+    if style.over.get() {
+        return Err(too_large(format!(
+            "tojson output over {MAX_FILTER_OUTPUT} bytes"
+        )));
+    }
     Ok(Value::from_safe_string(out))
 }
 
@@ -173,6 +413,8 @@ struct JsonStyle {
     key_sep: String,
     sort_keys: bool,
     ensure_ascii: bool,
+    /// the output passed [`MAX_FILTER_OUTPUT`]
+    over: std::cell::Cell<bool>,
 }
 
 impl JsonStyle {
@@ -197,6 +439,11 @@ impl JsonStyle {
 
     fn newline(&self, depth: usize, out: &mut String) {
         if let Some(ind) = &self.indent {
+            // indentation is what can grow past the value's own size
+            if out.len() + depth * ind.len() > MAX_FILTER_OUTPUT {
+                self.over.set(true);
+                return;
+            }
             out.push('\n');
             for _ in 0..depth {
                 out.push_str(ind);

@@ -217,15 +217,34 @@ fn parse_merges(
 /// SentencePiece merges from the vocabulary: for every token, each split into two tokens
 /// of the vocabulary; ordered by the token's score, best first (ties: longer left piece,
 /// then longer right piece, then vocabulary order), as transformers' `generate_merges`.
+///
+/// Every split of a token costs its length (hashing both halves, and the merge's strings
+/// when both are tokens), so a vocabulary of long tokens costs the square of their
+/// lengths: a hostile file of all prefixes of one long run, or one token of megabytes,
+/// would take minutes and gigabytes. That work is bounded by [`spm_merge_budget`] bytes.
 pub(crate) fn spm_merges(
     texts: &[String],
     scores: &[f32],
     vocab: &HashMap<String, u32>,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, TokenizerError> {
+    let budget = spm_merge_budget(texts);
+    let mut work = 0usize;
     let mut merges: Vec<(String, String, f32, usize, usize)> = Vec::new();
     for (id, tok) in texts.iter().enumerate() {
         let start = merges.len();
         for (b, _) in tok.char_indices().skip(1) {
+            work += tok.len();
+            if work > budget {
+                return Err(TokenizerError::invalid(
+                    "GGUF vocabulary",
+                    format!(
+                        "deriving the SentencePiece merges would take more than {budget} bytes \
+                         of work (at token {id}, of {} bytes): tokens this long are not a \
+                         real vocabulary",
+                        tok.len()
+                    ),
+                ));
+            }
             let (l, r) = (&tok[..b], &tok[b..]);
             if vocab.contains_key(l) && vocab.contains_key(r) {
                 merges.push((
@@ -241,7 +260,14 @@ pub(crate) fn spm_merges(
     }
     // Stable: equal keys keep the order above, like Python's sorted(reverse=True).
     merges.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.3.cmp(&a.3)).then(b.4.cmp(&a.4)));
-    merges.into_iter().map(|m| (m.0, m.1)).collect()
+    Ok(merges.into_iter().map(|m| (m.0, m.1)).collect())
+}
+
+/// Bytes of work [`spm_merges`] may do: 64 per byte of vocabulary, and at least 256 MiB.
+/// A vocabulary needs about its mean token length (in bytes) per byte, a few for real ones.
+pub(crate) fn spm_merge_budget(texts: &[String]) -> usize {
+    let bytes: usize = texts.iter().map(String::len).sum();
+    bytes.saturating_mul(64).max(256 << 20)
 }
 
 fn build_bpe(
@@ -291,7 +317,7 @@ impl Tokenizer {
                         "a llama (SentencePiece) vocabulary needs tokenizer.ggml.scores",
                     )
                 })?;
-                let merges = spm_merges(&texts, scores, &vocab);
+                let merges = spm_merges(&texts, scores, &vocab)?;
                 // llama.cpp's SPM defaults: unk 0, bos 1, eos 2, when the file is silent.
                 let default = |id: u32| (id as usize) < n;
                 let unk_id = checked_id("tokenizer.ggml.unknown_token_id", v.unk_id, n)?

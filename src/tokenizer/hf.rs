@@ -79,6 +79,82 @@ fn chat_template(v: Option<&Value>) -> Result<Option<String>, TokenizerError> {
     }
 }
 
+/// Checks what `tokenizers` leaves unchecked when it reads a `TemplateProcessing`
+/// post-processor (its builder would check it): each special token a template names is
+/// defined, with as many ids as tokens, and the single template has no `$B`. Otherwise every
+/// encode panics (a fuzz finding: `fuzz/regressions/tokenizer_json/`). `v` is the loaded
+/// post-processor written back as JSON (canonical: pieces as objects).
+fn check_post_processor(v: &Value) -> Result<(), TokenizerError> {
+    let bad = |m: String| TokenizerError::invalid("tokenizer.json post_processor", m);
+    match v.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            let parts = v.get("processors").and_then(Value::as_array);
+            for p in parts.into_iter().flatten() {
+                check_post_processor(p)?;
+            }
+        }
+        Some("TemplateProcessing") => {
+            let specials = v.get("special_tokens").and_then(Value::as_object);
+            for (name, t) in specials.into_iter().flatten() {
+                let len = |k: &str| t.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+                if len("ids") != len("tokens") {
+                    return Err(bad(format!(
+                        "special token {name:?} has {} ids for {} tokens",
+                        len("ids"),
+                        len("tokens")
+                    )));
+                }
+            }
+            for which in ["single", "pair"] {
+                let pieces = v.get(which).and_then(Value::as_array);
+                for piece in pieces.into_iter().flatten() {
+                    if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) {
+                        if !specials.is_some_and(|s| s.contains_key(id)) {
+                            return Err(bad(format!(
+                                "the {which} template names {id:?}, which is not in special_tokens"
+                            )));
+                        }
+                    }
+                    let seq = piece.pointer("/Sequence/id").and_then(Value::as_str);
+                    if which == "single" && seq == Some("B") {
+                        return Err(bad(
+                            "the single template uses $B, the second text of a pair".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses a `Strip` decoder that strips from the end (`stop > 0`): `tokenizers` cuts
+/// past the start of a token shorter than that, a panic at decode (a fuzz finding:
+/// `fuzz/regressions/tokenizer_json/strip-decoder-stop`). Real tokenizers strip one
+/// leading space (`start: 1, stop: 0`).
+fn check_decoder(v: &Value) -> Result<(), TokenizerError> {
+    match v.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            let parts = v.get("decoders").and_then(Value::as_array);
+            for d in parts.into_iter().flatten() {
+                check_decoder(d)?;
+            }
+        }
+        Some("Strip") => {
+            let stop = v.get("stop").and_then(Value::as_u64).unwrap_or(0);
+            if stop > 0 {
+                return Err(TokenizerError::invalid(
+                    "tokenizer.json decoder",
+                    format!("a Strip decoder with stop {stop} is not supported (only stop 0)"),
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Token ids from an integer or a list of integers.
 fn id_list(what: &str, v: Option<&Value>) -> Result<Vec<u32>, TokenizerError> {
     let one = |x: &Value| {
@@ -139,8 +215,25 @@ impl Tokenizer {
     ) -> Result<Tokenizer, TokenizerError> {
         // Parse once with serde_json first: its errors say where the JSON is broken.
         parse_json("tokenizer.json", tokenizer_json)?;
-        let inner = tokenizers::Tokenizer::from_bytes(tokenizer_json)
+        let mut inner = tokenizers::Tokenizer::from_bytes(tokenizer_json)
             .map_err(|e| TokenizerError::invalid("tokenizer.json", e.to_string()))?;
+        // A prompt is never padded or cut by the tokenizer (the server checks it against the
+        // context): a file's `padding` would make every encode allocate its length (any
+        // u64), and its `truncation` would cut prompts silently.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| TokenizerError::invalid("tokenizer.json", e.to_string()))?;
+        if let Some(pp) = inner.get_post_processor() {
+            let v = serde_json::to_value(pp)
+                .map_err(|e| TokenizerError::invalid("tokenizer.json", e.to_string()))?;
+            check_post_processor(&v)?;
+        }
+        if let Some(d) = inner.get_decoder() {
+            let v = serde_json::to_value(d)
+                .map_err(|e| TokenizerError::invalid("tokenizer.json", e.to_string()))?;
+            check_decoder(&v)?;
+        }
         let config = tokenizer_config_json
             .map(|b| parse_json("tokenizer_config.json", b))
             .transpose()?

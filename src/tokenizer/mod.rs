@@ -17,7 +17,7 @@ mod hf;
 mod pretok;
 mod stream;
 
-pub use chat::{render_chat, ChatMessage};
+pub use chat::{render_chat, render_chat_with, ChatMessage};
 pub use gguf_vocab::{token_type, vocab_from_gguf, GgufVocab};
 pub use pretok::supported_pre;
 pub use stream::StreamDecoder;
