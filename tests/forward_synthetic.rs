@@ -31,6 +31,20 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
     }
 }
 
+/// f32 weights and KV cache (the CPU reference's precision), chunks of 64 rows, blocks of
+/// 16 positions, `context` positions.
+fn f32_options(context: usize) -> GpuModelOptions {
+    GpuModelOptions {
+        quantized: false,
+        quantize: None,
+        weights: StorageFormat::F32,
+        kv: StorageFormat::F32,
+        context,
+        max_chunk: 64,
+        kv_block_size: 16,
+    }
+}
+
 /// Prefill `prompt` (in chunks of `chunk`), then decode `extra` tokens, comparing the
 /// last-position logits with the CPU model at every step.
 fn compare(cfg: ModelConfig, weights: StorageFormat, kv: StorageFormat, chunk: usize, tol: f32) {
@@ -236,15 +250,7 @@ fn reported_step_captures_the_reference_attention_and_times_its_kernels() {
     let cfg = config(Arch::Llama, 6, 2, 16, false);
     let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
     let mut cpu = CpuModel::new(&src).unwrap();
-    let options = GpuModelOptions {
-        quantized: false,
-        quantize: None,
-        weights: StorageFormat::F32,
-        kv: StorageFormat::F32,
-        context: 128,
-        max_chunk: 64,
-        kv_block_size: 16,
-    };
+    let options = f32_options(128);
     let model = GpuModel::load(gpu(), &src, options, &mut |_, _, _| {}).unwrap();
     let prompt: Vec<u32> = (0..41)
         .map(|i| (i * 53 + seed as u32 % 7) % cfg.vocab_size as u32)
@@ -526,15 +532,7 @@ fn reported_step_returns_the_logits_rows_each_part_asks_for() {
     let cfg = config(Arch::Llama, 6, 2, 16, false);
     let src = SyntheticModel::new(cfg.clone(), seed).unwrap();
     let mut cpu = CpuModel::new(&src).unwrap();
-    let options = GpuModelOptions {
-        quantized: false,
-        quantize: None,
-        weights: StorageFormat::F32,
-        kv: StorageFormat::F32,
-        context: 128,
-        max_chunk: 64,
-        kv_block_size: 16,
-    };
+    let options = f32_options(128);
     let model = headroom::gpu::block_on(GpuModel::load_paged(
         gpu(),
         &src,
@@ -640,15 +638,7 @@ fn a_verified_draft_row_draws_with_the_models_distribution() {
     let cfg = config(Arch::Llama, 6, 2, 16, false);
     let src = SyntheticModel::new(cfg.clone(), 11).unwrap();
     let mut cpu = CpuModel::new(&src).unwrap();
-    let options = GpuModelOptions {
-        quantized: false,
-        quantize: None,
-        weights: StorageFormat::F32,
-        kv: StorageFormat::F32,
-        context: 64,
-        max_chunk: 64,
-        kv_block_size: 16,
-    };
+    let options = f32_options(64);
     let parts_per_step = 10;
     let model = headroom::gpu::block_on(GpuModel::load_paged(
         gpu(),
