@@ -151,6 +151,11 @@ pub fn generate(
     // the chain in flight is read before the next is submitted: its ids are wanted
     // for a draft
     let mut drain = false;
+    // prompt and output so far, what drafts are looked up in (kept only when drafting)
+    let mut known: Vec<u32> = match speculate {
+        true => req.prompt_ids.clone(),
+        false => Vec::new(),
+    };
     'outer: loop {
         while let Some(id) = pending.pop_front() {
             if req.stop_ids.contains(&id) {
@@ -158,6 +163,9 @@ pub fn generate(
                 break 'outer;
             }
             ids.push(id);
+            if speculate {
+                known.push(id);
+            }
             if !on_token(id) {
                 finish = FinishReason::Cancelled;
                 break 'outer;
@@ -168,7 +176,6 @@ pub fn generate(
         }
         let room = (req.max_tokens - submitted).min(context - pos);
         if speculate && in_flight.chain.is_none() && room > 1 {
-            let known: Vec<u32> = req.prompt_ids.iter().chain(&ids).copied().collect();
             let draft = prompt_lookup(&known, pacer.next_len().min(room - 1));
             if !draft.is_empty() {
                 let tokens: Vec<u32> = known[known.len() - 1..]
@@ -230,14 +237,11 @@ pub fn generate(
                 // a draft is at hand for what is known so far: read the chain in flight
                 // next instead of chaining on, then verify one
                 drain = speculate && {
-                    let known: Vec<u32> = req
-                        .prompt_ids
-                        .iter()
-                        .chain(&ids)
-                        .chain(&pending)
-                        .copied()
-                        .collect();
-                    !prompt_lookup(&known, 1).is_empty()
+                    let verified = known.len();
+                    known.extend(&pending);
+                    let hit = !prompt_lookup(&known, 1).is_empty();
+                    known.truncate(verified);
+                    hit
                 };
                 // aim for about 30 ms per chain (from its submission, or from the read
                 // before where it waited behind that chain)
