@@ -39,13 +39,20 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                     gemm: Some(GemmKernel::Tiled),
                     ..Default::default()
                 };
-                // the matrix-unit GEMM for every shape, where the adapter has it (for f16
-                // weights with 32 and with 64 token rows per subgroup), and the decode
-                // matvec looping over the rows
-                let coop = [false, true].map(|wide| GpuOptions {
-                    gemm: Some(GemmKernel::Coop),
-                    coop_wide: Some(wide),
-                    ..Default::default()
+                // the matrix-unit GEMM for every shape, where the adapter has it: for f16
+                // weights, and quantized ones dequantized to f16 rows in slices of 128 rows,
+                // with 32 and with 64 token rows per subgroup (tiles staged in workgroup
+                // memory, the default); then 64 with every fragment from memory, and the
+                // staging kernel for quantized weights
+                let coop = [(false, true), (true, true), (true, false)].map(|(wide, default)| {
+                    GpuOptions {
+                        gemm: Some(GemmKernel::Coop),
+                        coop_wide: Some(wide),
+                        coop_dequant: Some(default),
+                        coop_staged: Some(default),
+                        dequant_slice_bytes: Some(1),
+                        ..Default::default()
+                    }
                 });
                 let coop = coop.into_iter().filter(|_| gpu().features.coopmat);
                 // (its decode matvecs take 2 weight rows per subgroup at a time, as the
@@ -648,12 +655,17 @@ fn quantized_weights_match_the_cpu_dequantization() {
                     (3, 2240, 33, 20),
                     (70, 160, 65, 30),
                     (17, 96, 131, 64),
+                    // dequantized to f16 rows for the matrix units in slices of 128 rows
+                    // where a context asks for the least: 128, 128 and 44; 128 and 128+3
+                    (33, 96, 300, usize::MAX),
+                    (20, 64, 259, usize::MAX),
                 ],
                 _ => &[
                     (1, 256, 40, usize::MAX),
                     (5, 768, 37, 16),
                     (40, 512, 33, 10),
                     (65, 256, 131, usize::MAX),
+                    (33, 256, 290, usize::MAX),
                 ],
             };
             for &(t, k, n, split) in shapes {

@@ -256,19 +256,26 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
         .map(WeightFormat::Float)
         .into_iter()
         .chain(QuantType::ALL.map(WeightFormat::Quant));
-    use headroom::ops::matmul::{gemm_coop_f16_source, gemm_coop_source, x_to_f16_source};
+    use headroom::ops::matmul::{
+        dequant_f16_source, gemm_coop_f16_source, gemm_coop_source, x_to_f16_source, CoopF16Form,
+    };
     let mut sources = vec![(
         "x_to_f16, f16 weights as stored".to_string(),
         x_to_f16_source(),
     )];
     for subgroup_size in [32, 64] {
         for wide in [false, true] {
-            let src = gemm_coop_f16_source(subgroup_size, wide);
-            sources.push((
-                format!("f16 weights as stored, subgroups of {subgroup_size}, wide {wide}"),
-                src,
-            ));
+            for form in CoopF16Form::ALL {
+                let src = gemm_coop_f16_source(subgroup_size, wide, form);
+                sources.push((
+                    format!("f16 weights as stored, {form:?}, subgroups of {subgroup_size}, wide {wide}"),
+                    src,
+                ));
+            }
         }
+    }
+    for q in QuantType::ALL {
+        sources.push((format!("dequant_f16, {q:?}"), dequant_f16_source(q)));
     }
     for format in formats {
         for subgroup_size in [32, 64] {
@@ -290,5 +297,8 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
             translated += 1;
         }
     }
-    assert_eq!(translated, 5 + 2 * (2 + QuantType::ALL.len()));
+    assert_eq!(
+        translated,
+        1 + QuantType::ALL.len() + 2 * (2 * 2 + 2 + QuantType::ALL.len())
+    );
 }

@@ -36,6 +36,10 @@ pub struct BenchMatmulArgs {
     /// random blocks of this GGML type instead of float weights
     #[arg(long, value_enum)]
     pub quant: Option<Quant>,
+    /// which kernels to measure, comma-separated: matvec, coop, tiled, blocked, and auto
+    /// (the engine's choice by shape)
+    #[arg(long, default_value = "matvec,coop,tiled,blocked,auto")]
+    pub kernels: String,
     /// timed passes per shape (median reported)
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
@@ -82,15 +86,20 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
         ("gate_up", 2 * cfg.intermediate_size, h),
         ("down", h, cfg.intermediate_size),
     ];
-    // each kernel forced in turn, then the engine's choice by shape
-    let options = [
-        Some(GemmKernel::Matvec),
-        Some(GemmKernel::Coop),
-        Some(GemmKernel::Tiled),
-        Some(GemmKernel::Blocked),
-        None,
-    ]
-    .map(|gemm| GpuOptions {
+    // each kernel asked for forced in turn, then the engine's choice by shape
+    let mut wanted = Vec::new();
+    for name in a.kernels.split(',').map(str::trim) {
+        let kernel = match name {
+            "auto" => None,
+            _ => Some(GemmKernel::parse(name).ok_or_else(|| {
+                BenchError(format!(
+                    "--kernels: {name:?} is none of matvec, coop, tiled, blocked, auto"
+                ))
+            })?),
+        };
+        wanted.push(kernel);
+    }
+    let options = wanted.into_iter().map(|gemm| GpuOptions {
         adapter: a.adapter.clone(),
         gemm,
         ..Default::default()
@@ -106,7 +115,8 @@ pub fn run(a: &BenchMatmulArgs) -> Result<(), BenchError> {
     // at most VEC_MAX_ROWS token rows every option runs the decode matvec: measure it once
     let decode_only = tokens.iter().all(|&t| t <= VEC_MAX_ROWS);
     let mut features = None;
-    for o in &options {
+    for o in options {
+        let o = &o;
         if decode_only && o.gemm.is_some() {
             continue;
         }

@@ -80,11 +80,32 @@ pub struct GpuOptions {
     /// (4 x 4 tiles) instead of 32 (2 x 4). None: by shape (`ops::matmul`);
     /// `HEADROOM_COOP_WIDE=0|1` overrides both. For tests and benchmarks.
     pub coop_wide: Option<bool>,
+    /// Whether quantized weights meet many token rows on the matrix units by being
+    /// dequantized to f16 rows slice by slice before the f16 GEMM (`ops::matmul`), instead
+    /// of being dequantized into workgroup memory by the staging GEMM. None: yes;
+    /// `HEADROOM_COOP_DEQUANT=0|1` overrides both. For tests and benchmarks.
+    pub coop_dequant: Option<bool>,
+    /// Whether the wide form of the matrix-unit GEMM on f16 weights stages its tiles in
+    /// workgroup memory instead of loading every fragment from memory. None: where the
+    /// adapter's workgroup memory holds them; `HEADROOM_COOP_STAGED=0|1` overrides both.
+    /// For tests and benchmarks.
+    pub coop_staged: Option<bool>,
+    /// Most bytes of f16 rows such a matrix is dequantized into at a time (default 64 MiB;
+    /// at least 128 rows go at a time). For tests of the slicing.
+    pub dequant_slice_bytes: Option<u64>,
     /// Weight rows each subgroup of the decode matvecs takes at a time (x loaded once for
     /// them), for every matrix and token count, instead of the choice by shape
     /// (`ops::matmul::matvec_rows_per_subgroup`); `HEADROOM_MATVEC_ROWS=N` does the same.
     /// For tests and tuning.
     pub matvec_rows: Option<u32>,
+    /// Whether naga bounds every loop of the kernels with a counter of its own, WebGPU's
+    /// guard against endless loops. It keeps drivers from unrolling loops of constant trip
+    /// count, so register arrays indexed in them live in memory: without it the H200 ran
+    /// the 7B Q4_0 decode step 7-11% faster, SmolLM2's 8-18%, and the staged matrix-unit
+    /// GEMM 3x (bench/2026-12-01-h200-prefill). Every loop of ours ends by construction.
+    /// None: bounded in the browser (which always bounds them), not elsewhere;
+    /// `HEADROOM_LOOP_BOUNDING=0|1` overrides both.
+    pub loop_bounding: Option<bool>,
     /// Whether `engine::generate` submits the next chain of decode steps before it reads
     /// the one before (the GPU does not wait for the host between chains). None: on GPUs,
     /// not on CPU adapters, where the host and the "GPU" share the cores (lavapipe decoded
@@ -143,10 +164,18 @@ pub struct GpuFeatures {
     pub gemm_forced: Option<GemmKernel>,
     /// `GpuOptions::coop_wide`
     pub coop_wide: Option<bool>,
+    /// `GpuOptions::coop_dequant`
+    pub coop_dequant: bool,
+    /// `GpuOptions::coop_staged`
+    pub coop_staged: Option<bool>,
+    /// `GpuOptions::dequant_slice_bytes`
+    pub dequant_slice_bytes: u64,
     /// `GpuOptions::matvec_rows` (1 to 8)
     pub matvec_rows: Option<u32>,
     /// `GpuOptions::pipelined_chains`
     pub pipelined_chains: bool,
+    /// `GpuOptions::loop_bounding`
+    pub loop_bounding: bool,
 }
 
 /// The kernels a matmul of more than `ops::matmul::VEC_MAX_ROWS` token rows runs.
@@ -368,9 +397,17 @@ impl GpuContext {
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             gemm_forced: None,
             coop_wide: env_switch("HEADROOM_COOP_WIDE")?.or(options.coop_wide),
+            coop_dequant: env_switch("HEADROOM_COOP_DEQUANT")?
+                .or(options.coop_dequant)
+                .unwrap_or(true),
+            dequant_slice_bytes: options.dequant_slice_bytes.unwrap_or(64 << 20),
+            coop_staged: env_switch("HEADROOM_COOP_STAGED")?.or(options.coop_staged),
             pipelined_chains: env_switch("HEADROOM_PIPELINED_CHAINS")?
                 .or(options.pipelined_chains)
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
+            loop_bounding: env_switch("HEADROOM_LOOP_BOUNDING")?
+                .or(options.loop_bounding)
+                .unwrap_or(cfg!(target_arch = "wasm32")),
             matvec_rows: env_count("HEADROOM_MATVEC_ROWS", 1..=8)?
                 .or(options.matvec_rows.map(|n| n.clamp(1, 8))),
         };
@@ -401,7 +438,7 @@ impl GpuContext {
         Ok(Arc::new(GpuContext {
             faults,
             matvec_lanes,
-            pipelines: PipelineCache::new(device.clone()),
+            pipelines: PipelineCache::new(device.clone(), features.loop_bounding),
             device,
             queue,
             adapter_info: info,

@@ -273,6 +273,9 @@ fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writabl
 /// Compiled pipelines keyed by their assembled source; layouts come from the shader.
 pub struct PipelineCache {
     device: wgpu::Device,
+    /// whether naga bounds every loop with a counter of its own (WebGPU's guard against
+    /// endless loops; `GpuFeatures::loop_bounding`)
+    loop_bounding: bool,
     cache: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<&'static str, Arc<SharedLayout>>>,
 }
@@ -285,9 +288,10 @@ pub struct SharedLayout {
 }
 
 impl PipelineCache {
-    pub fn new(device: wgpu::Device) -> Self {
+    pub fn new(device: wgpu::Device, loop_bounding: bool) -> Self {
         PipelineCache {
             device,
+            loop_bounding,
             cache: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
         }
@@ -337,12 +341,22 @@ impl PipelineCache {
         if let Some(p) = cache.get(&code) {
             return p.clone();
         }
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(src.name),
-                source: wgpu::ShaderSource::Wgsl(code.clone().into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(src.name),
+            source: wgpu::ShaderSource::Wgsl(code.clone().into()),
+        };
+        let module = match self.loop_bounding {
+            true => self.device.create_shader_module(desc),
+            // SAFETY: the kernels are ours and every loop of them ends (bounded by
+            // constants or by the dims they are dispatched with); bounds checks stay on
+            false => unsafe {
+                let checks = wgpu::ShaderRuntimeChecks {
+                    force_loop_bounding: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                self.device.create_shader_module_trusted(desc, checks)
+            },
+        };
         let pipeline = Arc::new(self.device.create_compute_pipeline(
             &wgpu::ComputePipelineDescriptor {
                 label: Some(src.name),

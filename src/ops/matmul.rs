@@ -6,7 +6,8 @@
 //! portable shaders/matmul_vec.wgsl.
 //! Many token rows (prefill chunks, batched decode) use a GEMM (`GemmKernel`), chosen per
 //! step by rows and the workgroups it fills (`pick_gemm`): on the matrix units where the
-//! adapter has cooperative matrices (shaders/coop/gemm_f16.wgsl for f16 weights,
+//! adapter has cooperative matrices (shaders/coop/gemm_f16_staged.wgsl and gemm_f16.wgsl
+//! for f16 weights, and for quantized ones dequantized to f16 rows slice by slice first;
 //! shaders/coop/gemm.wgsl staging any format), the decode matvec looping over the rows,
 //! f32 with workgroup-memory tiles (shaders/gemm_tiled.wgsl), or the cache-blocked
 //! shaders/matmul_blocked.wgsl (the only one on CPU adapters).
@@ -293,19 +294,30 @@ impl Operands<'_> {
         label: &str,
         x: &wgpu::Buffer,
     ) -> Vec<Part> {
-        let (w, b) = (self.w, self.bias.unwrap_or(self.dummy));
+        let w = self.w;
         w.parts
             .iter()
-            .map(|p| {
-                let dims = Dims::new(w, p, self.mode, self.bias.is_some());
-                let dims = gpu.uniform("matmul.dims", &dims);
-                let buffers = [self.step, &dims, &p.buffer, x, self.y, b];
-                Part {
-                    group: bind_layout(gpu, layout, label, &buffers),
-                    rows: p.rows as u32,
-                }
-            })
+            .map(|p| self.bind_part(gpu, layout, label, p, x))
             .collect()
+    }
+
+    /// The bind group of one part (or any slice of rows bound as a part).
+    fn bind_part(
+        &self,
+        gpu: &GpuContext,
+        layout: &crate::gpu::SharedLayout,
+        label: &str,
+        p: &WeightPart,
+        x: &wgpu::Buffer,
+    ) -> Part {
+        let b = self.bias.unwrap_or(self.dummy);
+        let dims = Dims::new(self.w, p, self.mode, self.bias.is_some());
+        let dims = gpu.uniform("matmul.dims", &dims);
+        let buffers = [self.step, &dims, &p.buffer, x, self.y, b];
+        Part {
+            group: bind_layout(gpu, layout, label, &buffers),
+            rows: p.rows as u32,
+        }
     }
 }
 
@@ -317,10 +329,21 @@ struct CastDims {
     _pad: [u32; 2],
 }
 
-/// The matrix units reading f16 weights as stored (shaders/coop/gemm_f16.wgsl): x cast to
-/// f16 rows first (shaders/coop/x_to_f16.wgsl), then no workgroup memory in the K loop.
-/// Where the weights are f16, K a multiple of 16 and every part 16 rows or more; the
-/// staging kernel (shaders/coop/gemm.wgsl) serves every other format and shape.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DequantDims {
+    block0: u32,
+    blocks: u32,
+    _pad: [u32; 2],
+}
+
+/// The matrix units reading f16 weights (shaders/coop/gemm_f16*.wgsl): x cast to f16 rows
+/// first (shaders/coop/x_to_f16.wgsl). Where the weights are f16, they are read as stored;
+/// quantized weights are dequantized into a scratch of f16 rows slice by slice, each
+/// slice right before its GEMM (shaders/coop/dequant_f16.wgsl: a pass over the blocks,
+/// small beside the GEMM from a few dozen token rows on). Where K is a multiple of 16 (32
+/// for blocks) and every part (slice) is 16 rows or more; the staging kernel
+/// (shaders/coop/gemm.wgsl) serves every other format and shape.
 struct CoopF16Path {
     cast: (Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
     /// x's vec4s per row
@@ -330,9 +353,18 @@ struct CoopF16Path {
     wide: Arc<wgpu::ComputePipeline>,
     /// `GpuFeatures::coop_wide`: one of the two for every step
     wide_forced: Option<bool>,
-    /// the weight parts bound with the f16 rows of x in place of x
+    /// the weight parts (or slices) bound with the f16 rows of x in place of x
     parts: Vec<Part>,
+    /// for quantized weights: the dequantizing kernel and, per entry of `parts`, its bind
+    /// group and blocks
+    dequant: Option<Dequant>,
+    /// bytes of f16 rows the dequantization writes and the GEMM reads per step
+    dequant_bytes: u64,
 }
+
+/// The kernel that dequantizes a slice of blocks to f16 rows, and per slice its bind group
+/// and block count.
+type Dequant = (Arc<wgpu::ComputePipeline>, Vec<(wgpu::BindGroup, u32)>);
 
 impl CoopF16Path {
     fn new(
@@ -342,9 +374,16 @@ impl CoopF16Path {
         x: &wgpu::Buffer,
     ) -> Option<CoopF16Path> {
         let (w, step, mode) = (ops.w, ops.step, ops.mode);
-        let fits = w.format == WeightFormat::Float(StorageFormat::F16)
-            && w.cols.is_multiple_of(16)
-            && w.parts.iter().all(|p| p.rows >= 16);
+        let quant = match w.format {
+            WeightFormat::Float(StorageFormat::F16) => None,
+            WeightFormat::Quant(q) if gpu.features.coop_dequant => Some(q),
+            _ => return None,
+        };
+        let slices = match quant {
+            None => w.parts.iter().map(|p| (p, 0, p.rows)).collect(),
+            Some(_) => dequant_slices(w, gpu.features.dequant_slice_bytes),
+        };
+        let fits = w.cols.is_multiple_of(16) && slices.iter().all(|&(_, _, rows)| rows >= 16);
         if !fits {
             return None;
         }
@@ -361,11 +400,45 @@ impl CoopF16Path {
         let cdims = gpu.uniform("x_to_f16.dims", &dims);
         let cast_group = bind(gpu, &cast, "x_to_f16", &[step, &cdims, x, &xh]);
         let subgroup = gpu.features.subgroup_min_size;
+        let fits_staged =
+            gpu.limits.max_compute_workgroup_storage_size >= COOP_STAGED_WORKGROUP_BYTES;
+        let form = match gpu.features.coop_staged.unwrap_or(fits_staged) && fits_staged {
+            true => CoopF16Form::Staged,
+            false => CoopF16Form::Direct,
+        };
         let [gemm, wide] = [false, true].map(|wide| {
-            let src = gemm_coop_f16_source(subgroup, wide);
+            let src = gemm_coop_f16_source(subgroup, wide, form);
             gpu.pipelines.get_with_layout(&src, Some(layout))
         });
-        let parts = ops.bind_parts(gpu, layout, "gemm_coop_f16", &xh);
+        let (parts, dequant) = match quant {
+            None => (ops.bind_parts(gpu, layout, "gemm_coop_f16", &xh), None),
+            Some(q) => {
+                let most = slices.iter().map(|s| s.2).max().unwrap_or(0) as u64;
+                let wh = gpu.scratch("matmul.wh", most * w.cols as u64 * 2).ok()?;
+                let pipeline = gpu.pipelines.get(&dequant_f16_source(q));
+                let blocks_per_row = (w.cols / 32) as u32;
+                let mut parts = Vec::new();
+                let mut groups = Vec::new();
+                for &(p, first, rows) in &slices {
+                    let slice = WeightPart {
+                        buffer: wh.clone(),
+                        row0: p.row0 + first,
+                        rows,
+                    };
+                    parts.push(ops.bind_part(gpu, layout, "gemm_coop_f16", &slice, &xh));
+                    let blocks = rows as u32 * blocks_per_row;
+                    let ddims = DequantDims {
+                        block0: first as u32 * blocks_per_row,
+                        blocks,
+                        _pad: [0; 2],
+                    };
+                    let ddims = gpu.uniform("dequant_f16.dims", &ddims);
+                    let group = bind(gpu, &pipeline, "dequant_f16", &[&ddims, &p.buffer, &wh]);
+                    groups.push((group, blocks));
+                }
+                (parts, Some((pipeline, groups)))
+            }
+        };
         Some(CoopF16Path {
             cast: (cast, cast_group),
             k4: dims.k4,
@@ -373,6 +446,8 @@ impl CoopF16Path {
             wide,
             wide_forced: gpu.features.coop_wide,
             parts,
+            dequant_bytes: quant.map_or(0, |_| (w.rows * w.cols * 2) as u64),
+            dequant,
         })
     }
 
@@ -394,12 +469,60 @@ impl CoopF16Path {
             true => (&self.wide, COOP_F16_TOKENS_WIDE),
             false => (&self.gemm, gemm_tile(GemmKernel::Coop, 0).0),
         };
-        pass.set_pipeline(pipeline);
-        for p in &self.parts {
+        if self.dequant.is_none() {
+            pass.set_pipeline(pipeline);
+        }
+        for (i, p) in self.parts.iter().enumerate() {
+            if let Some((dequant, groups)) = &self.dequant {
+                let (group, blocks) = &groups[i];
+                pass.set_pipeline(dequant);
+                pass.set_bind_group(0, group, &[]);
+                let (x, y) = grid_1d(blocks.div_ceil(64));
+                pass.dispatch_workgroups(x, y, 1);
+                pass.set_pipeline(pipeline);
+            }
             pass.set_bind_group(0, &p.group, &[]);
             pass.dispatch_workgroups(p.rows.div_ceil(tile_rows), t.div_ceil(tile_t), 1);
         }
     }
+
+    /// Dispatches of one recording: the cast, then per part (slice) the GEMM and its
+    /// dequantization where the weights are blocks.
+    fn dispatches(&self) -> u32 {
+        1 + self.parts.len() as u32 * (1 + self.dequant.is_some() as u32)
+    }
+}
+
+/// The slices of rows (part, first row in it, rows) a quantized matrix is dequantized in
+/// for the f16 matrix-unit path: each part in slices of the most rows, a multiple of 128
+/// (the GEMM's workgroup of rows), whose f16 rows fit `budget` bytes (128 rows at least),
+/// so the scratch stays small beside the weights (the default 64 MiB: a 7B's gate/up, 180
+/// MB as f16, in three slices). A last slice under 16 rows (the GEMM's least) joins the
+/// one before.
+fn dequant_slices(w: &WeightMatrix, budget: u64) -> Vec<(&WeightPart, usize, usize)> {
+    let most = ((budget / (w.cols as u64 * 2)) as usize / 128 * 128).max(128);
+    let mut out: Vec<(&WeightPart, usize, usize)> = Vec::new();
+    for p in &w.parts {
+        let mut first = 0;
+        while first < p.rows {
+            let rows = most.min(p.rows - first);
+            match out.last_mut() {
+                Some(prev) if rows < 16 && first > 0 => prev.2 += rows,
+                _ => out.push((p, first, rows)),
+            }
+            first += rows;
+        }
+    }
+    out
+}
+
+/// The dequantization of `q` blocks to f16 rows before the f16 matrix-unit GEMM.
+pub fn dequant_f16_source(q: QuantType) -> KernelSource {
+    KernelSource::new(
+        "dequant_f16",
+        include_str!("../../shaders/coop/dequant_f16.wgsl"),
+    )
+    .weights(WeightFormat::Quant(q))
 }
 
 /// The integer-dot decode path: x quantized into 8-bit blocks (by `quantize`, or by the
@@ -669,16 +792,43 @@ pub fn gemm_coop_source(format: WeightFormat, subgroup_size: u32) -> KernelSourc
 /// The cooperative-matrix GEMMs' epilogue (tiles through workgroup memory to `store_y`).
 const COOP_EPILOGUE: &str = include_str!("../../shaders/coop/epilogue.wgsl");
 
+/// How the matrix-unit GEMM on f16 weights reads its operands: 128 x 128 tiles staged
+/// through workgroup memory (1.6-1.9x the direct form on the H200 at 512 and 2 048 token
+/// rows: bench/2026-12-01-h200-prefill), or every fragment straight from memory (the
+/// narrow form of 32 token rows per subgroup always, and where the adapter's workgroup
+/// memory is short of the staged form's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoopF16Form {
+    Direct,
+    Staged,
+}
+
+impl CoopF16Form {
+    pub const ALL: [CoopF16Form; 2] = [CoopF16Form::Direct, CoopF16Form::Staged];
+}
+
+/// Workgroup memory of the staged form: two stages of two 128 x 40 f16 tiles, and the
+/// epilogue's 16 x 16 f32 tile per subgroup.
+const COOP_STAGED_WORKGROUP_BYTES: u32 = 2 * 2 * 128 * 40 * 2 + 4096;
+
 /// The matrix-unit GEMM reading f16 weights as stored, on subgroups of `subgroup_size`,
-/// each multiplying 64 token rows (`wide`) or 32 by 64 weight rows.
-pub fn gemm_coop_f16_source(subgroup_size: u32, wide: bool) -> KernelSource {
-    KernelSource::new(
-        "gemm_coop_f16",
-        include_str!("../../shaders/coop/gemm_f16.wgsl"),
-    )
-    .constant("COOP_EPILOGUE", COOP_EPILOGUE)
-    .constant("SG", subgroup_size)
-    .constant("TT", if wide { 4 } else { 2 })
+/// each multiplying 64 token rows (`wide`) or 32 by 64 weight rows; the staged form is
+/// wide only.
+pub fn gemm_coop_f16_source(subgroup_size: u32, wide: bool, form: CoopF16Form) -> KernelSource {
+    let (name, src) = match form {
+        CoopF16Form::Staged if wide => (
+            "gemm_coop_f16_staged",
+            include_str!("../../shaders/coop/gemm_f16_staged.wgsl"),
+        ),
+        _ => (
+            "gemm_coop_f16",
+            include_str!("../../shaders/coop/gemm_f16.wgsl"),
+        ),
+    };
+    KernelSource::new(name, src)
+        .constant("COOP_EPILOGUE", COOP_EPILOGUE)
+        .constant("SG", subgroup_size)
+        .constant("TT", if wide { 4 } else { 2 })
 }
 
 /// The cast of x's rows to f16 before it.
@@ -981,7 +1131,10 @@ impl Op for Matmul {
         match (&self.q8, t) {
             (_, 0) => 0,
             (Some(q8), 1..=VEC_MAX_ROWS) => parts + q8.quantize.is_some() as u32,
-            _ => parts + self.casts_x(t) as u32,
+            _ => match (&self.coop_f16, self.casts_x(t)) {
+                (Some(coop), true) => coop.dispatches(),
+                _ => parts,
+            },
         }
     }
     fn cost(&self, s: &StepShape) -> Cost {
@@ -997,8 +1150,12 @@ impl Op for Matmul {
                     None => (xq, 0),
                 }
             }
-            // the f16 matrix-unit path: x read, its f16 rows written and read
-            _ if self.casts_x(t as u32) => (t * k * 4 + t * k * 2, t * k * 2),
+            // the f16 matrix-unit path: x read, its f16 rows written and read, and the
+            // weights' f16 rows where they are dequantized first
+            _ if self.casts_x(t as u32) => {
+                let wh = self.coop_f16.as_ref().map_or(0, |c| c.dequant_bytes);
+                (t * k * 4 + t * k * 2 + wh, t * k * 2 + wh)
+            }
             _ => (t * k * 4, 0),
         };
         let c = self.cost_without_x(s);
