@@ -589,6 +589,7 @@ pub(super) fn matvec_q8_source(
     t: u32,
     shape: (usize, usize),
     rows: Option<u32>,
+    loop_rows: bool,
 ) -> (KernelSource, u32) {
     let rs = matvec_rows_per_subgroup(gpu, format, t, shape, true);
     let rows = rows.map_or(subgroup_vec_rows(gpu) * rs, |r| r.next_multiple_of(rs));
@@ -604,6 +605,7 @@ pub(super) fn matvec_q8_source(
     .constant("RS", rs)
     // with one row at a time, two blocks along K keep as many loads in flight
     .constant("KP", if rs == 1 { 2 } else { 1 })
+    .constant("LOOP", loop_rows)
     .constant("IDOT4", idot4(gpu.features.q8_packed_dot));
     (src, rows)
 }
@@ -635,6 +637,12 @@ const COOP_F16_TOKENS_WIDE: u32 = 128;
 /// (f16 o at 32 rows: 172 us against 247 on the matrix units; quantized blocks with x in
 /// f32 lost to every GEMM, 2-5x).
 const MATVEC_MAX_ROWS: u32 = 32;
+/// Token rows up to which quantized weights run the integer-dot matvec looping over the
+/// rows 8 at a time (`Q8Loop`), before the matrix units or the GEMMs. On the H200
+/// (bench/2026-12-01-h200-batched) it won every 7B Q4_0 matrix up to 128 rows (down at 64
+/// rows: 208 us against 1 597 on the matrix units) and lost three of four at 256;
+/// SmolLM2's Q4_1 matrices together took 262 against 278 us at 128 rows.
+const Q8_LOOP_MAX_ROWS: u32 = 128;
 /// Workgroups of 64 x 64 from which the tiled f32 GEMM beats the cache-blocked one, with
 /// at least 32 rows (it won from 96 of them, lost or tied at 64, and at 16 rows).
 const TILED_MIN_WORKGROUPS: u32 = 96;
@@ -652,11 +660,18 @@ pub fn gemm_kernels(gpu: &GpuContext, format: WeightFormat) -> Vec<GemmKernel> {
         Some(k) => vec![k],
         None => {
             let mut all = Vec::new();
+            // the matvecs over the rows not on CPU adapters: lavapipe prefilled 60 tokens
+            // 2.3x slower with the f32 one, and ran SmolLM2's Q4_1 matmuls of 16 and 64
+            // rows 1.2-3.5x slower with the integer-dot one than the cache-blocked GEMM
+            let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
+            // quantized weights: the integer-dot matvec over the rows first, up to
+            // Q8_LOOP_MAX_ROWS (where the matmul's x is not the logits rows: `Matmul::new`)
+            if uses_q8_dot(gpu, format) && !cpu {
+                all.push(GemmKernel::Matvec);
+            }
             if gpu.features.coopmat && !f32_weights {
                 all.push(GemmKernel::Coop);
             }
-            // not on CPU adapters: lavapipe prefilled 60 tokens 2.3x slower with it
-            let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
             if gpu.features.subgroups && !cpu && matches!(format, WeightFormat::Float(_)) {
                 all.push(GemmKernel::Matvec);
             }
@@ -687,6 +702,7 @@ fn pick_gemm(
     t: u32,
     n: u32,
     coop_f16: bool,
+    matvec_max_rows: u32,
 ) -> usize {
     let workgroups = |k: GemmKernel| {
         let (bt, bn) = gemm_tile(k, 1);
@@ -698,7 +714,7 @@ fn pick_gemm(
     };
     let pays = |k: GemmKernel| match k {
         GemmKernel::Coop => t >= coop_rows || workgroups(k) >= COOP_MIN_WORKGROUPS,
-        GemmKernel::Matvec => t <= MATVEC_MAX_ROWS,
+        GemmKernel::Matvec => t <= matvec_max_rows,
         GemmKernel::Tiled => t >= 32 && workgroups(k) >= TILED_MIN_WORKGROUPS,
         GemmKernel::Blocked => true,
     };
@@ -848,6 +864,8 @@ pub struct Matmul {
     gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)>,
     parts: Vec<Part>,
     q8: Option<Q8Path>,
+    /// quantized weights: the integer-dot matvec over many rows (`gemm`'s Matvec)
+    q8_loop: Option<Q8Loop>,
     /// the matrix units on f16 weights as stored, where `gemm` has them and the shape fits
     coop_f16: Option<CoopF16Path>,
     k: u32,
@@ -930,13 +948,6 @@ impl Matmul {
                 (gpu.pipelines.get_with_layout(&src, Some(&layout)), rows)
             })
             .collect();
-        let gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)> = gemm_kernels(gpu, w.format)
-            .into_iter()
-            .map(|k| {
-                let src = gemm_source(gpu, k, w.format);
-                (k, gpu.pipelines.get_with_layout(&src, Some(&layout)))
-            })
-            .collect();
         let ops = Operands {
             step,
             w,
@@ -945,6 +956,27 @@ impl Matmul {
             y,
             mode,
         };
+        // quantized weights loop the integer-dot matvec over many rows where x is not the
+        // logits rows (which keep x in f32, below)
+        let quant = matches!(w.format, WeightFormat::Quant(_));
+        let q8_loop = (uses_q8_dot(gpu, w.format) && !mode.logits_rows)
+            .then(|| Q8Loop::new(gpu, &layout, &ops, x))
+            .flatten();
+        let gemm: Vec<(GemmKernel, Arc<wgpu::ComputePipeline>)> = gemm_kernels(gpu, w.format)
+            .into_iter()
+            // (without the loop, the f32 matvec over quantized blocks only where forced)
+            .filter(|&k| {
+                let unlooped = k == GemmKernel::Matvec && quant && q8_loop.is_none();
+                !unlooped || gpu.features.gemm_forced.is_some()
+            })
+            .map(|k| match (k, &q8_loop) {
+                (GemmKernel::Matvec, Some(l)) => (k, l.pipeline.clone()),
+                _ => {
+                    let src = gemm_source(gpu, k, w.format);
+                    (k, gpu.pipelines.get_with_layout(&src, Some(&layout)))
+                }
+            })
+            .collect();
         let parts = ops.bind_parts(gpu, &layout, "matmul", x);
         // the logits keep x in f32: they are what sampling sees, and rounding x moved
         // SmolLM2's near-tied first tokens (a chat answer's "The" became "L'") for 2% of a
@@ -968,6 +1000,7 @@ impl Matmul {
             gemm,
             parts,
             q8,
+            q8_loop,
             coop_f16,
             k: w.cols as u32,
             n: w.rows as u32,
@@ -989,12 +1022,31 @@ impl Matmul {
     }
 
     fn gemm_index(&self, t: u32) -> usize {
+        let matvec_max_rows = match self.q8_loop {
+            Some(_) => Q8_LOOP_MAX_ROWS,
+            None => MATVEC_MAX_ROWS,
+        };
         pick_gemm(
             self.gemm.iter().map(|g| g.0),
             t,
             self.n,
             self.coop_f16.is_some(),
+            matvec_max_rows,
         )
+    }
+
+    /// Whether `t` token rows meet the weights as x's 8-bit blocks (the integer-dot
+    /// matvecs), not as f32 or f16 values.
+    pub fn x_as_q8_blocks(&self, t: u32) -> bool {
+        match t <= VEC_MAX_ROWS {
+            true => self.q8.is_some(),
+            false => self.loops_q8(t),
+        }
+    }
+
+    /// Whether `t` (more than `VEC_MAX_ROWS`) rows run `Q8Loop`.
+    fn loops_q8(&self, t: u32) -> bool {
+        t > VEC_MAX_ROWS && self.q8_loop.is_some() && self.gemm_kernel(t) == GemmKernel::Matvec
     }
 
     /// The cost of a recording but for reading x (`ops::matmul_prologue` makes x itself).
@@ -1021,6 +1073,102 @@ impl Matmul {
     }
 }
 
+/// The dispatch that quantizes `x`'s rows (`blocks` 32-value blocks each) into `xq`.
+fn quantize_x(
+    gpu: &GpuContext,
+    step: &wgpu::Buffer,
+    mode: MatmulMode,
+    x: &wgpu::Buffer,
+    xq: &wgpu::Buffer,
+    blocks: u32,
+) -> (Arc<wgpu::ComputePipeline>, wgpu::BindGroup) {
+    let pipeline = gpu.pipelines.get(
+        &KernelSource::new(
+            "quantize_q8",
+            include_str!("../../shaders/quantize_q8.wgsl"),
+        )
+        .constant("Q8_STORE", Q8_STORE)
+        .constant("XQ_BINDING", 3),
+    );
+    let qdims = gpu.uniform(
+        "quantize_q8.dims",
+        &QuantizeDims {
+            blocks,
+            t_from_logits: mode.logits_rows as u32,
+            _pad: [0; 2],
+        },
+    );
+    let group = bind(gpu, &pipeline, "quantize_q8", &[step, &qdims, x, xq]);
+    (pipeline, group)
+}
+
+/// The integer-dot matvec over more than `VEC_MAX_ROWS` token rows, 8 at a time
+/// (`GemmKernel::Matvec` for quantized weights): all rows quantized into a scratch of
+/// their own first, then each weight row read from memory once and from the cache for the
+/// other groups of 8. Where many sequences decode together the matrix units fill too few
+/// workgroups: on the H200, 16 sequences decoding a 7B Q4_0 together ran 7.1x faster
+/// with it (bench/2026-12-01-h200-batched).
+struct Q8Loop {
+    quantize: (Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
+    blocks: u32,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    rows_per_group: u32,
+    parts: Vec<Part>,
+}
+
+impl Q8Loop {
+    /// None where `x` holds no more than `VEC_MAX_ROWS` rows.
+    fn new(
+        gpu: &GpuContext,
+        layout: &crate::gpu::SharedLayout,
+        ops: &Operands<'_>,
+        x: &wgpu::Buffer,
+    ) -> Option<Q8Loop> {
+        let w = ops.w;
+        let blocks = (w.cols / 32) as u64;
+        // every row x holds: the loop runs beyond Q8_LOOP_MAX_ROWS where forced
+        let rows = x.size() / (w.cols as u64 * 4);
+        if rows <= VEC_MAX_ROWS as u64 {
+            return None;
+        }
+        let xq = gpu
+            .scratch("matmul.xq_rows", rows * blocks * Q8_BLOCK_BYTES)
+            .ok()?;
+        let quantize = quantize_x(gpu, ops.step, ops.mode, x, &xq, blocks as u32);
+        let shape = (w.rows, w.cols);
+        let (src, rows_per_group) = matvec_q8_source(
+            gpu,
+            w.format,
+            X_BLOCKS_BOUND,
+            VEC_MAX_ROWS,
+            shape,
+            None,
+            true,
+        );
+        Some(Q8Loop {
+            quantize,
+            blocks: blocks as u32,
+            pipeline: gpu.pipelines.get_with_layout(&src, Some(layout)),
+            rows_per_group,
+            parts: ops.bind_parts(gpu, layout, "matvec_q8_loop", &xq),
+        })
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
+        let (pipeline, group) = &self.quantize;
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, group, &[]);
+        let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
+        pass.dispatch_workgroups(x, y, 1);
+        pass.set_pipeline(&self.pipeline);
+        for p in &self.parts {
+            pass.set_bind_group(0, &p.group, &[]);
+            let (x, y) = grid_1d(p.rows.div_ceil(self.rows_per_group));
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+}
+
 impl Q8Path {
     fn new(
         gpu: &GpuContext,
@@ -1035,30 +1183,15 @@ impl Q8Path {
             QuantizedX::Here(x) => {
                 let xq = q8_scratch(gpu, w.cols)
                     .expect("a few 8-bit rows of x fit any binding that fits the weights");
-                let pipeline = gpu.pipelines.get(
-                    &KernelSource::new(
-                        "quantize_q8",
-                        include_str!("../../shaders/quantize_q8.wgsl"),
-                    )
-                    .constant("Q8_STORE", Q8_STORE)
-                    .constant("XQ_BINDING", 3),
-                );
-                let qdims = gpu.uniform(
-                    "quantize_q8.dims",
-                    &QuantizeDims {
-                        blocks: blocks as u32,
-                        t_from_logits: mode.logits_rows as u32,
-                        _pad: [0; 2],
-                    },
-                );
-                let group = bind(gpu, &pipeline, "quantize_q8", &[step, &qdims, x, &xq]);
-                (xq, Some((pipeline, group)))
+                let quantize = quantize_x(gpu, step, mode, x, &xq, blocks as u32);
+                (xq, Some(quantize))
             }
         };
         let vec = (1..=VEC_MAX_ROWS)
             .map(|t| {
                 let shape = (w.rows, w.cols);
-                let (src, rows) = matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, t, shape, None);
+                let (src, rows) =
+                    matvec_q8_source(gpu, w.format, X_BLOCKS_BOUND, t, shape, None, false);
                 (gpu.pipelines.get_with_layout(&src, Some(layout)), rows)
             })
             .collect();
@@ -1113,6 +1246,10 @@ impl Op for Matmul {
                 direct.record(pass, t);
                 return;
             }
+            if let (GemmKernel::Matvec, Some(looped)) = (kernel, &self.q8_loop) {
+                looped.record(pass, t);
+                return;
+            }
             let (tile_t, tile_rows) = gemm_tile(*kernel, self.vec_rows);
             pass.set_pipeline(pipeline);
             for p in &self.parts {
@@ -1131,6 +1268,7 @@ impl Op for Matmul {
         match (&self.q8, t) {
             (_, 0) => 0,
             (Some(q8), 1..=VEC_MAX_ROWS) => parts + q8.quantize.is_some() as u32,
+            _ if self.loops_q8(t) => parts + 1,
             _ => match (&self.coop_f16, self.casts_x(t)) {
                 (Some(coop), true) => coop.dispatches(),
                 _ => parts,
@@ -1149,6 +1287,11 @@ impl Op for Matmul {
                     Some(_) => (t * k * 4 + xq, xq),
                     None => (xq, 0),
                 }
+            }
+            // the integer-dot matvec over many rows: x read, its blocks written and read
+            _ if self.loops_q8(t as u32) => {
+                let xq = t * (k / 32) * Q8_BLOCK_BYTES;
+                (t * k * 4 + xq, xq)
             }
             // the f16 matrix-unit path: x read, its f16 rows written and read, and the
             // weights' f16 rows where they are dequantized first

@@ -158,6 +158,7 @@ impl Fused {
                     t,
                     (m.w.rows, m.w.cols),
                     Some(rows_wanted),
+                    false,
                 );
                 let source = source
                     .constant("NORM", norm)
