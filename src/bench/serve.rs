@@ -68,14 +68,25 @@ pub struct BenchServeArgs {
     pub kv_memory: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// keep the GGUF's Q4_0/Q4_1/Q8_0 blocks on the GPU as stored (else f16)
-    #[arg(long)]
+    /// how weight matrices are stored on the GPU: native (a GGUF's quantized blocks as
+    /// stored, as `serve` does) or f16
+    #[arg(long, value_enum, default_value = "native")]
+    pub weights: BenchWeights,
+    /// the same as `--weights native` (the default; kept for recorded commands)
+    #[arg(long, hide = true)]
     pub native_weights: bool,
     /// --csv, --json, and --plot: throughput against running sequences
     #[command(flatten)]
     pub out: OutputArgs,
     #[arg(long, env = "HEADROOM_ADAPTER")]
     pub adapter: Option<String>,
+}
+
+/// How `bench serve` stores weight matrices.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchWeights {
+    Native,
+    F16,
 }
 
 /// Throughput at one concurrency.
@@ -322,7 +333,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
         adapter: a.adapter.clone(),
         gpu: GpuModelOptions {
             weights: StorageFormat::F16,
-            quantized: a.native_weights,
+            quantized: a.native_weights || a.weights == BenchWeights::Native,
             quantize: None,
             kv: StorageFormat::F16,
             context: a.context,
