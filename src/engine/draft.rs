@@ -16,6 +16,11 @@ pub const LOOKBACK: usize = 4096;
 /// doubles with each further one (up to 16 times as long).
 pub const PAUSE_STEPS: usize = 8;
 
+/// Lookups in a row that found nothing after which a sequence stops looking for
+/// `PAUSE_STEPS` steps (doubling likewise): each lookup scans up to `LOOKBACK` tokens on
+/// the engine thread, once per decoding sequence and step.
+pub const EMPTY_LOOKUPS_BEFORE_PAUSE: u32 = 4;
+
 /// How many tokens a sequence drafts: more while its drafts are confirmed, fewer when
 /// they are not, and none for a while after rejected ones, so that speculation turns
 /// itself off where it does not pay (each drafted token is a row the step computes).
@@ -27,6 +32,8 @@ pub struct DraftPacer {
     pause: usize,
     /// wholly rejected drafts in a row
     misses: u32,
+    /// lookups in a row that found nothing
+    empty: u32,
 }
 
 impl DraftPacer {
@@ -36,6 +43,7 @@ impl DraftPacer {
             max,
             pause: 0,
             misses: 0,
+            empty: 0,
         }
     }
 
@@ -46,6 +54,24 @@ impl DraftPacer {
             return 0;
         }
         self.len
+    }
+
+    /// After a lookup for `wanted` tokens (`next_len`) that found `found`: from
+    /// `EMPTY_LOOKUPS_BEFORE_PAUSE` empty ones in a row on, looking pauses, for longer
+    /// each further time, as after rejected drafts (text that repeats nothing of its own
+    /// costs one scan every few dozen steps instead of one a step).
+    pub fn looked_up(&mut self, wanted: usize, found: usize) {
+        if wanted == 0 {
+            return;
+        }
+        if found > 0 {
+            self.empty = 0;
+            return;
+        }
+        self.empty += 1;
+        if self.empty >= EMPTY_LOOKUPS_BEFORE_PAUSE {
+            self.pause = PAUSE_STEPS << (self.empty - EMPTY_LOOKUPS_BEFORE_PAUSE).min(4);
+        }
     }
 
     /// After a verified draft of `drafted` tokens of which the first `confirmed` stood.
@@ -154,6 +180,39 @@ mod tests {
         assert_eq!(p.next_len(), 2);
         p.record(0, 0);
         assert_eq!(p.next_len(), 2, "no draft, nothing learned");
+    }
+
+    #[test]
+    fn lookups_pause_after_finding_nothing_several_times_in_a_row() {
+        let mut p = DraftPacer::new(4);
+        // empty lookups below the threshold, then a hit: no pause, the count starts over
+        for _ in 0..EMPTY_LOOKUPS_BEFORE_PAUSE - 1 {
+            let want = p.next_len();
+            assert_eq!(want, 4);
+            p.looked_up(want, 0);
+        }
+        let want = p.next_len();
+        p.looked_up(want, 3);
+        for _ in 0..EMPTY_LOOKUPS_BEFORE_PAUSE - 1 {
+            let want = p.next_len();
+            assert_eq!(want, 4, "a hit resets the run of empty lookups");
+            p.looked_up(want, 0);
+        }
+        // the threshold's empty lookup pauses for PAUSE_STEPS, the next for twice that
+        let want = p.next_len();
+        p.looked_up(want, 0);
+        let paused = (0..4 * PAUSE_STEPS)
+            .take_while(|_| p.next_len() == 0)
+            .count();
+        assert_eq!(paused, PAUSE_STEPS);
+        p.looked_up(4, 0);
+        let paused = (0..4 * PAUSE_STEPS)
+            .take_while(|_| p.next_len() == 0)
+            .count();
+        assert_eq!(paused, 2 * PAUSE_STEPS);
+        // a paused step asks for nothing and records nothing
+        p.looked_up(0, 0);
+        assert_eq!(p.next_len(), 4);
     }
 
     #[test]

@@ -176,7 +176,9 @@ pub fn generate(
         }
         let room = (req.max_tokens - submitted).min(context - pos);
         if speculate && in_flight.chain.is_none() && room > 1 {
-            let draft = prompt_lookup(&known, pacer.next_len().min(room - 1));
+            let want = pacer.next_len().min(room - 1);
+            let draft = prompt_lookup(&known, want);
+            pacer.looked_up(want, draft.len());
             if !draft.is_empty() {
                 let tokens: Vec<u32> = known[known.len() - 1..]
                     .iter()

@@ -560,6 +560,7 @@ impl EngineLoop {
                 .min(context.saturating_sub(s.tokens.len() + 1));
             let want = live.pacer.next_len().min(room);
             let draft = prompt_lookup(&s.tokens, want);
+            live.pacer.looked_up(want, draft.len());
             s.draft = draft.len();
             s.tokens.extend(draft);
         }
