@@ -358,8 +358,6 @@ struct CoopF16Path {
     /// for quantized weights: the dequantizing kernel and, per entry of `parts`, its bind
     /// group and blocks
     dequant: Option<Dequant>,
-    /// bytes of f16 rows the dequantization writes and the GEMM reads per step
-    dequant_bytes: u64,
 }
 
 /// The kernel that dequantizes a slice of blocks to f16 rows, and per slice its bind group
@@ -446,7 +444,6 @@ impl CoopF16Path {
             wide,
             wide_forced: gpu.features.coop_wide,
             parts,
-            dequant_bytes: quant.map_or(0, |_| (w.rows * w.cols * 2) as u64),
             dequant,
         })
     }
@@ -1073,6 +1070,34 @@ impl Matmul {
     }
 }
 
+/// `pipeline` (a matvec taking `rows_per_group` weight rows a workgroup) over every part.
+fn dispatch_matvec(
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    parts: &[Part],
+    rows_per_group: u32,
+) {
+    pass.set_pipeline(pipeline);
+    for p in parts {
+        pass.set_bind_group(0, &p.group, &[]);
+        let (x, y) = grid_1d(p.rows.div_ceil(rows_per_group));
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+/// `quantize_x`'s dispatch for `t` rows of `blocks` blocks each.
+fn dispatch_quantize(
+    pass: &mut wgpu::ComputePass<'_>,
+    (pipeline, group): &(Arc<wgpu::ComputePipeline>, wgpu::BindGroup),
+    t: u32,
+    blocks: u32,
+) {
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, group, &[]);
+    let (x, y) = grid_1d((t * blocks).div_ceil(64));
+    pass.dispatch_workgroups(x, y, 1);
+}
+
 /// The dispatch that quantizes `x`'s rows (`blocks` 32-value blocks each) into `xq`.
 fn quantize_x(
     gpu: &GpuContext,
@@ -1155,17 +1180,8 @@ impl Q8Loop {
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
-        let (pipeline, group) = &self.quantize;
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, group, &[]);
-        let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
-        pass.dispatch_workgroups(x, y, 1);
-        pass.set_pipeline(&self.pipeline);
-        for p in &self.parts {
-            pass.set_bind_group(0, &p.group, &[]);
-            let (x, y) = grid_1d(p.rows.div_ceil(self.rows_per_group));
-            pass.dispatch_workgroups(x, y, 1);
-        }
+        dispatch_quantize(pass, &self.quantize, t, self.blocks);
+        dispatch_matvec(pass, &self.pipeline, &self.parts, self.rows_per_group);
     }
 }
 
@@ -1205,19 +1221,11 @@ impl Q8Path {
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
-        if let Some((pipeline, group)) = &self.quantize {
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            let (x, y) = grid_1d((t * self.blocks).div_ceil(64));
-            pass.dispatch_workgroups(x, y, 1);
+        if let Some(quantize) = &self.quantize {
+            dispatch_quantize(pass, quantize, t, self.blocks);
         }
         let (pipeline, rows_per_group) = &self.vec[t as usize - 1];
-        pass.set_pipeline(pipeline);
-        for p in &self.parts {
-            pass.set_bind_group(0, &p.group, &[]);
-            let (x, y) = grid_1d(p.rows.div_ceil(*rows_per_group));
-            pass.dispatch_workgroups(x, y, 1);
-        }
+        dispatch_matvec(pass, pipeline, &self.parts, *rows_per_group);
     }
 }
 
@@ -1234,12 +1242,7 @@ impl Op for Matmul {
             q8.record(pass, t);
         } else if t <= VEC_MAX_ROWS {
             let (pipeline, rows_per_group) = &self.vec[t as usize - 1];
-            pass.set_pipeline(pipeline);
-            for p in &self.parts {
-                pass.set_bind_group(0, &p.group, &[]);
-                let (x, y) = grid_1d(p.rows.div_ceil(*rows_per_group));
-                pass.dispatch_workgroups(x, y, 1);
-            }
+            dispatch_matvec(pass, pipeline, &self.parts, *rows_per_group);
         } else {
             let (kernel, pipeline) = &self.gemm[self.gemm_index(t)];
             if let (GemmKernel::Coop, Some(direct)) = (kernel, &self.coop_f16) {
@@ -1296,7 +1299,12 @@ impl Op for Matmul {
             // the f16 matrix-unit path: x read, its f16 rows written and read, and the
             // weights' f16 rows where they are dequantized first
             _ if self.casts_x(t as u32) => {
-                let wh = self.coop_f16.as_ref().map_or(0, |c| c.dequant_bytes);
+                let dequantized = self.coop_f16.as_ref().is_some_and(|c| c.dequant.is_some());
+                let wh = if dequantized {
+                    self.n as u64 * k * 2
+                } else {
+                    0
+                };
                 (t * k * 4 + t * k * 2 + wh, t * k * 2 + wh)
             }
             _ => (t * k * 4, 0),
