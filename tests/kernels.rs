@@ -43,17 +43,25 @@ fn gpus() -> Vec<Arc<GpuContext>> {
                 // weights, and quantized ones dequantized to f16 rows in slices of 128 rows,
                 // with 32 and with 64 token rows per subgroup (tiles staged in workgroup
                 // memory, the default); then 64 with every fragment from memory, and the
-                // staging kernel for quantized weights
+                // staging kernel for quantized weights; then the few-rows form
                 let coop = [(false, true), (true, true), (true, false)].map(|(wide, default)| {
                     GpuOptions {
                         gemm: Some(GemmKernel::Coop),
                         coop_wide: Some(wide),
                         coop_dequant: Some(default),
                         coop_staged: Some(default),
+                        coop_few: Some(false),
                         dequant_slice_bytes: Some(1),
                         ..Default::default()
                     }
                 });
+                // and the few-rows form for f16 weights at every row count
+                let few = GpuOptions {
+                    gemm: Some(GemmKernel::Coop),
+                    coop_few: Some(true),
+                    ..Default::default()
+                };
+                let coop = coop.into_iter().chain([few]);
                 let coop = coop.into_iter().filter(|_| gpu().features.coopmat);
                 // (its decode matvecs take 2 weight rows per subgroup at a time, as the
                 // defaults do for big matrices; odd row counts leave a tile's last row over;

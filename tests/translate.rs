@@ -257,7 +257,8 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
         .into_iter()
         .chain(QuantType::ALL.map(WeightFormat::Quant));
     use headroom::ops::matmul::{
-        dequant_f16_source, gemm_coop_f16_source, gemm_coop_source, x_to_f16_source, CoopF16Form,
+        dequant_f16_source, gemm_coop_f16_few_source, gemm_coop_f16_source, gemm_coop_source,
+        x_to_f16_source, CoopF16Form,
     };
     let mut sources = vec![(
         "x_to_f16, f16 weights as stored".to_string(),
@@ -272,6 +273,17 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
                     src,
                 ));
             }
+        }
+    }
+    let few_tiles = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (4, 1)];
+    for subgroup_size in [16, 32, 64] {
+        for (tiles, rows) in few_tiles {
+            sources.push((
+                format!(
+                    "f16 weights, few rows, {tiles} x {rows} tiles, subgroups of {subgroup_size}"
+                ),
+                gemm_coop_f16_few_source(subgroup_size, tiles, rows),
+            ));
         }
     }
     for q in QuantType::ALL {
@@ -299,6 +311,6 @@ fn the_matrix_unit_gemm_translates_to_spirv_for_every_weight_format() {
     }
     assert_eq!(
         translated,
-        1 + QuantType::ALL.len() + 2 * (2 * 2 + 2 + QuantType::ALL.len())
+        1 + 18 + QuantType::ALL.len() + 2 * (2 * 2 + 2 + QuantType::ALL.len())
     );
 }

@@ -9,14 +9,16 @@ enable wgpu_cooperative_matrix;
 // step's global loads are issued before this step's matrix work and stored into the other
 // stage after it, so one barrier a step suffices. Weight rows past the part's end load the
 // last row again (never stored); K past its end stages zeros.
-// The stages hold f16 scalars (NVIDIA's driver refused matrix loads through a u32 array).
+// The stages hold f16 scalars (NVIDIA's driver refused matrix loads through a u32 array),
+// written from f16 loads as they come (through u32 and f32 and back cost 2-3% on the H200:
+// bench/2026-12-01-h200-gemm-loads).
 // The loops over a step's chunks must unroll (naga's loop bounding off: src/gpu/mod.rs) or
 // the chunks held in registers live in memory: 28 against 90 TFLOP/s on the H200.
 // naga 30's SPIR-V writer needs every coopLoad/coopStore index bound to a `let` first.
 //!COMMON
 //!MATMUL
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> xh: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read> xh: array<vec4<f16>>;
 
 const SG = {{SG}}u;    // subgroup size
 const WG = 4u * SG;
@@ -29,42 +31,45 @@ var<workgroup> ws: array<f16, 10240>;   // 2 stages x 128 rows x S
 
 {{COOP_EPILOGUE}}
 
-// A 16-byte chunk of x and one of W (eight f16 each) into the stages at `o`.
-fn stage_chunk(o: u32, vx: vec4<u32>, vw: vec4<u32>) {
-    for (var m = 0u; m < 4u; m++) {
-        let hx = vec2<f16>(unpack2x16float(vx[m]));
-        let hw = vec2<f16>(unpack2x16float(vw[m]));
-        xs[o + 2u * m] = hx.x; xs[o + 2u * m + 1u] = hx.y;
-        ws[o + 2u * m] = hw.x; ws[o + 2u * m + 1u] = hw.y;
-    }
+// Half a 16-byte chunk of x and of W (four f16 each) into the stages at `o`.
+fn stage_half(o: u32, hx: vec4<f16>, hw: vec4<f16>) {
+    xs[o] = hx.x; xs[o + 1u] = hx.y; xs[o + 2u] = hx.z; xs[o + 3u] = hx.w;
+    ws[o] = hw.x; ws[o + 1u] = hw.y; ws[o + 2u] = hw.z; ws[o + 3u] = hw.w;
 }
 
 // The 16-byte chunks of step `s` (32 along K) of x's 128 token rows and W's 128 rows this
 // invocation loads: zeros past K, the last weight row again past the part's end.
 fn load_step(lid: u32, s: u32, t0: u32, r0: u32, k8: u32,
-             xr: ptr<function, array<vec4<u32>, LOADS>>,
-             wr: ptr<function, array<vec4<u32>, LOADS>>) {
+             xr: ptr<function, array<vec4<f16>, 2u * LOADS>>,
+             wr: ptr<function, array<vec4<f16>, 2u * LOADS>>) {
     let last_row = dims.rows - 1u;
     for (var j = 0u; j < LOADS; j++) {
         let i = lid + j * WG;
         let q = s * 4u + i % 4u;
-        (*xr)[j] = vec4<u32>(0u);
-        (*wr)[j] = vec4<u32>(0u);
+        (*xr)[2u * j] = vec4<f16>(0.0h);
+        (*xr)[2u * j + 1u] = vec4<f16>(0.0h);
+        (*wr)[2u * j] = vec4<f16>(0.0h);
+        (*wr)[2u * j + 1u] = vec4<f16>(0.0h);
         if (q < k8) {
-            (*xr)[j] = xh[(t0 + i / 4u) * k8 + q];
-            (*wr)[j] = w[min(r0 + i / 4u, last_row) * k8 + q];
+            let xo = 2u * ((t0 + i / 4u) * k8 + q);
+            let wo = 2u * (min(r0 + i / 4u, last_row) * k8 + q);
+            (*xr)[2u * j] = xh[xo];
+            (*xr)[2u * j + 1u] = xh[xo + 1u];
+            (*wr)[2u * j] = w[wo];
+            (*wr)[2u * j + 1u] = w[wo + 1u];
         }
     }
 }
 
 // Those chunks into the stage at `base`.
 fn store_step(lid: u32, base: u32,
-              xr: ptr<function, array<vec4<u32>, LOADS>>,
-              wr: ptr<function, array<vec4<u32>, LOADS>>) {
+              xr: ptr<function, array<vec4<f16>, 2u * LOADS>>,
+              wr: ptr<function, array<vec4<f16>, 2u * LOADS>>) {
     for (var j = 0u; j < LOADS; j++) {
         let i = lid + j * WG;
         let o = base + (i / 4u) * S + (i % 4u) * 8u;
-        stage_chunk(o, (*xr)[j], (*wr)[j]);
+        stage_half(o, (*xr)[2u * j], (*wr)[2u * j]);
+        stage_half(o + 4u, (*xr)[2u * j + 1u], (*wr)[2u * j + 1u]);
     }
 }
 
@@ -97,8 +102,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
     var c31 = coop_mat16x16<f32, C>();
     var c32 = coop_mat16x16<f32, C>();
     var c33 = coop_mat16x16<f32, C>();
-    var xr: array<vec4<u32>, LOADS>;
-    var wr: array<vec4<u32>, LOADS>;
+    var xr: array<vec4<f16>, 2u * LOADS>;
+    var wr: array<vec4<f16>, 2u * LOADS>;
     // step 0 into stage 0
     load_step(lid, 0u, t0, r0, k8, &xr, &wr);
     store_step(lid, 0u, &xr, &wr);

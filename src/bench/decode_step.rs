@@ -39,6 +39,10 @@ pub struct DecodeStepArgs {
     /// ones (comma-separated; K = 1024 suffix allowed)
     #[arg(long, default_value = "512,1024,2048,4096")]
     pub context: String,
+    /// new tokens each sequence brings to the step: 1 is a decode step, more a prefill
+    /// chunk of that many tokens ending at the context's last position
+    #[arg(long, default_value_t = 1)]
+    pub tokens: usize,
     /// how weights are stored
     #[arg(long, value_enum, default_value = "f16")]
     pub weights: Format,
@@ -280,8 +284,16 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
         .iter()
         .map(|&k| preset(&a.synthetic, k))
         .collect::<Result<Vec<_>, _>>()?;
-    if a.runs == 0 || a.block_size == 0 {
-        return Err(BenchError("--runs and --block-size must be > 0".into()));
+    if a.runs == 0 || a.block_size == 0 || a.tokens == 0 {
+        return Err(BenchError(
+            "--runs, --block-size and --tokens must be > 0".into(),
+        ));
+    }
+    if let Some(&n) = contexts.iter().find(|&&n| n < a.tokens) {
+        return Err(BenchError(format!(
+            "--context {n} is shorter than --tokens {}",
+            a.tokens
+        )));
     }
     let (wf, kf): (StorageFormat, StorageFormat) = (a.weights.into(), a.kv.into());
     let gpu = GpuContext::new_blocking(&GpuOptions {
@@ -358,7 +370,12 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
             // where it cannot be built, the longest context is dropped and it is retried
             while let Some(&cap) = fit.last() {
                 let quant = a.quant.map(QuantType::from);
-                let model = match build(&gpu, cfg, (wf, quant), kf, b, cap, a.block_size, a.seed) {
+                let shape = StepShape {
+                    batch: b,
+                    tokens: a.tokens,
+                    context: cap,
+                };
+                let model = match build(&gpu, cfg, (wf, quant), kf, shape, a.block_size, a.seed) {
                     Ok(m) => m,
                     Err(e) => {
                         skipped.push(format!("kv_heads {kvh} B={b} N={cap}: {e}"));
@@ -393,7 +410,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
         "W GB: weights one step reads (all but the unread rows of the token embedding); \
          KV GB: B x N x KV bytes per token; model GB: all bytes the kernels move by their \
          cost model; pred ms = (W + KV bytes) / copy bandwidth; ratio = step ms / pred ms; \
-         GB/s = (W + KV bytes) / step ms; tok/s = B / step ms"
+         GB/s = (W + KV bytes) / step ms; tok/s = B x --tokens / step ms"
     );
 
     if let Some(p) = &a.json {
@@ -429,26 +446,37 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// The synthetic model for `batch` sequences of `context` positions each, with a KV
-/// cache full of random values.
-#[allow(clippy::too_many_arguments)]
+/// The sequences of a measured step: `batch` of them, each bringing `tokens` new tokens,
+/// the last at position `context` - 1.
+#[derive(Clone, Copy)]
+struct StepShape {
+    batch: usize,
+    tokens: usize,
+    context: usize,
+}
+
+/// The synthetic model for `shape`, with a KV cache full of random values.
 fn build(
     gpu: &Arc<GpuContext>,
     cfg: &ModelConfig,
     (weights, quant): (StorageFormat, Option<QuantType>),
     kv: StorageFormat,
-    batch: usize,
-    context: usize,
+    shape: StepShape,
     block_size: usize,
     seed: u32,
 ) -> Result<GpuModel, BenchError> {
+    let StepShape {
+        batch,
+        tokens,
+        context,
+    } = shape;
     let options = GpuModelOptions {
         weights,
         quantized: quant.is_some(),
         quantize: None,
         kv,
         context,
-        max_chunk: batch,
+        max_chunk: batch * tokens,
         kv_block_size: block_size,
     };
     let t0 = std::time::Instant::now();
@@ -479,17 +507,17 @@ fn measure(
     copy_gbps: f64,
 ) -> Result<StepResult, BenchError> {
     let err = |e: crate::model::gpu_model::ModelError| BenchError(e.to_string());
-    // each row's cache holds context - 1 positions; the step adds the context-th
-    let cached = vec![context - 1; batch];
-    let ids: Vec<u32> = (0..batch as u32)
+    // each row's cache holds context - tokens positions; the step adds the rest
+    let tokens = a.tokens;
+    let ids: Vec<u32> = (0..(batch * tokens) as u32)
         .map(|i| (i * 7919 + 1) % model.config.vocab_size as u32)
         .collect();
     let greedy = SamplingParams::default();
     let parts = (0..batch)
         .map(|i| {
             Ok(SequencePart {
-                tokens: &ids[i..i + 1],
-                pos0: cached[i],
+                tokens: &ids[i * tokens..(i + 1) * tokens],
+                pos0: context - tokens,
                 table: model.sequence_table(i)?,
                 sample: Some((greedy, 0)),
                 logits: PartLogits::None,
@@ -533,7 +561,7 @@ fn measure(
             (cfg.vocab_size * cfg.hidden_size * model.options.weights.bytes_per_element()) as u64
         }
     };
-    let unread_rows = (cfg.vocab_size - batch.min(cfg.vocab_size)) as u64;
+    let unread_rows = (cfg.vocab_size - (batch * tokens).min(cfg.vocab_size)) as u64;
     let embedding_unread = embedding * unread_rows / cfg.vocab_size as u64;
     let weights_read = model.weight_bytes - embedding_unread;
     let moved = weights_read + kv_bytes;
@@ -548,8 +576,8 @@ fn measure(
         step_ms: m.median_s * 1e3,
         step_min_ms: m.min_s * 1e3,
         wall_ms: wall[wall.len() / 2] * 1e3,
-        tokens_per_s: batch as f64 / m.median_s,
-        ms_per_token: m.median_s * 1e3 / batch as f64,
+        tokens_per_s: (batch * tokens) as f64 / m.median_s,
+        ms_per_token: m.median_s * 1e3 / (batch * tokens) as f64,
         weight_bytes: model.weight_bytes,
         weight_bytes_read: weights_read,
         kv_bytes,

@@ -90,6 +90,13 @@ pub struct GpuOptions {
     /// adapter's workgroup memory holds them; `HEADROOM_COOP_STAGED=0|1` overrides both.
     /// For tests and benchmarks.
     pub coop_staged: Option<bool>,
+    /// Whether the matrix-unit GEMM on f16 weights meets a few token rows with its
+    /// few-rows form: 16 weight rows a workgroup, K split between its subgroups. None: by
+    /// shape (9 to 16 rows, and up to `ops::matmul::COOP_FEW_MAX_ROWS` where the wider
+    /// forms fill few workgroups); Some(true): at every row count, each workgroup taking
+    /// as many tiles of rows as it can; `HEADROOM_COOP_FEW=0|1` overrides both. For tests
+    /// and benchmarks.
+    pub coop_few: Option<bool>,
     /// Most bytes of f16 rows such a matrix is dequantized into at a time (default 64 MiB;
     /// at least 128 rows go at a time). For tests of the slicing.
     pub dequant_slice_bytes: Option<u64>,
@@ -106,6 +113,14 @@ pub struct GpuOptions {
     /// None: bounded in the browser (which always bounds them), not elsewhere;
     /// `HEADROOM_LOOP_BOUNDING=0|1` overrides both.
     pub loop_bounding: Option<bool>,
+    /// Whether naga clamps every index into the kernels' own arrays (workgroup and
+    /// function-local memory), WebGPU's guard against a shader indexing out of them. The
+    /// clamps cost instructions in the hot loops: without them the H200 ran the staged
+    /// matrix-unit GEMM 1.2-1.3x faster (bench/2026-12-01-h200-gemm-loads). The kernels
+    /// are ours and tested against the CPU on every adapter they run on; storage buffers
+    /// keep the driver's robust access either way. None: clamped in the browser (which
+    /// always clamps), not elsewhere; `HEADROOM_INDEX_CLAMPING=0|1` overrides both.
+    pub index_clamping: Option<bool>,
     /// Whether `engine::generate` submits the next chain of decode steps before it reads
     /// the one before (the GPU does not wait for the host between chains). None: on GPUs,
     /// not on CPU adapters, where the host and the "GPU" share the cores (lavapipe decoded
@@ -168,6 +183,8 @@ pub struct GpuFeatures {
     pub coop_dequant: bool,
     /// `GpuOptions::coop_staged`
     pub coop_staged: Option<bool>,
+    /// `GpuOptions::coop_few`
+    pub coop_few: Option<bool>,
     /// `GpuOptions::dequant_slice_bytes`
     pub dequant_slice_bytes: u64,
     /// `GpuOptions::matvec_rows` (1 to 8)
@@ -176,6 +193,8 @@ pub struct GpuFeatures {
     pub pipelined_chains: bool,
     /// `GpuOptions::loop_bounding`
     pub loop_bounding: bool,
+    /// `GpuOptions::index_clamping`
+    pub index_clamping: bool,
 }
 
 /// The kernels a matmul of more than `ops::matmul::VEC_MAX_ROWS` token rows runs.
@@ -402,11 +421,15 @@ impl GpuContext {
                 .unwrap_or(true),
             dequant_slice_bytes: options.dequant_slice_bytes.unwrap_or(64 << 20),
             coop_staged: env_switch("HEADROOM_COOP_STAGED")?.or(options.coop_staged),
+            coop_few: env_switch("HEADROOM_COOP_FEW")?.or(options.coop_few),
             pipelined_chains: env_switch("HEADROOM_PIPELINED_CHAINS")?
                 .or(options.pipelined_chains)
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             loop_bounding: env_switch("HEADROOM_LOOP_BOUNDING")?
                 .or(options.loop_bounding)
+                .unwrap_or(cfg!(target_arch = "wasm32")),
+            index_clamping: env_switch("HEADROOM_INDEX_CLAMPING")?
+                .or(options.index_clamping)
                 .unwrap_or(cfg!(target_arch = "wasm32")),
             matvec_rows: env_count("HEADROOM_MATVEC_ROWS", 1..=8)?
                 .or(options.matvec_rows.map(|n| n.clamp(1, 8))),
@@ -438,7 +461,7 @@ impl GpuContext {
         Ok(Arc::new(GpuContext {
             faults,
             matvec_lanes,
-            pipelines: PipelineCache::new(device.clone(), features.loop_bounding),
+            pipelines: PipelineCache::new(device.clone(), &features),
             device,
             queue,
             adapter_info: info,

@@ -273,9 +273,11 @@ fn paged_accessor(name: &str, b0: &str, b1: &str, format: StorageFormat, writabl
 /// Compiled pipelines keyed by their assembled source; layouts come from the shader.
 pub struct PipelineCache {
     device: wgpu::Device,
-    /// whether naga bounds every loop with a counter of its own (WebGPU's guard against
-    /// endless loops; `GpuFeatures::loop_bounding`)
-    loop_bounding: bool,
+    /// the guards naga writes into every kernel (`GpuFeatures::loop_bounding` and
+    /// `index_clamping`)
+    checks: wgpu::ShaderRuntimeChecks,
+    /// both on: the module is created as WebGPU creates it
+    all_checked: bool,
     cache: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<&'static str, Arc<SharedLayout>>>,
 }
@@ -288,10 +290,16 @@ pub struct SharedLayout {
 }
 
 impl PipelineCache {
-    pub fn new(device: wgpu::Device, loop_bounding: bool) -> Self {
+    pub fn new(device: wgpu::Device, features: &super::GpuFeatures) -> Self {
+        let checks = wgpu::ShaderRuntimeChecks {
+            bounds_checks: features.index_clamping,
+            force_loop_bounding: features.loop_bounding,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
         PipelineCache {
             device,
-            loop_bounding,
+            checks,
+            all_checked: features.index_clamping && features.loop_bounding,
             cache: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
         }
@@ -345,17 +353,14 @@ impl PipelineCache {
             label: Some(src.name),
             source: wgpu::ShaderSource::Wgsl(code.clone().into()),
         };
-        let module = match self.loop_bounding {
+        let module = match self.all_checked {
             true => self.device.create_shader_module(desc),
-            // SAFETY: the kernels are ours and every loop of them ends (bounded by
-            // constants or by the dims they are dispatched with); bounds checks stay on
-            false => unsafe {
-                let checks = wgpu::ShaderRuntimeChecks {
-                    force_loop_bounding: false,
-                    ..wgpu::ShaderRuntimeChecks::checked()
-                };
-                self.device.create_shader_module_trusted(desc, checks)
-            },
+            // SAFETY: the kernels are ours: every loop of them ends (bounded by constants
+            // or by the dims they are dispatched with), and every index into their own
+            // arrays stays inside by construction (the kernel tests check each against the
+            // CPU on the adapters it runs on); storage buffers keep the driver's robust
+            // access
+            false => unsafe { self.device.create_shader_module_trusted(desc, self.checks) },
         };
         let pipeline = Arc::new(self.device.create_compute_pipeline(
             &wgpu::ComputePipelineDescriptor {

@@ -353,6 +353,11 @@ struct CoopF16Path {
     wide: Arc<wgpu::ComputePipeline>,
     /// `GpuFeatures::coop_wide`: one of the two for every step
     wide_forced: Option<bool>,
+    /// for f16 weights as stored: the few-rows form, per token tiles a workgroup takes
+    /// (1, 2 and 4 of 16: `few_tiles`) its pipeline and row tiles (`few_row_tiles`)
+    few: Option<[(Arc<wgpu::ComputePipeline>, u32); 3]>,
+    /// `GpuFeatures::coop_few`: Some(true) runs the few-rows form at every row count
+    few_forced: Option<bool>,
     /// the weight parts (or slices) bound with the f16 rows of x in place of x
     parts: Vec<Part>,
     /// for quantized weights: the dequantizing kernel and, per entry of `parts`, its bind
@@ -408,6 +413,20 @@ impl CoopF16Path {
             let src = gemm_coop_f16_source(subgroup, wide, form);
             gpu.pipelines.get_with_layout(&src, Some(layout))
         });
+        let few_fits = gpu.limits.max_compute_workgroup_storage_size >= COOP_FEW_WORKGROUP_BYTES;
+        let n: u32 = w.parts.iter().map(|p| p.rows as u32).sum();
+        let few =
+            (quant.is_none() && few_fits && gpu.features.coop_few != Some(false)).then(|| {
+                [1, 2, 4].map(|tiles| {
+                    // forced (tests): the most row tiles, whatever the grid
+                    let rows = match gpu.features.coop_few {
+                        Some(true) => 4 / tiles,
+                        _ => few_row_tiles(tiles, n),
+                    };
+                    let src = gemm_coop_f16_few_source(subgroup, tiles, rows);
+                    (gpu.pipelines.get_with_layout(&src, Some(layout)), rows)
+                })
+            });
         let (parts, dequant) = match quant {
             None => (ops.bind_parts(gpu, layout, "gemm_coop_f16", &xh), None),
             Some(q) => {
@@ -443,9 +462,18 @@ impl CoopF16Path {
             gemm,
             wide,
             wide_forced: gpu.features.coop_wide,
+            few,
+            few_forced: gpu.features.coop_few,
             parts,
             dequant,
         })
+    }
+
+    /// Whether `t` token rows of an `n`-row matrix run the few-rows form: up to 16 rows,
+    /// and up to `COOP_FEW_MAX_ROWS` where the wider forms' grid is small
+    /// (`few_rows_pay`).
+    fn runs_few(&self, t: u32, n: u32) -> bool {
+        self.few.is_some() && self.few_forced.unwrap_or(few_rows_pay(t, n))
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
@@ -455,8 +483,19 @@ impl CoopF16Path {
         let padded = t.div_ceil(COOP_F16_TOKENS_WIDE) * COOP_F16_TOKENS_WIDE;
         let (x, y) = grid_1d((padded * self.k4).div_ceil(256));
         pass.dispatch_workgroups(x, y, 1);
-        let (_, tile_rows) = gemm_tile(GemmKernel::Coop, 0);
         let n: u32 = self.parts.iter().map(|p| p.rows).sum();
+        if let (true, Some(few)) = (self.runs_few(t, n), &self.few) {
+            let tiles = few_tiles(t);
+            let (pipeline, row_tiles) = &few[tiles.trailing_zeros() as usize];
+            pass.set_pipeline(pipeline);
+            for p in &self.parts {
+                pass.set_bind_group(0, &p.group, &[]);
+                let (x, y) = (p.rows.div_ceil(16 * row_tiles), t.div_ceil(16 * tiles));
+                pass.dispatch_workgroups(x, y, 1);
+            }
+            return;
+        }
+        let (_, tile_rows) = gemm_tile(GemmKernel::Coop, 0);
         let wide_workgroups = t.div_ceil(COOP_F16_TOKENS_WIDE) * n.div_ceil(tile_rows);
         let wide = self
             .wide_forced
@@ -627,6 +666,16 @@ const COOP_MIN_ROWS_STAGED: u32 = 256;
 /// instead of 32: twice the matrix work per load, half the workgroups
 /// (bench/2026-11-30-h200-coop-wide: wide won from 96 of them, lost at 64 and fewer).
 const COOP_WIDE_MIN_WORKGROUPS: u32 = 96;
+/// Token rows up to which f16 weights meet the matrix units in the few-rows form
+/// (shaders/coop/gemm_f16_few.wgsl) instead of the decode matvec looping over the rows or
+/// the GEMMs' wider tiles.
+pub const COOP_FEW_MAX_ROWS: u32 = 128;
+/// Subgroups of the few-rows form split K at most this many ways (at most 256 lanes).
+const COOP_FEW_SPLIT: u32 = 8;
+/// Its workgroup memory: each subgroup's sums of 4 tiles of 16 x 16 f32.
+const COOP_FEW_WORKGROUP_BYTES: u32 = COOP_FEW_SPLIT * 4 * 256 * 4;
+/// Workgroups it keeps where it gives each more than one tile of rows.
+const COOP_FEW_MIN_WORKGROUPS: u32 = 256;
 /// Token rows per workgroup of the f16 path's wide form (64 per subgroup, two subgroups
 /// along the tokens): the cast pads x's f16 rows to a multiple of it.
 const COOP_F16_TOKENS_WIDE: u32 = 128;
@@ -692,22 +741,34 @@ fn gemm_tile(kernel: GemmKernel, vec_rows: u32) -> (u32, u32) {
     }
 }
 
+/// How the matrix units meet a matrix, which decides from how many token rows they pay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CoopReach {
+    /// f16 rows (as stored, or dequantized first) with the few-rows form: any rows
+    FewRows,
+    /// f16 rows without it
+    F16,
+    /// the staging kernel
+    Staging,
+}
+
 /// Which of `kernels` (in `gemm_kernels` order) runs `t` token rows of an `n`-row matrix:
-/// the first that pays (`coop_f16`: the matrix units read f16 weights as stored).
+/// the first that pays.
 fn pick_gemm(
     kernels: impl ExactSizeIterator<Item = GemmKernel>,
     t: u32,
     n: u32,
-    coop_f16: bool,
+    coop: CoopReach,
     matvec_max_rows: u32,
 ) -> usize {
     let workgroups = |k: GemmKernel| {
         let (bt, bn) = gemm_tile(k, 1);
         t.div_ceil(bt) * n.div_ceil(bn)
     };
-    let coop_rows = match coop_f16 {
-        true => COOP_MIN_ROWS_F16,
-        false => COOP_MIN_ROWS_STAGED,
+    let coop_rows = match coop {
+        CoopReach::FewRows => 0,
+        CoopReach::F16 => COOP_MIN_ROWS_F16,
+        CoopReach::Staging => COOP_MIN_ROWS_STAGED,
     };
     let pays = |k: GemmKernel| match k {
         GemmKernel::Coop => t >= coop_rows || workgroups(k) >= COOP_MIN_WORKGROUPS,
@@ -842,6 +903,48 @@ pub fn gemm_coop_f16_source(subgroup_size: u32, wide: bool, form: CoopF16Form) -
         .constant("COOP_EPILOGUE", COOP_EPILOGUE)
         .constant("SG", subgroup_size)
         .constant("TT", if wide { 4 } else { 2 })
+}
+
+/// Whether the few-rows form runs `t` token rows of an `n`-row f16 matrix: read off
+/// bench/2026-12-01-h200-gemm-loads (7B shapes, H200), it won every matrix at 9 and 16
+/// rows (o 42 against 79 us for the matvec over the rows, gate/up 240 against 287 on the
+/// wider forms), and beyond that where the wider forms fill few workgroups (down at 128
+/// rows: 509 against 712 us), while gate/up (172 workgroups of 64 x 128) lost from 32
+/// rows (527 against 299 us at 64).
+fn few_rows_pay(t: u32, n: u32) -> bool {
+    let wide_grid = t.div_ceil(64) * n.div_ceil(128);
+    t <= COOP_FEW_MAX_ROWS && (t <= 16 || wide_grid < COOP_MIN_WORKGROUPS)
+}
+
+/// Token tiles of 16 a workgroup of the few-rows form takes for `t` rows: as few as hold
+/// them, up to 4 (each weight tile loaded once is used for all of them).
+fn few_tiles(t: u32) -> u32 {
+    t.div_ceil(16).next_power_of_two().min(4)
+}
+
+/// Row tiles of 16 a workgroup of the few-rows form takes with `tiles` token tiles on an
+/// `n`-row matrix: as many as keep `COOP_FEW_MIN_WORKGROUPS` workgroups (each x tile
+/// loaded then serves them all), up to 4 tiles in all.
+fn few_row_tiles(tiles: u32, n: u32) -> u32 {
+    [4, 2, 1]
+        .into_iter()
+        .find(|&r| tiles * r <= 4 && n.div_ceil(16 * r) >= COOP_FEW_MIN_WORKGROUPS)
+        .unwrap_or(1)
+}
+
+/// The few-rows form of the matrix-unit GEMM on f16 weights, `tiles` token tiles and
+/// `row_tiles` row tiles of 16 a workgroup, on subgroups of `subgroup_size`.
+pub fn gemm_coop_f16_few_source(subgroup_size: u32, tiles: u32, row_tiles: u32) -> KernelSource {
+    let split = (256 / subgroup_size.max(1)).clamp(1, COOP_FEW_SPLIT);
+    KernelSource::new(
+        "gemm_coop_f16_few",
+        include_str!("../../shaders/coop/gemm_f16_few.wgsl"),
+    )
+    .constant("SG", subgroup_size)
+    .constant("NS", split)
+    .constant("TA", tiles)
+    .constant("RT", row_tiles)
+    .constant("SUMS", split * tiles * row_tiles * 256)
 }
 
 /// The cast of x's rows to f16 before it.
@@ -1023,11 +1126,16 @@ impl Matmul {
             Some(_) => Q8_LOOP_MAX_ROWS,
             None => MATVEC_MAX_ROWS,
         };
+        let coop = match &self.coop_f16 {
+            Some(c) if c.runs_few(t, self.n) => CoopReach::FewRows,
+            Some(_) => CoopReach::F16,
+            None => CoopReach::Staging,
+        };
         pick_gemm(
             self.gemm.iter().map(|g| g.0),
             t,
             self.n,
-            self.coop_f16.is_some(),
+            coop,
             matvec_max_rows,
         )
     }
@@ -1314,6 +1422,48 @@ impl Op for Matmul {
             bytes_read: c.bytes_read + x_read,
             bytes_written: c.bytes_written + x_written,
             ..c
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_few_rows_form_takes_the_shapes_it_won() {
+        // 7B shapes: qkv 6 144, o and down 4 096, gate/up 22 016 rows
+        for t in [9, 16] {
+            for n in [4096, 6144, 22016] {
+                assert!(few_rows_pay(t, n), "{t} rows of {n}");
+            }
+        }
+        // gate/up fills the wide tiles' grid from 32 rows; the others up to 128
+        assert!(!few_rows_pay(32, 22016));
+        assert!(few_rows_pay(64, 4096) && few_rows_pay(128, 6144));
+        assert!(!few_rows_pay(COOP_FEW_MAX_ROWS + 1, 4096));
+        let kernels = [GemmKernel::Coop, GemmKernel::Matvec, GemmKernel::Tiled];
+        let pick = |t, reach| kernels[pick_gemm(kernels.into_iter(), t, 4096, reach, 32)];
+        assert_eq!(pick(9, CoopReach::FewRows), GemmKernel::Coop);
+        assert_eq!(pick(9, CoopReach::F16), GemmKernel::Matvec);
+    }
+
+    #[test]
+    fn few_rows_tiles_cover_the_rows_and_keep_the_grid() {
+        assert_eq!(
+            [9, 16, 17, 32, 33, 64, 128].map(few_tiles),
+            [1, 1, 2, 2, 4, 4, 4]
+        );
+        // gate/up keeps 344 workgroups with 4 tiles of rows; o and down would keep 64
+        assert_eq!(few_row_tiles(1, 22016), 4);
+        assert_eq!(few_row_tiles(2, 22016), 2);
+        assert_eq!(few_row_tiles(4, 22016), 1);
+        assert_eq!(few_row_tiles(1, 4096), 1);
+        for tiles in [1, 2, 4] {
+            for n in [16, 300, 4096, 49152] {
+                let rows = few_row_tiles(tiles, n);
+                assert!(tiles * rows <= 4, "the sums fit COOP_FEW_WORKGROUP_BYTES");
+            }
         }
     }
 }
