@@ -139,6 +139,7 @@ fn rows(n_tokens: u32) -> StepShape {
         pos0: 0,
         n_out_rows: 1,
         max_context: 0,
+        query_tiles: 0,
     }
 }
 
@@ -304,6 +305,7 @@ fn lm_head_matmul_uses_only_the_logits_rows() {
             pos0: 0,
             n_out_rows: rows as u32,
             max_context: 0,
+            query_tiles: 0,
         },
     );
     let got = g.read_f32(&yb, rows * n).unwrap();
@@ -347,6 +349,7 @@ fn rmsnorm_matches_cpu() {
                 pos0: 0,
                 n_out_rows: 2,
                 max_context: 0,
+                query_tiles: 0,
             },
         );
         let got = g.read_f32(&yb, out_rows * h).unwrap();
@@ -986,6 +989,7 @@ fn sample_rows(
             pos0: 0,
             n_out_rows: rows as u32,
             max_context: 0,
+            query_tiles: 0,
         },
     );
     g.read_u32(&tb, rows).unwrap()

@@ -17,6 +17,9 @@
 #   bash run.sh rt  the few-rows form with up to 4 tiles of rows a workgroup (gate/up):
 #                   its kernel tests, one matmul alone, a decode step of 16 sequences
 #   bash run.sh rtstep  carry .gl: that step with and without the few-rows form
+#   bash run.sh pf  carry .gl .bin/headroom.xz .bin/kernels.xz .bin/attention.xz (a later
+#                   binary): prefill attention over query tiles, its tests, a prefill
+#                   chunk with and without it; the few-rows form's chunk orders
 #   bash run.sh c   carry .gl .bin/m.01 .bin/headroom.xz (a later binary): random 7B-shape GGUFs (F16, Q4_0; GQA-8),
 #                   `bench generate` (prefill 512 and 2 048, decode) with index clamping
 #                   off (the default) and on, SmolLM2; `bench serve` at 1 and 16 sequences,
@@ -141,6 +144,29 @@ rtstep)
         for few in 1 0; do
             run rt_step16_f16_few${few}_$i HEADROOM_COOP_FEW=$few -- bench decode-step \
                 --synthetic llama2-7b --kv-heads 8 --batch 16 --context 576 --runs 10
+        done
+    done
+    ;;
+pf)
+    # prefill attention over query tiles against per-query decode attention, and the
+    # few-rows form's chunk order (HEADROOM_EXP_FEW: u4i = 4 chunks a trip, every 8th
+    # chunk a subgroup, the default; u8i 8 a trip; u4c, u8c each subgroup a run of chunks)
+    unpack
+    xz -dc .bin/attention.xz > "$W/attention"; chmod +x "$W/attention"
+    (cd "$W" && timeout 150 ./attention > res/tests_attention_pf.txt 2>&1)
+    echo "attention: $(grep 'test result' "$R/tests_attention_pf.txt")"
+    for v in u4i u8i u4c u8c; do
+        (cd "$W" && HEADROOM_EXP_FEW=$v timeout 100 ./kernels matmul > res/tests_kernels_$v.txt 2>&1)
+        echo "kernels $v: $(grep 'test result' "$R/tests_kernels_$v.txt")"
+        run pf_matmul_f16_$v HEADROOM_EXP_FEW=$v -- bench matmul --kernels auto --tokens 9,16,32,64,128
+        grep -E 'TFLOP' "$R/pf_matmul_f16_$v.txt" | awk '{print $2, $8, $9}' | tr '\n' ';'; echo
+    done
+    for t in 512 2048; do
+        for pa in 1 0; do
+            run pf_prefill_${t}_pa$pa HEADROOM_PREFILL_ATTENTION=$pa -- bench decode-step \
+                --synthetic llama2-7b --kv-heads 8 --batch 1 --tokens $t --context $t --runs 5 --profile
+            echo "prefill $t pa$pa: $(grep -E '^ +8 ' "$R/pf_prefill_${t}_pa$pa.txt")"
+            grep attention "$R/pf_prefill_${t}_pa$pa.txt"
         done
     done
     ;;

@@ -25,6 +25,7 @@ const TA = {{TA}}u;     // 16-token tiles per workgroup: 1, 2 or 4
 const RT = {{RT}}u;     // 16-row tiles per workgroup: 1, 2 or 4 (TA x RT at most 4)
 const TILE = TA * RT * 256u; // one subgroup's sums
 
+
 var<workgroup> sums: array<f32, {{SUMS}}>;   // NS x TILE
 
 // c += x[t.. + 16, kk.. + 16] x W[r.. + 16, kk.. + 16]^T: the product of one 16-wide chunk of
@@ -59,8 +60,11 @@ fn main(@builtin(local_invocation_index) lid: u32,
     var c11 = coop_mat16x16<f32, C>();
     var c20 = coop_mat16x16<f32, C>();
     var c30 = coop_mat16x16<f32, C>();
+    // this subgroup's chunks: every NS-th from its own (giving each subgroup a run of
+    // its own, and eight chunks a trip, ran no faster on the H200:
+    // bench/2026-12-01-h200-gemm-loads); four a trip, each chunk's weight tiles loaded
+    // before its x tiles
     var i = sg;
-    // four chunks a trip; each chunk's weight tiles are loaded before its x tiles
     for (; i + 3u * NS < chunks; i += 4u * NS) {
         //!UNROLL u 4
         let kk = (i + %u%u * NS) * 16u;

@@ -370,7 +370,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
             // where it cannot be built, the longest context is dropped and it is retried
             while let Some(&cap) = fit.last() {
                 let quant = a.quant.map(QuantType::from);
-                let shape = StepShape {
+                let shape = StepSize {
                     batch: b,
                     tokens: a.tokens,
                     context: cap,
@@ -449,7 +449,7 @@ pub fn run(a: &DecodeStepArgs) -> Result<(), BenchError> {
 /// The sequences of a measured step: `batch` of them, each bringing `tokens` new tokens,
 /// the last at position `context` - 1.
 #[derive(Clone, Copy)]
-struct StepShape {
+struct StepSize {
     batch: usize,
     tokens: usize,
     context: usize,
@@ -461,11 +461,11 @@ fn build(
     cfg: &ModelConfig,
     (weights, quant): (StorageFormat, Option<QuantType>),
     kv: StorageFormat,
-    shape: StepShape,
+    shape: StepSize,
     block_size: usize,
     seed: u32,
 ) -> Result<GpuModel, BenchError> {
-    let StepShape {
+    let StepSize {
         batch,
         tokens,
         context,

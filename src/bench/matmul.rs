@@ -225,6 +225,7 @@ fn measure(
         pos0: 0,
         n_out_rows: 1,
         max_context: t,
+        query_tiles: 0,
     };
     let timer = GpuTimer::new(gpu, 64);
     timer.warm_up_for(gpu, "matmul", warmup_s, &mut |pass| op.record(pass, &shape))?;

@@ -1,10 +1,14 @@
-//! Decode attention over the paged KV cache with shared KV heads, split-K over the context
-//! (shaders/decode_attention.wgsl, merged by shaders/decode_attention_merge.wgsl).
+//! Attention over the paged KV cache with shared KV heads: decode attention, split-K over
+//! the context (shaders/decode_attention.wgsl, merged by shaders/decode_attention_merge.wgsl),
+//! and for prefill chunks the same op's tiled form (shaders/prefill_attention.wgsl).
 //!
 //! One workgroup serves the G query heads of one KV head: MHA (G = 1), GQA, MQA, and MLA
 //! in its absorbed form (one latent "KV head" whose value is the first `value_dim` values
 //! of the key). How the context is split is chosen per step from the shape (queries, head
-//! blocks, longest context) and the adapter (how many workgroups keep it busy).
+//! blocks, longest context) and the adapter (how many workgroups keep it busy). Steps
+//! whose queries are mostly prefill chunks take them in tiles of consecutive queries of
+//! one sequence instead (`query_tiles`): each key and value is loaded once per tile, not
+//! once per query.
 
 use super::matmul::{with_q8_store, Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{Cost, StepShape};
@@ -85,6 +89,13 @@ pub struct AttentionTuning {
     /// chunks) and value rows (`HEADROOM_ATTN_KEY_CHUNKS`, `HEADROOM_ATTN_VALUE_ROWS`)
     pub key_chunks: usize,
     pub value_rows: usize,
+    /// whether prefill chunks take their queries in tiles (shaders/prefill_attention.wgsl)
+    /// where the workgroup memory holds one: on CPU adapters, where it took a SmolLM2
+    /// prefill chunk's attention 1.8x faster on lavapipe; not on GPUs, where its scalar
+    /// arithmetic ran 5-6x slower than per-query decode attention fed from the cache
+    /// (H200, bench/2026-12-01-h200-gemm-loads). `HEADROOM_PREFILL_ATTENTION=0|1`
+    /// overrides.
+    pub prefill_tiles: bool,
 }
 
 impl AttentionTuning {
@@ -97,6 +108,11 @@ impl AttentionTuning {
             split_align: env_usize("HEADROOM_ATTN_SPLIT_ALIGN"),
             key_chunks: env_usize("HEADROOM_ATTN_KEY_CHUNKS").unwrap_or(KEY_CHUNKS_IN_FLIGHT),
             value_rows: env_usize("HEADROOM_ATTN_VALUE_ROWS").unwrap_or(VALUE_ROWS_IN_FLIGHT),
+            prefill_tiles: match std::env::var("HEADROOM_PREFILL_ATTENTION").as_deref() {
+                Ok("0") => false,
+                Ok("1") => true,
+                _ => gpu.adapter_info.device_type == wgpu::DeviceType::Cpu,
+            },
         }
     }
 }
@@ -204,6 +220,84 @@ fn env_usize(name: &str) -> Option<usize> {
         .filter(|&n| n > 0)
 }
 
+/// Key positions a workgroup of prefill attention loads at a time, and the most rows
+/// (queries x heads) it takes: 32 rows of head dim 128 and 16 keys are 34 KiB of
+/// workgroup memory.
+const PREFILL_KEYS: usize = 16;
+const PREFILL_ROWS: usize = 32;
+/// Threads of a prefill attention workgroup (at least `PREFILL_ROWS`: one a row in the
+/// softmax).
+const PREFILL_WG: usize = 128;
+
+/// How prefill attention tiles its queries: `queries` consecutive queries of one sequence
+/// for the grouped plan's heads, `keys` positions at a time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PrefillPlan {
+    pub queries: usize,
+    pub keys: usize,
+    /// workgroup memory the kernel uses, in bytes
+    pub workgroup_bytes: usize,
+}
+
+/// Workgroup memory of prefill attention for `rows` rows and `keys` positions: the rows'
+/// queries, the keys and values, the scores, and two words a row.
+fn prefill_workgroup_bytes(rows: usize, keys: usize, kv: &KvLayout) -> usize {
+    4 * (rows * kv.key_dim + keys * (kv.key_dim + kv.value_dim) + rows * keys + 2 * rows + 4)
+}
+
+impl PrefillPlan {
+    /// The most queries a tile (up to `PREFILL_ROWS` rows with `group` heads) whose
+    /// workgroup fits `memory`; None below two, and for MLA (whose values are its keys'
+    /// first dims: decode attention serves its prefill).
+    pub fn new(group: usize, kv: &KvLayout, memory: usize) -> Option<Self> {
+        if kv.latent || group > PREFILL_ROWS {
+            return None;
+        }
+        let mut queries = PREFILL_ROWS / group;
+        while queries >= 2 {
+            let bytes = prefill_workgroup_bytes(queries * group, PREFILL_KEYS, kv);
+            if bytes <= memory {
+                return Some(PrefillPlan {
+                    queries,
+                    keys: PREFILL_KEYS,
+                    workgroup_bytes: bytes,
+                });
+            }
+            queries /= 2;
+        }
+        None
+    }
+}
+
+/// Tiles of at most `per_tile` queries out of a step's (context length, block-table
+/// offset) per query: runs of queries of one table whose contexts grow by one (a prefill
+/// chunk's), cut every `per_tile`. Each tile is (first query, queries).
+pub fn query_tiles(
+    queries: impl IntoIterator<Item = (u32, u32)>,
+    per_tile: usize,
+) -> Vec<(u32, u32)> {
+    let mut tiles: Vec<(u32, u32)> = Vec::new();
+    let mut prev: Option<(u32, u32)> = None;
+    for (i, (ctx, table)) in queries.into_iter().enumerate() {
+        let joins = match (prev, tiles.last()) {
+            (Some((c, t)), Some(&(_, n))) => t == table && ctx == c + 1 && (n as usize) < per_tile,
+            _ => false,
+        };
+        match joins {
+            true => tiles.last_mut().expect("a tile to join").1 += 1,
+            false => tiles.push((i as u32, 1)),
+        }
+        prev = Some((ctx, table));
+    }
+    tiles
+}
+
+/// Whether tiles pay for a step: two queries a tile or more on average. Decode rows are
+/// tiles of one and keep decode attention, which splits long contexts over workgroups.
+fn tiles_pay(queries: usize, tiles: usize) -> bool {
+    tiles > 0 && queries >= 2 * tiles
+}
+
 /// Where one attention layer reads and writes.
 pub struct AttentionIo<'a> {
     /// per-step metadata (see `kv::StepMeta`)
@@ -231,6 +325,10 @@ pub struct AttentionScratch {
     pub kv: KvLayout,
     params: wgpu::Buffer,
     partials: wgpu::Buffer,
+    /// prefill attention's tiling (None: decode attention serves every step), and the
+    /// step's tiles (first query, queries, -, -) it reads
+    pub prefill: Option<PrefillPlan>,
+    tiles: wgpu::Buffer,
     /// the layers' outputs are also stored as 8-bit blocks (by the merge, which then runs
     /// on every step of at most `VEC_MAX_ROWS` queries) for the integer-dot matmul that
     /// reads them (`with_output_blocks`)
@@ -332,6 +430,11 @@ impl AttentionScratch {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let prefill = match tuning.prefill_tiles {
+            true => PrefillPlan::new(plan.group, kv, tuning.workgroup_memory),
+            false => None,
+        };
+        let tiles = gpu.storage("attention.tiles", (max_queries.max(1) * 16) as u64)?;
         Ok(AttentionScratch {
             plan,
             variants,
@@ -339,6 +442,8 @@ impl AttentionScratch {
             kv: *kv,
             params,
             partials,
+            prefill,
+            tiles,
             output_blocks: false,
             scale,
             q_stride,
@@ -425,6 +530,37 @@ impl AttentionScratch {
         self.prepare_variant(gpu, meta, v)
     }
 
+    /// Writes this step's query tiles where they pay (prefill chunks); returns how many
+    /// (`StepShape::query_tiles`), 0 where decode attention takes the step.
+    pub fn prepare_tiles(&self, gpu: &GpuContext, meta: &StepMeta) -> u32 {
+        let Some(plan) = self.prefill else {
+            return 0;
+        };
+        let n = meta.n_queries as usize;
+        let queries = meta.words[..4 * n].chunks_exact(4).map(|w| (w[0], w[1]));
+        let tiles = query_tiles(queries, plan.queries);
+        if !tiles_pay(n, tiles.len()) {
+            return 0;
+        }
+        let words: Vec<u32> = tiles.iter().flat_map(|&(f, c)| [f, c, 0, 0]).collect();
+        gpu.queue
+            .write_buffer(&self.tiles, 0, bytemuck::cast_slice(&words));
+        tiles.len() as u32
+    }
+
+    /// The tiles a step of queries with these context lengths would take (one sequence's
+    /// queries being those whose contexts grow by one), 0 where decode attention takes it.
+    pub fn tiles_of_lens(&self, context_lens: &[u32]) -> u32 {
+        let Some(plan) = self.prefill else {
+            return 0;
+        };
+        let tiles = query_tiles(context_lens.iter().map(|&c| (c, 0)), plan.queries);
+        match tiles_pay(context_lens.len(), tiles.len()) {
+            true => tiles.len() as u32,
+            false => 0,
+        }
+    }
+
     fn prepare_variant(&self, gpu: &GpuContext, meta: &StepMeta, v: usize) -> Split {
         let split = self.split_of(v, meta.n_queries as usize, meta.max_context as usize);
         let p = Params {
@@ -450,6 +586,8 @@ pub struct DecodeAttention {
     kernels: Vec<(Arc<wgpu::ComputePipeline>, Arc<wgpu::ComputePipeline>)>,
     /// the merge also stores the outputs as 8-bit blocks (`AttentionIo::out_blocks`)
     blocks: bool,
+    /// prefill attention over the step's query tiles, where the scratch plans it
+    prefill: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
     group: wgpu::BindGroup,
     merge_group: wgpu::BindGroup,
     /// the grouped plan
@@ -547,6 +685,44 @@ impl DecodeAttention {
                 &scratch.partials,
             ],
         );
+        let prefill = scratch.prefill.map(|p| {
+            let layout = gpu.pipelines.layout(
+                "prefill_attention",
+                &[Uniform, Read, Read, Read, Read, Read, Read, ReadWrite, Read],
+            );
+            let src = KernelSource::new(
+                "prefill_attention",
+                include_str!("../../shaders/prefill_attention.wgsl"),
+            )
+            .kv(kv.format)
+            .constant("G", scratch.plan.group)
+            .constant("HBPK", scratch.plan.blocks_per_kv_head)
+            .constant("KD", kv.key_dim)
+            .constant("VD", kv.value_dim)
+            .constant("BS", kv.block_size)
+            .constant("BLOCK_ELEMS", kv.key_block_elems())
+            .constant("BPB", blocks_per_binding)
+            .constant("QT", p.queries)
+            .constant("BK", p.keys)
+            .constant("WG", PREFILL_WG);
+            let group = super::bind_layout(
+                gpu,
+                &layout,
+                "prefill_attention",
+                &[
+                    &scratch.params,
+                    io.meta,
+                    io.q,
+                    &io.pool.k[0],
+                    &io.pool.k[1],
+                    &io.pool.v[0],
+                    &io.pool.v[1],
+                    io.out,
+                    &scratch.tiles,
+                ],
+            );
+            (gpu.pipelines.get_with_layout(&src, Some(&layout)), group)
+        });
         let mut merge_buffers = vec![&scratch.params, io.meta, &scratch.partials, io.out];
         merge_buffers.extend(blocks);
         let merge_group =
@@ -554,6 +730,7 @@ impl DecodeAttention {
         Ok(DecodeAttention {
             kernels,
             blocks: blocks.is_some(),
+            prefill,
             group,
             merge_group,
             plan: scratch.plan,
@@ -644,6 +821,30 @@ impl DecodeAttention {
         }
     }
 
+    /// Bytes and flops of one step of prefill attention over queries with these context
+    /// lengths: each KV head read once per tile (up to its last query's context) and head
+    /// block, plus the queries and outputs.
+    fn cost_tiled(&self, context_lens: &[u32], per_tile: usize) -> Cost {
+        let eb = self.kv.format.bytes_per_element() as u64;
+        let kv_row = (self.kv.key_dim + self.kv.value_dim) as u64;
+        let tiles = query_tiles(context_lens.iter().map(|&c| (c, 0)), per_tile);
+        let positions: u64 = tiles
+            .iter()
+            .map(|&(f, n)| context_lens[(f + n - 1) as usize] as u64)
+            .sum();
+        let kv_reads =
+            positions * self.kv.kv_heads as u64 * self.scratch.plan.blocks_per_kv_head as u64;
+        let nq = context_lens.len() as u64;
+        let attended: u64 = context_lens.iter().map(|&c| c as u64).sum();
+        Cost {
+            bytes_read: kv_reads * kv_row * eb + nq * (self.heads * self.kv.key_dim) as u64 * 4,
+            bytes_written: nq * (self.heads * self.kv.value_dim) as u64 * 4,
+            flops: attended * self.heads as u64 * 2 * kv_row,
+            weight_bytes: 0,
+            kv_bytes: kv_reads * kv_row * eb,
+        }
+    }
+
     /// The KV bytes alone (what the roofline is about).
     pub fn kv_bytes(&self, context_lens: &[u32]) -> u64 {
         let eb = self.kv.format.bytes_per_element() as u64;
@@ -658,21 +859,36 @@ impl super::Op for DecodeAttention {
         "attention"
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
+        if let (true, Some((pipeline, group))) = (s.query_tiles > 0, &self.prefill) {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(s.query_tiles, self.scratch.head_blocks(GROUPED) as u32, 1);
+            return;
+        }
         let (v, split) = self.step_variant(s);
         self.record_variant(v, pass, s.n_tokens, split);
     }
     /// For single-sequence steps: token t sees pos0 + t + 1 positions.
     fn cost(&self, s: &StepShape) -> Cost {
         let lens: Vec<u32> = (0..s.n_tokens).map(|t| s.pos0 + t + 1).collect();
-        let (v, split) = self.step_variant(s);
-        self.cost_of(v, &lens, split)
+        self.cost_of_rows(s, &lens)
     }
     fn cost_of_rows(&self, s: &StepShape, context_lens: &[u32]) -> Cost {
+        if let (true, Some(p)) = (
+            s.query_tiles > 0 && self.prefill.is_some(),
+            self.scratch.prefill,
+        ) {
+            return self.cost_tiled(context_lens, p.queries);
+        }
         let (v, split) = self.step_variant(s);
         self.cost_of(v, context_lens, split)
     }
-    /// The split-K pass, and the merge where the context was split or blocks are stored.
+    /// The split-K pass, and the merge where the context was split or blocks are stored;
+    /// prefill attention's one pass.
     fn dispatches(&self, s: &StepShape) -> u32 {
+        if s.query_tiles > 0 && self.prefill.is_some() {
+            return 1;
+        }
         let (_, split) = self.step_variant(s);
         let always = self.scratch.merge_always(s.n_tokens as usize);
         1 + (split.n_splits > 1 || always) as u32

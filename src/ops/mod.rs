@@ -88,6 +88,9 @@ pub struct StepShape {
     pub n_out_rows: u32,
     /// the longest context of any token row (pos0 + n_tokens for one sequence)
     pub max_context: u32,
+    /// tiles of consecutive queries of one sequence that attention takes together
+    /// (`ops::decode_attention::query_tiles`); 0: attention takes each query alone
+    pub query_tiles: u32,
 }
 
 impl StepShape {
@@ -98,6 +101,7 @@ impl StepShape {
             pos0,
             n_out_rows: 1,
             max_context: pos0 + n_tokens,
+            query_tiles: 0,
         }
     }
 }

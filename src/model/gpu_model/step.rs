@@ -110,12 +110,13 @@ impl GpuModel {
         if write_tokens {
             self.write_tokens(&tokens)?;
         }
-        let max_context = self.write_rows(&rows, &outs);
+        let (max_context, query_tiles) = self.write_rows(&rows, &outs);
         let shape = StepShape {
             n_tokens: rows.len() as u32,
             pos0: 0,
             n_out_rows: outs.len() as u32,
             max_context,
+            query_tiles,
         };
         Ok(PreparedStep {
             rows,
@@ -243,10 +244,11 @@ impl GpuModel {
                 .filter_map(|(i, p)| p.sample.map(|(s, counter)| (i, s, counter)))
                 .map(|(i, s, counter)| OutRow::new(i as u32, &s, counter + k as u32))
                 .collect();
-            let max_context = self.write_rows(&next, &outs);
+            let (max_context, query_tiles) = self.write_rows(&next, &outs);
             let step = PreparedStep {
                 shape: StepShape {
                     max_context,
+                    query_tiles,
                     ..first.shape
                 },
                 rows: next,
@@ -335,7 +337,7 @@ impl GpuModel {
     /// see `context_lens` positions each (their own included), `sampled` of them with
     /// logits.
     pub fn step_cost(&self, context_lens: &[u32], sampled: usize) -> Cost {
-        let shape = Self::shape_of_rows(context_lens, sampled);
+        let shape = self.shape_of_rows(context_lens, sampled);
         self.ops().fold(Cost::default(), |acc, op| {
             acc + op.cost_of_rows(&shape, context_lens)
         })
@@ -343,16 +345,17 @@ impl GpuModel {
 
     /// The dispatches of such a step (see `step_cost`).
     pub fn step_dispatches(&self, context_lens: &[u32], sampled: usize) -> u32 {
-        let shape = Self::shape_of_rows(context_lens, sampled);
+        let shape = self.shape_of_rows(context_lens, sampled);
         self.ops().map(|op| op.dispatches(&shape)).sum()
     }
 
-    fn shape_of_rows(context_lens: &[u32], sampled: usize) -> StepShape {
+    fn shape_of_rows(&self, context_lens: &[u32], sampled: usize) -> StepShape {
         StepShape {
             n_tokens: context_lens.len() as u32,
             pos0: 0,
             n_out_rows: sampled as u32,
             max_context: context_lens.iter().copied().max().unwrap_or(0),
+            query_tiles: self.attention.tiles_of_lens(context_lens),
         }
     }
 
@@ -496,8 +499,9 @@ impl GpuModel {
     }
 
     /// Writes the step parameters, the logits rows, the query rows with their block
-    /// tables, and the attention's split for them; returns the longest context.
-    fn write_rows(&self, rows: &[QueryRow<'_>], outs: &[OutRow]) -> u32 {
+    /// tables, and the attention's split or query tiles for them; returns the longest
+    /// context and the query tiles (`StepShape::query_tiles`).
+    fn write_rows(&self, rows: &[QueryRow<'_>], outs: &[OutRow]) -> (u32, u32) {
         let params = StepParams {
             n_tokens: rows.len() as u32,
             pos0: 0,
@@ -515,7 +519,8 @@ impl GpuModel {
             .queue
             .write_buffer(&self.meta, 0, bytemuck::cast_slice(&meta.words));
         self.attention.prepare_step(&self.gpu, &meta);
-        meta.max_context
+        let tiles = self.attention.prepare_tiles(&self.gpu, &meta);
+        (meta.max_context, tiles)
     }
 
     /// An encoder holding one compute pass with the prepared step recorded.
