@@ -623,6 +623,51 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
     }
 }
 
+/// Steps whose merge stores attention's outputs as 8-bit blocks for the next matmul (up
+/// to 8 queries) keep decode attention: prefill attention has no merge.
+#[test]
+fn prefill_tiles_leave_steps_whose_merge_stores_blocks() {
+    let g = gpu();
+    let layout = KvLayout {
+        layers: 1,
+        kv_heads: 3,
+        key_dim: 64,
+        value_dim: 64,
+        block_size: 16,
+        format: StorageFormat::F16,
+        latent: false,
+    };
+    let table = [0u32, 1];
+    let tiles_for = |queries: u32, blocks: bool| {
+        let rows: Vec<QueryRow> = (0..queries)
+            .map(|i| QueryRow {
+                context_len: i + 1,
+                table: &table,
+                q_row: i,
+                out_row: i,
+            })
+            .collect();
+        let meta = StepMeta::new(&rows, 32);
+        let scratch = AttentionScratch::with_tuning(
+            &g,
+            9,
+            &layout,
+            0.125,
+            32,
+            32,
+            9 * 64,
+            9 * 64,
+            tuning(&g, 2),
+        )
+        .unwrap()
+        .with_output_blocks(blocks);
+        scratch.prepare_tiles(&g, &meta)
+    };
+    assert_eq!(tiles_for(5, true), 0);
+    assert_eq!(tiles_for(5, false), 1);
+    assert_eq!(tiles_for(20, true), 2);
+}
+
 #[test]
 fn query_tiles_follow_one_sequence_s_consecutive_positions() {
     use headroom::ops::decode_attention::query_tiles;

@@ -292,12 +292,6 @@ pub fn query_tiles(
     tiles
 }
 
-/// Whether tiles pay for a step: two queries a tile or more on average. Decode rows are
-/// tiles of one and keep decode attention, which splits long contexts over workgroups.
-fn tiles_pay(queries: usize, tiles: usize) -> bool {
-    tiles > 0 && queries >= 2 * tiles
-}
-
 /// Where one attention layer reads and writes.
 pub struct AttentionIo<'a> {
     /// per-step metadata (see `kv::StepMeta`)
@@ -530,6 +524,14 @@ impl AttentionScratch {
         self.prepare_variant(gpu, meta, v)
     }
 
+    /// Whether tiles pay for a step of `queries` queries: two queries a tile or more on
+    /// average (decode rows are tiles of one and keep decode attention, which splits long
+    /// contexts over workgroups), and not on steps whose merge stores the outputs as
+    /// 8-bit blocks for the next matmul (`merge_always`: prefill attention has no merge).
+    fn tiles_pay(&self, queries: usize, tiles: usize) -> bool {
+        tiles > 0 && queries >= 2 * tiles && !self.merge_always(queries)
+    }
+
     /// Writes this step's query tiles where they pay (prefill chunks); returns how many
     /// (`StepShape::query_tiles`), 0 where decode attention takes the step.
     pub fn prepare_tiles(&self, gpu: &GpuContext, meta: &StepMeta) -> u32 {
@@ -539,7 +541,7 @@ impl AttentionScratch {
         let n = meta.n_queries as usize;
         let queries = meta.words[..4 * n].chunks_exact(4).map(|w| (w[0], w[1]));
         let tiles = query_tiles(queries, plan.queries);
-        if !tiles_pay(n, tiles.len()) {
+        if !self.tiles_pay(n, tiles.len()) {
             return 0;
         }
         let words: Vec<u32> = tiles.iter().flat_map(|&(f, c)| [f, c, 0, 0]).collect();
@@ -555,7 +557,7 @@ impl AttentionScratch {
             return 0;
         };
         let tiles = query_tiles(context_lens.iter().map(|&c| (c, 0)), plan.queries);
-        match tiles_pay(context_lens.len(), tiles.len()) {
+        match self.tiles_pay(context_lens.len(), tiles.len()) {
             true => tiles.len() as u32,
             false => 0,
         }

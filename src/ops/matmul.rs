@@ -940,6 +940,7 @@ pub fn gemm_coop_f16_few_source(subgroup_size: u32, tiles: u32, row_tiles: u32) 
         "gemm_coop_f16_few",
         include_str!("../../shaders/coop/gemm_f16_few.wgsl"),
     )
+    .constant("CHUNK", include_str!("../../shaders/coop/few_chunk.wgsl"))
     .constant("SG", subgroup_size)
     .constant("NS", split)
     .constant("TA", tiles)
