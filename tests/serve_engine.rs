@@ -91,6 +91,8 @@ fn request(e: &Engine, text: &str, max_tokens: usize) -> CompletionRequest {
 #[derive(Debug, Clone, PartialEq)]
 struct Outcome {
     ids: Vec<u32>,
+    /// of them, those drafted and confirmed in one step
+    drafted: usize,
     text: String,
     finish: FinishReason,
     usage: Usage,
@@ -113,14 +115,19 @@ fn run_all(e: &Engine, reqs: Vec<CompletionRequest>) -> Vec<Outcome> {
         .map(|rx| {
             let (mut ids, mut text, mut logprobs) = (vec![], String::new(), vec![]);
             let mut prompt_logprobs = None;
+            let mut drafted = 0;
             loop {
                 match rx.recv_timeout(Duration::from_secs(600)).unwrap() {
                     Event::Delta {
                         text: t,
                         ids: i,
                         logprobs: l,
+                        drafted: d,
                     } => {
                         assert!(l.is_empty() || l.len() == i.len(), "one logprob per id");
+                        if d {
+                            drafted += i.len();
+                        }
                         text += &t;
                         ids.extend(i);
                         logprobs.extend(l);
@@ -132,6 +139,7 @@ fn run_all(e: &Engine, reqs: Vec<CompletionRequest>) -> Vec<Outcome> {
                     Event::Done { finish, usage } => {
                         return Outcome {
                             ids,
+                            drafted,
                             text,
                             finish,
                             usage,
@@ -691,6 +699,10 @@ fn speculation_gives_the_greedy_ids_of_plain_decoding() {
             assert_eq!(g.ids, w.ids, "pool of {kv_tokens} tokens, request {i}");
             assert_eq!(g.text, w.text);
             assert_eq!(g.usage.completion_tokens, n);
+            assert_eq!(
+                w.drafted, 0,
+                "a request that does not speculate drafts nothing"
+            );
         }
         let m = settled(&e);
         assert!(
@@ -698,6 +710,20 @@ fn speculation_gives_the_greedy_ids_of_plain_decoding() {
             "nothing was drafted and kept: {m:?}"
         );
         assert!(m.draft_accepted_total <= m.draft_tokens_total);
+        // the events mark the confirmed draft tokens they carry: the copy reply has some,
+        // and no request more than the engine confirmed
+        let marked: usize = got.iter().map(|g| g.drafted).sum();
+        if kv_tokens != 112 {
+            assert!(
+                got[0].drafted > 0,
+                "the copy reply's events mark no drafted token"
+            );
+        }
+        assert!(
+            marked as u64 <= m.draft_accepted_total,
+            "{marked} tokens marked, {} confirmed",
+            m.draft_accepted_total
+        );
         assert_eq!(m.kv_blocks_used, 0);
         if kv_tokens == 112 {
             assert!(m.requests_preempted > 0, "the small pool preempted: {m:?}");

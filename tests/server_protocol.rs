@@ -159,6 +159,7 @@ fn play_script(req: CompletionRequest, mut sink: EventSink, cancelled: &AtomicBo
         text: text.to_string(),
         ids: vec![1],
         logprobs: vec![],
+        drafted: false,
     };
     match req.sampling.top_k {
         TOP_K_ENDLESS => {
@@ -197,12 +198,14 @@ fn play_script(req: CompletionRequest, mut sink: EventSink, cancelled: &AtomicBo
                         .map(|_| fake_logprob(id, k, top))
                         .into_iter()
                         .collect(),
+                    drafted: false,
                 };
                 // An empty delta, as for an incomplete character: never a chunk of its own.
                 let empty = Event::Delta {
                     text: String::new(),
                     ids: vec![],
                     logprobs: vec![],
+                    drafted: false,
                 };
                 if !send(word) || !send(empty) {
                     return;

@@ -58,6 +58,9 @@ pub enum Event {
         text: String,
         ids: Vec<u32>,
         logprobs: Vec<TokenLogprob>,
+        /// the ids were drafted (prompt lookup) and confirmed by the model in one step,
+        /// rather than drawn by a step of their own
+        drafted: bool,
     },
     /// The log-probabilities of the prompt's tokens after the first, once, before the
     /// first `Delta` (requests with `prompt_logprobs`).

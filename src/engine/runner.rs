@@ -508,7 +508,7 @@ impl EngineLoop {
             } else {
                 // the sampled row's logits are the part's last row, where it has any
                 let row = (!rows.is_empty()).then(|| &rows[rows.len() - v..]);
-                self.on_sample(w.index, id, row);
+                self.on_sample(w.index, id, row, false);
                 generated += 1;
             }
         }
@@ -594,7 +594,7 @@ impl EngineLoop {
             .enumerate()
         {
             let before = self.sched.running[i].0.tokens.len();
-            self.on_sample(i, id, None);
+            self.on_sample(i, id, None, r < confirmed);
             emitted += 1;
             let (s, live) = &self.sched.running[i];
             if r < confirmed && s.tokens.len() > before {
@@ -622,8 +622,9 @@ impl EngineLoop {
     }
 
     /// A sampled id for `running[i]` (and the logits it was drawn from, where the request
-    /// asked for log-probabilities): stop checks, text, events.
-    fn on_sample(&mut self, i: usize, id: u32, logits: Option<&[f32]>) {
+    /// asked for log-probabilities; `drafted`: a confirmed draft token): stop checks,
+    /// text, events.
+    fn on_sample(&mut self, i: usize, id: u32, logits: Option<&[f32]>, drafted: bool) {
         let context = self.shared.context;
         let tok = self.shared.tokenizer.clone();
         let (s, live) = &mut self.sched.running[i];
@@ -678,6 +679,7 @@ impl EngineLoop {
                 text: emit,
                 ids,
                 logprobs,
+                drafted,
             })
         {
             live.gone = true;

@@ -41,6 +41,29 @@ impl Default for GenerateTab {
     }
 }
 
+/// Text in runs, the drafted-and-confirmed ones (speculative decoding by prompt lookup:
+/// tokens the model confirmed several at a time) on a green background.
+fn marked_text(ui: &egui::Ui, runs: &[(&str, bool)]) -> egui::text::LayoutJob {
+    let mut job = egui::text::LayoutJob::default();
+    job.wrap.max_width = ui.available_width();
+    let font = egui::TextStyle::Monospace.resolve(ui.style());
+    let color = ui.visuals().text_color();
+    for &(text, drafted) in runs {
+        let background = match drafted {
+            true => egui::Color32::from_rgba_unmultiplied(60, 160, 90, 90),
+            false => egui::Color32::TRANSPARENT,
+        };
+        let format = egui::TextFormat {
+            font_id: font.clone(),
+            color,
+            background,
+            ..Default::default()
+        };
+        job.append(text, 0.0, format);
+    }
+    job
+}
+
 impl GenerateTab {
     pub fn running(&self) -> bool {
         self.streams
@@ -191,15 +214,19 @@ impl GenerateTab {
                     let ttft = st
                         .first_token_s
                         .map_or(String::new(), |t| format!(" · first token {:.0} ms", t * 1e3));
+                    let drafted = match st.drafted_tokens {
+                        0 => String::new(),
+                        n => format!(" · {n} drafted and confirmed (highlighted)"),
+                    };
                     ui.label(
                         RichText::new(format!(
-                            "sequence {} · {} tokens{ttft}{rate} · {status}",
+                            "sequence {} · {} tokens{ttft}{rate}{drafted} · {status}",
                             i + 1,
                             st.ids.len()
                         ))
                         .strong(),
                     );
-                    ui.label(RichText::new(&st.text).monospace());
+                    ui.label(marked_text(ui, &st.runs()));
                     ui.separator();
                 }
             });

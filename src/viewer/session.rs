@@ -89,6 +89,10 @@ pub struct Stream {
     pub prompt_ids: Vec<u32>,
     pub ids: Vec<u32>,
     pub text: String,
+    /// byte ranges of `text` that came with tokens drafted by prompt lookup and confirmed
+    /// in one step (adjacent ones merged), and how many such tokens
+    pub drafted: Vec<std::ops::Range<usize>>,
+    pub drafted_tokens: usize,
     pub finish: Option<FinishReason>,
     pub error: Option<String>,
     pub cached_tokens: usize,
@@ -101,6 +105,36 @@ pub struct Stream {
 impl Stream {
     pub fn running(&self) -> bool {
         self.finish.is_none() && self.error.is_none()
+    }
+
+    /// Marks the next `bytes` of text, about to be appended, as drafted (`tokens` of them).
+    pub fn note_drafted(&mut self, bytes: usize, tokens: usize) {
+        self.drafted_tokens += tokens;
+        let at = self.text.len();
+        if bytes == 0 {
+            return;
+        }
+        match self.drafted.last_mut() {
+            Some(r) if r.end == at => r.end += bytes,
+            _ => self.drafted.push(at..at + bytes),
+        }
+    }
+
+    /// The text in runs: (run, drafted), in order.
+    pub fn runs(&self) -> Vec<(&str, bool)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for r in &self.drafted {
+            if r.start > at {
+                out.push((&self.text[at..r.start], false));
+            }
+            out.push((&self.text[r.clone()], true));
+            at = r.end;
+        }
+        if at < self.text.len() {
+            out.push((&self.text[at..], false));
+        }
+        out
     }
 }
 
@@ -134,9 +168,14 @@ impl StreamHandle {
             let mut st = s.lock().unwrap();
             let elapsed = st.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
             match ev {
-                Event::Delta { text, ids, .. } => {
+                Event::Delta {
+                    text, ids, drafted, ..
+                } => {
                     if st.first_token_s.is_none() && !ids.is_empty() {
                         st.first_token_s = Some(elapsed);
+                    }
+                    if drafted {
+                        st.note_drafted(text.len(), ids.len());
                     }
                     st.text.push_str(&text);
                     st.ids.extend(ids);
@@ -167,5 +206,37 @@ impl StreamHandle {
         self.cancel.store(true, Ordering::Relaxed);
         let mut st = self.stream.lock().unwrap();
         st.finish.get_or_insert(FinishReason::Cancelled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stream;
+
+    #[test]
+    fn drafted_text_comes_back_in_runs() {
+        let mut st = Stream::default();
+        let push = |st: &mut Stream, text: &str, drafted: bool| {
+            if drafted {
+                st.note_drafted(text.len(), 1);
+            }
+            st.text.push_str(text);
+        };
+        push(&mut st, "Copy:", false);
+        push(&mut st, " apples", true);
+        push(&mut st, ",", true);
+        push(&mut st, "", true);
+        push(&mut st, " pears", false);
+        push(&mut st, " plums", true);
+        assert_eq!(
+            st.runs(),
+            [
+                ("Copy:", false),
+                (" apples,", true),
+                (" pears", false),
+                (" plums", true)
+            ]
+        );
+        assert_eq!(st.drafted_tokens, 4);
     }
 }
