@@ -368,7 +368,8 @@ async fn open_engine(
 
 /// Runs `prompt` (through the chat template when `chat`) greedily for at most
 /// `max_tokens` tokens in the Generate tab and resolves, when it finishes, with JSON:
-/// `{prompt_ids, ids, text, finish, first_token_s, done_s, decode_tokens_per_s}`.
+/// `{prompt_ids, ids, text, finish, first_token_s, done_s, decode_tokens_per_s,
+/// drafted_tokens}` (drafted_tokens: those drafted by prompt lookup and confirmed).
 #[wasm_bindgen]
 pub async fn generate(prompt: String, max_tokens: u32, chat: bool) -> Result<String, JsValue> {
     let (reply, rx) = futures_channel::oneshot::channel();
@@ -406,6 +407,7 @@ pub async fn generate(prompt: String, max_tokens: u32, chat: bool) -> Result<Str
                     "first_token_s": st.first_token_s,
                     "done_s": st.done_s,
                     "decode_tokens_per_s": decode,
+                    "drafted_tokens": st.drafted_tokens,
                 });
                 return Ok(doc.to_string());
             }

@@ -28,11 +28,15 @@ use std::time::{Duration, Instant};
 
 const PROMPT: &str = "The three primary colors are";
 const TOKENS: usize = 16;
+/// A prompt whose reply copies part of it: prompt lookup drafts from it, and the model
+/// confirms drafts (speculative decoding in the page's engine).
+const COPY_PROMPT: &str = "Copy the list exactly.\nList: apples, pears, plums, cherries, \
+    grapes, lemons, limes, melons, mangoes, peaches.\nCopy: apples, pears, plums,";
 
 /// The tab's request settings, as the page's `generate(prompt, 16, false)` sets them.
-fn tab() -> GenerateTab {
+fn tab(prompt: &str) -> GenerateTab {
     GenerateTab {
-        prompt: PROMPT.into(),
+        prompt: prompt.into(),
         chat: false,
         max_tokens: TOKENS,
         temperature: 0.0,
@@ -100,9 +104,19 @@ fn serve(dir: &Path) -> (Server, u16) {
     (server, port)
 }
 
-/// Native tokens for the same request: the viewer's engine on the default adapter, with
-/// native weights as the page loads them.
-fn native(model: &Path) -> (Vec<u32>, Vec<u32>, String, f64) {
+/// What the viewer's engine made of one request: prompt ids, ids, text, decode tokens/s,
+/// and the tokens drafted and confirmed.
+struct Native {
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    rate: f64,
+    drafted: usize,
+}
+
+/// Native tokens for the same requests (`prompts`, in order): the viewer's engine on the
+/// default adapter, with native weights as the page loads them.
+fn native(model: &Path, prompts: &[&str]) -> Vec<Native> {
     // the page's WebGPU has no subgroups through wgpu, so its decode matmuls keep x in f32;
     // so do these (this test binary holds this one test)
     std::env::set_var("HEADROOM_NO_Q8_DOT", "1");
@@ -124,11 +138,16 @@ fn native(model: &Path) -> (Vec<u32>, Vec<u32>, String, f64) {
         },
     })
     .expect("the native engine starts");
-    let req = tab()
+    prompts.iter().map(|p| native_one(&engine, p)).collect()
+}
+
+/// One request of the page's settings on `engine`, to the end.
+fn native_one(engine: &headroom::engine::Engine, prompt: &str) -> Native {
+    let req = tab(prompt)
         .requests(engine.tokenizer())
         .expect("the request builds")
         .remove(0);
-    let h = StreamHandle::submit(&engine, req, None);
+    let h = StreamHandle::submit(engine, req, None);
     let t = Instant::now();
     loop {
         {
@@ -139,7 +158,13 @@ fn native(model: &Path) -> (Vec<u32>, Vec<u32>, String, f64) {
                     (Some(a), Some(b)) if b > a => (st.ids.len() - 1) as f64 / (b - a),
                     _ => 0.0,
                 };
-                return (st.prompt_ids.clone(), st.ids.clone(), st.text.clone(), rate);
+                return Native {
+                    prompt_ids: st.prompt_ids.clone(),
+                    ids: st.ids.clone(),
+                    text: st.text.clone(),
+                    rate,
+                    drafted: st.drafted_tokens,
+                };
             }
         }
         assert!(
@@ -201,6 +226,7 @@ fn browser_generates_the_native_tokens() {
     let shot = root.join("target/browser-test.png");
     let out = run(
         Command::new("node")
+            .env("HEADROOM_COPY_PROMPT", COPY_PROMPT)
             .arg(tests.join("browser-test.mjs"))
             .arg(&url)
             .arg(&shot)
@@ -238,7 +264,15 @@ fn browser_generates_the_native_tokens() {
         "the no-WebGPU message: {message:?}"
     );
 
-    let (native_prompt, native_ids, native_text, native_rate) = native(&model);
+    let mut runs = native(&model, &[PROMPT, COPY_PROMPT]).into_iter();
+    let (first, copy) = (runs.next().unwrap(), runs.next().unwrap());
+    let Native {
+        prompt_ids: native_prompt,
+        ids: native_ids,
+        text: native_text,
+        rate: native_rate,
+        ..
+    } = first;
     let browser_rate = result["decode_tokens_per_s"].as_f64().unwrap_or(0.0);
     eprintln!("page: {}", page["status"]);
     eprintln!("gpu: {}", page["gpu"]);
@@ -264,6 +298,26 @@ fn browser_generates_the_native_tokens() {
     );
     assert_eq!(ids(result, "ids"), native_ids, "generated tokens differ");
     assert_eq!(result["text"], native_text.as_str());
+
+    // speculative decoding in the page's engine: the copy reply drafts from the prompt,
+    // confirms the same drafts as natively, and keeps the ids of plain decoding
+    let copied = &page["copy_result"];
+    assert!(copied.is_object(), "no copy result: {page:#}");
+    assert_eq!(
+        ids(copied, "ids"),
+        copy.ids,
+        "copy reply: generated tokens differ"
+    );
+    assert!(
+        copy.drafted > 0,
+        "natively, the copy reply confirmed no draft: {:?}",
+        copy.text
+    );
+    assert_eq!(
+        copied["drafted_tokens"].as_u64(),
+        Some(copy.drafted as u64),
+        "drafted and confirmed tokens, browser against native"
+    );
 
     let hf = &page["hf_result"];
     assert!(

@@ -8,7 +8,9 @@
 //   node web/tests/browser-test.mjs URL SCREENSHOT.png PROMPT MAX_TOKENS [HF_FILE...]
 //
 // With HF_FILEs (a Hugging Face model's files), they are then picked in the file input and
-// the same prompt is generated again from them: {hf_status, hf_result}.
+// the same prompt is generated again from them: {hf_status, hf_result}. With
+// HEADROOM_COPY_PROMPT set, that prompt is also generated after PROMPT (one that prompt
+// lookup drafts from): {copy_result}.
 import { chromium } from "playwright-core";
 
 const [url, shot, prompt, maxTokens, ...hfFiles] = process.argv.slice(2);
@@ -52,6 +54,12 @@ try {
       ([p, n]) => window.headroom.generate(p, n, false),
       [prompt, Number(maxTokens)],
     );
+    if (process.env.HEADROOM_COPY_PROMPT) {
+      out.copy_result = await page.evaluate(
+        ([p, n]) => window.headroom.generate(p, n, false),
+        [process.env.HEADROOM_COPY_PROMPT, Number(maxTokens)],
+      );
+    }
     // let the Generate tab paint the finished text
     await page.waitForTimeout(1000);
   }
