@@ -25,11 +25,9 @@ const TA = {{TA}}u;     // 16-token tiles per workgroup: 1, 2 or 4
 const RT = {{RT}}u;     // 16-row tiles per workgroup: 1, 2 or 4 (TA x RT at most 4)
 const TILE = TA * RT * 256u; // one subgroup's sums
 
-
 var<workgroup> sums: array<f32, {{SUMS}}>;   // NS x TILE
 
-// c += x[t.. + 16, kk.. + 16] x W[r.. + 16, kk.. + 16]^T: the product of one 16-wide chunk of
-// K for the token tile `ta`
+// x's token tile `ta` (rows t + 16 ta ..) at the 16-wide chunk of K from `kk`, as A
 fn x_tile(t: u32, ta: u32, kk: u32, k: u32) -> coop_mat16x16<f16, A> {
     let ia = (t + ta * 16u) * k + kk;
     return coopLoadT<coop_mat16x16<f16, A>>(&xh[ia], k);

@@ -532,18 +532,27 @@ impl AttentionScratch {
         tiles > 0 && queries >= 2 * tiles && !self.merge_always(queries)
     }
 
+    /// The tiles of a step's queries, given as (context length, block-table offset), where
+    /// they pay; None where decode attention takes the step.
+    fn tiles_of(&self, queries: &[(u32, u32)]) -> Option<Vec<(u32, u32)>> {
+        let tiles = query_tiles(queries.iter().copied(), self.prefill?.queries);
+        self.tiles_pay(queries.len(), tiles.len()).then_some(tiles)
+    }
+
     /// Writes this step's query tiles where they pay (prefill chunks); returns how many
     /// (`StepShape::query_tiles`), 0 where decode attention takes the step.
     pub fn prepare_tiles(&self, gpu: &GpuContext, meta: &StepMeta) -> u32 {
-        let Some(plan) = self.prefill else {
-            return 0;
-        };
-        let n = meta.n_queries as usize;
-        let queries = meta.words[..4 * n].chunks_exact(4).map(|w| (w[0], w[1]));
-        let tiles = query_tiles(queries, plan.queries);
-        if !self.tiles_pay(n, tiles.len()) {
+        if self.prefill.is_none() {
             return 0;
         }
+        let n = meta.n_queries as usize;
+        let queries: Vec<(u32, u32)> = meta.words[..4 * n]
+            .chunks_exact(4)
+            .map(|w| (w[0], w[1]))
+            .collect();
+        let Some(tiles) = self.tiles_of(&queries) else {
+            return 0;
+        };
         let words: Vec<u32> = tiles.iter().flat_map(|&(f, c)| [f, c, 0, 0]).collect();
         gpu.queue
             .write_buffer(&self.tiles, 0, bytemuck::cast_slice(&words));
@@ -553,14 +562,11 @@ impl AttentionScratch {
     /// The tiles a step of queries with these context lengths would take (one sequence's
     /// queries being those whose contexts grow by one), 0 where decode attention takes it.
     pub fn tiles_of_lens(&self, context_lens: &[u32]) -> u32 {
-        let Some(plan) = self.prefill else {
+        if self.prefill.is_none() {
             return 0;
-        };
-        let tiles = query_tiles(context_lens.iter().map(|&c| (c, 0)), plan.queries);
-        match self.tiles_pay(context_lens.len(), tiles.len()) {
-            true => tiles.len() as u32,
-            false => 0,
         }
+        let queries: Vec<(u32, u32)> = context_lens.iter().map(|&c| (c, 0)).collect();
+        self.tiles_of(&queries).map_or(0, |t| t.len() as u32)
     }
 
     fn prepare_variant(&self, gpu: &GpuContext, meta: &StepMeta, v: usize) -> Split {
@@ -847,6 +853,11 @@ impl DecodeAttention {
         }
     }
 
+    /// Whether a step of this shape runs prefill attention over its query tiles.
+    fn takes_tiles(&self, s: &StepShape) -> bool {
+        s.query_tiles > 0 && self.prefill.is_some()
+    }
+
     /// The KV bytes alone (what the roofline is about).
     pub fn kv_bytes(&self, context_lens: &[u32]) -> u64 {
         let eb = self.kv.format.bytes_per_element() as u64;
@@ -861,7 +872,7 @@ impl super::Op for DecodeAttention {
         "attention"
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
-        if let (true, Some((pipeline, group))) = (s.query_tiles > 0, &self.prefill) {
+        if let Some((pipeline, group)) = self.prefill.as_ref().filter(|_| s.query_tiles > 0) {
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(s.query_tiles, self.scratch.head_blocks(GROUPED) as u32, 1);
@@ -876,10 +887,7 @@ impl super::Op for DecodeAttention {
         self.cost_of_rows(s, &lens)
     }
     fn cost_of_rows(&self, s: &StepShape, context_lens: &[u32]) -> Cost {
-        if let (true, Some(p)) = (
-            s.query_tiles > 0 && self.prefill.is_some(),
-            self.scratch.prefill,
-        ) {
+        if let Some(p) = self.scratch.prefill.filter(|_| self.takes_tiles(s)) {
             return self.cost_tiled(context_lens, p.queries);
         }
         let (v, split) = self.step_variant(s);
@@ -888,7 +896,7 @@ impl super::Op for DecodeAttention {
     /// The split-K pass, and the merge where the context was split or blocks are stored;
     /// prefill attention's one pass.
     fn dispatches(&self, s: &StepShape) -> u32 {
-        if s.query_tiles > 0 && self.prefill.is_some() {
+        if self.takes_tiles(s) {
             return 1;
         }
         let (_, split) = self.step_variant(s);

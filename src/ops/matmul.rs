@@ -744,9 +744,9 @@ fn gemm_tile(kernel: GemmKernel, vec_rows: u32) -> (u32, u32) {
 /// How the matrix units meet a matrix, which decides from how many token rows they pay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CoopReach {
-    /// f16 rows (as stored, or dequantized first) with the few-rows form: any rows
+    /// f16 weights as stored, in the few-rows form (`few_rows_pay`): any rows
     FewRows,
-    /// f16 rows without it
+    /// f16 rows (as stored, or dequantized first) in the wider forms
     F16,
     /// the staging kernel
     Staging,
