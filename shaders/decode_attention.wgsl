@@ -4,7 +4,8 @@
 // One workgroup per (head block, split, query). A head block is G query heads that share
 // one KV head: every K and V value of the split is read from memory, and converted to f32,
 // once for all G heads, and used from registers for all of them. The split covers
-// positions [split * chunk, min(ctx, (split + 1) * chunk)) of its query's context, walked
+// positions [split * chunk, min(ctx, (split + 1) * chunk)) of its query's context (those in
+// its sliding window, where the model has one), walked
 // in tiles of P = WG positions, with one barrier per tile:
 //   A. scores: thread j takes position j of the tile; it reads that position's key 16
 //      bytes at a time (K is stored interleaved so neighbouring threads read neighbouring
@@ -83,9 +84,12 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     // the context length steers loops that contain barriers: make it provably uniform
     if (lid == 0u) { wg_ctx = qm.x; }
     let ctx = workgroupUniformLoad(&wg_ctx);
-    let start = split * prm.chunk;
-    if (start >= ctx) { return; }          // the same for the whole workgroup
-    let len = min(ctx - start, prm.chunk);
+    // this split's positions, those before the window left out; a split wholly before it
+    // writes nothing, and the merge skips it (the same for the whole workgroup)
+    let end = min(ctx, split * prm.chunk + prm.chunk);
+    let start = max(split * prm.chunk, window_start(ctx));
+    if (start >= end) { return; }
+    let len = end - start;
     let toff = qm.y;
     let kvh = hb / HBPK;
     let q_base = qm.z * prm.q_stride4 + hb * G * KD4;

@@ -21,15 +21,17 @@ const VD4: u32 = {{VD}}u / 4u;
 // output vec4 i of head block hb's G x VD outputs for query qi: merged, written, returned
 fn merged(qi: u32, hb: u32, i: u32) -> vec4<f32> {
     let qm = step_meta[qi];
-    let used = (qm.x + prm.chunk - 1u) / prm.chunk;   // splits this query wrote
+    // the splits this query wrote: up to its context, from the one holding its window's start
+    let used = (qm.x + prm.chunk - 1u) / prm.chunk;
+    let first = window_start(qm.x) / prm.chunk;
     let g = i / VD4;
     let d4 = i % VD4;
     let slot0 = (qi * NHB + hb) * prm.n_splits;
     var mx = -3.0e38;
-    for (var s = 0u; s < used; s++) { mx = max(mx, partials[prm.ml_base4 + (slot0 + s) * G + g].x); }
+    for (var s = first; s < used; s++) { mx = max(mx, partials[prm.ml_base4 + (slot0 + s) * G + g].x); }
     var total = vec4<f32>(0.0);
     var denom = 0.0;
-    for (var s = 0u; s < used; s++) {
+    for (var s = first; s < used; s++) {
         let slot = (slot0 + s) * G + g;
         let ml = partials[prm.ml_base4 + slot];
         let w = exp(ml.x - mx);

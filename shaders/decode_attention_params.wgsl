@@ -10,3 +10,10 @@ struct Params {
     merge_always: u32,   // 1: partials even from one split (the merge stores 8-bit blocks)
     scale: f32,
 }
+
+// Sliding-window attention: a query whose context is ctx positions sees the last WINDOW of
+// them, positions window_start(ctx)..ctx (WINDOW 0: all of them).
+const WINDOW: u32 = {{WINDOW}}u;
+fn window_start(ctx: u32) -> u32 {
+    return select(0u, ctx - WINDOW, WINDOW != 0u && ctx > WINDOW);
+}

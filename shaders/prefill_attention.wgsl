@@ -9,7 +9,8 @@
 //   1. the tile's keys and values into workgroup memory as f32 (past the tile's longest
 //      context: zeros);
 //   2. scores: S[r][j] = q_r . k_j (q pre-scaled), or "masked" where position j is at or
-//      past row r's context (the causal mask: a query sees positions up to its own);
+//      past row r's context (the causal mask: a query sees positions up to its own) or
+//      before its sliding window;
 //   3. online softmax, one thread a row: the row's running max and sum stay in that
 //      thread's registers; S becomes P = exp(S - max), and the factor the row's output is
 //      rescaled by goes to workgroup memory;
@@ -52,7 +53,7 @@ var<workgroup> vs: array<vec4<f32>, BK * VD4>;
 var<workgroup> ps: array<f32, R * BK>;          // scores, then probabilities
 var<workgroup> factor: array<f32, R>;           // this tile's rescaling of each row
 var<workgroup> row_ctx: array<u32, R>;          // each row's context length (0: no query)
-var<workgroup> wg_info: vec4<u32>;              // (first query, queries, longest context, -)
+var<workgroup> wg_info: vec4<u32>;  // (first query, queries, longest context, window start)
 
 fn table_entry(i: u32) -> u32 {
     let a = prm.table_base + i;
@@ -68,12 +69,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (lid == 0u) {
         let t = tiles[wid.x];
         let last = step_meta[t.x + t.y - 1u];
-        wg_info = vec4<u32>(t.x, t.y, last.x, 0u);
+        // the first query's window starts first: keys before it no row sees
+        wg_info = vec4<u32>(t.x, t.y, last.x, window_start(step_meta[t.x].x));
     }
     let info = workgroupUniformLoad(&wg_info);
     let first = info.x;
     let count = info.y;
     let ctx_end = info.z;
+    let key_start = info.w - info.w % BK;
     let toff = step_meta[first].y;
     for (var r = lid; r < R; r += WG) {
         let qt = r / G;
@@ -95,7 +98,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var o: array<vec4<f32>, OUTS>;
     workgroupBarrier();
 
-    for (var p0 = 0u; p0 < ctx_end; p0 += BK) {
+    for (var p0 = key_start; p0 < ctx_end; p0 += BK) {
         // 1. keys and values of positions p0.. (zeros past the longest context)
         for (var e = lid; e < BK * KD8; e += WG) {
             let j = e / KD8;
@@ -127,7 +130,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             let r = e / BK;
             let j = e % BK;
             var s = MASKED;
-            if (p0 + j < row_ctx[r]) {
+            let pos = p0 + j;
+            if (pos < row_ctx[r] && pos >= window_start(row_ctx[r])) {
                 var acc = vec4<f32>(0.0);
                 for (var c = 0u; c < KD4; c++) {
                     acc += qs[r * KD4 + c] * ks[j * KD4 + c];

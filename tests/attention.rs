@@ -100,6 +100,11 @@ fn attend(q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>], scale: f64) -> Vec<
     out
 }
 
+/// The first position a query with `len` positions of context sees through `window`.
+fn seen_from(len: usize, window: Option<usize>) -> usize {
+    window.map_or(0, |w| len.saturating_sub(w))
+}
+
 /// Aims split-K at `target` workgroups. Odd targets also leave only 9104 bytes of
 /// workgroup memory (WebGPU's default is 16 KiB), so groups of wide heads are split into
 /// more head blocks, and keep the default most heads per workgroup; even targets use the
@@ -142,6 +147,7 @@ fn run_attention(
     target: usize,
     as_step: bool,
     blocks: bool,
+    window: Option<usize>,
 ) -> (
     Vec<f32>,
     Split,
@@ -198,6 +204,7 @@ fn run_attention(
             out: &out_buf,
             out_blocks: xq.as_ref(),
             pool: &cache.pool.layers[0],
+            window,
         },
     )
     .unwrap();
@@ -248,6 +255,8 @@ struct Case {
     /// keys uniform in ±key_scale (queries in ±1): 1.5 keeps scores small, 30 makes
     /// them reach 30 and more
     key_scale: f32,
+    /// a sliding window: each query sees its last `window` positions
+    window: Option<usize>,
 }
 
 fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
@@ -295,6 +304,7 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
         case.target,
         as_step,
         blocks,
+        case.window,
     );
     let mut want = Vec::new();
     let mut max_score = 0f64;
@@ -306,7 +316,7 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
                 .map(|&x| x as f64)
                 .collect();
             let to64 = |c: &Cache| -> Vec<Vec<f64>> {
-                (0..len)
+                (seen_from(len, case.window)..len)
                     .map(|p| c[i][p][kvh].iter().map(|&x| x as f64).collect())
                     .collect()
             };
@@ -319,9 +329,15 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
         }
     }
     let what = format!(
-        "heads {nh} kv {nkv} dim {d} block {} {:?} lens {:?} split {split:?} target {} \
-         (heads per workgroup {}, workgroup memory {} B)",
-        case.block, case.format, case.lens, case.target, plan.group, plan.workgroup_bytes
+        "heads {nh} kv {nkv} dim {d} block {} {:?} lens {:?} window {:?} split {split:?} \
+         target {} (heads per workgroup {}, workgroup memory {} B)",
+        case.block,
+        case.format,
+        case.lens,
+        case.window,
+        case.target,
+        plan.group,
+        plan.workgroup_bytes
     );
     assert_close(&what, &got, &want, 1e-5, 1e-4);
     if let Some(b) = got_blocks {
@@ -394,32 +410,57 @@ fn gqa_family_matches_cpu_for_every_group_size() {
     #[rustfmt::skip]
     let cases = [
         // MHA, no split and forced split, block 16
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1, key_scale: 1.5 },
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1, key_scale: 1.5 },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1, key_scale: 1.5, window: None },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1, key_scale: 1.5, window: None },
         // GQA-2, head dim 128, odd block size, pool over two bindings
-        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2, key_scale: 1.5 },
+        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2, key_scale: 1.5, window: None },
         // G = 3 (SmolLM2), head dim 64
-        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3, key_scale: 1.5 },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3, key_scale: 1.5, window: None },
         // G = 4, head dim 96
-        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4, key_scale: 1.5 },
+        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4, key_scale: 1.5, window: None },
         // G = 8, head dim 80
-        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8, key_scale: 1.5 },
+        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8, key_scale: 1.5, window: None },
         // MQA, G = 32, head dim 128
-        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8, key_scale: 1.5 },
+        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8, key_scale: 1.5, window: None },
         // 32 heads of dim 64 on one KV head: four head blocks of 8
-        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8, key_scale: 1.5 },
+        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8, key_scale: 1.5, window: None },
         // head dim 256
-        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2, key_scale: 1.5 },
+        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2, key_scale: 1.5, window: None },
         // 64 heads on one KV head, at most 4 per workgroup: 16 head blocks
         // 8 heads of dim 256 on one KV head: 4 would need 9348 bytes, so 4 head blocks of 2
-        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2, key_scale: 1.5 },
-        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4, key_scale: 1.5 },
+        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2, key_scale: 1.5, window: None },
+        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4, key_scale: 1.5, window: None },
         // a context past 4096 with scores of 30 and more: the online softmax's rescaling
-        Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0 },
+        Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0, window: None },
     ];
     for case in &cases {
         check(case, &mut r, false, false);
     }
+}
+
+/// Sliding windows (Mistral, Gemma): each query sees its last W positions only. Windows
+/// shorter than a split, than a tile and than a block, a window past every context, with
+/// whole contexts and with splits wholly before the window (which write nothing and the
+/// merge skips), each against the f64 reference over the window.
+#[test]
+fn sliding_windows_match_cpu_whole_and_split() {
+    use StorageFormat::{F16, F32};
+    let mut r = rng();
+    #[rustfmt::skip]
+    let cases = [
+        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 2, key_scale: 1.5, window: Some(40) },
+        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 2, key_scale: 1.5, window: Some(40) },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 5, format: F16, lens: &[200, 1000, 6], target: 32, split_bindings: false, group: 3, key_scale: 1.5, window: Some(7) },
+        Case { heads: 8, kv_heads: 2, dim: 128, block: 16, format: F16, lens: &[129, 45], target: 48, split_bindings: false, group: 4, key_scale: 30.0, window: Some(100) },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[33, 300], target: 48, split_bindings: false, group: 1, key_scale: 1.5, window: Some(4096) },
+    ];
+    for case in &cases {
+        check(case, &mut r, false, false);
+    }
+    // as a model's step records it (variants per step, merge storing blocks)
+    #[rustfmt::skip]
+    let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[300, 45, 129], target: 64, split_bindings: false, group: 1, key_scale: 1.5, window: Some(50) };
+    check(&case, &mut r, true, true);
 }
 
 /// A model's step runs one query head per workgroup where the grouped plan would run
@@ -432,7 +473,7 @@ fn a_step_runs_one_head_per_workgroup_where_groups_leave_the_adapter_idle() {
     let mut r = rng();
     for (target, group) in [(1, 4), (64, 1)] {
         #[rustfmt::skip]
-        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[129, 45], target, split_bindings: false, group, key_scale: 1.5 };
+        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[129, 45], target, split_bindings: false, group, key_scale: 1.5, window: None };
         check(&case, &mut r, true, false);
     }
 }
@@ -446,7 +487,7 @@ fn the_merge_stores_the_outputs_as_8bit_blocks() {
     let mut r = rng();
     for (lens, target) in [(&[45usize, 30][..], 1), (&[300, 45, 129][..], 64)] {
         #[rustfmt::skip]
-        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens, target, split_bindings: false, group: if target == 1 { 4 } else { 1 }, key_scale: 1.5 };
+        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens, target, split_bindings: false, group: if target == 1 { 4 } else { 1 }, key_scale: 1.5, window: None };
         check(&case, &mut r, true, true);
     }
 }
@@ -463,13 +504,13 @@ struct Chunk {
 /// query attends over the positions up to its own (causal), tiles of consecutive queries
 /// of one sequence sharing each key load. Chunks that are not multiples of a tile, cached
 /// prefixes before them, decode rows beside them (tiles of one), odd block sizes, pools
-/// over two bindings, and every group size; the step must take the tiles.
+/// over two bindings, every group size, and sliding windows; the step must take the tiles.
 #[test]
 fn prefill_attention_matches_cpu_causally_over_query_tiles() {
     use StorageFormat::{F16, F32};
     let g = gpu();
     let mut r = rng();
-    // (heads, kv heads, dim, block, format, chunks, two bindings)
+    // (heads, kv heads, dim, block, format, chunks, two bindings, sliding window)
     type PrefillCase = (
         usize,
         usize,
@@ -478,17 +519,22 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
         StorageFormat,
         &'static [Chunk],
         bool,
+        Option<usize>,
     );
     #[rustfmt::skip]
-    let cases: [PrefillCase; 6] = [
-        (4, 4, 64, 16, F32, &[Chunk { len: 37, queries: 37 }], false),
-        (9, 3, 64, 16, F16, &[Chunk { len: 100, queries: 61 }, Chunk { len: 33, queries: 1 }], true),
-        (8, 2, 128, 5, F16, &[Chunk { len: 70, queries: 19 }, Chunk { len: 19, queries: 19 }], false),
-        (32, 1, 64, 16, F16, &[Chunk { len: 45, queries: 45 }], true),
-        (8, 1, 96, 8, F32, &[Chunk { len: 130, queries: 3 }, Chunk { len: 17, queries: 17 }], false),
-        (4, 2, 64, 16, F16, &[Chunk { len: 300, queries: 64 }, Chunk { len: 5, queries: 1 }, Chunk { len: 9, queries: 1 }], false),
+    let cases: [PrefillCase; 9] = [
+        (4, 4, 64, 16, F32, &[Chunk { len: 37, queries: 37 }], false, None),
+        (9, 3, 64, 16, F16, &[Chunk { len: 100, queries: 61 }, Chunk { len: 33, queries: 1 }], true, None),
+        (8, 2, 128, 5, F16, &[Chunk { len: 70, queries: 19 }, Chunk { len: 19, queries: 19 }], false, None),
+        (32, 1, 64, 16, F16, &[Chunk { len: 45, queries: 45 }], true, None),
+        (8, 1, 96, 8, F32, &[Chunk { len: 130, queries: 3 }, Chunk { len: 17, queries: 17 }], false, None),
+        (4, 2, 64, 16, F16, &[Chunk { len: 300, queries: 64 }, Chunk { len: 5, queries: 1 }, Chunk { len: 9, queries: 1 }], false, None),
+        // sliding windows: shorter than a key tile, than a query tile, and between
+        (4, 2, 64, 16, F32, &[Chunk { len: 90, queries: 61 }, Chunk { len: 33, queries: 1 }], false, Some(5)),
+        (9, 3, 64, 5, F16, &[Chunk { len: 100, queries: 64 }], true, Some(23)),
+        (8, 2, 128, 16, F16, &[Chunk { len: 300, queries: 40 }, Chunk { len: 19, queries: 19 }], false, Some(64)),
     ];
-    for (nh, nkv, d, block, format, chunks, two) in cases {
+    for (nh, nkv, d, block, format, chunks, two, window) in cases {
         let layout = KvLayout {
             layers: 1,
             kv_heads: nkv,
@@ -571,6 +617,7 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
                 out: &out_buf,
                 out_blocks: None,
                 pool: &cache.pool.layers[0],
+                window,
             },
         )
         .unwrap();
@@ -578,7 +625,8 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
         let query_tiles = scratch.prepare_tiles(&g, &meta);
         let lens: Vec<u32> = rows.iter().map(|x| x.context_len).collect();
         let what = format!(
-            "heads {nh} kv {nkv} dim {d} block {block} {format:?} {} queries in tiles of {}",
+            "heads {nh} kv {nkv} dim {d} block {block} {format:?} {} queries in tiles of {} \
+             window {window:?}",
             nq, plan.queries
         );
         assert!(query_tiles > 0, "{what}: the step takes query tiles");
@@ -612,7 +660,7 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
                     .map(|&x| x as f64)
                     .collect();
                 let to64 = |c: &Cache| -> Vec<Vec<f64>> {
-                    (0..ctx)
+                    (seen_from(ctx, window)..ctx)
                         .map(|p| c[s][p][kvh].iter().map(|&x| x as f64).collect())
                         .collect()
                 };
@@ -876,6 +924,7 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
                 out: &lat,
                 out_blocks: None,
                 pool: &paged.pool.layers[0],
+                window: None,
             },
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! The GPU forward pass against the CPU reference (`model::cpu_reference`) on random-weight
-//! models of every attention variant: MHA, GQA, MQA, qwen2 biases, tied and untied heads,
-//! llama-3 RoPE scaling, chunked prefill, and the f16 storage paths.
+//! models of every attention variant: MHA, GQA, MQA, qwen2 biases, qwen3 q/k norms,
+//! sliding windows, tied and untied heads, llama-3 RoPE scaling, chunked prefill, and the
+//! f16 storage paths.
 
 mod common;
 
@@ -28,6 +29,8 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
         max_position_embeddings: 512,
         tie_word_embeddings: tied,
         attention_bias: arch == Arch::Qwen2,
+        qk_norm: arch == Arch::Qwen3,
+        sliding_window: None,
     }
 }
 
@@ -224,6 +227,67 @@ fn planted_dropped_rope_scaling_is_caught() {
         256,
         2e-4,
         |c| c.rope_scaling = None,
+    );
+}
+
+/// Qwen3: every query and key head RMS-normalised before RoPE, GQA, head_dim apart from
+/// hidden / heads.
+#[test]
+fn qwen3_head_norms_match_the_cpu_reference() {
+    compare(
+        config(Arch::Qwen3, 4, 2, 32, false),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+    );
+}
+
+#[test]
+#[should_panic(expected = "logits differ by")]
+fn planted_dropped_head_norms_are_caught() {
+    compare_planted(
+        config(Arch::Qwen3, 4, 2, 32, false),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+        |c| c.qk_norm = false,
+    );
+}
+
+/// Mistral's sliding window, 19 positions against a 70-token prompt: in one prefill pass
+/// (query tiles where the adapter takes them), in chunks of 3 (the decode kernel over
+/// several rows) and of 32, then decoding.
+fn windowed_config() -> ModelConfig {
+    let mut cfg = config(Arch::Llama, 6, 2, 16, false);
+    cfg.sliding_window = Some(19);
+    cfg
+}
+
+#[test]
+fn sliding_window_matches_the_cpu_reference() {
+    for chunk in [256, 3, 32] {
+        compare(
+            windowed_config(),
+            StorageFormat::F32,
+            StorageFormat::F32,
+            chunk,
+            2e-4,
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "logits differ by")]
+fn planted_dropped_window_is_caught() {
+    compare_planted(
+        windowed_config(),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+        |c| c.sliding_window = None,
     );
 }
 

@@ -335,6 +335,7 @@ impl EngineLoop {
             max_running: opts.max_running.min(model.max_sampled_rows()).max(1),
             max_out_rows: model.max_sampled_rows(),
             prefix_caching: opts.prefix_caching,
+            window: model.kv_window(),
         };
         let pool = BlockPool::new(model.pool_blocks(), model.kv_layout.block_size);
         let totals = shared.metrics.lock().unwrap().clone();

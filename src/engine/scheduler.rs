@@ -12,6 +12,10 @@
 //! A sequence is its tokens (prompt and generated so far) and how many of them already
 //! have KV in its blocks (`computed`). A step computes the next `len` tokens; when that
 //! reaches the last token, the step also samples the one after it.
+//!
+//! In a model whose every layer attends over a sliding window (Mistral), the blocks a
+//! sequence's window has wholly passed go back to the pool as it decodes: no later query
+//! of the sequence reads them (their table entries stay, unread).
 
 use crate::kv::{block_hash, BlockPool};
 use std::collections::VecDeque;
@@ -40,6 +44,8 @@ pub struct SeqState {
     /// sequence runs its last verified token and the draft in one part, each row with
     /// logits (a draft that does not fit the step is cut short, or dropped)
     pub draft: usize,
+    /// leading blocks of `table` already back in the pool: the window passed them
+    pub windowed_out: usize,
 }
 
 impl SeqState {
@@ -55,6 +61,7 @@ impl SeqState {
             preemptions: 0,
             prompt_logits: false,
             draft: 0,
+            windowed_out: 0,
         }
     }
 
@@ -106,7 +113,15 @@ pub struct StepLimits {
     /// sequence with `prompt_logits`); at least `max_running`
     pub max_out_rows: usize,
     pub prefix_caching: bool,
+    /// the sliding window of every layer (None where any layer sees the whole context):
+    /// blocks wholly before a sequence's window go back to the pool
+    pub window: Option<usize>,
 }
+
+/// Positions before a sequence's window that its blocks keep beyond the window itself:
+/// prefill attention loads keys from the window's start rounded down to its key tile
+/// (16 positions; `ops::decode_attention::PrefillPlan`), masked but read.
+const WINDOW_SLACK: usize = 16;
 
 /// The running batch and the queue, over one block pool. `T` is what the engine keeps
 /// per request beside the KV state.
@@ -278,9 +293,10 @@ impl<T> Scheduler<T> {
 
     /// Lets go of all of a sequence's blocks (full hashed ones stay in the cache).
     pub fn release_blocks(&mut self, s: &mut SeqState) {
-        for b in s.table.drain(..) {
+        for b in s.table.drain(..).skip(s.windowed_out) {
             self.pool.release(b);
         }
+        s.windowed_out = 0;
         s.hashed_blocks = 0;
         s.last_hash = 0;
     }
@@ -345,15 +361,27 @@ impl<T> Scheduler<T> {
             let s = &mut self.running[w.index].0;
             debug_assert_eq!(s.computed, w.start);
             s.computed += w.len;
-            if !self.limits.prefix_caching {
-                continue;
+            if self.limits.prefix_caching {
+                while (s.hashed_blocks + 1) * bs <= s.computed {
+                    let k = s.hashed_blocks;
+                    s.last_hash = self.pool.register(
+                        s.table[k],
+                        s.last_hash,
+                        &s.tokens[k * bs..(k + 1) * bs],
+                    );
+                    s.hashed_blocks += 1;
+                }
             }
-            while (s.hashed_blocks + 1) * bs <= s.computed {
-                let k = s.hashed_blocks;
-                s.last_hash =
-                    self.pool
-                        .register(s.table[k], s.last_hash, &s.tokens[k * bs..(k + 1) * bs]);
-                s.hashed_blocks += 1;
+            if let Some(window) = self.limits.window {
+                // the next query (position `computed`) sees from computed + 1 - window on,
+                // and later ones from further on (computed only grows: rejected drafts
+                // never counted)
+                let first_seen = (s.computed + 1).saturating_sub(window + WINDOW_SLACK);
+                let passed = (first_seen / bs).min(s.table.len());
+                for k in s.windowed_out..passed {
+                    self.pool.release(s.table[k]);
+                }
+                s.windowed_out = s.windowed_out.max(passed);
             }
         }
     }
@@ -388,6 +416,7 @@ mod tests {
                 max_running,
                 max_out_rows: max_running,
                 prefix_caching: true,
+                window: None,
             },
         )
     }
@@ -402,6 +431,35 @@ mod tests {
             }
         }
         w
+    }
+
+    /// With a window of 8 positions and blocks of 4, a sequence decoding 200 tokens holds
+    /// at most the blocks of its window, the slack and the block being written, whatever
+    /// its length; the passed blocks (full, hashed) stay in the prefix cache; retiring it
+    /// returns every block once.
+    #[test]
+    fn blocks_a_sliding_window_has_passed_go_back_to_the_pool() {
+        let mut s = sched(64, 4, 8, 4);
+        s.limits.window = Some(8);
+        s.waiting.push_back((SeqState::new((0..30).collect()), 0));
+        let mut most = 0;
+        for t in 0..200 {
+            step(&mut s, 1000 + t);
+            let seq = &s.running[0].0;
+            let live = seq.table.len() - seq.windowed_out;
+            most = most.max(live);
+            // every block the next query may read is still held
+            let first_seen = (seq.computed + 1).saturating_sub(8 + WINDOW_SLACK);
+            assert!(seq.windowed_out * 4 <= first_seen, "step {t}");
+        }
+        assert!(most <= (8 + WINDOW_SLACK) / 4 + 2, "held {most} blocks");
+        assert!(s.running[0].0.windowed_out > 40);
+        // only the window's blocks are held
+        let seq = &s.running[0].0;
+        assert_eq!(s.pool.used(), seq.table.len() - seq.windowed_out);
+        s.retire(|_| true);
+        assert_eq!(s.pool.used(), 0);
+        assert_eq!(s.pool.available(), 64);
     }
 
     #[test]

@@ -126,6 +126,7 @@ fn setup(
             out: &out,
             out_blocks: None,
             pool: &pool.layers[0],
+            window: None,
         },
     )?;
     Ok(Setup {

@@ -125,6 +125,8 @@ impl Preset {
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
             attention_bias: false,
+            qk_norm: false,
+            sliding_window: None,
         })
     }
 }

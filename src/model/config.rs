@@ -2,11 +2,14 @@
 
 use serde::Serialize;
 
-/// Architectures headroom runs. Both are llama-family decoders; qwen2 adds q/k/v biases.
+/// Architectures headroom runs, all llama-family decoders: qwen2 adds q/k/v biases,
+/// qwen3 an RMSNorm of each query and key head before RoPE. Mistral is llama with a
+/// sliding window (`ModelConfig::sliding_window`); llama.cpp converts it as llama.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen3,
 }
 
 impl Arch {
@@ -15,16 +18,22 @@ impl Arch {
         match name {
             "llama" | "mistral" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
+            "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
 
+    /// The GGUF `general.architecture` (and metadata key prefix).
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
+
+    /// The names `from_name` accepts, for messages.
+    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3";
 }
 
 /// Llama-3 style frequency-dependent RoPE scaling (`rope_scaling.rope_type == "llama3"`).
@@ -60,6 +69,12 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// q/k/v projections carry biases (qwen2)
     pub attention_bias: bool,
+    /// each query and key head is RMS-normalised (weights `[head_dim]`, shared by the
+    /// heads) before RoPE (qwen3)
+    pub qk_norm: bool,
+    /// sliding-window attention (mistral): the query at position p sees positions
+    /// p - W + 1 ..= p only; None sees the whole context
+    pub sliding_window: Option<usize>,
 }
 
 impl ModelConfig {
@@ -71,6 +86,11 @@ impl ModelConfig {
     /// Bytes of K and V cached per token over all layers, at `bytes_per_element`.
     pub fn kv_bytes_per_token(&self, bytes_per_element: usize) -> usize {
         2 * self.num_layers * self.num_kv_heads * self.head_dim * bytes_per_element
+    }
+
+    /// The attention window of layer `layer` (every layer has the same one today).
+    pub fn layer_window(&self, _layer: usize) -> Option<usize> {
+        self.sliding_window
     }
 
     pub fn attention_kind(&self) -> &'static str {
@@ -94,6 +114,9 @@ impl ModelConfig {
                 "num_heads {} is not a multiple of num_kv_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
+        }
+        if self.sliding_window == Some(0) {
+            return fail("sliding_window must be > 0".into());
         }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return fail(format!("head_dim {} must be even and > 0", self.head_dim));

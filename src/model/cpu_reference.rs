@@ -149,6 +149,19 @@ impl CpuModel {
                 add(&mut k, self.lw(l, LayerTensor::Bk));
                 add(&mut v, self.lw(l, LayerTensor::Bv));
             }
+            if cfg.qk_norm {
+                let eps = cfg.rms_norm_eps;
+                let (qn, kn) = (
+                    self.lw(l, LayerTensor::QNorm),
+                    self.lw(l, LayerTensor::KNorm),
+                );
+                for head in q.chunks_exact_mut(hd) {
+                    head.copy_from_slice(&rmsnorm(head, qn, eps));
+                }
+                for head in k.chunks_exact_mut(hd) {
+                    head.copy_from_slice(&rmsnorm(head, kn, eps));
+                }
+            }
             for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
                 rope(head, pos, &self.inv_freq);
             }
@@ -156,23 +169,31 @@ impl CpuModel {
             self.v_cache[l].extend_from_slice(&v);
 
             let n_ctx = pos + 1;
+            // the first position the window lets this query see
+            let first = match cfg.layer_window(l) {
+                Some(w) => n_ctx.saturating_sub(w),
+                None => 0,
+            };
             let scale = 1.0 / (hd as f64).sqrt();
             let mut att_out = vec![0f32; n_heads * hd]; // [heads * hd]
             for hq in 0..n_heads {
                 let kvh = hq / group;
                 let qh = &q[hq * hd..(hq + 1) * hd];
                 // scores: [n_ctx]
-                let mut scores: Vec<f64> = (0..n_ctx)
+                let mut scores: Vec<f64> = (first..n_ctx)
                     .map(|s| {
                         let ks = &self.k_cache[l][s * kv_dim + kvh * hd..][..hd];
                         dot(qh, ks) * scale
                     })
                     .collect();
                 softmax(&mut scores);
+                // positions outside the window get weight 0
+                self.last_attention.extend(std::iter::repeat_n(0.0, first));
                 self.last_attention.extend(scores.iter().map(|&p| p as f32));
                 for d in 0..hd {
                     let mut acc = 0f64;
-                    for (s, p) in scores.iter().enumerate() {
+                    for (i, p) in scores.iter().enumerate() {
+                        let s = first + i;
                         acc += p * self.v_cache[l][s * kv_dim + kvh * hd + d] as f64;
                     }
                     att_out[hq * hd + d] = acc as f32;
@@ -278,6 +299,36 @@ mod tests {
         assert_eq!(h2, [0.3, -0.7, 0.1, 0.9]);
     }
 
+    /// With one layer and a window of 4, the logits at position p depend on tokens
+    /// p-3..=p only, and the attention weights outside the window are 0.
+    #[test]
+    fn a_sliding_window_hides_older_positions() {
+        let mut cfg = tiny_config(Arch::Llama, 4, 2, false);
+        cfg.num_layers = 1;
+        cfg.sliding_window = Some(4);
+        let src = SyntheticModel::new(cfg, 9).unwrap();
+        let run = |first: u32| {
+            let mut m = CpuModel::new(&src).unwrap();
+            let toks = [first, 17, 3, 99, 42, 7];
+            let logits: Vec<Vec<f32>> = toks
+                .iter()
+                .enumerate()
+                .map(|(p, &t)| m.forward(t, p))
+                .collect();
+            (logits, m.last_attention().to_vec())
+        };
+        let (a, att) = run(5);
+        let (b, _) = run(6);
+        // position 3 still sees token 0; positions 4 and 5 do not
+        assert_ne!(a[3], b[3]);
+        assert_eq!(a[4..], b[4..]);
+        // the last token's weights per head: 6 positions, the first 2 outside the window
+        for head in att.chunks_exact(6) {
+            assert_eq!(&head[..2], &[0.0, 0.0]);
+            assert!((head[2..].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+
     /// Attention over a cache must equal attention recomputed from scratch, and rewinding
     /// must reproduce the same logits.
     #[test]
@@ -286,6 +337,7 @@ mod tests {
             (Arch::Llama, 4, 4, true),
             (Arch::Llama, 4, 2, false),
             (Arch::Qwen2, 4, 1, true),
+            (Arch::Qwen3, 4, 2, false),
         ] {
             let src = SyntheticModel::new(tiny_config(arch, heads, kv, tied), 3).unwrap();
             let mut m = CpuModel::new(&src).unwrap();

@@ -25,6 +25,8 @@ pub fn gguf_tensor_name(name: TensorName) -> String {
                 LayerTensor::Bq => "attn_q.bias",
                 LayerTensor::Bk => "attn_k.bias",
                 LayerTensor::Bv => "attn_v.bias",
+                LayerTensor::QNorm => "attn_q_norm.weight",
+                LayerTensor::KNorm => "attn_k_norm.weight",
                 LayerTensor::Wo => "attn_output.weight",
                 LayerTensor::FfnNorm => "ffn_norm.weight",
                 LayerTensor::WGate => "ffn_gate.weight",
@@ -184,9 +186,10 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
     let arch = match arch_name {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
         other => {
             return Err(err(format!(
-                "unknown architecture '{other}' (supported: llama, qwen2)"
+                "unknown architecture '{other}' (supported: llama, qwen2, qwen3)"
             )))
         }
     };
@@ -259,6 +262,12 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         .ok_or_else(|| err(format!("missing metadata '{eps_key}'")))?;
     let rope_theta = f.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0);
     let has_q_bias = f.tensor("blk.0.attn_q.bias").is_some();
+    // llama.cpp writes the window for the families whose graph uses it; its converter
+    // drops Mistral's (a Mistral GGUF runs without one, in llama.cpp as here)
+    let sliding_window = match f.get_u32(&key("attention.sliding_window"))? {
+        None | Some(0) => None,
+        Some(w) => Some(w as usize),
+    };
     let mut cfg = ModelConfig {
         arch,
         vocab_size,
@@ -274,6 +283,8 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         max_position_embeddings: req("context_length")?,
         tie_word_embeddings: f.tensor("output.weight").is_none(),
         attention_bias: has_q_bias,
+        qk_norm: arch == Arch::Qwen3,
+        sliding_window,
     };
     if arch == Arch::Qwen2 && !has_q_bias {
         return Err(err(
@@ -587,7 +598,7 @@ mod tests {
         );
         let e = err_of(&b);
         assert!(
-            e.contains("unknown architecture 'gpt2' (supported: llama, qwen2)"),
+            e.contains("unknown architecture 'gpt2' (supported: llama, qwen2, qwen3)"),
             "{e}"
         );
 

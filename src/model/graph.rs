@@ -13,6 +13,7 @@ use crate::model::source::TensorName;
 use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
 use crate::ops::elementwise::SiluMul;
 use crate::ops::embed::Embed;
+use crate::ops::head_norm::HeadNorm;
 use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
 use crate::ops::matmul_prologue::{MatmulInputs, Prologue, PrologueMatmul};
 use crate::ops::rmsnorm::{NormRows, RmsNorm};
@@ -376,6 +377,23 @@ impl Graph {
         ))
     }
 
+    /// RMSNorm of each query and key head in `act.qkv`, before RoPE; `weight` is
+    /// `[q_norm | k_norm]`.
+    pub fn head_norm(&self, weight: &wgpu::Buffer) -> Box<dyn Op> {
+        let c = &self.cfg;
+        Box::new(HeadNorm::new(
+            &self.gpu,
+            &self.step,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+            c.rms_norm_eps,
+            weight,
+            &self.act.qkv,
+            &self.meta,
+        ))
+    }
+
     /// attn = softmax(q K^T / sqrt(d)) V over each row's context in layer `layer`'s
     /// cache, every KV head read once for its group of query heads.
     pub fn attention(&self, layer: usize) -> Result<Box<dyn Op>, ModelError> {
@@ -385,6 +403,7 @@ impl Graph {
             out: &self.act.attn,
             out_blocks: self.blocks_of(&self.act.attn),
             pool: &self.pool.layers[layer],
+            window: self.cfg.layer_window(layer),
         };
         Ok(Box::new(DecodeAttention::new(
             &self.gpu,

@@ -27,6 +27,8 @@ pub fn hf_tensor_name(name: TensorName) -> String {
                 LayerTensor::Bq => "self_attn.q_proj.bias",
                 LayerTensor::Bk => "self_attn.k_proj.bias",
                 LayerTensor::Bv => "self_attn.v_proj.bias",
+                LayerTensor::QNorm => "self_attn.q_norm.weight",
+                LayerTensor::KNorm => "self_attn.k_norm.weight",
                 LayerTensor::Wo => "self_attn.o_proj.weight",
                 LayerTensor::FfnNorm => "post_attention_layernorm.weight",
                 LayerTensor::WGate => "mlp.gate_proj.weight",
@@ -77,9 +79,11 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     let arch = match model_type {
         "llama" | "mistral" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
         other => {
             return Err(err(format!(
-                "unknown model_type '{other}' (supported: llama, mistral, qwen2)"
+                "unknown model_type '{other}' (supported: {})",
+                Arch::SUPPORTED
             )))
         }
     };
@@ -117,25 +121,28 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         None => return Err(err("missing 'rms_norm_eps'".into())),
     };
 
-    // sliding-window attention is not implemented: refuse models that rely on it
+    // the window applies where the family's transformers class applies it: mistral
+    // whenever it is set, qwen2/qwen3 only with use_sliding_window (and then on layers
+    // from max_window_layers on, which headroom does not split: refused below)
     let window = uint("sliding_window")?;
-    let uses_window = match model_type {
-        "mistral" => window.is_some(),
-        "qwen2" => boolean("use_sliding_window")?.unwrap_or(false),
-        _ => false,
-    };
-    if let (true, Some(w)) = (uses_window, window) {
-        if w < max_pos {
-            return Err(err(format!(
-                "sliding-window attention (sliding_window {w} < max_position_embeddings \
-                 {max_pos}) is not supported"
-            )));
+    let sliding_window = match model_type {
+        "mistral" => window,
+        "qwen2" | "qwen3" if boolean("use_sliding_window")?.unwrap_or(false) => {
+            let from = uint("max_window_layers")?.unwrap_or(0);
+            if window.is_some() && from < req("num_hidden_layers")? {
+                return Err(err(format!(
+                    "sliding-window attention on layers {from} and up only \
+                     (use_sliding_window with max_window_layers {from}) is not supported"
+                )));
+            }
+            None
         }
-    }
+        _ => None,
+    };
 
     let attention_bias = match arch {
         Arch::Qwen2 => true,
-        Arch::Llama => boolean("attention_bias")?.unwrap_or(false),
+        Arch::Llama | Arch::Qwen3 => boolean("attention_bias")?.unwrap_or(false),
     };
     let cfg = ModelConfig {
         arch,
@@ -152,6 +159,8 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         max_position_embeddings: max_pos,
         tie_word_embeddings: boolean("tie_word_embeddings")?.unwrap_or(false),
         attention_bias,
+        qk_norm: arch == Arch::Qwen3,
+        sliding_window,
     };
     cfg.validate(label).map_err(|m| {
         let m = m
@@ -588,6 +597,19 @@ mod tests {
         v["use_sliding_window"] = false.into();
         let c = parse_hf_config("c", &v.to_string()).unwrap();
         assert!(c.attention_bias && c.arch == Arch::Qwen2);
+        assert_eq!(c.sliding_window, None);
+        // mistral's window; qwen3's q/k norms
+        let mut v = base_json();
+        v["model_type"] = "mistral".into();
+        v["sliding_window"] = 128.into();
+        assert_eq!(
+            parse_hf_config("c", &v.to_string()).unwrap().sliding_window,
+            Some(128)
+        );
+        let mut v = base_json();
+        v["model_type"] = "qwen3".into();
+        let c = parse_hf_config("c", &v.to_string()).unwrap();
+        assert!(c.qk_norm && !c.attention_bias && c.arch == Arch::Qwen3);
         // llama3 scaling, old and new spellings
         let mut v = base_json();
         v["rope_scaling"] = serde_json::json!({"type": "llama3", "factor": 8.0,
@@ -626,13 +648,12 @@ mod tests {
         v["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 4.0});
         assert!(cfg_err(&v).contains("needs a number 'low_freq_factor'"));
         let mut v = base_json();
-        v["model_type"] = "mistral".into();
+        v["model_type"] = "qwen2".into();
         v["sliding_window"] = 128.into();
+        v["use_sliding_window"] = true.into();
+        v["max_window_layers"] = 1.into();
         let e = cfg_err(&v);
-        assert!(
-            e.contains("sliding-window attention (sliding_window 128"),
-            "{e}"
-        );
+        assert!(e.contains("on layers 1 and up only"), "{e}");
         let mut v = base_json();
         v["num_key_value_heads"] = 3.into();
         assert!(cfg_err(&v).contains("not a multiple of num_kv_heads 3"));

@@ -1,10 +1,12 @@
-//! The llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral without sliding
-//! window, Qwen2 with its q/k/v biases) as a list of ops, top to bottom:
+//! The llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral with its sliding
+//! window, Qwen2 with its q/k/v biases, Qwen3 with its q/k norms) as a list of ops, top
+//! to bottom:
 //!
 //! ```text
 //! x = embed(tokens)
 //! for each layer:
-//!     x += Wo · attention(rope(Wqkv · rmsnorm(x) + bqkv), cache)   // keys, values appended
+//!     qkv = Wqkv · rmsnorm(x) + bqkv ; q, k = headnorm(q), headnorm(k)  (qwen3)
+//!     x += Wo · attention(rope(qkv), cache)   // keys, values appended; in the window
 //!     x += Wdown · (silu(Wgate · xn) * (Wup · xn)),  xn = rmsnorm(x)
 //! logits = lm_head · rmsnorm(x)  (rows that sample only) ; token = sample(logits)
 //! ```
@@ -41,6 +43,8 @@ struct LayerWeights {
     qkv: WeightMatrix,
     /// q|k|v biases (qwen2)
     qkv_bias: Option<wgpu::Buffer>,
+    /// `[q_norm | k_norm]`, `head_dim` each (qwen3)
+    qk_norm: Option<wgpu::Buffer>,
     /// `[hidden, heads head_dim]`
     o: WeightMatrix,
     ffn_norm: wgpu::Buffer,
@@ -64,6 +68,10 @@ impl LayerWeights {
                 true => Some(g.vector(w, &[t(Bq), t(Bk), t(Bv)], &[q, kv, kv])?),
                 false => None,
             },
+            qk_norm: match c.qk_norm {
+                true => Some(g.vector(w, &[t(QNorm), t(KNorm)], &[d, d])?),
+                false => None,
+            },
             o: g.matrix(w, GraphMatrix::Wo(l), &[h], q)?,
             ffn_norm: g.vector(w, &[t(FfnNorm)], &[h])?,
             gate_up: g.matrix(w, GraphMatrix::GateUp(l), &[inter, inter], h)?,
@@ -76,28 +84,33 @@ impl LayerWeights {
         for m in [&self.qkv, &self.o, &self.gate_up, &self.down] {
             tally(bytes, m);
         }
-        *bytes.entry("f32").or_default() += 2 * hidden as u64 * 4;
+        let head_norms = self.qk_norm.as_ref().map_or(0, |b| b.size());
+        *bytes.entry("f32").or_default() += 2 * hidden as u64 * 4 + head_norms;
     }
 }
 
 /// Layer `l`: the attention block, then the MLP block, each added to the residual x.
 fn layer(g: &Graph, w: &LayerWeights, l: usize) -> Result<Vec<Box<dyn Op>>, ModelError> {
     let a = &g.act;
-    Ok(vec![
-        g.norm_matmul(
-            &w.attn_norm,
-            &a.x,
-            &a.xn,
-            &w.qkv,
-            w.qkv_bias.as_ref(),
-            &a.qkv,
-        ),
+    let mut ops = vec![g.norm_matmul(
+        &w.attn_norm,
+        &a.x,
+        &a.xn,
+        &w.qkv,
+        w.qkv_bias.as_ref(),
+        &a.qkv,
+    )];
+    if let Some(norm) = &w.qk_norm {
+        ops.push(g.head_norm(norm));
+    }
+    ops.extend([
         g.rope_kv_append(l),
         g.attention(l)?,
         g.matmul_add(&w.o, &a.attn, &a.x),
         g.norm_matmul(&w.ffn_norm, &a.x, &a.xn, &w.gate_up, None, &a.gate_up),
         g.silu_mul_matmul_add(&w.down, &a.x),
-    ])
+    ]);
+    Ok(ops)
 }
 
 /// Loads every weight from `w` and lists the model's ops. `progress(done, total, what)`

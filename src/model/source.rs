@@ -36,6 +36,10 @@ pub enum LayerTensor {
     Bk,
     /// `[kv_heads*head_dim]` (qwen2)
     Bv,
+    /// `[head_dim]`, every query head's RMSNorm weights (qwen3)
+    QNorm,
+    /// `[head_dim]`, every key head's RMSNorm weights (qwen3)
+    KNorm,
     /// `[hidden, heads*head_dim]`
     Wo,
     /// `[hidden]`
@@ -79,8 +83,8 @@ pub struct TensorSummary {
     pub bytes: u64,
 }
 
-/// Every tensor a model of this config has: biases only with `attention_bias`, lm_head
-/// only when embeddings are not tied.
+/// Every tensor a model of this config has: biases only with `attention_bias`, q/k norms
+/// only with `qk_norm`, lm_head only when embeddings are not tied.
 pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
     let mut names = vec![TensorName::TokenEmbedding];
     for l in 0..cfg.num_layers {
@@ -88,6 +92,9 @@ pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
         let mut layer = vec![AttnNorm, Wq, Wk, Wv];
         if cfg.attention_bias {
             layer.extend([Bq, Bk, Bv]);
+        }
+        if cfg.qk_norm {
+            layer.extend([QNorm, KNorm]);
         }
         layer.extend([Wo, FfnNorm, WGate, WUp, WDown]);
         names.extend(layer.into_iter().map(|t| TensorName::Layer(l, t)));
@@ -136,6 +143,7 @@ pub fn expected_shape(cfg: &ModelConfig, name: TensorName) -> Vec<usize> {
             LayerTensor::Wk | LayerTensor::Wv => vec![kv, h],
             LayerTensor::Bq => vec![q],
             LayerTensor::Bk | LayerTensor::Bv => vec![kv],
+            LayerTensor::QNorm | LayerTensor::KNorm => vec![cfg.head_dim],
             LayerTensor::Wo => vec![h, q],
             LayerTensor::WGate | LayerTensor::WUp => vec![f, h],
             LayerTensor::WDown => vec![h, f],

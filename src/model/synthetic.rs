@@ -31,6 +31,8 @@ pub fn tiny_config(arch: Arch, num_heads: usize, num_kv_heads: usize, tied: bool
         max_position_embeddings: 256,
         tie_word_embeddings: tied,
         attention_bias: arch == Arch::Qwen2,
+        qk_norm: arch == Arch::Qwen3,
+        sliding_window: None,
     }
 }
 
@@ -75,9 +77,13 @@ impl SyntheticModel {
             let n: usize = shape.iter().product();
             let data: Vec<f32> = match name {
                 TensorName::FinalNorm
-                | TensorName::Layer(_, LayerTensor::AttnNorm | LayerTensor::FfnNorm) => {
-                    (0..n).map(|_| 1.0 + rng.uniform(0.25)).collect()
-                }
+                | TensorName::Layer(
+                    _,
+                    LayerTensor::AttnNorm
+                    | LayerTensor::FfnNorm
+                    | LayerTensor::QNorm
+                    | LayerTensor::KNorm,
+                ) => (0..n).map(|_| 1.0 + rng.uniform(0.25)).collect(),
                 TensorName::Layer(_, LayerTensor::Bq | LayerTensor::Bk | LayerTensor::Bv) => {
                     (0..n).map(|_| rng.uniform(0.5)).collect()
                 }
@@ -207,6 +213,9 @@ pub fn gguf_builder(
         )
         .meta(&format!("{arch}.rope.dimension_count"), u32v(cfg.head_dim))
         .meta(&format!("{arch}.vocab_size"), u32v(cfg.vocab_size));
+    if let Some(w) = cfg.sliding_window {
+        b.meta(&format!("{arch}.attention.sliding_window"), u32v(w));
+    }
     if cfg.head_dim * cfg.num_heads != cfg.hidden_size {
         b.meta(&format!("{arch}.attention.key_length"), u32v(cfg.head_dim));
         b.meta(
@@ -334,9 +343,11 @@ fn json_f32(x: f32) -> serde_json::Value {
 
 /// The HF `config.json` of a config.
 pub fn hf_config_json(cfg: &ModelConfig, dtype: HfDtype) -> serde_json::Value {
-    let (model_type, class) = match cfg.arch {
-        Arch::Llama => ("llama", "LlamaForCausalLM"),
-        Arch::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+    let (model_type, class) = match (cfg.arch, cfg.sliding_window) {
+        (Arch::Llama, None) => ("llama", "LlamaForCausalLM"),
+        (Arch::Llama, Some(_)) => ("mistral", "MistralForCausalLM"),
+        (Arch::Qwen2, _) => ("qwen2", "Qwen2ForCausalLM"),
+        (Arch::Qwen3, _) => ("qwen3", "Qwen3ForCausalLM"),
     };
     let torch_dtype = match dtype {
         HfDtype::F32 => "float32",
@@ -361,8 +372,11 @@ pub fn hf_config_json(cfg: &ModelConfig, dtype: HfDtype) -> serde_json::Value {
         "torch_dtype": torch_dtype,
         "rope_scaling": null,
     });
-    if cfg.arch == Arch::Llama {
+    if cfg.arch != Arch::Qwen2 {
         v["attention_bias"] = cfg.attention_bias.into();
+    }
+    if let Some(w) = cfg.sliding_window {
+        v["sliding_window"] = w.into();
     }
     if let Some(s) = cfg.rope_scaling {
         v["rope_scaling"] = serde_json::json!({

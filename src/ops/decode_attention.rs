@@ -304,6 +304,8 @@ pub struct AttentionIo<'a> {
     /// `with_output_blocks` (`ops::matmul::q8_scratch`)
     pub out_blocks: Option<&'a wgpu::Buffer>,
     pub pool: &'a LayerPool,
+    /// the layer's sliding window: each query sees its last `window` positions only
+    pub window: Option<usize>,
 }
 
 /// What the attention layers of a model share: the per-step parameters (written once per
@@ -602,6 +604,8 @@ pub struct DecodeAttention {
     pub plan: AttentionPlan,
     pub kv: KvLayout,
     pub heads: usize,
+    /// positions each query sees at most (0: all)
+    window: u32,
     scratch: Arc<AttentionScratch>,
 }
 
@@ -621,6 +625,7 @@ impl DecodeAttention {
             ],
         );
         let blocks = io.out_blocks.filter(|_| scratch.output_blocks);
+        let window = io.window.unwrap_or(0);
         let merge_layout: Arc<SharedLayout> = match blocks {
             Some(_) => gpu.pipelines.layout(
                 "decode_attention_merge_q8",
@@ -656,7 +661,8 @@ impl DecodeAttention {
                         .unwrap_or(1),
                 )
                 .constant("VU", plan.value_rows)
-                .constant("SCORES", (2 * WG * plan.group).max(8 * WG));
+                .constant("SCORES", (2 * WG * plan.group).max(8 * WG))
+                .constant("WINDOW", window);
                 let merge_src = with_q8_store(
                     KernelSource::new(
                         "decode_attention_merge",
@@ -667,7 +673,8 @@ impl DecodeAttention {
                 )
                 .constant("G", plan.group)
                 .constant("NHB", scratch.head_blocks(v))
-                .constant("VD", kv.value_dim);
+                .constant("VD", kv.value_dim)
+                .constant("WINDOW", window);
                 (
                     gpu.pipelines.get_with_layout(&src, Some(&layout)),
                     gpu.pipelines
@@ -712,7 +719,8 @@ impl DecodeAttention {
             .constant("BPB", blocks_per_binding)
             .constant("QT", p.queries)
             .constant("BK", p.keys)
-            .constant("WG", PREFILL_WG);
+            .constant("WG", PREFILL_WG)
+            .constant("WINDOW", window);
             let group = super::bind_layout(
                 gpu,
                 &layout,
@@ -744,6 +752,7 @@ impl DecodeAttention {
             plan: scratch.plan,
             kv,
             heads: scratch.heads,
+            window: window as u32,
             scratch: scratch.clone(),
         })
     }
@@ -797,6 +806,7 @@ impl DecodeAttention {
     /// each KV head (latent) is read once per head block, plus the queries, outputs and
     /// partials.
     pub fn cost_of(&self, v: usize, context_lens: &[u32], split: Split) -> Cost {
+        let context_lens = &self.seen(context_lens);
         let plan = self.scratch.plan_of(v);
         let eb = self.kv.format.bytes_per_element() as u64;
         let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
@@ -833,6 +843,7 @@ impl DecodeAttention {
     /// lengths: each KV head read once per tile (up to its last query's context) and head
     /// block, plus the queries and outputs.
     fn cost_tiled(&self, context_lens: &[u32], per_tile: usize) -> Cost {
+        let context_lens = &self.seen(context_lens);
         let eb = self.kv.format.bytes_per_element() as u64;
         let kv_row = (self.kv.key_dim + self.kv.value_dim) as u64;
         let tiles = query_tiles(context_lens.iter().map(|&c| (c, 0)), per_tile);
@@ -858,8 +869,17 @@ impl DecodeAttention {
         s.query_tiles > 0 && self.prefill.is_some()
     }
 
+    /// The positions each query sees: its context, or its window where shorter.
+    fn seen(&self, context_lens: &[u32]) -> Vec<u32> {
+        match self.window {
+            0 => context_lens.to_vec(),
+            w => context_lens.iter().map(|&c| c.min(w)).collect(),
+        }
+    }
+
     /// The KV bytes alone (what the roofline is about).
     pub fn kv_bytes(&self, context_lens: &[u32]) -> u64 {
+        let context_lens = &self.seen(context_lens);
         let eb = self.kv.format.bytes_per_element() as u64;
         let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
         let kv_row = (self.kv.key_dim + if self.kv.latent { 0 } else { self.kv.value_dim }) as u64;

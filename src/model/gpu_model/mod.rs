@@ -247,7 +247,9 @@ impl GpuModel {
         let kv_layout = options.kv_layout(&cfg);
         let graph = Graph::new(gpu.clone(), &cfg, &options, pool_blocks, out_rows)?;
         let built = match cfg.arch {
-            Arch::Llama | Arch::Qwen2 => llama::build(&graph, weights, progress).await?,
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+                llama::build(&graph, weights, progress).await?
+            }
         };
         let block_tables: Vec<Vec<u32>> = (0..sequences)
             .map(|s| ((s * n_blocks) as u32..((s + 1) * n_blocks) as u32).collect())
@@ -315,6 +317,16 @@ impl GpuModel {
     /// Most sequences one step samples (logits rows).
     pub fn max_sampled_rows(&self) -> usize {
         self.max_out_rows
+    }
+
+    /// The sliding window every layer attends over, if all have one: a sequence's KV
+    /// blocks before it can go back to the pool.
+    pub fn kv_window(&self) -> Option<usize> {
+        let c = &self.config;
+        (0..c.num_layers)
+            .map(|l| c.layer_window(l))
+            .try_fold(usize::MAX, |w, lw| lw.map(|lw| w.min(lw)))
+            .filter(|_| c.num_layers > 0)
     }
 
     /// Blocks in the KV pool.
