@@ -329,7 +329,10 @@ fn fit_llama3_scaling(
     let mut probe = cfg.clone();
     probe.rope_scaling = None;
     let plain = llama3_rope_inv_freq(&probe);
-    for orig in [8192u32, 4096, 2048, 16384, 32768, 65536, 131072] {
+    // the original context: Llama 3.x's 8192 first, then every power of two (small ones
+    // in test models)
+    let origins = std::iter::once(8192u32).chain((4..=20).map(|e| 1u32 << e));
+    for orig in origins {
         for (low, high) in [
             (1.0f32, 4.0f32),
             (1.0, 2.0),

@@ -28,6 +28,10 @@ const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])
 /// Qwen2's split: Llama 3's with single digits.
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Tekken's split (Mistral Nemo, Pixtral), as its tokenizer.json writes it; llama.cpp
+/// spells the case classes out for its own regex engine.
+const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// The pre-tokenizer families this crate builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PreKind {
@@ -43,6 +47,8 @@ pub(crate) enum PreKind {
     Llama3,
     /// `LLAMA_VOCAB_PRE_TYPE_QWEN2`, also stablelm2 and hunyuan.
     Qwen2,
+    /// `LLAMA_VOCAB_PRE_TYPE_TEKKEN`.
+    Tekken,
     /// `LLAMA_VOCAB_PRE_TYPE_FALCON`.
     Falcon,
     /// `LLAMA_VOCAB_PRE_TYPE_BLOOM` (and poro, gpt3-finnish).
@@ -133,6 +139,7 @@ const TABLE: &[(&[&str], PreKind, bool, bool)] = &[
         false,
         false,
     ),
+    (&["tekken"], PreKind::Tekken, true, true),
     (&["falcon"], PreKind::Falcon, false, false),
     (
         &["bloom", "poro-chat", "gpt3-finnish"],
@@ -199,6 +206,7 @@ pub(crate) fn build(kind: PreKind) -> Result<PreTokenizerWrapper, TokenizerError
         }
         PreKind::Llama3 => splits_then_bytes(&[LLAMA3]),
         PreKind::Qwen2 => splits_then_bytes(&[QWEN2]),
+        PreKind::Tekken => splits_then_bytes(&[TEKKEN]),
         PreKind::Falcon => splits_then_bytes(&[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"]),
         PreKind::Bloom => splits_then_bytes(&[r" ?[^(\s|.,!?…。，、।۔،)]+"]),
     }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# H200 runs of bench/2026-12-01-h200-families: the new families' kernels tested on the GPU,
+# and decode/prefill of a Mistral-7B-shaped and a Qwen3-8B-shaped random Q4_0 GGUF
+# (make_random_family_gguf.py) in headroom and in llama.cpp's CUDA build, same files, one
+# machine, two back-to-back calls:
+#   bash run.sh a   carry .gl peer .bin/headroom.xz .bin/attention.xz .bin/forward.xz
+#                   .bin/vocab.gguf: starts llama.cpp's build (detached), runs the attention
+#                   and forward-pass test binaries, writes the two GGUFs, `bench generate`
+#                   on each (prompt 512, 128 generated, 3 runs)
+#   bash run.sh b   carry .gl: llama-bench on the same two files once the build is done
+# .bin/headroom.xz and the test binaries are stripped (objcopy --strip-debug) and xz'd;
+# .bin/vocab.gguf holds only SmolLM2's tokenizer metadata (the files' vocabulary).
+set -uo pipefail
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+W=/tmp/w
+R=$W/res
+mkdir -p "$R"
+HERE=$PWD/bench/2026-12-01-h200-families
+FAMILIES="mistral-7b qwen3-8b"
+case "$1" in
+a)
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$R/gpu.txt"
+    mkdir -p "$W/llama"
+    tar xJf peer/llama-src.tar.xz -C "$W/llama"
+    setsid nohup bash -c "cd $W/llama/llama.cpp && cmake -B build -DGGML_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+        -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release > $W/build.log 2>&1 \
+        && cmake --build build -j 14 --target llama-bench >> $W/build.log 2>&1; \
+        touch $W/build.done" > /dev/null 2>&1 < /dev/null &
+    for b in headroom attention forward; do
+        xz -dc .bin/$b.xz > "$W/$b"; chmod +x "$W/$b"
+    done
+    (cd "$W" && ./attention > res/tests_attention.txt 2>&1; echo "exit $?" >> res/tests_attention.txt)
+    (cd "$W" && ./forward > res/tests_forward.txt 2>&1; echo "exit $?" >> res/tests_forward.txt)
+    grep -hE "^test result|^exit" "$R"/tests_*.txt
+    for f in $FAMILIES; do
+        python3 "$HERE/make_random_family_gguf.py" .bin/vocab.gguf "$W/$f.gguf" --family $f \
+            > "$R/make_$f.txt" 2>&1
+    done
+    for f in $FAMILIES; do
+        (cd "$W" && timeout 240 ./headroom bench generate --model $f.gguf --prompt-tokens 512 \
+            --gen-tokens 128 --runs 3 --json res/gen_$f.json > res/gen_$f.txt 2>&1)
+        echo "$f: $(grep -E '^decode' "$R/gen_$f.txt")"
+    done
+    sha256sum "$W"/*.gguf > "$R/sha256.txt"
+    tail -1 "$W/build.log"
+    ;;
+b)
+    for i in $(seq 1 100); do [ -e "$W/build.done" ] && break; sleep 5; done
+    B="$W/llama/llama.cpp/build/bin"
+    for f in $FAMILIES; do
+        "$B/llama-bench" -m "$W/$f.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 3 > "$R/llama_$f.txt" 2>&1
+    done
+    grep -hE "^\|" "$R"/llama_*.txt
+    tail -3 "$W/build.log"
+    ;;
+esac
+cd "$W" && tar czf "$OUT/res.tgz" res

@@ -1,0 +1,188 @@
+//! The model families against Hugging Face `transformers`, their authors' implementation:
+//! tiny random models built with each family's own class, saved as safetensors and
+//! converted to GGUF by llama.cpp's converter, with transformers' greedy tokens and logits
+//! at every prompt position (fixtures/families, made by scripts/make-family-fixtures.py;
+//! its README lists each family's features and the converter's quirks). Both files of
+//! each family load here and must give those tokens and logits, the prompts tokenize to the
+//! same ids, and the chat template renders the same text.
+
+mod common;
+
+use common::{argmax, gpu, greedy_step, last_logits};
+use headroom::engine;
+use headroom::gpu::StorageFormat;
+use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
+use headroom::tokenizer::ChatMessage;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+struct Reference {
+    prompts: Vec<RefPrompt>,
+    chat: RefChat,
+}
+
+#[derive(Deserialize)]
+struct RefPrompt {
+    name: String,
+    text: String,
+    ids: Vec<u32>,
+    /// transformers' greedy continuation
+    greedy: Vec<u32>,
+    /// `[ids.len(), vocab]`, the logits after every prompt position
+    logits_file: String,
+    /// the same without the sliding window (mistral: what a GGUF of it computes, since
+    /// llama.cpp's converter drops the window)
+    no_window: Option<RefNoWindow>,
+}
+
+#[derive(Deserialize)]
+struct RefNoWindow {
+    greedy: Vec<u32>,
+    logits_file: String,
+}
+
+#[derive(Deserialize)]
+struct RefChat {
+    messages: Vec<ChatMessage>,
+    text: String,
+    ids: Vec<u32>,
+}
+
+fn dir(family: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/families")
+        .join(family)
+}
+
+fn reference(family: &str) -> Reference {
+    let path = dir(family).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).expect("reference.json parses")
+}
+
+fn read_logits(family: &str, file: &str) -> Vec<f32> {
+    let bytes = std::fs::read(dir(family).join(file)).expect("logits fixture");
+    bytemuck::pod_collect_to_vec(&bytes)
+}
+
+/// Which of a family's files to load.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    /// `config.json` + `model.safetensors` + tokenizer files
+    Safetensors,
+    /// `model.gguf`, as llama.cpp's converter wrote it
+    Gguf,
+}
+
+/// How far from transformers' f32 logits headroom's f32 ones may be: the largest difference
+/// seen on lavapipe was 2.1e-4 (llama3; summation order), the smallest greedy margin in the
+/// fixtures is 0.06, and a dropped window or q/k norm moves logits by 0.1 and more.
+const LOGIT_TOLERANCE: f32 = 2e-3;
+
+/// Loads `family` from `format` with f32 weights and KV cache (transformers' precision),
+/// and checks each prompt:
+/// - its text tokenizes to the reference ids;
+/// - prefilled in one pass, the next 16 greedy tokens are transformers';
+/// - replayed one token at a time, the logits after every position are transformers'.
+///
+/// A GGUF of a windowed family whose converter dropped the window is checked against the
+/// reference computed without it.
+fn check_family(family: &str, format: Format) {
+    let path = match format {
+        Format::Safetensors => dir(family),
+        Format::Gguf => dir(family).join("model.gguf"),
+    };
+    let files = engine::open(&path).unwrap_or_else(|e| panic!("{family} {format:?}: {e}"));
+    let model = GpuModel::load(
+        gpu(),
+        files.weights.as_ref(),
+        GpuModelOptions {
+            weights: StorageFormat::F32,
+            kv: StorageFormat::F32,
+            context: 128,
+            max_chunk: 64,
+            kv_block_size: 16,
+            ..Default::default()
+        },
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let windowless = format == Format::Gguf && model.config.sliding_window.is_none();
+    let reference = reference(family);
+    let mut worst = 0f32;
+    for p in &reference.prompts {
+        let what = format!("{family} {format:?} prompt '{}'", p.name);
+        let ids = files.tokenizer.encode(&p.text, true).unwrap();
+        assert_eq!(ids, p.ids, "{what}: token ids");
+        let (greedy, logits_file) = match (&p.no_window, windowless) {
+            (Some(n), true) => (&n.greedy, &n.logits_file),
+            _ => (&p.greedy, &p.logits_file),
+        };
+        let want = read_logits(family, logits_file);
+        let vocab = model.config.vocab_size;
+        assert_eq!(
+            want.len(),
+            p.ids.len() * vocab,
+            "{what}: logits fixture size"
+        );
+
+        // one prefill pass, then greedy decoding
+        let mut next = greedy_step(&model, 0, &p.ids, 0);
+        let mut got = vec![next];
+        for pos in p.ids.len()..p.ids.len() + greedy.len() - 1 {
+            next = greedy_step(&model, 0, &[next], pos);
+            got.push(next);
+        }
+        assert_eq!(&got, greedy, "{what}: greedy tokens");
+
+        // the prompt again, one position at a time
+        for (pos, &t) in p.ids.iter().enumerate() {
+            let chosen = greedy_step(&model, 0, &[t], pos);
+            let logits = last_logits(&model);
+            let row = &want[pos * vocab..(pos + 1) * vocab];
+            assert_eq!(chosen, argmax(&logits), "{what}: sampled id at {pos}");
+            let diff = logits
+                .iter()
+                .zip(row)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            worst = worst.max(diff);
+            assert!(
+                diff <= LOGIT_TOLERANCE,
+                "{what}: logits after position {pos} differ by {diff} (tolerance \
+                 {LOGIT_TOLERANCE})"
+            );
+        }
+    }
+    eprintln!("{family} {format:?}: largest logit difference {worst}");
+
+    // the chat template, and its text's ids
+    let chat = &reference.chat;
+    let text = files.tokenizer.apply_chat(&chat.messages, true).unwrap();
+    assert_eq!(text, chat.text, "{family} {format:?}: chat template");
+    let ids = files.tokenizer.encode(&text, false).unwrap();
+    assert_eq!(ids, chat.ids, "{family} {format:?}: chat ids");
+}
+
+/// Llama 3: GQA, tied embeddings (no output tensor), llama-3 RoPE scaling.
+#[test]
+fn llama3_matches_transformers() {
+    check_family("llama3", Format::Safetensors);
+    check_family("llama3", Format::Gguf);
+}
+
+/// Mistral: a sliding window of 8 positions against prompts of 9 and 53 tokens. The GGUF
+/// (llama.cpp's converter writes Mistral as llama, without the window) runs without it,
+/// as llama.cpp does, and matches transformers run without it.
+#[test]
+fn mistral_matches_transformers() {
+    check_family("mistral", Format::Safetensors);
+    check_family("mistral", Format::Gguf);
+}
+
+/// Qwen3: q/k norms per head before RoPE, head_dim apart from hidden / heads, untied head.
+#[test]
+fn qwen3_matches_transformers() {
+    check_family("qwen3", Format::Safetensors);
+    check_family("qwen3", Format::Gguf);
+}
