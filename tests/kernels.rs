@@ -14,7 +14,7 @@ use headroom::ops::embed::Embed;
 use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix, VEC_MAX_ROWS};
 use headroom::ops::matmul_prologue::{MatmulInputs, Prologue, PrologueMatmul};
 use headroom::ops::rmsnorm::{NormRows, RmsNorm};
-use headroom::ops::rope_kv::RopeKvAppend;
+use headroom::ops::rope_kv::{HeadNorms, RopeKvAppend};
 use headroom::ops::sample::{Sample, SamplingParams};
 use headroom::ops::{Op, OutRow, StepParams, StepShape};
 use rand::rngs::StdRng;
@@ -831,14 +831,41 @@ fn rope_ref(v: &[f32], pos: usize, inv_freq: &[f32]) -> Vec<f64> {
     out
 }
 
+/// x * w / sqrt(mean(x^2) + eps), rounded to f32 (the head norms before RoPE).
+fn head_norm_ref(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let ms = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / x.len() as f64;
+    let scale = 1.0 / (ms + eps as f64).sqrt();
+    x.iter()
+        .zip(w)
+        .map(|(&v, &w)| (v as f64 * scale * w as f64) as f32)
+        .collect()
+}
+
+/// RoPE and the KV append, with qwen3's per-head RMSNorm first in some cases: head dims
+/// 64, 96 (a workgroup of 60 invocations, five heads) and 32.
 #[test]
 fn rope_and_kv_append_match_cpu() {
     let g = gpu();
     let mut r = rng();
-    for &(kvf, split_bindings) in &[(StorageFormat::F32, false), (StorageFormat::F16, true)] {
-        let (nh, nkv, d, t, pos0, bs) = (6usize, 2usize, 64usize, 5usize, 37usize, 16usize);
+    for &(kvf, split_bindings, d, normed) in &[
+        (StorageFormat::F32, false, 64, false),
+        (StorageFormat::F16, true, 64, false),
+        (StorageFormat::F32, false, 64, true),
+        (StorageFormat::F16, false, 96, true),
+        (StorageFormat::F32, true, 32, true),
+    ] {
+        let (nh, nkv, t, pos0, bs) = (6usize, 2usize, 5usize, 37usize, 16usize);
         let row = (nh + 2 * nkv) * d;
         let qkv = randn(&mut r, t * row, 2.0);
+        // [q_norm | k_norm]
+        let norms: Vec<f32> = randn(&mut r, 2 * d, 0.3).iter().map(|x| 1.0 + x).collect();
+        let eps = 1e-6;
+        let normed_head = |v: &[f32], k: bool| -> Vec<f32> {
+            match normed {
+                true => head_norm_ref(v, &norms[k as usize * d..][..d], eps),
+                false => v.to_vec(),
+            }
+        };
         let inv_freq: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
             .collect();
@@ -884,7 +911,7 @@ fn rope_and_kv_append_match_cpu() {
         let mb = g
             .storage_init("meta", bytemuck::cast_slice(&meta.words))
             .unwrap();
-        let (qb, fb) = (upload(&g, &qkv), upload(&g, &inv_freq));
+        let (qb, fb, nb) = (upload(&g, &qkv), upload(&g, &inv_freq), upload(&g, &norms));
         let step = step_buffer(&g, params(t as u32, pos0 as u32, 1));
         let op = RopeKvAppend::new(
             &g,
@@ -899,6 +926,7 @@ fn rope_and_kv_append_match_cpu() {
             &layout,
             pool.blocks_per_binding,
             &pool.layers[0],
+            normed.then_some(HeadNorms { weights: &nb, eps }),
         );
         run(&g, &[&op], StepShape::single(t as u32, pos0 as u32));
         let got_qkv = g.read_f32(&qb, t * row).unwrap();
@@ -922,7 +950,7 @@ fn rope_and_kv_append_match_cpu() {
                 assert_close(
                     "rope q",
                     &got_qkv[ti * row + hh * d..ti * row + (hh + 1) * d],
-                    &rope_ref(v, pos, &inv_freq),
+                    &rope_ref(&normed_head(v, false), pos, &inv_freq),
                     1e-5,
                     1e-5,
                 );
@@ -932,7 +960,8 @@ fn rope_and_kv_append_match_cpu() {
                 let got_k: Vec<f32> = (0..d)
                     .map(|e| k_blocks[b][layout.key_offset(kh, off, e)])
                     .collect();
-                assert_close("k cache", &got_k, &rope_ref(k, pos, &inv_freq), tol, tol);
+                let want_k = rope_ref(&normed_head(k, true), pos, &inv_freq);
+                assert_close("k cache", &got_k, &want_k, tol, tol);
                 let v = &qkv[ti * row + (nh + nkv + kh) * d..ti * row + (nh + nkv + kh + 1) * d];
                 let got_v: Vec<f32> = (0..d)
                     .map(|e| v_blocks[b][layout.value_offset(kh, off, e)])

@@ -8,6 +8,10 @@
 #                   and forward-pass test binaries, writes the two GGUFs, `bench generate`
 #                   on each (prompt 512, 128 generated, 3 runs)
 #   bash run.sh b   carry .gl: llama-bench on the same two files once the build is done
+# Later, a fresh machine: the q/k head norms moved into RoPE's kernel, against the binary
+# above, alternating processes on one machine:
+#   bash run.sh c   carry .gl peer .bin/headroom.xz .bin/headroom-0e193f3.xz .bin/kernels.xz
+#                   .bin/forward.xz .bin/vocab.gguf
 # .bin/headroom.xz and the test binaries are stripped (objcopy --strip-debug) and xz'd;
 # .bin/vocab.gguf holds only SmolLM2's tokenizer metadata (the files' vocabulary).
 set -uo pipefail
@@ -55,6 +59,25 @@ b)
     done
     grep -hE "^\|" "$R"/llama_*.txt
     tail -3 "$W/build.log"
+    ;;
+c)
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$R/gpu_c.txt"
+    for b in headroom headroom-0e193f3 kernels forward; do
+        xz -dc .bin/$b.xz > "$W/$b"; chmod +x "$W/$b"
+    done
+    (cd "$W" && ./kernels > res/c_tests_kernels.txt 2>&1; echo "exit $?" >> res/c_tests_kernels.txt)
+    (cd "$W" && ./forward > res/c_tests_forward.txt 2>&1; echo "exit $?" >> res/c_tests_forward.txt)
+    grep -hE "^test result|^exit" "$R"/c_tests_*.txt
+    python3 "$HERE/make_random_family_gguf.py" .bin/vocab.gguf "$W/qwen3-8b.gguf" --family qwen3-8b \
+        > "$R/c_make_qwen3-8b.txt" 2>&1
+    for i in 1 2; do
+        for b in headroom-0e193f3 headroom; do
+            (cd "$W" && timeout 200 ./$b bench generate --model qwen3-8b.gguf --prompt-tokens 512 \
+                --gen-tokens 128 --runs 3 --json res/c_gen_${b}_$i.json > res/c_gen_${b}_$i.txt 2>&1)
+            echo "$b $i: $(grep -E '^decode' "$R/c_gen_${b}_$i.txt")"
+        done
+    done
+    sha256sum "$W"/*.gguf > "$R/c_sha256.txt"
     ;;
 esac
 cd "$W" && tar czf "$OUT/res.tgz" res

@@ -13,11 +13,10 @@ use crate::model::source::TensorName;
 use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
 use crate::ops::elementwise::SiluMul;
 use crate::ops::embed::Embed;
-use crate::ops::head_norm::HeadNorm;
 use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
 use crate::ops::matmul_prologue::{MatmulInputs, Prologue, PrologueMatmul};
 use crate::ops::rmsnorm::{NormRows, RmsNorm};
-use crate::ops::rope_kv::RopeKvAppend;
+use crate::ops::rope_kv::{HeadNorms, RopeKvAppend};
 use crate::ops::sample::Sample;
 use crate::ops::{Op, OutRow, StepParams};
 use std::sync::Arc;
@@ -357,9 +356,10 @@ impl Graph {
         )
     }
 
-    /// RoPE on the queries and keys in `act.qkv`, then keys and values appended to layer
-    /// `layer`'s blocks of the KV cache.
-    pub fn rope_kv_append(&self, layer: usize) -> Box<dyn Op> {
+    /// RoPE on the queries and keys in `act.qkv` (each head RMS-normalised first by
+    /// `head_norms` = `[q_norm | k_norm]`, where given), then keys and values appended to
+    /// layer `layer`'s blocks of the KV cache.
+    pub fn rope_kv_append(&self, layer: usize, head_norms: Option<&wgpu::Buffer>) -> Box<dyn Op> {
         let c = &self.cfg;
         Box::new(RopeKvAppend::new(
             &self.gpu,
@@ -374,23 +374,10 @@ impl Graph {
             &self.kv_layout,
             self.pool.blocks_per_binding,
             &self.pool.layers[layer],
-        ))
-    }
-
-    /// RMSNorm of each query and key head in `act.qkv`, before RoPE; `weight` is
-    /// `[q_norm | k_norm]`.
-    pub fn head_norm(&self, weight: &wgpu::Buffer) -> Box<dyn Op> {
-        let c = &self.cfg;
-        Box::new(HeadNorm::new(
-            &self.gpu,
-            &self.step,
-            c.num_heads,
-            c.num_kv_heads,
-            c.head_dim,
-            c.rms_norm_eps,
-            weight,
-            &self.act.qkv,
-            &self.meta,
+            head_norms.map(|weights| HeadNorms {
+                weights,
+                eps: c.rms_norm_eps,
+            }),
         ))
     }
 

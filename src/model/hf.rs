@@ -121,23 +121,40 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         None => return Err(err("missing 'rms_norm_eps'".into())),
     };
 
-    // the window applies where the family's transformers class applies it: mistral
-    // whenever it is set, qwen2/qwen3 only with use_sliding_window (and then on layers
-    // from max_window_layers on, which headroom does not split: refused below)
+    // the layers with a sliding window: `layer_types` where the config lists them
+    // (transformers 5), else where the family's class puts them: mistral's every layer
+    // when the window is set, qwen2/qwen3's from max_window_layers on with
+    // use_sliding_window
     let window = uint("sliding_window")?;
-    let sliding_window = match model_type {
-        "mistral" => window,
-        "qwen2" | "qwen3" if boolean("use_sliding_window")?.unwrap_or(false) => {
-            let from = uint("max_window_layers")?.unwrap_or(0);
-            if window.is_some() && from < req("num_hidden_layers")? {
-                return Err(err(format!(
-                    "sliding-window attention on layers {from} and up only \
-                     (use_sliding_window with max_window_layers {from}) is not supported"
-                )));
+    let layers = req("num_hidden_layers")?;
+    let sliding: Vec<bool> = match present("layer_types").and_then(Value::as_array) {
+        Some(types) => types
+            .iter()
+            .map(|t| t.as_str() == Some("sliding_attention"))
+            .collect(),
+        None => match model_type {
+            "mistral" => vec![window.is_some(); layers],
+            "qwen2" | "qwen3" if boolean("use_sliding_window")?.unwrap_or(false) => {
+                let from = uint("max_window_layers")?.unwrap_or(0);
+                (0..layers).map(|l| l >= from).collect()
             }
-            None
+            _ => vec![false; layers],
+        },
+    };
+    let sliding_window = match (sliding.iter().filter(|&&s| s).count(), window) {
+        (0, _) => None,
+        (n, Some(w)) if n == layers && sliding.len() == layers => Some(w),
+        (_, None) => {
+            return Err(err(
+                "sliding-attention layers without 'sliding_window'".into()
+            ))
         }
-        _ => None,
+        (n, Some(w)) => {
+            return Err(err(format!(
+                "a sliding window ({w}) on {n} of {layers} layers is not supported (only \
+                 on every layer)"
+            )))
+        }
     };
 
     let attention_bias = match arch {
@@ -560,6 +577,10 @@ mod tests {
         hf_config_json(&tiny_config(Arch::Llama, 4, 2, true), HfDtype::F32)
     }
 
+    fn cfg_ok(v: &Value) -> ModelConfig {
+        parse_hf_config("c", &v.to_string()).unwrap()
+    }
+
     fn cfg_err(v: &Value) -> String {
         parse_hf_config("c/config.json", &v.to_string())
             .expect_err("should fail")
@@ -653,7 +674,16 @@ mod tests {
         v["use_sliding_window"] = true.into();
         v["max_window_layers"] = 1.into();
         let e = cfg_err(&v);
-        assert!(e.contains("on layers 1 and up only"), "{e}");
+        assert!(e.contains("(128) on 1 of 2 layers is not supported"), "{e}");
+        // every layer windowed: transformers 5's layer_types, and qwen2 from layer 0
+        v["max_window_layers"] = 0.into();
+        assert_eq!(cfg_ok(&v).sliding_window, Some(128));
+        let mut v = base_json();
+        v["sliding_window"] = 64.into();
+        v["layer_types"] = serde_json::json!(["sliding_attention", "sliding_attention"]);
+        assert_eq!(cfg_ok(&v).sliding_window, Some(64));
+        v["layer_types"] = serde_json::json!(["full_attention", "full_attention"]);
+        assert_eq!(cfg_ok(&v).sliding_window, None);
         let mut v = base_json();
         v["num_key_value_heads"] = 3.into();
         assert!(cfg_err(&v).contains("not a multiple of num_kv_heads 3"));

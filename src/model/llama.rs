@@ -5,12 +5,14 @@
 //! ```text
 //! x = embed(tokens)
 //! for each layer:
-//!     qkv = Wqkv · rmsnorm(x) + bqkv ; q, k = headnorm(q), headnorm(k)  (qwen3)
-//!     x += Wo · attention(rope(qkv), cache)   // keys, values appended; in the window
+//!     qkv = Wqkv · rmsnorm(x) + bqkv
+//!     x += Wo · attention(rope(headnorm(qkv)), cache)   // headnorm: qwen3's, in RoPE's
+//!                                                        // kernel; keys, values appended
 //!     x += Wdown · (silu(Wgate · xn) * (Wup · xn)),  xn = rmsnorm(x)
 //! logits = lm_head · rmsnorm(x)  (rows that sample only) ; token = sample(logits)
 //! ```
 //!
+//! Attention sees each query's sliding window only, where the model has one (mistral).
 //! q/k/v and gate/up are each one matrix (stacked by rows), so a layer is nine kernels;
 //! at decode with quantized weights the two RMSNorms and SiLU·mul run inside the matmuls
 //! that read them (`ops::matmul_prologue`), so six.
@@ -92,25 +94,21 @@ impl LayerWeights {
 /// Layer `l`: the attention block, then the MLP block, each added to the residual x.
 fn layer(g: &Graph, w: &LayerWeights, l: usize) -> Result<Vec<Box<dyn Op>>, ModelError> {
     let a = &g.act;
-    let mut ops = vec![g.norm_matmul(
-        &w.attn_norm,
-        &a.x,
-        &a.xn,
-        &w.qkv,
-        w.qkv_bias.as_ref(),
-        &a.qkv,
-    )];
-    if let Some(norm) = &w.qk_norm {
-        ops.push(g.head_norm(norm));
-    }
-    ops.extend([
-        g.rope_kv_append(l),
+    Ok(vec![
+        g.norm_matmul(
+            &w.attn_norm,
+            &a.x,
+            &a.xn,
+            &w.qkv,
+            w.qkv_bias.as_ref(),
+            &a.qkv,
+        ),
+        g.rope_kv_append(l, w.qk_norm.as_ref()),
         g.attention(l)?,
         g.matmul_add(&w.o, &a.attn, &a.x),
         g.norm_matmul(&w.ffn_norm, &a.x, &a.xn, &w.gate_up, None, &a.gate_up),
         g.silu_mul_matmul_add(&w.down, &a.x),
-    ]);
-    Ok(ops)
+    ])
 }
 
 /// Loads every weight from `w` and lists the model's ops. `progress(done, total, what)`

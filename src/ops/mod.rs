@@ -4,7 +4,6 @@
 pub mod decode_attention;
 pub mod elementwise;
 pub mod embed;
-pub mod head_norm;
 pub mod matmul;
 pub mod matmul_prologue;
 pub mod mla;

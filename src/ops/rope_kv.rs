@@ -1,4 +1,5 @@
-//! RoPE on q and k, and the append of k and v to the paged KV cache (shaders/rope_kv.wgsl).
+//! RoPE on q and k (after qwen3's per-head RMSNorm, where the model has it), and the
+//! append of k and v to the paged KV cache (shaders/rope_kv.wgsl).
 
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
@@ -13,6 +14,14 @@ struct Dims {
     table_base: u32,
 }
 
+/// Qwen3's RMSNorm of each query and key head before RoPE, inside the same kernel.
+#[derive(Clone, Copy)]
+pub struct HeadNorms<'a> {
+    /// `[q_norm | k_norm]`, `head_dim` f32 each
+    pub weights: &'a wgpu::Buffer,
+    pub eps: f32,
+}
+
 pub struct RopeKvAppend {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     group: wgpu::BindGroup,
@@ -20,6 +29,9 @@ pub struct RopeKvAppend {
     kv_heads: u32,
     head_dim: u32,
     kv_bytes: u64,
+    /// invocations per workgroup: whole heads where they are normalised
+    workgroup: u32,
+    normed: bool,
 }
 
 impl RopeKvAppend {
@@ -37,12 +49,22 @@ impl RopeKvAppend {
         kv: &KvLayout,
         blocks_per_binding: usize,
         pool: &LayerPool,
+        norms: Option<HeadNorms<'_>>,
     ) -> Self {
+        // a head is head_dim / 8 invocations; with norms a workgroup holds whole heads
+        let per_head = (head_dim / 8).max(1);
+        let workgroup = match norms {
+            Some(_) => per_head * (64 / per_head).max(1),
+            None => 64,
+        };
         let src = KernelSource::new("rope_kv", include_str!("../../shaders/rope_kv.wgsl"))
             .kv(kv.format)
             .constant("BS", kv.block_size)
             .constant("BLOCK_ELEMS", kv.key_block_elems())
-            .constant("BPB", blocks_per_binding);
+            .constant("BPB", blocks_per_binding)
+            .constant("QK_NORM", norms.is_some())
+            .constant("EPS", format!("{:?}", norms.map_or(0.0, |n| n.eps)))
+            .constant("WG", workgroup);
         let pipeline = gpu.pipelines.get(&src);
         let dims = gpu.uniform(
             "rope_kv.dims",
@@ -53,12 +75,23 @@ impl RopeKvAppend {
                 table_base,
             },
         );
+        // without norms the binding is never read: any read-only buffer will do
+        let norm_weights = norms.map_or(inv_freq, |n| n.weights);
         let group = bind(
             gpu,
             &pipeline,
             "rope_kv",
             &[
-                step, &dims, qkv, inv_freq, meta, &pool.k[0], &pool.k[1], &pool.v[0], &pool.v[1],
+                step,
+                &dims,
+                qkv,
+                inv_freq,
+                meta,
+                &pool.k[0],
+                &pool.k[1],
+                &pool.v[0],
+                &pool.v[1],
+                norm_weights,
             ],
         );
         RopeKvAppend {
@@ -68,6 +101,8 @@ impl RopeKvAppend {
             kv_heads: kv_heads as u32,
             head_dim: head_dim as u32,
             kv_bytes: kv.format.bytes_per_element() as u64,
+            workgroup: workgroup as u32,
+            normed: norms.is_some(),
         }
     }
 }
@@ -81,18 +116,19 @@ impl Op for RopeKvAppend {
             (self.heads + self.kv_heads) * self.head_dim / 8 + self.kv_heads * self.head_dim / 4;
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.group, &[]);
-        pass.dispatch_workgroups(threads.div_ceil(64), s.n_tokens, 1);
+        pass.dispatch_workgroups(threads.div_ceil(self.workgroup), s.n_tokens, 1);
     }
     fn cost(&self, s: &StepShape) -> Cost {
         let t = s.n_tokens as u64;
         let d = self.head_dim as u64;
         let qk = (self.heads + self.kv_heads) as u64 * d;
         let kv = 2 * self.kv_heads as u64 * d;
+        let norms = if self.normed { 2 * d * 4 } else { 0 };
         Cost {
-            bytes_read: t * (qk + kv / 2) * 4 + d * 2,
+            bytes_read: t * (qk + kv / 2) * 4 + d * 2 + norms,
             bytes_written: t * (self.heads as u64 * d * 4 + kv * self.kv_bytes),
-            flops: t * qk * 3,
-            weight_bytes: 0,
+            flops: t * qk * (3 + 4 * self.normed as u64),
+            weight_bytes: norms,
             kv_bytes: t * kv * self.kv_bytes,
         }
     }
