@@ -24,6 +24,8 @@ const BLOCKS_PER_BINDING: u32 = {{BPB}}u;
 const QK_NORM: bool = {{QK_NORM}};
 const EPS: f32 = {{EPS}};
 const WG: u32 = {{WG}}u;
+// multiplies every rotated query and key (LongRoPE's attention factor; 1 elsewhere)
+const ROPE_SCALE: f32 = {{ROPE_SCALE}};
 
 var<workgroup> squares: array<f32, WG>;
 
@@ -76,8 +78,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     if (idx < n_rope) {
         let ang = f32(pos) * inv_freq[i4];
-        let c = cos(ang);
-        let s = sin(ang);
+        let c = cos(ang) * ROPE_SCALE;
+        let s = sin(ang) * ROPE_SCALE;
         let y1 = x1 * c - x2 * s;
         let y2 = x2 * c + x1 * s;
         if (head < dims.heads) {

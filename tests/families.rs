@@ -34,6 +34,8 @@ struct RefPrompt {
     /// the same without the sliding window (mistral: what a GGUF of it computes, since
     /// llama.cpp's converter drops the window)
     no_window: Option<RefNoWindow>,
+    /// LongRoPE's factors transformers used for the prompt: "short" or "long" (phi3)
+    longrope_factors: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,39 +90,63 @@ const LOGIT_TOLERANCE: f32 = 2e-3;
 ///
 /// A GGUF of a windowed family whose converter dropped the window is checked against the
 /// reference computed without it.
-fn check_family(family: &str, format: Format) {
+///
+/// LongRoPE's factors follow the KV cache's size, as in llama.cpp: a prompt transformers
+/// ran with the short factors runs on a cache of the original context, one it ran with the
+/// long ones on a larger cache. `llama_cpp_spm` is the BOS id where a file's SentencePiece
+/// vocabulary is tokenized by llama.cpp's rules, which differ from transformers' for
+/// phi3's GGUF: it has no add_bos_token key, so BOS goes first, and a space prefix follows
+/// every special token (llama.cpp's `is_prev_special`), so the chat's ids differ.
+fn check_family(family: &str, format: Format, llama_cpp_spm: Option<u32>) {
     let path = match format {
         Format::Safetensors => dir(family),
         Format::Gguf => dir(family).join("model.gguf"),
     };
     let files = engine::open(&path).unwrap_or_else(|e| panic!("{family} {format:?}: {e}"));
-    let model = GpuModel::load(
-        gpu(),
-        files.weights.as_ref(),
-        GpuModelOptions {
-            weights: StorageFormat::F32,
-            kv: StorageFormat::F32,
-            context: 128,
-            max_chunk: 64,
-            kv_block_size: 16,
-            ..Default::default()
-        },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
-    let windowless = format == Format::Gguf && model.config.sliding_window.is_none();
+    let load = |context: usize| {
+        GpuModel::load(
+            gpu(),
+            files.weights.as_ref(),
+            GpuModelOptions {
+                weights: StorageFormat::F32,
+                kv: StorageFormat::F32,
+                context,
+                max_chunk: 64,
+                kv_block_size: 16,
+                ..Default::default()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap()
+    };
+    let config = files.weights.config();
+    let windowless = format == Format::Gguf && config.sliding_window.is_none();
     let reference = reference(family);
     let mut worst = 0f32;
     for p in &reference.prompts {
         let what = format!("{family} {format:?} prompt '{}'", p.name);
         let ids = files.tokenizer.encode(&p.text, true).unwrap();
-        assert_eq!(ids, p.ids, "{what}: token ids");
+        let want_ids: Vec<u32> = llama_cpp_spm
+            .into_iter()
+            .chain(p.ids.iter().copied())
+            .collect();
+        assert_eq!(ids, want_ids, "{what}: token ids");
+        let context = match (&config.longrope, p.longrope_factors.as_deref()) {
+            (Some(r), Some("short")) => r.original_max_position_embeddings,
+            (Some(r), _) => r.original_max_position_embeddings.max(128) + 1,
+            (None, _) => 128,
+        };
+        assert!(
+            p.ids.len() + p.greedy.len() <= context,
+            "{what}: fits the cache"
+        );
+        let model = load(context);
         let (greedy, logits_file) = match (&p.no_window, windowless) {
             (Some(n), true) => (&n.greedy, &n.logits_file),
             _ => (&p.greedy, &p.logits_file),
         };
         let want = read_logits(family, logits_file);
-        let vocab = model.config.vocab_size;
+        let vocab = config.vocab_size;
         assert_eq!(
             want.len(),
             p.ids.len() * vocab,
@@ -160,15 +186,17 @@ fn check_family(family: &str, format: Format) {
     let chat = &reference.chat;
     let text = files.tokenizer.apply_chat(&chat.messages, true).unwrap();
     assert_eq!(text, chat.text, "{family} {format:?}: chat template");
-    let ids = files.tokenizer.encode(&text, false).unwrap();
-    assert_eq!(ids, chat.ids, "{family} {format:?}: chat ids");
+    if llama_cpp_spm.is_none() {
+        let ids = files.tokenizer.encode(&text, false).unwrap();
+        assert_eq!(ids, chat.ids, "{family} {format:?}: chat ids");
+    }
 }
 
 /// Llama 3: GQA, tied embeddings (no output tensor), llama-3 RoPE scaling.
 #[test]
 fn llama3_matches_transformers() {
-    check_family("llama3", Format::Safetensors);
-    check_family("llama3", Format::Gguf);
+    check_family("llama3", Format::Safetensors, None);
+    check_family("llama3", Format::Gguf, None);
 }
 
 /// Mistral: a sliding window of 8 positions against prompts of 9 and 53 tokens. The GGUF
@@ -176,13 +204,22 @@ fn llama3_matches_transformers() {
 /// as llama.cpp does, and matches transformers run without it.
 #[test]
 fn mistral_matches_transformers() {
-    check_family("mistral", Format::Safetensors);
-    check_family("mistral", Format::Gguf);
+    check_family("mistral", Format::Safetensors, None);
+    check_family("mistral", Format::Gguf, None);
 }
 
 /// Qwen3: q/k norms per head before RoPE, head_dim apart from hidden / heads, untied head.
 #[test]
 fn qwen3_matches_transformers() {
-    check_family("qwen3", Format::Safetensors);
-    check_family("qwen3", Format::Gguf);
+    check_family("qwen3", Format::Safetensors, None);
+    check_family("qwen3", Format::Gguf, None);
+}
+
+/// Phi-3: q/k/v and gate/up fused in both files, LongRoPE (short factors for the short
+/// prompt, long ones for the long prompt past the original context of 32, the attention
+/// factor on both), no BOS from transformers' tokenizer.
+#[test]
+fn phi3_matches_transformers() {
+    check_family("phi3", Format::Safetensors, None);
+    check_family("phi3", Format::Gguf, Some(1));
 }

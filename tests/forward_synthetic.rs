@@ -10,7 +10,7 @@ use headroom::gpu::StorageFormat;
 use headroom::model::cpu_reference::CpuModel;
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
 use headroom::model::synthetic::SyntheticModel;
-use headroom::model::{Arch, Llama3RopeScaling, ModelConfig, WeightSource};
+use headroom::model::{Arch, Llama3RopeScaling, LongRope, ModelConfig, WeightSource};
 use headroom::ops::sample::SamplingParams;
 
 fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool) -> ModelConfig {
@@ -26,6 +26,7 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
         rms_norm_eps: 1e-5,
         rope_theta: 10000.0,
         rope_scaling: None,
+        longrope: None,
         max_position_embeddings: 512,
         tie_word_embeddings: tied,
         attention_bias: arch == Arch::Qwen2,
@@ -253,6 +254,44 @@ fn planted_dropped_head_norms_are_caught() {
         256,
         2e-4,
         |c| c.qk_norm = false,
+    );
+}
+
+/// Phi-3's LongRoPE on a cache of 128 positions past an original context of 32: the long
+/// factors, and the attention factor on every rotated query and key.
+fn longrope_config() -> ModelConfig {
+    let mut cfg = config(Arch::Phi3, 4, 2, 16, false);
+    cfg.longrope = Some(LongRope {
+        short_factor: vec![1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0],
+        long_factor: vec![1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 12.0, 16.0],
+        original_max_position_embeddings: 32,
+        attention_factor: 1.2,
+    });
+    cfg.max_position_embeddings = 128;
+    cfg
+}
+
+#[test]
+fn phi3_longrope_matches_the_cpu_reference() {
+    compare(
+        longrope_config(),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+    );
+}
+
+#[test]
+#[should_panic(expected = "logits differ by")]
+fn planted_dropped_longrope_attention_factor_is_caught() {
+    compare_planted(
+        longrope_config(),
+        StorageFormat::F32,
+        StorageFormat::F32,
+        256,
+        2e-4,
+        |c| c.longrope.as_mut().unwrap().attention_factor = 1.0,
     );
 }
 

@@ -926,6 +926,7 @@ fn rope_and_kv_append_match_cpu() {
             &layout,
             pool.blocks_per_binding,
             &pool.layers[0],
+            1.0,
             normed.then_some(HeadNorms { weights: &nb, eps }),
         );
         run(&g, &[&op], StepShape::single(t as u32, pos0 as u32));

@@ -122,6 +122,7 @@ impl Preset {
             rms_norm_eps: 1e-5,
             rope_theta: self.rope_theta,
             rope_scaling: None,
+            longrope: None,
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
             attention_bias: false,

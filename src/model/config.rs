@@ -3,13 +3,15 @@
 use serde::Serialize;
 
 /// Architectures headroom runs, all llama-family decoders: qwen2 adds q/k/v biases,
-/// qwen3 an RMSNorm of each query and key head before RoPE. Mistral is llama with a
-/// sliding window (`ModelConfig::sliding_window`); llama.cpp converts it as llama.
+/// qwen3 an RMSNorm of each query and key head before RoPE, phi3 stores q/k/v and
+/// gate/up fused and scales RoPE by LongRoPE. Mistral is llama with a sliding window
+/// (`ModelConfig::sliding_window`); llama.cpp converts it as llama.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Phi3,
 }
 
 impl Arch {
@@ -19,6 +21,7 @@ impl Arch {
             "llama" | "mistral" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
+            "phi3" => Some(Arch::Phi3),
             _ => None,
         }
     }
@@ -29,11 +32,17 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
         }
     }
 
+    /// Whether files store q/k/v as one tensor and gate/up as one (phi3).
+    pub fn fused_tensors(self) -> bool {
+        self == Arch::Phi3
+    }
+
     /// The names `from_name` accepts, for messages.
-    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3";
+    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3, phi3";
 }
 
 /// Llama-3 style frequency-dependent RoPE scaling (`rope_scaling.rope_type == "llama3"`).
@@ -43,6 +52,30 @@ pub struct Llama3RopeScaling {
     pub low_freq_factor: f32,
     pub high_freq_factor: f32,
     pub original_max_position_embeddings: u32,
+}
+
+/// Phi-3's LongRoPE (`rope_type` "longrope"): per-frequency divisors, the long ones where
+/// the context exceeds the original one, and a factor on every rotated query and key.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LongRope {
+    /// `head_dim / 2` divisors each
+    pub short_factor: Vec<f32>,
+    pub long_factor: Vec<f32>,
+    pub original_max_position_embeddings: usize,
+    /// multiplies cos and sin (so the scores by its square)
+    pub attention_factor: f32,
+}
+
+impl LongRope {
+    /// transformers' default attention factor: sqrt(1 + ln(s) / ln(original)) for a
+    /// context stretched s = max_position / original times, 1 where not stretched.
+    pub fn default_attention_factor(max_position: usize, original: usize) -> f32 {
+        let s = max_position as f64 / original as f64;
+        match s > 1.0 {
+            true => (1.0 + s.ln() / (original as f64).ln()).sqrt() as f32,
+            false => 1.0,
+        }
+    }
 }
 
 /// Everything the forward pass needs to know about a model's shape.
@@ -63,6 +96,8 @@ pub struct ModelConfig {
     pub rms_norm_eps: f32,
     pub rope_theta: f32,
     pub rope_scaling: Option<Llama3RopeScaling>,
+    /// phi3's LongRoPE
+    pub longrope: Option<LongRope>,
     /// the context length the model was trained for
     pub max_position_embeddings: usize,
     /// lm_head shares the token embedding matrix
@@ -115,6 +150,20 @@ impl ModelConfig {
                 self.num_heads, self.num_kv_heads
             ));
         }
+        if let Some(r) = &self.longrope {
+            let half = self.head_dim / 2;
+            if r.short_factor.len() != half || r.long_factor.len() != half {
+                return fail(format!(
+                    "longrope needs head_dim / 2 = {half} factors each, found {} short and {} \
+                     long",
+                    r.short_factor.len(),
+                    r.long_factor.len()
+                ));
+            }
+            if r.original_max_position_embeddings == 0 {
+                return fail("longrope's original_max_position_embeddings is 0".into());
+            }
+        }
         if self.sliding_window == Some(0) {
             return fail("sliding_window must be > 0".into());
         }
@@ -160,6 +209,30 @@ impl ModelConfig {
         }
         Ok(())
     }
+}
+
+/// RoPE inverse frequencies for a KV cache of `context` positions: llama-3 scaled where
+/// the config has it, divided by LongRoPE's long factors where the context exceeds the
+/// original one and by its short ones where not (llama.cpp's rule; transformers decides
+/// per forward pass by the sequence's length, which is the same while a sequence stays on
+/// one side of the original context).
+pub fn rope_inv_freq(cfg: &ModelConfig, context: usize) -> Vec<f32> {
+    let inv = llama3_rope_inv_freq(cfg);
+    match &cfg.longrope {
+        None => inv,
+        Some(r) => {
+            let factors = match context > r.original_max_position_embeddings {
+                true => &r.long_factor,
+                false => &r.short_factor,
+            };
+            inv.iter().zip(factors).map(|(f, d)| f / d).collect()
+        }
+    }
+}
+
+/// What RoPE multiplies every rotated query and key by (LongRoPE's attention factor).
+pub fn rope_attention_factor(cfg: &ModelConfig) -> f32 {
+    cfg.longrope.as_ref().map_or(1.0, |r| r.attention_factor)
 }
 
 /// RoPE inverse frequencies, `head_dim / 2` of them: `theta^(-2i/head_dim)`, with

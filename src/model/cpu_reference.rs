@@ -1,8 +1,8 @@
 //! A plain f32 forward pass on the CPU, llama2.c style: the test oracle for the GPU path.
 //! Dot products accumulate in f64. One token at a time, with a KV cache.
 
-use super::config::llama3_rope_inv_freq;
 use super::config::ModelConfig;
+use super::config::{rope_attention_factor, rope_inv_freq};
 use super::source::{tensor_names, LayerTensor, LoadError, TensorName, WeightSource};
 use std::collections::HashMap;
 
@@ -60,6 +60,8 @@ pub struct CpuModel {
     cfg: ModelConfig,
     weights: HashMap<TensorName, Vec<f32>>,
     inv_freq: Vec<f32>,
+    /// multiplies every rotated query and key (LongRoPE)
+    rope_scale: f32,
     /// per layer: `[cached tokens, kv_heads * head_dim]`
     k_cache: Vec<Vec<f32>>,
     v_cache: Vec<Vec<f32>>,
@@ -76,7 +78,9 @@ impl CpuModel {
             weights.insert(name, src.load(name)?.data);
         }
         Ok(CpuModel {
-            inv_freq: llama3_rope_inv_freq(&cfg),
+            // the KV cache of a model run at its full context
+            inv_freq: rope_inv_freq(&cfg, cfg.max_position_embeddings),
+            rope_scale: rope_attention_factor(&cfg),
             k_cache: vec![Vec::new(); cfg.num_layers],
             v_cache: vec![Vec::new(); cfg.num_layers],
             last_attention: Vec::new(),
@@ -164,6 +168,7 @@ impl CpuModel {
             }
             for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
                 rope(head, pos, &self.inv_freq);
+                head.iter_mut().for_each(|v| *v *= self.rope_scale);
             }
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
@@ -230,7 +235,7 @@ fn add(x: &mut [f32], y: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::config::{Arch, Llama3RopeScaling};
+    use crate::model::config::{llama3_rope_inv_freq, Arch, Llama3RopeScaling};
     use crate::model::synthetic::{tiny_config, SyntheticModel};
 
     #[test]

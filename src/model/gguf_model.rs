@@ -2,8 +2,9 @@
 //! names, dequantization, and undoing the converter's q/k row permutation.
 
 use super::config::llama3_rope_inv_freq;
-use super::config::{Arch, Llama3RopeScaling, ModelConfig};
+use super::config::{Arch, Llama3RopeScaling, LongRope, ModelConfig};
 use super::source::{check_layer_count, check_shape, expected_shape, tensor_names};
+use super::source::{rows_of, stored_as};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use crate::formats::gguf::{GgufFile, TensorInfo};
 use crate::formats::quant::GgmlType;
@@ -27,6 +28,9 @@ pub fn gguf_tensor_name(name: TensorName) -> String {
                 LayerTensor::Bv => "attn_v.bias",
                 LayerTensor::QNorm => "attn_q_norm.weight",
                 LayerTensor::KNorm => "attn_k_norm.weight",
+                LayerTensor::Wqkv => "attn_qkv.weight",
+                // phi3's fused gate and up
+                LayerTensor::WGateUp => "ffn_up.weight",
                 LayerTensor::Wo => "attn_output.weight",
                 LayerTensor::FfnNorm => "ffn_norm.weight",
                 LayerTensor::WGate => "ffn_gate.weight",
@@ -133,6 +137,7 @@ impl GgufModel {
         let layers = format!("{}.block_count", config.arch.name());
         check_layer_count(&path, &layers, &config, file.tensors().len())?;
         for name in tensor_names(&config) {
+            let name = stored_as(&config, name).0;
             let gname = gguf_tensor_name(name);
             let t = file.tensor(&gname).ok_or_else(|| {
                 LoadError::new(&path, format!("missing tensor '{gname}' ({name})"))
@@ -187,9 +192,10 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "phi3" => Arch::Phi3,
         other => {
             return Err(err(format!(
-                "unknown architecture '{other}' (supported: llama, qwen2, qwen3)"
+                "unknown architecture '{other}' (supported: llama, qwen2, qwen3, phi3)"
             )))
         }
     };
@@ -280,6 +286,7 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         rms_norm_eps,
         rope_theta,
         rope_scaling: None,
+        longrope: None,
         max_position_embeddings: req("context_length")?,
         tie_word_embeddings: f.tensor("output.weight").is_none(),
         attention_bias: has_q_bias,
@@ -293,6 +300,40 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
     }
     cfg.validate(path).map_err(|m| {
         // validate already names the file
+        let m = m
+            .strip_prefix(&format!("{path}: "))
+            .unwrap_or(&m)
+            .to_string();
+        err(m)
+    })?;
+
+    // phi3's LongRoPE: the two factor lists as tensors, the rest as metadata
+    let factors = |name: &str| f.tensor(name).map(|t| f.dequantize(t)).transpose();
+    cfg.longrope = match (
+        factors("rope_factors_short.weight")?,
+        factors("rope_factors_long.weight")?,
+    ) {
+        (None, None) => None,
+        (Some(short_factor), Some(long_factor)) => {
+            let original = req("rope.scaling.original_context_length")?;
+            let attention_factor = match f.get_f32(&key("rope.scaling.attn_factor"))? {
+                Some(a) => a,
+                None => LongRope::default_attention_factor(cfg.max_position_embeddings, original),
+            };
+            Some(LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings: original,
+                attention_factor,
+            })
+        }
+        _ => {
+            return Err(err(
+                "rope_factors_short.weight and rope_factors_long.weight come together".into(),
+            ))
+        }
+    };
+    cfg.validate(path).map_err(|m| {
         let m = m
             .strip_prefix(&format!("{path}: "))
             .unwrap_or(&m)
@@ -376,11 +417,15 @@ impl WeightSource for GgufModel {
         match name {
             TensorName::LmHead if self.config.tie_word_embeddings => false,
             TensorName::Layer(i, _) if i >= self.config.num_layers => false,
-            _ => self.tensor_info(name).is_some(),
+            _ => self.tensor_info(stored_as(&self.config, name).0).is_some(),
         }
     }
 
     fn load(&self, name: TensorName) -> Result<HostTensor, LoadError> {
+        let stored = stored_as(&self.config, name).0;
+        if stored != name {
+            return Ok(rows_of(&self.config, name, self.load(stored)?));
+        }
         let gname = gguf_tensor_name(name);
         let t = self
             .file
@@ -403,6 +448,15 @@ impl WeightSource for GgufModel {
     }
 
     fn blocks(&self, name: TensorName) -> Result<Option<(GgmlType, Vec<u8>)>, LoadError> {
+        let (stored, rows) = stored_as(&self.config, name);
+        if stored != name {
+            let Some((ty, bytes)) = self.blocks(stored)? else {
+                return Ok(None);
+            };
+            let row_bytes = bytes.len() / expected_shape(&self.config, stored)[0];
+            let part = bytes[rows.start * row_bytes..rows.end * row_bytes].to_vec();
+            return Ok(Some((ty, part)));
+        }
         let gname = gguf_tensor_name(name);
         let Some(t) = self.file.tensor(&gname).filter(|_| self.has(name)) else {
             return Ok(None);
@@ -601,7 +655,7 @@ mod tests {
         );
         let e = err_of(&b);
         assert!(
-            e.contains("unknown architecture 'gpt2' (supported: llama, qwen2, qwen3)"),
+            e.contains("unknown architecture 'gpt2' (supported: llama, qwen2, qwen3, phi3)"),
             "{e}"
         );
 

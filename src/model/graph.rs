@@ -8,7 +8,7 @@ use super::options::GpuModelOptions;
 use super::weights::{GraphMatrix, WeightProvider};
 use crate::gpu::{GpuContext, StorageFormat};
 use crate::kv::{KvLayout, KvPool};
-use crate::model::config::{llama3_rope_inv_freq, ModelConfig};
+use crate::model::config::{rope_attention_factor, rope_inv_freq, ModelConfig};
 use crate::model::source::TensorName;
 use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
 use crate::ops::elementwise::SiluMul;
@@ -131,7 +131,7 @@ impl Graph {
         );
         let rope_inv_freq = gpu.storage_init(
             "rope_inv_freq",
-            bytemuck::cast_slice(&llama3_rope_inv_freq(cfg)),
+            bytemuck::cast_slice(&rope_inv_freq(cfg, context)),
         )?;
         let no_bias = gpu.storage("no_bias", 16)?;
         let widest = cfg.hidden_size.max(cfg.intermediate_size);
@@ -374,6 +374,7 @@ impl Graph {
             &self.kv_layout,
             self.pool.blocks_per_binding,
             &self.pool.layers[layer],
+            rope_attention_factor(c),
             head_norms.map(|weights| HeadNorms {
                 weights,
                 eps: c.rms_norm_eps,

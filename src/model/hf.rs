@@ -2,8 +2,9 @@
 //! sharded safetensors with `model.safetensors.index.json`, from a directory (memory-mapped)
 //! or from files held in memory (the browser). Tensors are F32, F16 or BF16, in HF layout.
 
-use super::config::{Arch, Llama3RopeScaling, ModelConfig};
+use super::config::{Arch, Llama3RopeScaling, LongRope, ModelConfig};
 use super::source::{check_layer_count, check_shape, expected_shape, tensor_names};
+use super::source::{rows_of, stored_as};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
 use crate::formats::safetensors::{self, TensorEntry};
 use crate::formats::FileBytes;
@@ -29,6 +30,8 @@ pub fn hf_tensor_name(name: TensorName) -> String {
                 LayerTensor::Bv => "self_attn.v_proj.bias",
                 LayerTensor::QNorm => "self_attn.q_norm.weight",
                 LayerTensor::KNorm => "self_attn.k_norm.weight",
+                LayerTensor::Wqkv => "self_attn.qkv_proj.weight",
+                LayerTensor::WGateUp => "mlp.gate_up_proj.weight",
                 LayerTensor::Wo => "self_attn.o_proj.weight",
                 LayerTensor::FfnNorm => "post_attention_layernorm.weight",
                 LayerTensor::WGate => "mlp.gate_proj.weight",
@@ -80,6 +83,7 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         "llama" | "mistral" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "phi3" => Arch::Phi3,
         other => {
             return Err(err(format!(
                 "unknown model_type '{other}' (supported: {})",
@@ -111,9 +115,14 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         Some(x) => float("rope_theta", x)?,
         None => 10000.0,
     };
-    let rope_scaling = match present("rope_scaling").or(rope_params) {
-        None => None,
-        Some(s) => parse_rope_scaling(s).map_err(err)?,
+    let top_original = uint("original_max_position_embeddings")?;
+    let (rope_scaling, longrope) = match present("rope_scaling").or(rope_params) {
+        None => (None, None),
+        Some(s) => match parse_rope_scaling(s, max_pos, top_original).map_err(err)? {
+            ParsedRope::Plain => (None, None),
+            ParsedRope::Llama3(l) => (Some(l), None),
+            ParsedRope::LongRope(l) => (None, Some(l)),
+        },
     };
 
     let rms_norm_eps = match present("rms_norm_eps") {
@@ -133,7 +142,7 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
             .map(|t| t.as_str() == Some("sliding_attention"))
             .collect(),
         None => match model_type {
-            "mistral" => vec![window.is_some(); layers],
+            "mistral" | "phi3" => vec![window.is_some(); layers],
             "qwen2" | "qwen3" if boolean("use_sliding_window")?.unwrap_or(false) => {
                 let from = uint("max_window_layers")?.unwrap_or(0);
                 (0..layers).map(|l| l >= from).collect()
@@ -159,7 +168,7 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
 
     let attention_bias = match arch {
         Arch::Qwen2 => true,
-        Arch::Llama | Arch::Qwen3 => boolean("attention_bias")?.unwrap_or(false),
+        Arch::Llama | Arch::Qwen3 | Arch::Phi3 => boolean("attention_bias")?.unwrap_or(false),
     };
     let cfg = ModelConfig {
         arch,
@@ -173,6 +182,7 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         rms_norm_eps,
         rope_theta,
         rope_scaling,
+        longrope,
         max_position_embeddings: max_pos,
         tie_word_embeddings: boolean("tie_word_embeddings")?.unwrap_or(false),
         attention_bias,
@@ -189,21 +199,58 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     Ok(cfg)
 }
 
-fn parse_rope_scaling(s: &Value) -> Result<Option<Llama3RopeScaling>, String> {
+/// The RoPE scalings headroom reads.
+enum ParsedRope {
+    Plain,
+    Llama3(Llama3RopeScaling),
+    LongRope(LongRope),
+}
+
+/// A config's `rope_scaling` (or `rope_parameters`); `max_pos` and `top_original` (the
+/// config's own `original_max_position_embeddings`, where phi3 keeps it) for LongRoPE.
+fn parse_rope_scaling(
+    s: &Value,
+    max_pos: usize,
+    top_original: Option<usize>,
+) -> Result<ParsedRope, String> {
     let ty = s
         .get("rope_type")
         .or_else(|| s.get("type"))
         .and_then(Value::as_str)
         .unwrap_or("default");
+    let factors = |k: &str| -> Result<Vec<f32>, String> {
+        s.get(k)
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect())
+            .ok_or_else(|| format!("rope_scaling (longrope) needs a list of numbers '{k}'"))
+    };
     match ty {
-        "default" => Ok(None),
+        "default" => Ok(ParsedRope::Plain),
+        "longrope" | "su" => {
+            let original = s
+                .get("original_max_position_embeddings")
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+                .or(top_original)
+                .ok_or("rope_scaling (longrope) needs 'original_max_position_embeddings'")?;
+            let attention_factor = match s.get("attention_factor").and_then(Value::as_f64) {
+                Some(f) => f as f32,
+                None => LongRope::default_attention_factor(max_pos, original),
+            };
+            Ok(ParsedRope::LongRope(LongRope {
+                short_factor: factors("short_factor")?,
+                long_factor: factors("long_factor")?,
+                original_max_position_embeddings: original,
+                attention_factor,
+            }))
+        }
         "llama3" => {
             let num = |k: &str| {
                 s.get(k)
                     .and_then(Value::as_f64)
                     .ok_or_else(|| format!("rope_scaling (llama3) needs a number '{k}'"))
             };
-            Ok(Some(Llama3RopeScaling {
+            Ok(ParsedRope::Llama3(Llama3RopeScaling {
                 factor: num("factor")? as f32,
                 low_freq_factor: num("low_freq_factor")? as f32,
                 high_freq_factor: num("high_freq_factor")? as f32,
@@ -211,7 +258,7 @@ fn parse_rope_scaling(s: &Value) -> Result<Option<Llama3RopeScaling>, String> {
             }))
         }
         other => Err(format!(
-            "rope_scaling type '{other}' is not supported (supported: llama3)"
+            "rope_scaling type '{other}' is not supported (supported: llama3, longrope)"
         )),
     }
 }
@@ -382,6 +429,7 @@ impl HfModel {
             order,
         };
         for name in tensor_names(&model.config) {
+            let name = stored_as(&model.config, name).0;
             let (t, hname) = model.entry(name)?;
             let path = &model.shards[t.shard].path;
             if !safetensors::is_float(t.entry.dtype) {
@@ -430,11 +478,17 @@ impl WeightSource for HfModel {
             {
                 false
             }
-            _ => self.tensors.contains_key(&hf_tensor_name(name)),
+            _ => self
+                .tensors
+                .contains_key(&hf_tensor_name(stored_as(&self.config, name).0)),
         }
     }
 
     fn load(&self, name: TensorName) -> Result<HostTensor, LoadError> {
+        let stored = stored_as(&self.config, name).0;
+        if stored != name {
+            return Ok(rows_of(&self.config, name, self.load(stored)?));
+        }
         let (t, hname) = self.entry(name)?;
         let shard = &self.shards[t.shard];
         let t = &t.entry;
@@ -627,6 +681,24 @@ mod tests {
             parse_hf_config("c", &v.to_string()).unwrap().sliding_window,
             Some(128)
         );
+        // phi3's LongRoPE: the original context at the top level, the attention factor
+        // transformers derives from the stretch (128 / 32)
+        let mut v = base_json();
+        v["model_type"] = "phi3".into();
+        v["max_position_embeddings"] = 128.into();
+        v["original_max_position_embeddings"] = 32.into();
+        v["rope_scaling"] = serde_json::json!({"rope_type": "longrope",
+            "short_factor": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            "long_factor": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]});
+        let r = cfg_ok(&v).longrope.unwrap();
+        assert_eq!(r.original_max_position_embeddings, 32);
+        assert!(
+            (r.attention_factor - 1.183_216).abs() < 1e-5,
+            "{}",
+            r.attention_factor
+        );
+        v["rope_scaling"]["long_factor"] = serde_json::json!([1.0, 2.0]);
+        assert!(cfg_err(&v).contains("8 factors each, found 8 short and 2 long"));
         let mut v = base_json();
         v["model_type"] = "qwen3".into();
         let c = parse_hf_config("c", &v.to_string()).unwrap();

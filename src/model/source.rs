@@ -5,6 +5,7 @@ use super::config::ModelConfig;
 use crate::formats::quant::GgmlType;
 pub use crate::formats::LoadError;
 use std::fmt;
+use std::ops::Range;
 
 /// Canonical tensor names, independent of GGUF or HF naming.
 /// Matrices are row-major `[out_features, in_features]` (HF `nn.Linear` layout);
@@ -40,6 +41,11 @@ pub enum LayerTensor {
     QNorm,
     /// `[head_dim]`, every key head's RMSNorm weights (qwen3)
     KNorm,
+    /// `[(heads + 2 kv_heads) head_dim, hidden]`: Wq, Wk, Wv as a file stores them fused
+    /// (phi3); sources hand out its parts (`fused_rows`), never it
+    Wqkv,
+    /// `[2 intermediate, hidden]`: WGate, WUp as a file stores them fused (phi3)
+    WGateUp,
     /// `[hidden, heads*head_dim]`
     Wo,
     /// `[hidden]`
@@ -144,10 +150,59 @@ pub fn expected_shape(cfg: &ModelConfig, name: TensorName) -> Vec<usize> {
             LayerTensor::Bq => vec![q],
             LayerTensor::Bk | LayerTensor::Bv => vec![kv],
             LayerTensor::QNorm | LayerTensor::KNorm => vec![cfg.head_dim],
+            LayerTensor::Wqkv => vec![q + 2 * kv, h],
+            LayerTensor::WGateUp => vec![2 * f, h],
             LayerTensor::Wo => vec![h, q],
             LayerTensor::WGate | LayerTensor::WUp => vec![f, h],
             LayerTensor::WDown => vec![h, f],
         },
+    }
+}
+
+/// Where a file that fuses tensors (phi3) keeps `name`: the fused tensor and the range of
+/// its rows that are `name`'s. None where the tensor is stored on its own.
+pub fn fused_rows(cfg: &ModelConfig, name: TensorName) -> Option<(LayerTensor, Range<usize>)> {
+    if !cfg.arch.fused_tensors() {
+        return None;
+    }
+    let TensorName::Layer(_, t) = name else {
+        return None;
+    };
+    let (q, kv, f) = (
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+        cfg.intermediate_size,
+    );
+    use LayerTensor::*;
+    match t {
+        Wq => Some((Wqkv, 0..q)),
+        Wk => Some((Wqkv, q..q + kv)),
+        Wv => Some((Wqkv, q + kv..q + 2 * kv)),
+        WGate => Some((WGateUp, 0..f)),
+        WUp => Some((WGateUp, f..2 * f)),
+        _ => None,
+    }
+}
+
+/// The tensor a file stores `name` in, and which of its rows are `name`'s (all of them
+/// but for phi3's fused q/k/v and gate/up).
+pub(crate) fn stored_as(cfg: &ModelConfig, name: TensorName) -> (TensorName, Range<usize>) {
+    match (fused_rows(cfg, name), name) {
+        (Some((fused, rows)), TensorName::Layer(l, _)) => (TensorName::Layer(l, fused), rows),
+        _ => (name, 0..expected_shape(cfg, name)[0]),
+    }
+}
+
+/// `name`'s rows of a fused tensor `t` (see `stored_as`), or `t` itself.
+pub(crate) fn rows_of(cfg: &ModelConfig, name: TensorName, t: HostTensor) -> HostTensor {
+    let (stored, rows) = stored_as(cfg, name);
+    if stored == name {
+        return t;
+    }
+    let cols = t.shape[1];
+    HostTensor {
+        shape: expected_shape(cfg, name),
+        data: t.data[rows.start * cols..rows.end * cols].to_vec(),
     }
 }
 

@@ -28,6 +28,7 @@ pub fn tiny_config(arch: Arch, num_heads: usize, num_kv_heads: usize, tied: bool
         rms_norm_eps: 1e-5,
         rope_theta: 10000.0,
         rope_scaling: None,
+        longrope: None,
         max_position_embeddings: 256,
         tie_word_embeddings: tied,
         attention_bias: arch == Arch::Qwen2,
@@ -177,6 +178,7 @@ pub fn gguf_builder(
     opts: &GgufWriteOptions,
 ) -> Result<GgufBuilder, LoadError> {
     let cfg = src.config();
+    refuse_fused(src)?;
     let arch = cfg.arch.name();
     let mut b = GgufBuilder {
         version: opts.version,
@@ -284,6 +286,20 @@ pub fn gguf_builder(
     Ok(b)
 }
 
+/// The writers here store q/k/v and gate/up as separate tensors, which phi3's files do not.
+fn refuse_fused(src: &dyn WeightSource) -> Result<(), LoadError> {
+    match src.config().arch.fused_tensors() {
+        true => Err(LoadError::new(
+            src.path(),
+            format!(
+                "writing a {} model (fused q/k/v and gate/up) is not supported",
+                src.config().arch.name()
+            ),
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Writes `src` as a GGUF file (see [`gguf_builder`]).
 pub fn write_gguf(
     path: &Path,
@@ -348,6 +364,7 @@ pub fn hf_config_json(cfg: &ModelConfig, dtype: HfDtype) -> serde_json::Value {
         (Arch::Llama, Some(_)) => ("mistral", "MistralForCausalLM"),
         (Arch::Qwen2, _) => ("qwen2", "Qwen2ForCausalLM"),
         (Arch::Qwen3, _) => ("qwen3", "Qwen3ForCausalLM"),
+        (Arch::Phi3, _) => ("phi3", "Phi3ForCausalLM"),
     };
     let torch_dtype = match dtype {
         HfDtype::F32 => "float32",
@@ -401,6 +418,7 @@ pub fn write_hf_dir(
     shards: usize,
 ) -> Result<(), LoadError> {
     let io = |p: &Path, e: std::io::Error| LoadError::new(p.display().to_string(), e.to_string());
+    refuse_fused(src)?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let cfg = src.config();
     let config_path = dir.join("config.json");

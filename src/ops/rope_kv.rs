@@ -49,6 +49,7 @@ impl RopeKvAppend {
         kv: &KvLayout,
         blocks_per_binding: usize,
         pool: &LayerPool,
+        rope_scale: f32,
         norms: Option<HeadNorms<'_>>,
     ) -> Self {
         // a head is head_dim / 8 invocations; with norms a workgroup holds whole heads
@@ -64,7 +65,8 @@ impl RopeKvAppend {
             .constant("BPB", blocks_per_binding)
             .constant("QK_NORM", norms.is_some())
             .constant("EPS", format!("{:?}", norms.map_or(0.0, |n| n.eps)))
-            .constant("WG", workgroup);
+            .constant("WG", workgroup)
+            .constant("ROPE_SCALE", format!("{rope_scale:?}"));
         let pipeline = gpu.pipelines.get(&src);
         let dims = gpu.uniform(
             "rope_kv.dims",

@@ -247,7 +247,7 @@ impl GpuModel {
         let kv_layout = options.kv_layout(&cfg);
         let graph = Graph::new(gpu.clone(), &cfg, &options, pool_blocks, out_rows)?;
         let built = match cfg.arch {
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => {
                 llama::build(&graph, weights, progress).await?
             }
         };
