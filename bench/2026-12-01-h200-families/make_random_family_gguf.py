@@ -1,7 +1,7 @@
 """Write a random-weight GGUF of a model family's real 7-8B shape, matrices as Q4_0 blocks,
 without llama.cpp: the files both headroom and llama.cpp load for the family speed rows.
 
-    python make_random_family_gguf.py SRC.gguf OUT.gguf --family mistral-7b|qwen3-8b
+    python make_random_family_gguf.py SRC.gguf OUT.gguf --family mistral-7b|qwen3-8b|phi3-mini
 
 Random scales and nibbles are as good as quantized weights for a speed benchmark. The
 tokenizer metadata is copied from a real GGUF (SmolLM2's, vocabulary 49 152), so the
@@ -13,6 +13,9 @@ Shapes (from the families' config.json):
               of 128, FFN 14336, rope base 1e6 (llama.cpp's converter keeps no window)
   qwen3-8b    Qwen3-8B: qwen3 arch, hidden 4096, 36 layers, 32 heads / 8 KV heads of 128,
               FFN 12288, q/k norms, rope base 1e6
+  phi3-mini   Phi-3.5-mini: phi3 arch, hidden 3072, 32 layers, 32 heads (MHA) of 96, FFN
+              8192, q/k/v and gate/up fused as llama.cpp stores them, LongRoPE factors
+              (random in 1..1.5 short, 1..30 long) with original context 4096
 
 Needs numpy and llama.cpp's gguf-py (`peer/llama.cpp/gguf-py`, or GGUF_PY=path).
 """
@@ -30,6 +33,7 @@ FAMILIES = {
     # arch, hidden, layers, heads, kv heads, head dim, ffn, rope base, eps, q/k norms
     "mistral-7b": ("llama", 4096, 32, 32, 8, 128, 14336, 1e6, 1e-5, False),
     "qwen3-8b": ("qwen3", 4096, 36, 32, 8, 128, 12288, 1e6, 1e-6, True),
+    "phi3-mini": ("phi3", 3072, 32, 32, 32, 96, 8192, 1e4, 1e-5, False),
 }
 
 
@@ -54,8 +58,11 @@ def main():
         if name.startswith("tokenizer.") and field.types[0] in adders:
             adders[field.types[0]](name, field.contents())
     vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
-    w.add_name(f"random-{a.family}-q4_0")
-    w.add_context_length(32768)
+    # llama.cpp sets token attributes by model name, and for a name with "phi3" in it looks
+    # up Phi-3's own special tokens, which SmolLM2's vocabulary lacks: keep it out
+    w.add_name(f"random-{a.family}-q4_0".replace("phi3", "p3"))
+    fused = arch == "phi3"
+    w.add_context_length(131072 if fused else 32768)
     w.add_embedding_length(hidden)
     w.add_block_count(layers)
     w.add_feed_forward_length(ffn)
@@ -68,6 +75,10 @@ def main():
     w.add_layer_norm_rms_eps(eps)
     w.add_vocab_size(vocab)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
+    if fused:
+        w.add_uint32("phi3.rope.scaling.original_context_length", 4096)
+        w.add_float32("phi3.rope.scaling.attn_factor", 1.19)
+        w.add_uint32("phi3.attention.sliding_window", 0)
 
     rng = np.random.default_rng(1)
     # one pool of random blocks reused for every matrix: scales around 0.003 (weights of
@@ -88,20 +99,29 @@ def main():
         w.add_tensor(name, mat(rows, cols), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
 
     ones = np.ones(hidden, dtype=np.float32)
+    if fused:
+        w.add_tensor("rope_factors_short.weight", rng.uniform(1.0, 1.5, head_dim // 2).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight", rng.uniform(1.0, 30.0, head_dim // 2).astype(np.float32))
     add_q4_0("token_embd.weight", vocab, hidden)
     for i in range(layers):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", ones)
-        add_q4_0(p + "attn_q.weight", heads * head_dim, hidden)
-        add_q4_0(p + "attn_k.weight", kv_heads * head_dim, hidden)
-        add_q4_0(p + "attn_v.weight", kv_heads * head_dim, hidden)
+        if fused:
+            add_q4_0(p + "attn_qkv.weight", (heads + 2 * kv_heads) * head_dim, hidden)
+        else:
+            add_q4_0(p + "attn_q.weight", heads * head_dim, hidden)
+            add_q4_0(p + "attn_k.weight", kv_heads * head_dim, hidden)
+            add_q4_0(p + "attn_v.weight", kv_heads * head_dim, hidden)
         if qk_norm:
             w.add_tensor(p + "attn_q_norm.weight", np.ones(head_dim, dtype=np.float32))
             w.add_tensor(p + "attn_k_norm.weight", np.ones(head_dim, dtype=np.float32))
         add_q4_0(p + "attn_output.weight", hidden, heads * head_dim)
         w.add_tensor(p + "ffn_norm.weight", ones)
-        add_q4_0(p + "ffn_gate.weight", ffn, hidden)
-        add_q4_0(p + "ffn_up.weight", ffn, hidden)
+        if fused:
+            add_q4_0(p + "ffn_up.weight", 2 * ffn, hidden)  # gate and up, fused
+        else:
+            add_q4_0(p + "ffn_gate.weight", ffn, hidden)
+            add_q4_0(p + "ffn_up.weight", ffn, hidden)
         add_q4_0(p + "ffn_down.weight", hidden, ffn)
     w.add_tensor("output_norm.weight", ones)
     add_q4_0("output.weight", vocab, hidden)
