@@ -40,10 +40,12 @@ fn key_index4(h: u32, e: u32, off: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let t = gid.y;
-    if (t >= step.n_tokens) { return; }   // the same for the whole workgroup
+    // the token row from the workgroup id, so that WGSL's uniformity analysis sees the
+    // return as the same for the whole workgroup (a barrier follows with QK_NORM)
+    let t = wid.y;
+    if (t >= step.n_tokens) { return; }
     let row = step_meta[t];
     let d4 = dims.head_dim / 4u;
     let half4 = dims.head_dim / 8u;
@@ -53,7 +55,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     let off = pos % BS;
     let base = row.z * row4;
     let n_rope = (dims.heads + dims.kv_heads) * half4;
-    let idx = gid.x;
+    let idx = wid.x * WG + lid;
     let head = idx / half4;
     let i4 = idx % half4;
     let lo = base + head * d4 + i4;

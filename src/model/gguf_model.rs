@@ -298,15 +298,6 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
             "qwen2 model without attention biases (missing 'blk.0.attn_q.bias')".into(),
         ));
     }
-    cfg.validate(path).map_err(|m| {
-        // validate already names the file
-        let m = m
-            .strip_prefix(&format!("{path}: "))
-            .unwrap_or(&m)
-            .to_string();
-        err(m)
-    })?;
-
     // phi3's LongRoPE: the two factor lists as tensors, the rest as metadata
     let factors = |name: &str| f.tensor(name).map(|t| f.dequantize(t)).transpose();
     cfg.longrope = match (
@@ -334,6 +325,7 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         }
     };
     cfg.validate(path).map_err(|m| {
+        // validate already names the file
         let m = m
             .strip_prefix(&format!("{path}: "))
             .unwrap_or(&m)
