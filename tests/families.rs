@@ -223,3 +223,88 @@ fn phi3_matches_transformers() {
     check_family("phi3", Format::Safetensors, None);
     check_family("phi3", Format::Gguf, Some(1));
 }
+
+/// The serving engine on the Mistral model (a window of 8 on every layer) with a KV pool
+/// of 4 blocks of 16 positions: a request of 9 prompt tokens and 100 generated ones needs 7
+/// blocks' worth of positions, so it finishes only because blocks its window has passed
+/// go back to the pool as it decodes; and no block it still reads is reused, since its
+/// tokens are the CPU reference's greedy ones throughout (until a near-tie, where f32
+/// rounding may pick the other token; then the comparison ends).
+#[test]
+fn a_windowed_model_serves_past_its_pool_on_the_blocks_its_window_passed() {
+    use headroom::engine::LoadOptions;
+    use headroom::engine::{open_engine, Backend, CompletionRequest, EngineOptions, Event};
+    use headroom::model::cpu_reference::CpuModel;
+    use headroom::ops::sample::SamplingParams;
+
+    let path = dir("mistral");
+    let files = engine::open(&path).unwrap();
+    let gpu_options = GpuModelOptions {
+        weights: StorageFormat::F32,
+        kv: StorageFormat::F32,
+        context: 128,
+        max_chunk: 64,
+        kv_block_size: 16,
+        ..Default::default()
+    };
+    let layout = gpu_options.kv_layout(files.weights.config());
+    let e = open_engine(&LoadOptions {
+        model: path,
+        adapter: None,
+        gpu: gpu_options,
+        kv_memory: Some(4 * layout.bytes_per_block()),
+        engine: EngineOptions {
+            max_running: 1,
+            draft_tokens: 0,
+            ..Default::default()
+        },
+    })
+    .unwrap();
+    let prompt = reference("mistral").prompts[0].ids.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let request = CompletionRequest {
+        prompt_ids: prompt.clone(),
+        max_tokens: 100,
+        sampling: SamplingParams::default(),
+        stop_ids: vec![],
+        stop_strings: vec![],
+        skip_special: true,
+        probe_attention: false,
+        logprobs: None,
+        prompt_logprobs: false,
+        speculate: false,
+    };
+    e.submit(request, Box::new(move |ev| tx.send(ev).is_ok()))
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        match rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the request finishes (a pool of 4 blocks holds its window)")
+        {
+            Event::Delta { ids, .. } => got.extend(ids),
+            Event::Done { .. } => break,
+            Event::Failed(m) => panic!("request failed: {m}"),
+            _ => {}
+        }
+    }
+    assert_eq!(got.len(), 100);
+
+    let mut cpu = CpuModel::new(files.weights.as_ref()).unwrap();
+    let mut logits = vec![];
+    for (pos, &t) in prompt.iter().enumerate() {
+        logits = cpu.forward(t, pos);
+    }
+    for (i, &id) in got.iter().enumerate() {
+        let best = argmax(&logits);
+        if id != best {
+            let margin = logits[best as usize] - logits[id as usize];
+            assert!(
+                margin < 1e-3,
+                "token {i}: {id} against the reference's {best}"
+            );
+            return;
+        }
+        logits = cpu.forward(id, prompt.len() + i);
+    }
+}

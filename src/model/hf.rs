@@ -136,23 +136,29 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     // use_sliding_window
     let window = uint("sliding_window")?;
     let layers = req("num_hidden_layers")?;
-    let sliding: Vec<bool> = match present("layer_types").and_then(Value::as_array) {
+    // counted, not listed: a hostile config can declare any number of layers
+    let sliding = match present("layer_types").and_then(Value::as_array) {
+        Some(types) if types.len() != layers => {
+            return Err(err(format!(
+                "'layer_types' lists {} layers, 'num_hidden_layers' is {layers}",
+                types.len()
+            )))
+        }
         Some(types) => types
             .iter()
-            .map(|t| t.as_str() == Some("sliding_attention"))
-            .collect(),
+            .filter(|t| t.as_str() == Some("sliding_attention"))
+            .count(),
         None => match model_type {
-            "mistral" | "phi3" => vec![window.is_some(); layers],
+            "mistral" | "phi3" if window.is_some() => layers,
             "qwen2" | "qwen3" if boolean("use_sliding_window")?.unwrap_or(false) => {
-                let from = uint("max_window_layers")?.unwrap_or(0);
-                (0..layers).map(|l| l >= from).collect()
+                layers.saturating_sub(uint("max_window_layers")?.unwrap_or(0))
             }
-            _ => vec![false; layers],
+            _ => 0,
         },
     };
-    let sliding_window = match (sliding.iter().filter(|&&s| s).count(), window) {
+    let sliding_window = match (sliding, window) {
         (0, _) => None,
-        (n, Some(w)) if n == layers && sliding.len() == layers => Some(w),
+        (n, Some(w)) if n == layers => Some(w),
         (_, None) => {
             return Err(err(
                 "sliding-attention layers without 'sliding_window'".into()
