@@ -181,7 +181,7 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         vocab_size: req("vocab_size")?,
         hidden_size,
         intermediate_size: req("intermediate_size")?,
-        num_layers: req("num_hidden_layers")?,
+        num_layers: layers,
         num_heads,
         num_kv_heads,
         head_dim,

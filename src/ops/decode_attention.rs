@@ -806,7 +806,7 @@ impl DecodeAttention {
     /// each KV head (latent) is read once per head block, plus the queries, outputs and
     /// partials.
     pub fn cost_of(&self, v: usize, context_lens: &[u32], split: Split) -> Cost {
-        let context_lens = &self.seen(context_lens);
+        let context_lens = &*self.seen(context_lens);
         let plan = self.scratch.plan_of(v);
         let eb = self.kv.format.bytes_per_element() as u64;
         let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
@@ -843,7 +843,7 @@ impl DecodeAttention {
     /// lengths: each KV head read once per tile (up to its last query's context) and head
     /// block, plus the queries and outputs.
     fn cost_tiled(&self, context_lens: &[u32], per_tile: usize) -> Cost {
-        let context_lens = &self.seen(context_lens);
+        let context_lens = &*self.seen(context_lens);
         let eb = self.kv.format.bytes_per_element() as u64;
         let kv_row = (self.kv.key_dim + self.kv.value_dim) as u64;
         let tiles = query_tiles(context_lens.iter().map(|&c| (c, 0)), per_tile);
@@ -870,16 +870,16 @@ impl DecodeAttention {
     }
 
     /// The positions each query sees: its context, or its window where shorter.
-    fn seen(&self, context_lens: &[u32]) -> Vec<u32> {
+    fn seen<'a>(&self, context_lens: &'a [u32]) -> std::borrow::Cow<'a, [u32]> {
         match self.window {
-            0 => context_lens.to_vec(),
+            0 => context_lens.into(),
             w => context_lens.iter().map(|&c| c.min(w)).collect(),
         }
     }
 
     /// The KV bytes alone (what the roofline is about).
     pub fn kv_bytes(&self, context_lens: &[u32]) -> u64 {
-        let context_lens = &self.seen(context_lens);
+        let context_lens = &*self.seen(context_lens);
         let eb = self.kv.format.bytes_per_element() as u64;
         let positions: u64 = context_lens.iter().map(|&c| c as u64).sum();
         let kv_row = (self.kv.key_dim + if self.kv.latent { 0 } else { self.kv.value_dim }) as u64;
