@@ -139,7 +139,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 //!END
             }
             //!UNROLL g {{G}}
-            scores[sb + lid * G + %g%u] = s[%g%] * prm.scale;
+            scores[sb + lid * G + %g%u] = capped(s[%g%] * prm.scale);
             //!END
         }
         // the one barrier of the tile: the scores above are complete, and every thread

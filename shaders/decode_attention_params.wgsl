@@ -17,3 +17,13 @@ const WINDOW: u32 = {{WINDOW}}u;
 fn window_start(ctx: u32) -> u32 {
     return select(0u, ctx - WINDOW, WINDOW != 0u && ctx > WINDOW);
 }
+
+// Soft-capped scores (gemma2): cap * tanh(score / cap), applied after the scale (SOFTCAP 0:
+// none).
+const SOFTCAP: f32 = {{SOFTCAP}};
+fn capped(s: f32) -> f32 {
+    if (SOFTCAP > 0.0) {
+        return softcap(s, SOFTCAP);
+    }
+    return s;
+}

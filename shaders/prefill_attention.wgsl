@@ -136,7 +136,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 for (var c = 0u; c < KD4; c++) {
                     acc += qs[r * KD4 + c] * ks[j * KD4 + c];
                 }
-                s = acc.x + acc.y + acc.z + acc.w;
+                s = capped(acc.x + acc.y + acc.z + acc.w);
             }
             ps[e] = s;
         }

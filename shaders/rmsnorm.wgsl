@@ -1,9 +1,10 @@
-// y[r, :] = x[src, :] * rsqrt(mean(x^2) + eps) * weight. One workgroup per row; src = r,
-// or for the logits rows the activation row out_rows[r] names. The Q8 variant also stores
+// y[r, :] = x[src, :] * rsqrt(mean(x^2) + eps) * weight (with accumulate, y[r, :] += that).
+// One workgroup per row; src = r, or for the logits rows the activation row out_rows[r]
+// names. The Q8 variant also stores
 // y as 8-bit blocks (shaders/q8_store.wgsl) when the step has few enough rows for the
 // integer-dot decode matmul that reads them.
 //!COMMON
-struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, _pad: u32 }
+struct Dims { hidden4: u32, eps: f32, rows_from_logits: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> dims: Dims;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
@@ -15,6 +16,14 @@ const Q8: bool = {{Q8}};
 const Q8_MAX_ROWS: u32 = {{Q8_MAX_ROWS}}u;
 
 const WG: u32 = 256u;
+
+// what the normalised value is added to: y's old value where accumulating
+fn added(i: u32) -> vec4<f32> {
+    if (dims.accumulate != 0u) {
+        return y[i];
+    }
+    return vec4<f32>(0.0);
+}
 var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(256)
@@ -46,7 +55,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         for (var b = lid.x; b < blocks; b += WG) {
             var v: array<vec4<f32>, 8>;
             //!UNROLL j 8
-            v[%j%] = x[base + b * 8u + %j%u] * scale * weight[b * 8u + %j%u];
+            v[%j%] = x[base + b * 8u + %j%u] * scale * weight[b * 8u + %j%u]
+                + added(r * dims.hidden4 + b * 8u + %j%u);
             y[r * dims.hidden4 + b * 8u + %j%u] = v[%j%];
             //!END
             store_q8(r * blocks + b, v);
@@ -54,6 +64,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         return;
     }
     for (var i = lid.x; i < dims.hidden4; i += WG) {
-        y[r * dims.hidden4 + i] = x[base + i] * scale * weight[i];
+        y[r * dims.hidden4 + i] = x[base + i] * scale * weight[i] + added(r * dims.hidden4 + i);
     }
 }

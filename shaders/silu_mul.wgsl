@@ -1,6 +1,7 @@
-// h[t, i] = silu(gu[t, i]) * gu[t, inter + i], where gu is the fused gate|up output. The
-// Q8 variant also stores h as 8-bit blocks (shaders/q8_store.wgsl) on steps of few enough
-// rows for the integer-dot decode matmul that reads them: an invocation per 32 values then.
+// h[t, i] = act(gu[t, i]) * gu[t, inter + i], where gu is the fused gate|up output and act
+// SiLU (SwiGLU) or, with GELU, tanh-GELU (gemma's GeGLU). The Q8 variant also stores h as
+// 8-bit blocks (shaders/q8_store.wgsl) on steps of few enough rows for the integer-dot
+// decode matmul that reads them: an invocation per 32 values then.
 //!COMMON
 struct Dims { inter4: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
@@ -9,12 +10,13 @@ struct Dims { inter4: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(3) var<storage, read_write> h: array<vec4<f32>>;
 {{Q8_STORE}}
 const Q8: bool = {{Q8}};
+const GELU: bool = {{GELU}};
 const Q8_MAX_ROWS: u32 = {{Q8_MAX_ROWS}}u;
 
 fn silu_mul(t: u32, i: u32) -> vec4<f32> {
     let g = gu[t * 2u * dims.inter4 + i];
     let u = gu[t * 2u * dims.inter4 + dims.inter4 + i];
-    let v = g / (1.0 + exp(-g)) * u;
+    let v = gate_activation4(g, GELU) * u;
     h[t * dims.inter4 + i] = v;
     return v;
 }

@@ -84,9 +84,21 @@ fn build_pool(
 
 /// Softmax(q . k * scale) . v for one head, f64.
 fn attend(q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>], scale: f64) -> Vec<f64> {
+    attend_capped(q, keys, values, scale, None)
+}
+
+/// As `attend`, the scores soft-capped to ±cap (cap * tanh(score / cap)) where given.
+fn attend_capped(
+    q: &[f64],
+    keys: &[Vec<f64>],
+    values: &[Vec<f64>],
+    scale: f64,
+    softcap: Option<f32>,
+) -> Vec<f64> {
+    let cap = |s: f64| softcap.map_or(s, |c| c as f64 * (s / c as f64).tanh());
     let s: Vec<f64> = keys
         .iter()
-        .map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale)
+        .map(|k| cap(q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale))
         .collect();
     let m = s.iter().cloned().fold(f64::MIN, f64::max);
     let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
@@ -148,6 +160,7 @@ fn run_attention(
     as_step: bool,
     blocks: bool,
     window: Option<usize>,
+    softcap: Option<f32>,
 ) -> (
     Vec<f32>,
     Split,
@@ -205,6 +218,7 @@ fn run_attention(
             out_blocks: xq.as_ref(),
             pool: &cache.pool.layers[0],
             window,
+            softcap,
         },
     )
     .unwrap();
@@ -257,6 +271,8 @@ struct Case {
     key_scale: f32,
     /// a sliding window: each query sees its last `window` positions
     window: Option<usize>,
+    /// scores soft-capped to ±cap (gemma2)
+    softcap: Option<f32>,
 }
 
 fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
@@ -305,6 +321,7 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
         as_step,
         blocks,
         case.window,
+        case.softcap,
     );
     let mut want = Vec::new();
     let mut max_score = 0f64;
@@ -325,16 +342,23 @@ fn check(case: &Case, r: &mut StdRng, as_step: bool, blocks: bool) {
                 let s = qh.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale as f64;
                 max_score = max_score.max(s.abs());
             }
-            want.extend(attend(&qh, &ks, &to64(&values), scale as f64));
+            want.extend(attend_capped(
+                &qh,
+                &ks,
+                &to64(&values),
+                scale as f64,
+                case.softcap,
+            ));
         }
     }
     let what = format!(
-        "heads {nh} kv {nkv} dim {d} block {} {:?} lens {:?} window {:?} split {split:?} \
-         target {} (heads per workgroup {}, workgroup memory {} B)",
+        "heads {nh} kv {nkv} dim {d} block {} {:?} lens {:?} window {:?} softcap {:?} split \
+         {split:?} target {} (heads per workgroup {}, workgroup memory {} B)",
         case.block,
         case.format,
         case.lens,
         case.window,
+        case.softcap,
         case.target,
         plan.group,
         plan.workgroup_bytes
@@ -410,28 +434,28 @@ fn gqa_family_matches_cpu_for_every_group_size() {
     #[rustfmt::skip]
     let cases = [
         // MHA, no split and forced split, block 16
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1, key_scale: 1.5, window: None },
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1, key_scale: 1.5, window: None },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 1, key_scale: 1.5, window: None, softcap: None },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 1, key_scale: 1.5, window: None, softcap: None },
         // GQA-2, head dim 128, odd block size, pool over two bindings
-        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2, key_scale: 1.5, window: None },
+        Case { heads: 8, kv_heads: 4, dim: 128, block: 5, format: F16, lens: &[33, 130, 7], target: 48, split_bindings: true, group: 2, key_scale: 1.5, window: None, softcap: None },
         // G = 3 (SmolLM2), head dim 64
-        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3, key_scale: 1.5, window: None },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 16, format: F16, lens: &[200, 1000, 64], target: 32, split_bindings: false, group: 3, key_scale: 1.5, window: None, softcap: None },
         // G = 4, head dim 96
-        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4, key_scale: 1.5, window: None },
+        Case { heads: 8, kv_heads: 2, dim: 96, block: 16, format: F32, lens: &[129, 45], target: 1, split_bindings: false, group: 4, key_scale: 1.5, window: None, softcap: None },
         // G = 8, head dim 80
-        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8, key_scale: 1.5, window: None },
+        Case { heads: 16, kv_heads: 2, dim: 80, block: 8, format: F16, lens: &[257, 3], target: 40, split_bindings: false, group: 8, key_scale: 1.5, window: None, softcap: None },
         // MQA, G = 32, head dim 128
-        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8, key_scale: 1.5, window: None },
+        Case { heads: 32, kv_heads: 1, dim: 128, block: 16, format: F16, lens: &[700, 65, 1], target: 24, split_bindings: true, group: 8, key_scale: 1.5, window: None, softcap: None },
         // 32 heads of dim 64 on one KV head: four head blocks of 8
-        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8, key_scale: 1.5, window: None },
+        Case { heads: 32, kv_heads: 1, dim: 64, block: 16, format: F16, lens: &[300, 77], target: 30, split_bindings: false, group: 8, key_scale: 1.5, window: None, softcap: None },
         // head dim 256
-        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2, key_scale: 1.5, window: None },
+        Case { heads: 4, kv_heads: 2, dim: 256, block: 16, format: F32, lens: &[150, 40], target: 16, split_bindings: false, group: 2, key_scale: 1.5, window: None, softcap: None },
         // 64 heads on one KV head, at most 4 per workgroup: 16 head blocks
         // 8 heads of dim 256 on one KV head: 4 would need 9348 bytes, so 4 head blocks of 2
-        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2, key_scale: 1.5, window: None },
-        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4, key_scale: 1.5, window: None },
+        Case { heads: 8, kv_heads: 1, dim: 256, block: 16, format: F16, lens: &[140, 33], target: 9, split_bindings: false, group: 2, key_scale: 1.5, window: None, softcap: None },
+        Case { heads: 64, kv_heads: 1, dim: 64, block: 32, format: F16, lens: &[100, 31], target: 1, split_bindings: false, group: 4, key_scale: 1.5, window: None, softcap: None },
         // a context past 4096 with scores of 30 and more: the online softmax's rescaling
-        Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0, window: None },
+        Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[4500, 37], target: 32, split_bindings: true, group: 4, key_scale: 30.0, window: None, softcap: None },
     ];
     for case in &cases {
         check(case, &mut r, false, false);
@@ -448,18 +472,39 @@ fn sliding_windows_match_cpu_whole_and_split() {
     let mut r = rng();
     #[rustfmt::skip]
     let cases = [
-        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 2, key_scale: 1.5, window: Some(40) },
-        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 2, key_scale: 1.5, window: Some(40) },
-        Case { heads: 9, kv_heads: 3, dim: 64, block: 5, format: F16, lens: &[200, 1000, 6], target: 32, split_bindings: false, group: 3, key_scale: 1.5, window: Some(7) },
-        Case { heads: 8, kv_heads: 2, dim: 128, block: 16, format: F16, lens: &[129, 45], target: 48, split_bindings: false, group: 4, key_scale: 30.0, window: Some(100) },
-        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[33, 300], target: 48, split_bindings: false, group: 1, key_scale: 1.5, window: Some(4096) },
+        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 2, key_scale: 1.5, window: Some(40), softcap: None },
+        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[1, 17, 300], target: 64, split_bindings: true, group: 2, key_scale: 1.5, window: Some(40), softcap: None },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 5, format: F16, lens: &[200, 1000, 6], target: 32, split_bindings: false, group: 3, key_scale: 1.5, window: Some(7), softcap: None },
+        Case { heads: 8, kv_heads: 2, dim: 128, block: 16, format: F16, lens: &[129, 45], target: 48, split_bindings: false, group: 4, key_scale: 30.0, window: Some(100), softcap: None },
+        Case { heads: 4, kv_heads: 4, dim: 64, block: 16, format: F32, lens: &[33, 300], target: 48, split_bindings: false, group: 1, key_scale: 1.5, window: Some(4096), softcap: None },
     ];
     for case in &cases {
         check(case, &mut r, false, false);
     }
     // as a model's step records it (variants per step, merge storing blocks)
     #[rustfmt::skip]
-    let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[300, 45, 129], target: 64, split_bindings: false, group: 1, key_scale: 1.5, window: Some(50) };
+    let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[300, 45, 129], target: 64, split_bindings: false, group: 1, key_scale: 1.5, window: Some(50), softcap: None };
+    check(&case, &mut r, true, true);
+}
+
+/// Gemma 2's soft-capped scores (cap * tanh(score / cap) before the softmax): caps below
+/// the scores' spread (keys of ±30 make scores of 30 and more, far past a cap of 2), with
+/// whole contexts, forced splits and a window, and as a model's step records it.
+#[test]
+fn soft_capped_scores_match_cpu_whole_and_split() {
+    use StorageFormat::{F16, F32};
+    let mut r = rng();
+    #[rustfmt::skip]
+    let cases = [
+        Case { heads: 4, kv_heads: 2, dim: 64, block: 16, format: F32, lens: &[1, 17, 300], target: 1, split_bindings: false, group: 2, key_scale: 30.0, window: None, softcap: Some(2.0) },
+        Case { heads: 8, kv_heads: 2, dim: 128, block: 16, format: F16, lens: &[129, 45], target: 48, split_bindings: false, group: 4, key_scale: 30.0, window: Some(40), softcap: Some(50.0) },
+        Case { heads: 9, kv_heads: 3, dim: 64, block: 5, format: F16, lens: &[200, 6], target: 32, split_bindings: true, group: 3, key_scale: 1.5, window: None, softcap: Some(0.5) },
+    ];
+    for case in &cases {
+        check(case, &mut r, false, false);
+    }
+    #[rustfmt::skip]
+    let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[300, 45, 129], target: 64, split_bindings: false, group: 1, key_scale: 30.0, window: None, softcap: Some(15.0) };
     check(&case, &mut r, true, true);
 }
 
@@ -473,7 +518,7 @@ fn a_step_runs_one_head_per_workgroup_where_groups_leave_the_adapter_idle() {
     let mut r = rng();
     for (target, group) in [(1, 4), (64, 1)] {
         #[rustfmt::skip]
-        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[129, 45], target, split_bindings: false, group, key_scale: 1.5, window: None };
+        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens: &[129, 45], target, split_bindings: false, group, key_scale: 1.5, window: None, softcap: None };
         check(&case, &mut r, true, false);
     }
 }
@@ -487,7 +532,7 @@ fn the_merge_stores_the_outputs_as_8bit_blocks() {
     let mut r = rng();
     for (lens, target) in [(&[45usize, 30][..], 1), (&[300, 45, 129][..], 64)] {
         #[rustfmt::skip]
-        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens, target, split_bindings: false, group: if target == 1 { 4 } else { 1 }, key_scale: 1.5, window: None };
+        let case = Case { heads: 8, kv_heads: 2, dim: 64, block: 16, format: F16, lens, target, split_bindings: false, group: if target == 1 { 4 } else { 1 }, key_scale: 1.5, window: None, softcap: None };
         check(&case, &mut r, true, true);
     }
 }
@@ -510,7 +555,7 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
     use StorageFormat::{F16, F32};
     let g = gpu();
     let mut r = rng();
-    // (heads, kv heads, dim, block, format, chunks, two bindings, sliding window)
+    // (heads, kv heads, dim, block, format, chunks, two bindings, sliding window, softcap)
     type PrefillCase = (
         usize,
         usize,
@@ -520,21 +565,25 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
         &'static [Chunk],
         bool,
         Option<usize>,
+        Option<f32>,
     );
     #[rustfmt::skip]
-    let cases: [PrefillCase; 9] = [
-        (4, 4, 64, 16, F32, &[Chunk { len: 37, queries: 37 }], false, None),
-        (9, 3, 64, 16, F16, &[Chunk { len: 100, queries: 61 }, Chunk { len: 33, queries: 1 }], true, None),
-        (8, 2, 128, 5, F16, &[Chunk { len: 70, queries: 19 }, Chunk { len: 19, queries: 19 }], false, None),
-        (32, 1, 64, 16, F16, &[Chunk { len: 45, queries: 45 }], true, None),
-        (8, 1, 96, 8, F32, &[Chunk { len: 130, queries: 3 }, Chunk { len: 17, queries: 17 }], false, None),
-        (4, 2, 64, 16, F16, &[Chunk { len: 300, queries: 64 }, Chunk { len: 5, queries: 1 }, Chunk { len: 9, queries: 1 }], false, None),
+    let cases: [PrefillCase; 11] = [
+        (4, 4, 64, 16, F32, &[Chunk { len: 37, queries: 37 }], false, None, None),
+        (9, 3, 64, 16, F16, &[Chunk { len: 100, queries: 61 }, Chunk { len: 33, queries: 1 }], true, None, None),
+        (8, 2, 128, 5, F16, &[Chunk { len: 70, queries: 19 }, Chunk { len: 19, queries: 19 }], false, None, None),
+        (32, 1, 64, 16, F16, &[Chunk { len: 45, queries: 45 }], true, None, None),
+        (8, 1, 96, 8, F32, &[Chunk { len: 130, queries: 3 }, Chunk { len: 17, queries: 17 }], false, None, None),
+        (4, 2, 64, 16, F16, &[Chunk { len: 300, queries: 64 }, Chunk { len: 5, queries: 1 }, Chunk { len: 9, queries: 1 }], false, None, None),
         // sliding windows: shorter than a key tile, than a query tile, and between
-        (4, 2, 64, 16, F32, &[Chunk { len: 90, queries: 61 }, Chunk { len: 33, queries: 1 }], false, Some(5)),
-        (9, 3, 64, 5, F16, &[Chunk { len: 100, queries: 64 }], true, Some(23)),
-        (8, 2, 128, 16, F16, &[Chunk { len: 300, queries: 40 }, Chunk { len: 19, queries: 19 }], false, Some(64)),
+        (4, 2, 64, 16, F32, &[Chunk { len: 90, queries: 61 }, Chunk { len: 33, queries: 1 }], false, Some(5), None),
+        (9, 3, 64, 5, F16, &[Chunk { len: 100, queries: 64 }], true, Some(23), None),
+        (8, 2, 128, 16, F16, &[Chunk { len: 300, queries: 40 }, Chunk { len: 19, queries: 19 }], false, Some(64), None),
+        // gemma2's soft-capped scores, alone and with a window
+        (4, 2, 64, 16, F32, &[Chunk { len: 70, queries: 37 }, Chunk { len: 9, queries: 1 }], false, None, Some(1.0)),
+        (8, 2, 64, 16, F16, &[Chunk { len: 90, queries: 50 }], true, Some(8), Some(2.0)),
     ];
-    for (nh, nkv, d, block, format, chunks, two, window) in cases {
+    for (nh, nkv, d, block, format, chunks, two, window, softcap) in cases {
         let layout = KvLayout {
             layers: 1,
             kv_heads: nkv,
@@ -618,6 +667,7 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
                 out_blocks: None,
                 pool: &cache.pool.layers[0],
                 window,
+                softcap,
             },
         )
         .unwrap();
@@ -626,7 +676,7 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
         let lens: Vec<u32> = rows.iter().map(|x| x.context_len).collect();
         let what = format!(
             "heads {nh} kv {nkv} dim {d} block {block} {format:?} {} queries in tiles of {} \
-             window {window:?}",
+             window {window:?} softcap {softcap:?}",
             nq, plan.queries
         );
         assert!(query_tiles > 0, "{what}: the step takes query tiles");
@@ -664,7 +714,13 @@ fn prefill_attention_matches_cpu_causally_over_query_tiles() {
                         .map(|p| c[s][p][kvh].iter().map(|&x| x as f64).collect())
                         .collect()
                 };
-                want.extend(attend(&qh, &to64(&keys), &to64(&values), scale as f64));
+                want.extend(attend_capped(
+                    &qh,
+                    &to64(&keys),
+                    &to64(&values),
+                    scale as f64,
+                    softcap,
+                ));
             }
         }
         assert_close(&what, &got, &want, 1e-5, 1e-4);
@@ -925,6 +981,7 @@ fn mla_absorbed_matches_the_unabsorbed_reference() {
                 out_blocks: None,
                 pool: &paged.pool.layers[0],
                 window: None,
+                softcap: None,
             },
         )
         .unwrap();

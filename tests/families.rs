@@ -8,10 +8,11 @@
 
 mod common;
 
-use common::{argmax, gpu, greedy_step, last_logits};
+use common::{argmax, gpu, greedy_step, last_logits, WithConfig};
 use headroom::engine;
 use headroom::gpu::StorageFormat;
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
+use headroom::model::{ModelConfig, WeightSource};
 use headroom::tokenizer::ChatMessage;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -98,15 +99,32 @@ const LOGIT_TOLERANCE: f32 = 2e-3;
 /// phi3's GGUF: it has no add_bos_token key, so BOS goes first, and a space prefix follows
 /// every special token (llama.cpp's `is_prev_special`), so the chat's ids differ.
 fn check_family(family: &str, format: Format, llama_cpp_spm: Option<u32>) {
+    check_family_with(family, format, llama_cpp_spm, |_| {})
+}
+
+/// As `check_family`, with the loaded config changed by `fix` first (what a file leaves
+/// out and the reference model has).
+fn check_family_with(
+    family: &str,
+    format: Format,
+    llama_cpp_spm: Option<u32>,
+    fix: impl Fn(&mut ModelConfig),
+) {
     let path = match format {
         Format::Safetensors => dir(family),
         Format::Gguf => dir(family).join("model.gguf"),
     };
     let files = engine::open(&path).unwrap_or_else(|e| panic!("{family} {format:?}: {e}"));
+    let mut fixed = files.weights.config().clone();
+    fix(&mut fixed);
+    let source = WithConfig {
+        inner: files.weights.as_ref(),
+        config: fixed,
+    };
     let load = |context: usize| {
         GpuModel::load(
             gpu(),
-            files.weights.as_ref(),
+            &source,
             GpuModelOptions {
                 weights: StorageFormat::F32,
                 kv: StorageFormat::F32,
@@ -119,7 +137,7 @@ fn check_family(family: &str, format: Format, llama_cpp_spm: Option<u32>) {
         )
         .unwrap()
     };
-    let config = files.weights.config();
+    let config = source.config();
     let windowless = format == Format::Gguf && config.sliding_window.is_none();
     let reference = reference(family);
     let mut worst = 0f32;
@@ -222,6 +240,30 @@ fn qwen3_matches_transformers() {
 fn phi3_matches_transformers() {
     check_family("phi3", Format::Safetensors, None);
     check_family("phi3", Format::Gguf, Some(1));
+}
+
+/// Gemma 2: GeGLU, (1 + w) norms (the GGUF holds 1 + w), norms after attention and the
+/// MLP, embeddings times sqrt(hidden), attention scores soft-capped at 2 and logits at 15,
+/// a window of 8 on even layers only, query_pre_attn_scalar 16 where head_dim is 32, tied
+/// embeddings. llama.cpp's converter drops query_pre_attn_scalar and llama.cpp scales by
+/// 1/sqrt(head_dim) for every size but the 27B's 46 layers, as the GGUF loader here does;
+/// the GGUF is checked with the fixture's scale put back.
+#[test]
+fn gemma2_matches_transformers() {
+    check_family("gemma2", Format::Safetensors, None);
+    let gguf_scale = |c: &mut ModelConfig| {
+        assert_eq!(c.attention_scale(), 1.0 / 32f32.sqrt(), "llama.cpp's rule");
+        c.variant.attention_scale = Some(0.25);
+    };
+    check_family_with("gemma2", Format::Gguf, None, gguf_scale);
+}
+
+/// Gemma 3: gemma2's block without soft-capping, q/k norms (1 + w as well), five windowed
+/// layers with RoPE base 1e4 then one global layer with base 1e6.
+#[test]
+fn gemma3_matches_transformers() {
+    check_family("gemma3", Format::Safetensors, None);
+    check_family("gemma3", Format::Gguf, None);
 }
 
 /// The serving engine on the Mistral model (a window of 8 on every layer) with a KV pool

@@ -10,7 +10,7 @@ use headroom::gpu::StorageFormat;
 use headroom::model::cpu_reference::CpuModel;
 use headroom::model::gpu_model::{GpuModel, GpuModelOptions};
 use headroom::model::synthetic::SyntheticModel;
-use headroom::model::{Arch, Llama3RopeScaling, LongRope, ModelConfig, WeightSource};
+use headroom::model::{Arch, Llama3RopeScaling, LongRope, ModelConfig, Variant, WeightSource};
 use headroom::ops::sample::SamplingParams;
 
 fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool) -> ModelConfig {
@@ -32,6 +32,7 @@ fn config(arch: Arch, heads: usize, kv_heads: usize, head_dim: usize, tied: bool
         attention_bias: arch == Arch::Qwen2,
         qk_norm: arch == Arch::Qwen3,
         sliding_window: None,
+        variant: Variant::of_arch(arch, 96),
     }
 }
 
@@ -328,6 +329,103 @@ fn planted_dropped_window_is_caught() {
         2e-4,
         |c| c.sliding_window = None,
     );
+}
+
+/// Gemma 2's block on a random model: GeGLU, post-norms, embeddings times sqrt(hidden),
+/// its own query scale, attention scores capped at 2 (scores here reach past it) and
+/// logits at 10, and a window of 19 on layers 0 and 2 of 3 (every 2nd layer global).
+fn gemma2_config() -> ModelConfig {
+    let mut cfg = config(Arch::Gemma2, 6, 2, 16, true);
+    cfg.sliding_window = Some(19);
+    cfg.variant.attention_scale = Some(0.4);
+    cfg.variant.attn_softcap = Some(2.0);
+    cfg.variant.final_softcap = Some(10.0);
+    cfg
+}
+
+/// Gemma 3's: gemma2's block without the caps, q/k norms, and the windowed layers on a RoPE
+/// base of their own while the global layer's is another, linearly scaled.
+fn gemma3_config() -> ModelConfig {
+    let mut cfg = config(Arch::Gemma3, 6, 2, 16, true);
+    cfg.qk_norm = true;
+    cfg.sliding_window = Some(19);
+    cfg.variant.global_layer_period = Some(2);
+    cfg.rope_theta = 1e6;
+    cfg.variant.rope_theta_local = Some(100.0);
+    cfg.variant.rope_linear_factor = Some(4.0);
+    cfg
+}
+
+#[test]
+fn gemma_blocks_match_the_cpu_reference() {
+    for chunk in [256, 3] {
+        compare(
+            gemma2_config(),
+            StorageFormat::F32,
+            StorageFormat::F32,
+            chunk,
+            2e-4,
+        );
+        compare(
+            gemma3_config(),
+            StorageFormat::F32,
+            StorageFormat::F32,
+            chunk,
+            2e-4,
+        );
+    }
+}
+
+/// Each of gemma's departures, dropped from the GPU model alone, is caught.
+#[test]
+fn planted_gemma_bugs_are_caught() {
+    use headroom::model::Activation;
+    type Plant = fn(&mut ModelConfig);
+    let plants: [(&str, ModelConfig, Plant); 7] = [
+        ("silu for gelu", gemma2_config(), |c| {
+            c.variant.activation = Activation::Silu
+        }),
+        ("no post-norms", gemma2_config(), |c| {
+            c.variant.post_norms = false
+        }),
+        ("no embedding scale", gemma2_config(), |c| {
+            c.variant.embedding_scale = None
+        }),
+        ("no attention cap", gemma2_config(), |c| {
+            c.variant.attn_softcap = None
+        }),
+        ("no final cap", gemma2_config(), |c| {
+            c.variant.final_softcap = None
+        }),
+        ("window on every layer", gemma2_config(), |c| {
+            c.variant.global_layer_period = None
+        }),
+        ("one RoPE base", gemma3_config(), |c| {
+            c.variant.rope_theta_local = None
+        }),
+    ];
+    for (what, cfg, plant) in plants {
+        let caught = std::panic::catch_unwind(|| {
+            compare_planted(
+                cfg,
+                StorageFormat::F32,
+                StorageFormat::F32,
+                256,
+                2e-4,
+                plant,
+            )
+        })
+        .expect_err(&format!("planted '{what}' was not caught"));
+        let message = caught
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| caught.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        assert!(
+            message.contains("logits differ by"),
+            "planted '{what}' failed otherwise: {message}"
+        );
+    }
 }
 
 #[test]

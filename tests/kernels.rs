@@ -9,6 +9,7 @@ use headroom::gpu::quant_layout::QuantType;
 use headroom::gpu::GemmKernel;
 use headroom::gpu::{GpuContext, GpuOptions, StorageFormat};
 use headroom::kv::{KvLayout, KvPool, QueryRow, StepMeta};
+use headroom::model::Activation;
 use headroom::ops::elementwise::SiluMul;
 use headroom::ops::embed::Embed;
 use headroom::ops::matmul::{Matmul, MatmulMode, WeightMatrix, VEC_MAX_ROWS};
@@ -323,22 +324,29 @@ fn lm_head_matmul_uses_only_the_logits_rows() {
 fn rmsnorm_matches_cpu() {
     let g = gpu();
     let mut r = rng();
-    for &(t, h, logits_rows) in &[(1usize, 576usize, false), (7, 64, false), (5, 1024, true)] {
+    // (rows, hidden, the logits rows only, added to y)
+    let cases = [
+        (1usize, 576usize, false, false),
+        (7, 64, false, false),
+        (5, 1024, true, false),
+        (6, 576, false, true),
+    ];
+    for &(t, h, logits_rows, add) in &cases {
         let x = randn(&mut r, t * h, 3.0);
         let w = randn(&mut r, h, 1.0);
         let out_rows = if logits_rows { 2 } else { t };
-        let (xb, wb, yb) = (
-            upload(&g, &x),
-            upload(&g, &w),
-            upload(&g, &vec![POISON; out_rows * h]),
-        );
+        let y0 = match add {
+            true => randn(&mut r, out_rows * h, 1.0),
+            false => vec![POISON; out_rows * h],
+        };
+        let (xb, wb, yb) = (upload(&g, &x), upload(&g, &w), upload(&g, &y0));
         let step = step_buffer(&g, params(t as u32, 0, 2));
         // the logits rows: the last two rows, in reverse order
         let gather = out_rows_buffer(&g, &[t as u32 - 1, t as u32 - 2]);
-        let rows = if logits_rows {
-            NormRows::Logits(&gather)
-        } else {
-            NormRows::All
+        let rows = match (logits_rows, add) {
+            (true, _) => NormRows::Logits(&gather),
+            (false, true) => NormRows::AddAll,
+            (false, false) => NormRows::All,
         };
         let op = RmsNorm::new(&g, &step, h, 1e-5, &wb, &xb, &yb, rows);
         run(
@@ -365,7 +373,16 @@ fn rmsnorm_matches_cpu() {
             let s = 1.0 / (ms + 1e-5).sqrt();
             want.extend(xs.iter().zip(&w).map(|(&v, &wi)| v as f64 * s * wi as f64));
         }
-        assert_close(&format!("rmsnorm t={t} h={h}"), &got, &want, 1e-5, 1e-5);
+        if add {
+            want.iter_mut().zip(&y0).for_each(|(w, &y)| *w += y as f64);
+        }
+        assert_close(
+            &format!("rmsnorm t={t} h={h} add {add}"),
+            &got,
+            &want,
+            1e-5,
+            1e-5,
+        );
     }
 }
 
@@ -477,7 +494,13 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
     let mut r = rng();
     let dummy = g.storage("dummy", 16).unwrap();
     let eps = 1e-5f32;
-    for (silu, ty) in [(false, QuantType::Q4_0), (true, QuantType::Q8_0)] {
+    // (gated activation or RMSNorm, weights)
+    let kinds = [
+        (None, QuantType::Q4_0),
+        (Some(Activation::Silu), QuantType::Q8_0),
+        (Some(Activation::GeluTanh), QuantType::Q4_1),
+    ];
+    for (gated, ty) in kinds {
         for &(t, k, n) in &[
             (1usize, 2240usize, 33usize),
             (3, 96, 40),
@@ -494,13 +517,13 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
             let bias_b = upload(&g, &bias);
             let xq = headroom::ops::matmul::q8_scratch(&g, k).unwrap();
             let step = step_buffer(&g, params(t as u32, 0, 1));
-            let (src, want_x, prologue_norm) = if silu {
+            let (src, want_x, prologue_norm) = if let Some(act) = gated {
                 let gu = randn(&mut r, t * 2 * k, 3.0);
                 let want: Vec<f32> = (0..t * k)
                     .map(|i| {
                         let (ti, ii) = (i / k, i % k);
-                        let a = gu[ti * 2 * k + ii];
-                        a / (1.0 + (-a).exp()) * gu[ti * 2 * k + k + ii]
+                        let a = gu[ti * 2 * k + ii] as f64;
+                        (gate_ref(act, a) * gu[ti * 2 * k + k + ii] as f64) as f32
                     })
                     .collect();
                 (gu, want, None)
@@ -531,17 +554,13 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
                     )),
                     Prologue::RmsNorm { weight: nb, eps },
                 ),
-                None => (
-                    Box::new(SiluMul::new_with_x_blocks(
-                        &g,
-                        &step,
-                        k,
-                        &src_b,
-                        &xn,
-                        Some(&xq),
-                    )),
-                    Prologue::SiluMul,
-                ),
+                None => {
+                    let act = gated.expect("a gated activation where there is no norm");
+                    (
+                        Box::new(SiluMul::gated(&g, &step, act, k, &src_b, &xn, Some(&xq))),
+                        Prologue::Gated(act),
+                    )
+                }
             };
             let mode = MatmulMode {
                 accumulate: true,
@@ -591,7 +610,10 @@ fn rmsnorm_and_silu_run_inside_the_integer_dot_matmul() {
                 (false, GemmKernel::Coop) => w_max * x_max / 2048.0,
                 (false, _) => 0.0,
             };
-            let what = if silu { "silu_mul" } else { "rmsnorm" };
+            let what = match gated {
+                Some(act) => format!("{act:?}_mul"),
+                None => "rmsnorm".into(),
+            };
             let got = g.read_f32(&yb, t * n).unwrap();
             assert_close(
                 &format!("{what} inside {} matvec t={t} k={k}", ty.name()),
@@ -780,7 +802,12 @@ fn embedding_lookup_over_split_table() {
         let tb = g.storage_init("ids", bytemuck::cast_slice(&ids)).unwrap();
         let xb = upload(&g, &vec![POISON; t * h]);
         let step = step_buffer(&g, params(t as u32, 0, 1));
-        let op = Embed::new(&g, &step, &wm, &tb, &xb);
+        // gemma scales its embeddings by sqrt(hidden)
+        let scale = match format {
+            StorageFormat::F16 => (h as f32).sqrt(),
+            _ => 1.0,
+        };
+        let op = Embed::scaled(&g, &step, &wm, &tb, &xb, scale);
         run(&g, &[&op], rows(t as u32));
         let got = g.read_f32(&xb, t * h).unwrap();
         let tr = rounded(&table, format);
@@ -789,33 +816,83 @@ fn embedding_lookup_over_split_table() {
             .flat_map(|&id| {
                 tr[id as usize * h..(id as usize + 1) * h]
                     .iter()
-                    .map(|&v| v as f64)
+                    .map(|&v| (v * scale) as f64)
             })
             .collect();
-        assert_close(&format!("embed {format:?}"), &got, &want, 0.0, 0.0);
+        assert_close(&format!("embed {format:?} x{scale}"), &got, &want, 0.0, 0.0);
     }
 }
 
+/// act(gate) * up for SiLU and tanh-GELU, gates of ±6 standard deviations (GELU's tanh
+/// saturates there), against f64.
 #[test]
-fn silu_mul_matches_cpu() {
+fn gated_activations_match_cpu() {
     let g = gpu();
     let mut r = rng();
     let (t, inter) = (5usize, 1536usize);
-    let gu = randn(&mut r, t * 2 * inter, 6.0);
-    let (gb, hb) = (upload(&g, &gu), upload(&g, &vec![POISON; t * inter]));
-    let step = step_buffer(&g, params(t as u32, 0, 1));
-    let op = SiluMul::new(&g, &step, inter, &gb, &hb);
-    run(&g, &[&op], rows(t as u32));
-    let got = g.read_f32(&hb, t * inter).unwrap();
-    let want: Vec<f64> = (0..t * inter)
-        .map(|i| {
-            let (ti, ii) = (i / inter, i % inter);
-            let a = gu[ti * 2 * inter + ii] as f64;
-            let u = gu[ti * 2 * inter + inter + ii] as f64;
-            a / (1.0 + (-a).exp()) * u
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        let gu = randn(&mut r, t * 2 * inter, 6.0);
+        let (gb, hb) = (upload(&g, &gu), upload(&g, &vec![POISON; t * inter]));
+        let step = step_buffer(&g, params(t as u32, 0, 1));
+        let op = SiluMul::gated(&g, &step, act, inter, &gb, &hb, None);
+        run(&g, &[&op], rows(t as u32));
+        let got = g.read_f32(&hb, t * inter).unwrap();
+        let want: Vec<f64> = (0..t * inter)
+            .map(|i| {
+                let (ti, ii) = (i / inter, i % inter);
+                let a = gu[ti * 2 * inter + ii] as f64;
+                let u = gu[ti * 2 * inter + inter + ii] as f64;
+                gate_ref(act, a) * u
+            })
+            .collect();
+        assert_close(&format!("{act:?}_mul"), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+/// The gate's activation in f64: SiLU, or GELU's tanh approximation (PyTorch's).
+fn gate_ref(act: Activation, a: f64) -> f64 {
+    match act {
+        Activation::Silu => a / (1.0 + (-a).exp()),
+        Activation::GeluTanh => {
+            let inner = (2.0 / std::f64::consts::PI).sqrt() * (a + 0.044715 * a.powi(3));
+            0.5 * a * (1.0 + inner.tanh())
+        }
+    }
+}
+
+/// Gemma2's final soft-capping of the logits rows (cap * tanh(logit / cap)), in place, on
+/// the rows that got logits only.
+#[test]
+fn softcap_logits_matches_cpu() {
+    use headroom::ops::elementwise::SoftcapLogits;
+    let g = gpu();
+    let mut r = rng();
+    let (rows_with_logits, vocab, cap) = (3usize, 1000usize, 15.0f32);
+    let logits = randn(&mut r, 4 * vocab, 40.0);
+    let lb = upload(&g, &logits);
+    let step = step_buffer(&g, params(9, 0, rows_with_logits as u32));
+    let op = SoftcapLogits::new(&g, &step, vocab, cap, &lb);
+    run(
+        &g,
+        &[&op],
+        StepShape {
+            n_tokens: 9,
+            pos0: 0,
+            n_out_rows: rows_with_logits as u32,
+            max_context: 0,
+            query_tiles: 0,
+        },
+    );
+    let got = g.read_f32(&lb, 4 * vocab).unwrap();
+    let want: Vec<f64> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match i < rows_with_logits * vocab {
+            true => cap as f64 * (v as f64 / cap as f64).tanh(),
+            false => v as f64,
         })
         .collect();
-    assert_close("silu_mul", &got, &want, 1e-5, 1e-5);
+    assert_close("softcap", &got, &want, 2e-6 * cap as f64, 1e-6);
 }
 
 /// Rotate-half RoPE of one head vector at `pos`.

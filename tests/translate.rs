@@ -18,6 +18,25 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// `cfg` with every gemma departure on: GeGLU, post-norms, scaled embeddings, soft-capped
+/// scores and logits, q/k norms, a window on every other layer with its own RoPE base.
+fn gemma_like(cfg: &ModelConfig) -> ModelConfig {
+    use headroom::model::{Activation, Arch};
+    let mut c = cfg.clone();
+    c.arch = Arch::Gemma2;
+    c.qk_norm = true;
+    c.sliding_window = Some(8);
+    let v = &mut c.variant;
+    v.activation = Activation::GeluTanh;
+    v.post_norms = true;
+    v.embedding_scale = Some(2.0);
+    v.attn_softcap = Some(50.0);
+    v.final_softcap = Some(30.0);
+    v.global_layer_period = Some(2);
+    v.rope_theta_local = Some(1e4);
+    c
+}
+
 /// Builds every kernel variant the engine can select on `g`.
 fn build_every_variant(g: &Arc<GpuContext>) {
     // the model's ops for several attention shapes, storage formats and block types
@@ -31,7 +50,15 @@ fn build_every_variant(g: &Arc<GpuContext>) {
             intermediate_size: 256,
             ..tiny_config(kv_heads)
         };
-        for format in [StorageFormat::F16, StorageFormat::F32] {
+        // gemma's kernels (GeGLU, soft-capped attention and logits, post-norms) on one shape
+        let mut configs = vec![cfg.clone()];
+        if i == 1 {
+            configs.push(gemma_like(&cfg));
+        }
+        for (cfg, format) in configs
+            .iter()
+            .flat_map(|c| [(c, StorageFormat::F16), (c, StorageFormat::F32)])
+        {
             let quant = std::iter::once(None).chain(QuantType::ALL.map(Some));
             // every block type once, on the first shape whose widths hold its blocks
             let first_fit = |q: QuantType| {

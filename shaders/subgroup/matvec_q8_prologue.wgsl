@@ -1,14 +1,16 @@
 // X_SOURCE of shaders/subgroup/matvec_q8.wgsl that makes x's 8-bit blocks itself, in
 // workgroup memory, from the f32 rows the kernel before it would have read (one dispatch
 // fewer): NORM, x = src / rms(src) * norm (RMSNorm of rows of COLS values); else
-// x = silu(gate) * up of gate|up rows (2 COLS values each). Every workgroup reads the
-// whole rows (TMAX x COLS or 2 COLS floats, from cache after the first), which is why
-// src/ops/matmul_prologue.rs fuses only where all workgroups' copies stay a few MB.
+// x = act(gate) * up of gate|up rows (2 COLS values each; act SiLU, or tanh-GELU where
+// GELU). Every workgroup reads the whole rows (TMAX x COLS or 2 COLS floats, from cache
+// after the first), which is why src/ops/matmul_prologue.rs fuses only where all
+// workgroups' copies stay a few MB.
 // q8_pack (shaders/q8_pack.wgsl) is prepended.
 @group(0) @binding(3) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> norm: array<vec4<f32>>;
 
 const NORM: bool = {{NORM}};
+const GELU: bool = {{GELU}};
 const NB: u32 = {{COLS}}u / 32u;                  // 32-value blocks per row of x
 const SRC4: u32 = select(2u, 1u, NORM) * NB * 8u; // vec4s per row of src
 const EPS_BITS: u32 = {{EPS_BITS}}u;   // RMSNorm's epsilon, as f32 bits
@@ -32,7 +34,7 @@ fn x_block(t: u32, c: u32) -> array<vec4<f32>, 8> {
     } else {
         //!UNROLL j 8
         let g = src[base + %j%u];
-        v[%j%] = g / (1.0 + exp(-g)) * src[base + NB * 8u + %j%u];
+        v[%j%] = gate_activation4(g, GELU) * src[base + NB * 8u + %j%u];
         //!END
     }
     return v;

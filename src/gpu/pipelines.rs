@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul_bindings.wgsl");
 const ATTENTION_PARAMS: &str = include_str!("../../shaders/decode_attention_params.wgsl");
+const MATH: &str = include_str!("../../shaders/math.wgsl");
 
 /// A kernel's WGSL plus how to specialise it. Directives in the source:
 /// `//!COMMON` inserts shaders/common.wgsl; `//!MATMUL` shaders/matmul_bindings.wgsl;
-/// `//!ATTENTION_PARAMS` shaders/decode_attention_params.wgsl; `//!W4 NAME BINDING` declares
+/// `//!ATTENTION_PARAMS` shaders/decode_attention_params.wgsl (each of those two with
+/// shaders/math.wgsl, so a kernel takes one of them); `//!W4 NAME BINDING` declares
 /// a read-only weight buffer NAME with `NAME_load4(i)` (values 4i..4i+4) and
 /// `NAME_load_chunk(c)` (the c-th chunk of `WeightFormat::chunk4` vec4s: 2 for floats, a
 /// whole 32-value block for quantized weights) in the weights' format; `//!WQ8 NAME
@@ -65,8 +67,10 @@ impl KernelSource {
             let t = line.trim();
             if t == "//!COMMON" {
                 out.push_str(COMMON);
+                out.push_str(MATH);
             } else if t == "//!ATTENTION_PARAMS" {
                 out.push_str(ATTENTION_PARAMS);
+                out.push_str(MATH);
             } else if let Some(rest) = t.strip_prefix("//!W4 ") {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 out.push_str(&match self.weights {

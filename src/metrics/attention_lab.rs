@@ -127,6 +127,7 @@ fn setup(
             out_blocks: None,
             pool: &pool.layers[0],
             window: None,
+            softcap: None,
         },
     )?;
     Ok(Setup {

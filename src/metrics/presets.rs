@@ -128,6 +128,7 @@ impl Preset {
             attention_bias: false,
             qk_norm: false,
             sliding_window: None,
+            variant: Default::default(),
         })
     }
 }

@@ -5,13 +5,17 @@ use serde::Serialize;
 /// Architectures headroom runs, all llama-family decoders: qwen2 adds q/k/v biases,
 /// qwen3 an RMSNorm of each query and key head before RoPE, phi3 stores q/k/v and
 /// gate/up fused and scales RoPE by LongRoPE. Mistral is llama with a sliding window
-/// (`ModelConfig::sliding_window`); llama.cpp converts it as llama.
+/// (`ModelConfig::sliding_window`); llama.cpp converts it as llama. Gemma 2 and 3 turn on
+/// most of [`Variant`]: GeGLU, norms after each block, scaled embeddings, soft-capping,
+/// windows on some layers only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
     Phi3,
+    Gemma2,
+    Gemma3,
 }
 
 impl Arch {
@@ -22,6 +26,8 @@ impl Arch {
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
             "phi3" => Some(Arch::Phi3),
+            "gemma2" => Some(Arch::Gemma2),
+            "gemma3" | "gemma3_text" => Some(Arch::Gemma3),
             _ => None,
         }
     }
@@ -33,6 +39,24 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Phi3 => "phi3",
+            Arch::Gemma2 => "gemma2",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+
+    /// Gemma's: every RMSNorm multiplies by (1 + w) where transformers stores w (GGUF
+    /// files hold 1 + w already), and the embeddings are scaled by sqrt(hidden).
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma2 | Arch::Gemma3)
+    }
+
+    /// llama.cpp's hard-coded sliding-window pattern: every `n`th layer global, the rest
+    /// windowed (Gemma 2: 2, Gemma 3: 6); None where a window is on every layer.
+    pub fn global_layer_period(self) -> Option<usize> {
+        match self {
+            Arch::Gemma2 => Some(2),
+            Arch::Gemma3 => Some(6),
+            _ => None,
         }
     }
 
@@ -42,7 +66,62 @@ impl Arch {
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3, phi3";
+    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3";
+}
+
+/// The gated MLP's activation: down(act(gate) * up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Activation {
+    /// SwiGLU (llama)
+    #[default]
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (gemma's `gelu_pytorch_tanh`)
+    GeluTanh,
+}
+
+/// Where a family departs from the llama decoder, each off by default (Gemma 2 and 3 turn
+/// most of them on).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Variant {
+    pub activation: Activation,
+    /// each block's output is RMS-normalised (its own weights) before the residual add:
+    /// gemma's post_attention_norm and post_ffw_norm
+    pub post_norms: bool,
+    /// the embeddings are multiplied by this (gemma: sqrt(hidden))
+    pub embedding_scale: Option<f32>,
+    /// attention scores are q.k times this instead of 1/sqrt(head_dim) (gemma's
+    /// query_pre_attn_scalar^-1/2)
+    pub attention_scale: Option<f32>,
+    /// scores = cap * tanh(scores / cap), before the softmax (gemma2)
+    pub attn_softcap: Option<f32>,
+    /// logits = cap * tanh(logits / cap) (gemma2)
+    pub final_softcap: Option<f32>,
+    /// the sliding window is on every layer but each `n`th (layers l with (l + 1) % n ==
+    /// 0 are global); None: on every layer
+    pub global_layer_period: Option<usize>,
+    /// the RoPE base of the windowed layers where it differs from `rope_theta`
+    /// (gemma3's local layers; they take no RoPE scaling)
+    pub rope_theta_local: Option<f32>,
+    /// linear RoPE scaling: positions divided by this (gemma3's global layers)
+    pub rope_linear_factor: Option<f32>,
+}
+
+impl Variant {
+    /// What the architecture itself fixes (gemma: GeGLU, post-norms, embeddings times
+    /// sqrt(hidden), its window pattern); the rest stays off for the file to set.
+    pub fn of_arch(arch: Arch, hidden_size: usize) -> Variant {
+        match arch.is_gemma() {
+            true => Variant {
+                activation: Activation::GeluTanh,
+                post_norms: true,
+                // transformers rounds sqrt(hidden) to the activations' dtype (f32 here)
+                embedding_scale: Some((hidden_size as f32).sqrt()),
+                global_layer_period: arch.global_layer_period(),
+                ..Variant::default()
+            },
+            false => Variant::default(),
+        }
+    }
 }
 
 /// Llama-3 style frequency-dependent RoPE scaling (`rope_scaling.rope_type == "llama3"`).
@@ -107,9 +186,11 @@ pub struct ModelConfig {
     /// each query and key head is RMS-normalised (weights `[head_dim]`, shared by the
     /// heads) before RoPE (qwen3)
     pub qk_norm: bool,
-    /// sliding-window attention (mistral): the query at position p sees positions
-    /// p - W + 1 ..= p only; None sees the whole context
+    /// sliding-window attention (mistral, gemma): the query at position p sees positions
+    /// p - W + 1 ..= p only, on the layers `layer_window` names; None sees the whole context
     pub sliding_window: Option<usize>,
+    /// gemma's departures from the llama block
+    pub variant: Variant,
 }
 
 impl ModelConfig {
@@ -123,9 +204,25 @@ impl ModelConfig {
         2 * self.num_layers * self.num_kv_heads * self.head_dim * bytes_per_element
     }
 
-    /// The attention window of layer `layer` (every layer has the same one today).
-    pub fn layer_window(&self, _layer: usize) -> Option<usize> {
-        self.sliding_window
+    /// The attention window of layer `layer`: the sliding window on every layer, or on all
+    /// but each `global_layer_period`th.
+    pub fn layer_window(&self, layer: usize) -> Option<usize> {
+        match self.variant.global_layer_period {
+            Some(n) if (layer + 1).is_multiple_of(n) => None,
+            _ => self.sliding_window,
+        }
+    }
+
+    /// Whether layer `layer` rotates by the local RoPE base (gemma3's windowed layers).
+    pub fn local_rope(&self, layer: usize) -> bool {
+        self.variant.rope_theta_local.is_some() && self.layer_window(layer).is_some()
+    }
+
+    /// What attention multiplies q.k by.
+    pub fn attention_scale(&self) -> f32 {
+        self.variant
+            .attention_scale
+            .unwrap_or(1.0 / (self.head_dim as f32).sqrt())
     }
 
     pub fn attention_kind(&self) -> &'static str {
@@ -166,6 +263,23 @@ impl ModelConfig {
         }
         if self.sliding_window == Some(0) {
             return fail("sliding_window must be > 0".into());
+        }
+        let v = &self.variant;
+        if v.global_layer_period == Some(0) {
+            return fail("the sliding-window pattern's period must be > 0".into());
+        }
+        let positive = [
+            ("attn_logit_softcapping", v.attn_softcap),
+            ("final_logit_softcapping", v.final_softcap),
+            ("the attention scale", v.attention_scale),
+            ("the embedding scale", v.embedding_scale),
+            ("the local RoPE base", v.rope_theta_local),
+            ("the linear RoPE factor", v.rope_linear_factor),
+        ];
+        for (what, value) in positive {
+            if let Some(x) = value.filter(|x| !(x.is_finite() && *x > 0.0)) {
+                return fail(format!("{what} must be a positive number, found {x}"));
+            }
         }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return fail(format!("head_dim {} must be even and > 0", self.head_dim));
@@ -217,7 +331,10 @@ impl ModelConfig {
 /// per forward pass by the sequence's length, which is the same while a sequence stays on
 /// one side of the original context).
 pub fn rope_inv_freq(cfg: &ModelConfig, context: usize) -> Vec<f32> {
-    let inv = llama3_rope_inv_freq(cfg);
+    let mut inv = llama3_rope_inv_freq(cfg);
+    if let Some(f) = cfg.variant.rope_linear_factor {
+        inv.iter_mut().for_each(|x| *x /= f);
+    }
     match &cfg.longrope {
         None => inv,
         Some(r) => {
@@ -228,6 +345,22 @@ pub fn rope_inv_freq(cfg: &ModelConfig, context: usize) -> Vec<f32> {
             inv.iter().zip(factors).map(|(f, d)| f / d).collect()
         }
     }
+}
+
+/// The RoPE inverse frequencies of layer `layer`: the local base's, unscaled, on gemma3's
+/// windowed layers; `rope_inv_freq`'s elsewhere.
+pub fn layer_rope_inv_freq(cfg: &ModelConfig, context: usize, layer: usize) -> Vec<f32> {
+    match (cfg.local_rope(layer), cfg.variant.rope_theta_local) {
+        (true, Some(theta)) => plain_inv_freq(theta, cfg.head_dim),
+        _ => rope_inv_freq(cfg, context),
+    }
+}
+
+/// `theta^(-2i/head_dim)` for i < head_dim / 2.
+fn plain_inv_freq(theta: f32, dim: usize) -> Vec<f32> {
+    (0..dim / 2)
+        .map(|i| (1.0 / (theta as f64).powf((2 * i) as f64 / dim as f64)) as f32)
+        .collect()
 }
 
 /// What RoPE multiplies every rotated query and key by (LongRoPE's attention factor).

@@ -1,8 +1,7 @@
 //! A plain f32 forward pass on the CPU, llama2.c style: the test oracle for the GPU path.
 //! Dot products accumulate in f64. One token at a time, with a KV cache.
 
-use super::config::ModelConfig;
-use super::config::{rope_attention_factor, rope_inv_freq};
+use super::config::{layer_rope_inv_freq, rope_attention_factor, Activation, ModelConfig};
 use super::source::{tensor_names, LayerTensor, LoadError, TensorName, WeightSource};
 use std::collections::HashMap;
 
@@ -55,11 +54,24 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// GELU, tanh approximation (PyTorch's `gelu(approximate="tanh")`), in f64.
+fn gelu_tanh(x: f32) -> f32 {
+    let x = x as f64;
+    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    (0.5 * x * (1.0 + inner.tanh())) as f32
+}
+
+/// cap * tanh(x / cap) where a cap is given.
+fn softcap(x: f64, cap: Option<f32>) -> f64 {
+    cap.map_or(x, |c| c as f64 * (x / c as f64).tanh())
+}
+
 /// The CPU model: every weight as f32, and a KV cache per layer.
 pub struct CpuModel {
     cfg: ModelConfig,
     weights: HashMap<TensorName, Vec<f32>>,
-    inv_freq: Vec<f32>,
+    /// per layer (gemma3's windowed layers have their own base)
+    inv_freq: Vec<Vec<f32>>,
     /// multiplies every rotated query and key (LongRoPE)
     rope_scale: f32,
     /// per layer: `[cached tokens, kv_heads * head_dim]`
@@ -79,7 +91,9 @@ impl CpuModel {
         }
         Ok(CpuModel {
             // the KV cache of a model run at its full context
-            inv_freq: rope_inv_freq(&cfg, cfg.max_position_embeddings),
+            inv_freq: (0..cfg.num_layers)
+                .map(|l| layer_rope_inv_freq(&cfg, cfg.max_position_embeddings, l))
+                .collect(),
             rope_scale: rope_attention_factor(&cfg),
             k_cache: vec![Vec::new(); cfg.num_layers],
             v_cache: vec![Vec::new(); cfg.num_layers],
@@ -140,6 +154,9 @@ impl CpuModel {
         let h = cfg.hidden_size;
         let t = token as usize;
         let mut x = self.w(TensorName::TokenEmbedding)[t * h..(t + 1) * h].to_vec();
+        if let Some(s) = cfg.variant.embedding_scale {
+            x.iter_mut().for_each(|v| *v *= s);
+        }
         self.last_attention.clear();
 
         for l in 0..cfg.num_layers {
@@ -167,7 +184,7 @@ impl CpuModel {
                 }
             }
             for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
-                rope(head, pos, &self.inv_freq);
+                rope(head, pos, &self.inv_freq[l]);
                 head.iter_mut().for_each(|v| *v *= self.rope_scale);
             }
             self.k_cache[l].extend_from_slice(&k);
@@ -179,7 +196,7 @@ impl CpuModel {
                 Some(w) => n_ctx.saturating_sub(w),
                 None => 0,
             };
-            let scale = 1.0 / (hd as f64).sqrt();
+            let scale = cfg.attention_scale() as f64;
             let mut att_out = vec![0f32; n_heads * hd]; // [heads * hd]
             for hq in 0..n_heads {
                 let kvh = hq / group;
@@ -188,7 +205,7 @@ impl CpuModel {
                 let mut scores: Vec<f64> = (first..n_ctx)
                     .map(|s| {
                         let ks = &self.k_cache[l][s * kv_dim + kvh * hd..][..hd];
-                        dot(qh, ks) * scale
+                        softcap(dot(qh, ks) * scale, cfg.variant.attn_softcap)
                     })
                     .collect();
                 softmax(&mut scores);
@@ -205,15 +222,22 @@ impl CpuModel {
                 }
             }
             let o = matmul(self.lw(l, LayerTensor::Wo), &att_out);
-            add(&mut x, &o);
+            add(&mut x, &self.post_norm(l, LayerTensor::PostAttnNorm, o));
 
-            // feed-forward: down(silu(gate(x)) * up(x))
+            // feed-forward: down(act(gate(x)) * up(x))
             let xb = rmsnorm(&x, self.lw(l, LayerTensor::FfnNorm), cfg.rms_norm_eps);
             let gate = matmul(self.lw(l, LayerTensor::WGate), &xb); // [intermediate]
             let up = matmul(self.lw(l, LayerTensor::WUp), &xb); // [intermediate]
-            let act: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
+            let act: Vec<f32> = match cfg.variant.activation {
+                Activation::Silu => gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect(),
+                Activation::GeluTanh => gate
+                    .iter()
+                    .zip(&up)
+                    .map(|(&g, &u)| gelu_tanh(g) * u)
+                    .collect(),
+            };
             let down = matmul(self.lw(l, LayerTensor::WDown), &act);
-            add(&mut x, &down);
+            add(&mut x, &self.post_norm(l, LayerTensor::PostFfnNorm, down));
         }
 
         let x = rmsnorm(&x, self.w(TensorName::FinalNorm), cfg.rms_norm_eps);
@@ -222,7 +246,20 @@ impl CpuModel {
         } else {
             TensorName::LmHead
         };
+        let cap = cfg.variant.final_softcap;
         matmul(self.w(head), &x) // [vocab]
+            .into_iter()
+            .map(|v| softcap(v as f64, cap) as f32)
+            .collect()
+    }
+
+    /// A block's output as it is added to the residual: through its post-norm `norm`
+    /// where the model has them (gemma).
+    fn post_norm(&self, layer: usize, norm: LayerTensor, y: Vec<f32>) -> Vec<f32> {
+        match self.cfg.variant.post_norms {
+            true => rmsnorm(&y, self.lw(layer, norm), self.cfg.rms_norm_eps),
+            false => y,
+        }
     }
 }
 

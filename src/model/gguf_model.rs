@@ -2,7 +2,7 @@
 //! names, dequantization, and undoing the converter's q/k row permutation.
 
 use super::config::llama3_rope_inv_freq;
-use super::config::{Arch, Llama3RopeScaling, LongRope, ModelConfig};
+use super::config::{Arch, Llama3RopeScaling, LongRope, ModelConfig, Variant};
 use super::source::{check_layer_count, check_shape, expected_shape, tensor_names};
 use super::source::{rows_of, stored_as};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
@@ -33,6 +33,8 @@ pub fn gguf_tensor_name(name: TensorName) -> String {
                 LayerTensor::WGateUp => "ffn_up.weight",
                 LayerTensor::Wo => "attn_output.weight",
                 LayerTensor::FfnNorm => "ffn_norm.weight",
+                LayerTensor::PostAttnNorm => "post_attention_norm.weight",
+                LayerTensor::PostFfnNorm => "post_ffw_norm.weight",
                 LayerTensor::WGate => "ffn_gate.weight",
                 LayerTensor::WUp => "ffn_up.weight",
                 LayerTensor::WDown => "ffn_down.weight",
@@ -181,6 +183,51 @@ impl GgufModel {
     }
 }
 
+/// The [`Variant`] of a GGUF: the architecture's fixed parts, the soft-caps and local RoPE
+/// base gemma files carry, and llama.cpp's query scale for gemma (1/sqrt(head_dim), but
+/// 1/sqrt(hidden / heads) for the 27B models, which it tells by their layer count: the
+/// converter does not write query_pre_attn_scalar).
+fn gemma_variant(
+    f: &GgufFile,
+    arch: Arch,
+    hidden: usize,
+    num_heads: usize,
+    head_dim: usize,
+    rope_linear_factor: Option<f32>,
+) -> Result<Variant, LoadError> {
+    let key = |k: &str| format!("{}.{k}", arch.name());
+    let mut v = Variant {
+        rope_linear_factor,
+        ..Variant::of_arch(arch, hidden)
+    };
+    if !arch.is_gemma() {
+        return Ok(v);
+    }
+    // every n-th layer global (llama.cpp's set_swa_pattern; 0: every layer windowed)
+    if let Some(n) = f.get_u32(&key("attention.sliding_window_pattern"))? {
+        v.global_layer_period = (n != 0).then_some(n as usize);
+    }
+    v.attn_softcap = f
+        .get_f32(&key("attn_logit_softcapping"))?
+        .filter(|&c| c != 0.0);
+    v.final_softcap = f
+        .get_f32(&key("final_logit_softcapping"))?
+        .filter(|&c| c != 0.0);
+    let layers = f.get_u32(&key("block_count"))?.unwrap_or(0);
+    let is_27b = matches!((arch, layers), (Arch::Gemma2, 46) | (Arch::Gemma3, 62));
+    if is_27b && num_heads > 0 {
+        let per_head = (hidden / num_heads) as f32;
+        v.attention_scale = Some(1.0 / per_head.sqrt());
+    } else {
+        v.attention_scale = Some(1.0 / (head_dim as f32).sqrt());
+    }
+    if arch == Arch::Gemma3 {
+        // llama.cpp's default where the file has no key
+        v.rope_theta_local = Some(f.get_f32(&key("rope.freq_base_swa"))?.unwrap_or(10000.0));
+    }
+    Ok(v)
+}
+
 /// The [`ModelConfig`] of a GGUF, and the `rope_freqs.weight` factors if present.
 pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>), LoadError> {
     let path = f.path();
@@ -193,9 +240,12 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
         "phi3" => Arch::Phi3,
+        "gemma2" => Arch::Gemma2,
+        "gemma3" => Arch::Gemma3,
         other => {
             return Err(err(format!(
-                "unknown architecture '{other}' (supported: llama, qwen2, qwen3, phi3)"
+                "unknown architecture '{other}' (supported: llama, qwen2, qwen3, phi3, gemma2, \
+                 gemma3)"
             )))
         }
     };
@@ -241,15 +291,23 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
             )));
         }
     }
-    match f.get_str(&key("rope.scaling.type"))? {
-        None | Some("none") => {}
+    let rope_linear_factor = match f.get_str(&key("rope.scaling.type"))? {
+        None | Some("none") => None,
+        Some("linear") => {
+            let k = key("rope.scaling.factor");
+            match f.get_f32(&k)? {
+                None => return Err(err(format!("linear rope scaling without '{k}'"))),
+                Some(1.0) => None,
+                Some(x) => Some(x),
+            }
+        }
         Some(t) => {
             return Err(err(format!(
-                "rope scaling type '{t}' is not supported (only llama-3 scaling, stored as \
-                 rope_freqs.weight)"
+                "rope scaling type '{t}' is not supported (linear, and llama-3 scaling stored \
+                 as rope_freqs.weight)"
             )))
         }
-    }
+    };
     let vocab_size = match f.array_len("tokenizer.ggml.tokens")? {
         Some(n) => n,
         None => match f.get_u32(&key("vocab_size"))? {
@@ -271,6 +329,8 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
     // llama.cpp writes the window for the families whose graph uses it; its converter
     // drops Mistral's (a Mistral GGUF runs without one, in llama.cpp as here)
     let sliding_window = match f.get_u32(&key("attention.sliding_window"))? {
+        // llama.cpp's default for gemma2 files without the key
+        None if arch == Arch::Gemma2 => Some(4096),
         None | Some(0) => None,
         Some(w) => Some(w as usize),
     };
@@ -290,8 +350,9 @@ pub fn config_from_gguf(f: &GgufFile) -> Result<(ModelConfig, Option<Vec<f32>>),
         max_position_embeddings: req("context_length")?,
         tie_word_embeddings: f.tensor("output.weight").is_none(),
         attention_bias: has_q_bias,
-        qk_norm: arch == Arch::Qwen3,
+        qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3),
         sliding_window,
+        variant: gemma_variant(f, arch, hidden, num_heads, head_dim, rope_linear_factor)?,
     };
     if arch == Arch::Qwen2 && !has_q_bias {
         return Err(err(
@@ -647,7 +708,10 @@ mod tests {
         );
         let e = err_of(&b);
         assert!(
-            e.contains("unknown architecture 'gpt2' (supported: llama, qwen2, qwen3, phi3)"),
+            e.contains(
+                "unknown architecture 'gpt2' (supported: llama, qwen2, qwen3, phi3, gemma2, \
+                 gemma3)"
+            ),
             "{e}"
         );
 

@@ -8,10 +8,10 @@ use super::options::GpuModelOptions;
 use super::weights::{GraphMatrix, WeightProvider};
 use crate::gpu::{GpuContext, StorageFormat};
 use crate::kv::{KvLayout, KvPool};
-use crate::model::config::{rope_attention_factor, rope_inv_freq, ModelConfig};
+use crate::model::config::{layer_rope_inv_freq, rope_attention_factor, ModelConfig};
 use crate::model::source::TensorName;
 use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
-use crate::ops::elementwise::SiluMul;
+use crate::ops::elementwise::{SiluMul, SoftcapLogits};
 use crate::ops::embed::Embed;
 use crate::ops::matmul::{Matmul, MatmulMode, WeightMatrix};
 use crate::ops::matmul_prologue::{MatmulInputs, Prologue, PrologueMatmul};
@@ -35,8 +35,11 @@ pub struct Activations {
     pub attn: wgpu::Buffer,
     /// `[c, 2 intermediate]` gate and up projections
     pub gate_up: wgpu::Buffer,
-    /// `[c, intermediate]` silu(gate) * up
+    /// `[c, intermediate]` act(gate) * up
     pub ffn_hidden: wgpu::Buffer,
+    /// `[c, hidden]` a block's output before its post-norm adds it to x (gemma), where
+    /// the model has post-norms
+    pub branch: Option<wgpu::Buffer>,
     /// `[rows with logits, hidden]` the final norm of those rows
     pub x_last: wgpu::Buffer,
     /// `[rows with logits, vocab]`
@@ -62,6 +65,8 @@ pub struct Graph {
     pub table_base: u32,
     pub attention: Arc<AttentionScratch>,
     rope_inv_freq: wgpu::Buffer,
+    /// the windowed layers' own RoPE frequencies (gemma3's local base)
+    rope_inv_freq_local: Option<wgpu::Buffer>,
     /// bound where an op takes an optional buffer it does not use
     no_bias: wgpu::Buffer,
     /// where the RMSNorms into `act.xn` and SiLU·mul into `act.ffn_hidden` also write
@@ -103,6 +108,10 @@ impl Graph {
             attn: gpu.storage("attn", rows(c, nh * d))?,
             gate_up: gpu.storage("gate_up", rows(c, 2 * inter))?,
             ffn_hidden: gpu.storage("ffn_hidden", rows(c, inter))?,
+            branch: match cfg.variant.post_norms {
+                true => Some(gpu.storage("branch", rows(c, h))?),
+                false => None,
+            },
             x_last: gpu.storage("x_last", rows(out_rows, h))?,
             logits: gpu.storage("logits", rows(out_rows, cfg.vocab_size))?,
             out_rows: gpu.storage(
@@ -121,7 +130,7 @@ impl Graph {
                 &gpu,
                 nh,
                 &kv_layout,
-                1.0 / (d as f32).sqrt(),
+                cfg.attention_scale(),
                 c,
                 context,
                 qkv_width,
@@ -129,10 +138,18 @@ impl Graph {
             )?
             .with_output_blocks(x_blocks_on),
         );
-        let rope_inv_freq = gpu.storage_init(
-            "rope_inv_freq",
-            bytemuck::cast_slice(&rope_inv_freq(cfg, context)),
-        )?;
+        let inv_freq = |label, layer| {
+            let freq = layer_rope_inv_freq(cfg, context, layer);
+            gpu.storage_init(label, bytemuck::cast_slice(&freq))
+        };
+        let global_layer = (0..cfg.num_layers)
+            .find(|&l| !cfg.local_rope(l))
+            .unwrap_or(0);
+        let rope_inv_freq = inv_freq("rope_inv_freq", global_layer)?;
+        let rope_inv_freq_local = match (0..cfg.num_layers).find(|&l| cfg.local_rope(l)) {
+            Some(l) => Some(inv_freq("rope_inv_freq_local", l)?),
+            None => None,
+        };
         let no_bias = gpu.storage("no_bias", 16)?;
         let widest = cfg.hidden_size.max(cfg.intermediate_size);
         let x_blocks = match x_blocks_on {
@@ -150,6 +167,7 @@ impl Graph {
             table_base: 4 * c as u32,
             attention,
             rope_inv_freq,
+            rope_inv_freq_local,
             no_bias,
             x_blocks,
             gpu,
@@ -183,10 +201,13 @@ impl Graph {
             .storage_init(&names[0].to_string(), bytemuck::cast_slice(&v))?)
     }
 
-    /// x = table[token] for every token row.
+    /// x = table[token] for every token row (times gemma's embedding scale).
     pub fn embed(&self, table: &WeightMatrix) -> Box<dyn Op> {
         let a = &self.act;
-        Box::new(Embed::new(&self.gpu, &self.step, table, &a.tokens, &a.x))
+        let scale = self.cfg.variant.embedding_scale.unwrap_or(1.0);
+        Box::new(Embed::scaled(
+            &self.gpu, &self.step, table, &a.tokens, &a.x, scale,
+        ))
     }
 
     /// Where the op writing `activation` also stores it as 8-bit blocks (and the matmuls
@@ -267,26 +288,40 @@ impl Graph {
         self.prologue_matmul(prologue, x, first, w, bias, xn, y, MatmulMode::default())
     }
 
-    /// y += silu(gate) * up W^T, from `act.gate_up`, the residual add fused; SiLU·mul
-    /// into `act.ffn_hidden` where it runs on its own (`ops::matmul_prologue`).
-    pub fn silu_mul_matmul_add(&self, w: &WeightMatrix, y: &wgpu::Buffer) -> Box<dyn Op> {
+    /// y (+)= act(gate) * up W^T, from `act.gate_up` (added to y with `accumulate`: the
+    /// residual add fused); act(gate) * up into `act.ffn_hidden` where it runs on its own
+    /// (`ops::matmul_prologue`).
+    pub fn gated_matmul(
+        &self,
+        w: &WeightMatrix,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Box<dyn Op> {
         let a = &self.act;
         let mode = MatmulMode {
-            accumulate: true,
+            accumulate,
             ..MatmulMode::default()
         };
-        let first = self.silu_mul();
+        let first = self.gated_activation();
         let src = &a.gate_up;
-        self.prologue_matmul(
-            Prologue::SiluMul,
-            src,
-            first,
-            w,
-            None,
-            &a.ffn_hidden,
-            y,
-            mode,
-        )
+        let prologue = Prologue::Gated(self.cfg.variant.activation);
+        self.prologue_matmul(prologue, src, first, w, None, &a.ffn_hidden, y, mode)
+    }
+
+    /// x += rmsnorm(branch) (gemma's post-norms: each block's output normalised before
+    /// the residual add).
+    pub fn norm_add(&self, weight: &wgpu::Buffer, branch: &wgpu::Buffer) -> Box<dyn Op> {
+        let (h, eps) = (self.cfg.hidden_size, self.cfg.rms_norm_eps);
+        Box::new(RmsNorm::new(
+            &self.gpu,
+            &self.step,
+            h,
+            eps,
+            weight,
+            branch,
+            &self.act.x,
+            NormRows::AddAll,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,6 +356,14 @@ impl Graph {
             ..MatmulMode::default()
         };
         Box::new(self.matmul_op(w, None, x, y, mode))
+    }
+
+    /// logits = cap * tanh(logits / cap) (gemma2's final soft-capping), in place.
+    pub fn softcap_logits(&self, cap: f32) -> Box<dyn Op> {
+        let (a, vocab) = (&self.act, self.cfg.vocab_size);
+        Box::new(SoftcapLogits::new(
+            &self.gpu, &self.step, vocab, cap, &a.logits,
+        ))
     }
 
     /// logits = x_last W^T for the rows that get logits.
@@ -368,7 +411,10 @@ impl Graph {
             c.num_kv_heads,
             c.head_dim,
             &self.act.qkv,
-            &self.rope_inv_freq,
+            match (&self.rope_inv_freq_local, c.local_rope(layer)) {
+                (Some(local), true) => local,
+                _ => &self.rope_inv_freq,
+            },
             &self.meta,
             self.table_base,
             &self.kv_layout,
@@ -382,7 +428,7 @@ impl Graph {
         ))
     }
 
-    /// attn = softmax(q K^T / sqrt(d)) V over each row's context in layer `layer`'s
+    /// attn = softmax(q K^T * scale) V over each row's context in layer `layer`'s
     /// cache, every KV head read once for its group of query heads.
     pub fn attention(&self, layer: usize) -> Result<Box<dyn Op>, ModelError> {
         let io = AttentionIo {
@@ -392,6 +438,7 @@ impl Graph {
             out_blocks: self.blocks_of(&self.act.attn),
             pool: &self.pool.layers[layer],
             window: self.cfg.layer_window(layer),
+            softcap: self.cfg.variant.attn_softcap,
         };
         Ok(Box::new(DecodeAttention::new(
             &self.gpu,
@@ -401,12 +448,13 @@ impl Graph {
         )?))
     }
 
-    /// h = silu(gate) * up (also as 8-bit blocks where the down matmul reads those).
-    pub fn silu_mul(&self) -> Box<dyn Op> {
+    /// h = act(gate) * up (also as 8-bit blocks where the down matmul reads those).
+    pub fn gated_activation(&self) -> Box<dyn Op> {
         let a = &self.act;
-        Box::new(SiluMul::new_with_x_blocks(
+        Box::new(SiluMul::gated(
             &self.gpu,
             &self.step,
+            self.cfg.variant.activation,
             self.cfg.intermediate_size,
             &a.gate_up,
             &a.ffn_hidden,

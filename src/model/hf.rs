@@ -2,7 +2,7 @@
 //! sharded safetensors with `model.safetensors.index.json`, from a directory (memory-mapped)
 //! or from files held in memory (the browser). Tensors are F32, F16 or BF16, in HF layout.
 
-use super::config::{Arch, Llama3RopeScaling, LongRope, ModelConfig};
+use super::config::{Arch, Llama3RopeScaling, LongRope, ModelConfig, Variant};
 use super::source::{check_layer_count, check_shape, expected_shape, tensor_names};
 use super::source::{rows_of, stored_as};
 use super::source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};
@@ -13,8 +13,9 @@ use std::collections::HashMap;
 #[cfg(not(target_arch = "wasm32"))]
 use {crate::formats::map_file, std::path::Path};
 
-/// The HF (transformers) name of a tensor, e.g. `model.layers.3.self_attn.q_proj.weight`.
-pub fn hf_tensor_name(name: TensorName) -> String {
+/// The HF (transformers) name of a tensor of an `arch` model, e.g.
+/// `model.layers.3.self_attn.q_proj.weight`.
+pub fn hf_tensor_name(arch: Arch, name: TensorName) -> String {
     match name {
         TensorName::TokenEmbedding => "model.embed_tokens.weight".into(),
         TensorName::FinalNorm => "model.norm.weight".into(),
@@ -33,7 +34,13 @@ pub fn hf_tensor_name(name: TensorName) -> String {
                 LayerTensor::Wqkv => "self_attn.qkv_proj.weight",
                 LayerTensor::WGateUp => "mlp.gate_up_proj.weight",
                 LayerTensor::Wo => "self_attn.o_proj.weight",
-                LayerTensor::FfnNorm => "post_attention_layernorm.weight",
+                // gemma names its four norms by where they sit; llama's second one sits
+                // after attention, before the MLP
+                LayerTensor::FfnNorm if arch.is_gemma() => "pre_feedforward_layernorm.weight",
+                LayerTensor::FfnNorm | LayerTensor::PostAttnNorm => {
+                    "post_attention_layernorm.weight"
+                }
+                LayerTensor::PostFfnNorm => "post_feedforward_layernorm.weight",
                 LayerTensor::WGate => "mlp.gate_proj.weight",
                 LayerTensor::WUp => "mlp.up_proj.weight",
                 LayerTensor::WDown => "mlp.down_proj.weight",
@@ -79,18 +86,19 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     let model_type = present("model_type")
         .and_then(Value::as_str)
         .ok_or_else(|| err("missing 'model_type'".into()))?;
-    let arch = match model_type {
-        "llama" | "mistral" => Arch::Llama,
-        "qwen2" => Arch::Qwen2,
-        "qwen3" => Arch::Qwen3,
-        "phi3" => Arch::Phi3,
-        other => {
-            return Err(err(format!(
-                "unknown model_type '{other}' (supported: {})",
-                Arch::SUPPORTED
-            )))
-        }
-    };
+    if model_type == "gemma3" && present("text_config").is_some() {
+        return Err(err(
+            "a Gemma 3 vision-language checkpoint (model_type 'gemma3' with a text_config): \
+             headroom runs the text-only model (model_type 'gemma3_text'), or its GGUF"
+                .into(),
+        ));
+    }
+    let arch = Arch::from_name(model_type).ok_or_else(|| {
+        err(format!(
+            "unknown model_type '{model_type}' (supported: {})",
+            Arch::SUPPORTED
+        ))
+    })?;
     let hidden_size = req("hidden_size")?;
     let num_heads = req("num_attention_heads")?;
     if num_heads == 0 {
@@ -109,19 +117,43 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     let max_pos = req("max_position_embeddings")?;
 
     // rope: transformers <= 4.x keeps rope_theta / rope_scaling at the top level; newer
-    // versions nest them in rope_parameters.
+    // versions nest them in rope_parameters, gemma3's once per layer type
     let rope_params = present("rope_parameters");
-    let rope_theta = match present("rope_theta").or_else(|| rope_params?.get("rope_theta")) {
+    let per_type = |t: &str| rope_params.and_then(|p| p.get(t)).filter(|x| x.is_object());
+    let global_rope = per_type("full_attention").or(rope_params);
+    let rope_theta = match present("rope_theta").or_else(|| global_rope?.get("rope_theta")) {
         Some(x) => float("rope_theta", x)?,
         None => 10000.0,
     };
     let top_original = uint("original_max_position_embeddings")?;
-    let (rope_scaling, longrope) = match present("rope_scaling").or(rope_params) {
-        None => (None, None),
-        Some(s) => match parse_rope_scaling(s, max_pos, top_original).map_err(err)? {
-            ParsedRope::Plain => (None, None),
-            ParsedRope::Llama3(l) => (Some(l), None),
-            ParsedRope::LongRope(l) => (None, Some(l)),
+    let (mut rope_scaling, mut longrope, mut rope_linear_factor) = (None, None, None);
+    if let Some(s) = present("rope_scaling").or(global_rope) {
+        match parse_rope_scaling(s, max_pos, top_original).map_err(err)? {
+            ParsedRope::Plain => {}
+            ParsedRope::Llama3(l) => rope_scaling = Some(l),
+            ParsedRope::LongRope(l) => longrope = Some(l),
+            ParsedRope::Linear(f) => rope_linear_factor = Some(f),
+        }
+    }
+    // gemma3's windowed layers: their own base, unscaled
+    let rope_theta_local = match per_type("sliding_attention") {
+        Some(local) => {
+            if let ParsedRope::Linear(_) | ParsedRope::Llama3(_) | ParsedRope::LongRope(_) =
+                parse_rope_scaling(local, max_pos, None).map_err(err)?
+            {
+                return Err(err(
+                    "RoPE scaling on the sliding-attention layers is not supported".into(),
+                ));
+            }
+            match local.get("rope_theta") {
+                Some(x) => Some(float("rope_parameters.sliding_attention.rope_theta", x)?),
+                None => Some(10000.0),
+            }
+        }
+        None => match present("rope_local_base_freq") {
+            Some(x) => Some(float("rope_local_base_freq", x)?),
+            None if arch == Arch::Gemma3 => Some(10000.0),
+            None => None,
         },
     };
 
@@ -133,48 +165,86 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     // the layers with a sliding window: `layer_types` where the config lists them
     // (transformers 5), else where the family's class puts them: mistral's every layer
     // when the window is set, qwen2/qwen3's from max_window_layers on with
-    // use_sliding_window
-    let window = uint("sliding_window")?;
+    // use_sliding_window, gemma's all but every 2nd (gemma2) or 6th (gemma3)
+    // (transformers' Gemma2Config and Gemma3TextConfig default to 4096)
+    let window = match uint("sliding_window")? {
+        None if arch.is_gemma() => Some(4096),
+        w => w,
+    };
     let layers = req("num_hidden_layers")?;
-    // counted, not listed: a hostile config can declare any number of layers
-    let sliding = match present("layer_types").and_then(Value::as_array) {
+    let pattern = match present("layer_types").and_then(Value::as_array) {
         Some(types) if types.len() != layers => {
             return Err(err(format!(
                 "'layer_types' lists {} layers, 'num_hidden_layers' is {layers}",
                 types.len()
             )))
         }
-        Some(types) => types
-            .iter()
-            .filter(|t| t.as_str() == Some("sliding_attention"))
-            .count(),
+        Some(types) => window_pattern(types).map_err(err)?,
         None => match model_type {
-            "mistral" | "phi3" if window.is_some() => layers,
+            "mistral" | "phi3" if window.is_some() => WindowPattern::Every,
             "qwen2" | "qwen3" if boolean("use_sliding_window")?.unwrap_or(false) => {
-                layers.saturating_sub(uint("max_window_layers")?.unwrap_or(0))
+                match uint("max_window_layers")?.unwrap_or(0) {
+                    0 => WindowPattern::Every,
+                    n if n >= layers => WindowPattern::None,
+                    n => {
+                        return Err(err(format!(
+                            "a sliding window from layer {n} of {layers} on is not supported \
+                             (only on every layer, or on all but every n-th)"
+                        )))
+                    }
+                }
             }
-            _ => 0,
+            "gemma2" => WindowPattern::GlobalEvery(2),
+            "gemma3" | "gemma3_text" => {
+                let n = match uint("sliding_window_pattern")? {
+                    Some(n) => Some(n),
+                    None => uint("_sliding_window_pattern")?,
+                };
+                WindowPattern::GlobalEvery(n.unwrap_or(6))
+            }
+            _ => WindowPattern::None,
         },
     };
-    let sliding_window = match (sliding, window) {
-        (0, _) => None,
-        (n, Some(w)) if n == layers => Some(w),
+    let (sliding_window, global_layer_period) = match (pattern, window) {
+        (WindowPattern::None, _) | (WindowPattern::GlobalEvery(1), _) => (None, None),
         (_, None) => {
             return Err(err(
                 "sliding-attention layers without 'sliding_window'".into()
             ))
         }
-        (n, Some(w)) => {
-            return Err(err(format!(
-                "a sliding window ({w}) on {n} of {layers} layers is not supported (only \
-                 on every layer)"
-            )))
-        }
+        (WindowPattern::Every, Some(w)) => (Some(w), None),
+        (WindowPattern::GlobalEvery(n), Some(w)) => (Some(w), Some(n)),
     };
+
+    let mut variant = Variant {
+        rope_linear_factor,
+        rope_theta_local: rope_theta_local.filter(|_| sliding_window.is_some()),
+        ..Variant::of_arch(arch, hidden_size)
+    };
+    if sliding_window.is_some() {
+        variant.global_layer_period = global_layer_period;
+    }
+    if arch.is_gemma() {
+        let act = present("hidden_activation")
+            .or_else(|| present("hidden_act"))
+            .and_then(Value::as_str)
+            .unwrap_or("gelu_pytorch_tanh");
+        if !matches!(act, "gelu_pytorch_tanh" | "gelu_tanh") {
+            return Err(err(format!(
+                "hidden_activation '{act}' is not supported (gelu_pytorch_tanh)"
+            )));
+        }
+        let number = |k: &str| present(k).map(|x| float(k, x)).transpose();
+        if let Some(q) = number("query_pre_attn_scalar")? {
+            variant.attention_scale = Some(1.0 / q.sqrt());
+        }
+        variant.attn_softcap = number("attn_logit_softcapping")?;
+        variant.final_softcap = number("final_logit_softcapping")?;
+    }
 
     let attention_bias = match arch {
         Arch::Qwen2 => true,
-        Arch::Llama | Arch::Qwen3 | Arch::Phi3 => boolean("attention_bias")?.unwrap_or(false),
+        _ => boolean("attention_bias")?.unwrap_or(false),
     };
     let cfg = ModelConfig {
         arch,
@@ -192,8 +262,9 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
         max_position_embeddings: max_pos,
         tie_word_embeddings: boolean("tie_word_embeddings")?.unwrap_or(false),
         attention_bias,
-        qk_norm: arch == Arch::Qwen3,
+        qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3),
         sliding_window,
+        variant,
     };
     cfg.validate(label).map_err(|m| {
         let m = m
@@ -205,9 +276,45 @@ pub fn parse_hf_config(label: &str, json: &str) -> Result<ModelConfig, LoadError
     Ok(cfg)
 }
 
+/// Which layers a config's sliding window is on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum WindowPattern {
+    None,
+    Every,
+    /// all but each n-th layer (layers l with (l + 1) % n == 0 are global)
+    GlobalEvery(usize),
+}
+
+/// The pattern of a `layer_types` list: every layer windowed, none, or all but each n-th
+/// (the first full-attention layer gives n; every other layer must follow it).
+fn window_pattern(types: &[Value]) -> Result<WindowPattern, String> {
+    let sliding = |t: &Value| t.as_str() == Some("sliding_attention");
+    let Some(first_full) = types.iter().position(|t| !sliding(t)) else {
+        return Ok(WindowPattern::Every);
+    };
+    let n = first_full + 1;
+    if types.iter().all(|t| !sliding(t)) {
+        return Ok(WindowPattern::None);
+    }
+    match types
+        .iter()
+        .enumerate()
+        .find(|(l, t)| sliding(t) == (l + 1).is_multiple_of(n))
+    {
+        None => Ok(WindowPattern::GlobalEvery(n)),
+        Some((l, t)) => Err(format!(
+            "'layer_types' has layer {l} {t}, out of the pattern its first global layer \
+             sets (every {n}th layer global): only a window on every layer, or on all but \
+             every n-th, is supported"
+        )),
+    }
+}
+
 /// The RoPE scalings headroom reads.
 enum ParsedRope {
     Plain,
+    /// positions divided by the factor
+    Linear(f32),
     Llama3(Llama3RopeScaling),
     LongRope(LongRope),
 }
@@ -232,6 +339,11 @@ fn parse_rope_scaling(
     };
     match ty {
         "default" => Ok(ParsedRope::Plain),
+        "linear" => match s.get("factor").and_then(Value::as_f64) {
+            Some(1.0) => Ok(ParsedRope::Plain),
+            Some(f) => Ok(ParsedRope::Linear(f as f32)),
+            None => Err("rope_scaling (linear) needs a number 'factor'".into()),
+        },
         "longrope" | "su" => {
             let original = s
                 .get("original_max_position_embeddings")
@@ -264,7 +376,7 @@ fn parse_rope_scaling(
             }))
         }
         other => Err(format!(
-            "rope_scaling type '{other}' is not supported (supported: llama3, longrope)"
+            "rope_scaling type '{other}' is not supported (supported: linear, llama3, longrope)"
         )),
     }
 }
@@ -454,7 +566,7 @@ impl HfModel {
     }
 
     fn entry(&self, name: TensorName) -> Result<(&HfTensor, String), LoadError> {
-        let hname = hf_tensor_name(name);
+        let hname = hf_tensor_name(self.config.arch, name);
         let t = self
             .tensors
             .get(&hname)
@@ -484,9 +596,10 @@ impl WeightSource for HfModel {
             {
                 false
             }
-            _ => self
-                .tensors
-                .contains_key(&hf_tensor_name(stored_as(&self.config, name).0)),
+            _ => self.tensors.contains_key(&hf_tensor_name(
+                self.config.arch,
+                stored_as(&self.config, name).0,
+            )),
         }
     }
 
@@ -499,12 +612,18 @@ impl WeightSource for HfModel {
         let shard = &self.shards[t.shard];
         let t = &t.entry;
         check_shape(&shard.path, &hname, &self.config, name, &t.shape)?;
-        let data = safetensors::to_f32(t.dtype, &shard.bytes[t.start..t.end]).ok_or_else(|| {
-            LoadError::new(
-                &shard.path,
-                format!("tensor '{hname}' has unsupported dtype {:?}", t.dtype),
-            )
-        })?;
+        let mut data =
+            safetensors::to_f32(t.dtype, &shard.bytes[t.start..t.end]).ok_or_else(|| {
+                LoadError::new(
+                    &shard.path,
+                    format!("tensor '{hname}' has unsupported dtype {:?}", t.dtype),
+                )
+            })?;
+        // gemma's RMSNorm multiplies by 1 + w; the rest of headroom (and GGUF files) use
+        // the multiplier itself
+        if self.config.arch.is_gemma() && name.is_norm() {
+            data.iter_mut().for_each(|w| *w += 1.0);
+        }
         Ok(HostTensor {
             shape: expected_shape(&self.config, name),
             data,
@@ -725,6 +844,68 @@ mod tests {
         );
     }
 
+    /// Gemma 2 and 3 as transformers 5 writes them (the family fixtures' configs) and Gemma
+    /// 3 as transformers 4 did (its real 4B+ checkpoints: linear RoPE scaling on the global
+    /// layers, the local base at the top level, a pattern instead of layer types).
+    #[test]
+    fn gemma_configs() {
+        let fixture = |family: &str| -> Value {
+            let path = format!(
+                "{}/fixtures/families/{family}/config.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        use crate::model::config::Activation;
+        let c = cfg_ok(&fixture("gemma2"));
+        let v = &c.variant;
+        assert_eq!(c.arch, Arch::Gemma2);
+        assert_eq!(v.activation, Activation::GeluTanh);
+        assert!(v.post_norms && !c.qk_norm && c.tie_word_embeddings);
+        assert_eq!(v.embedding_scale, Some(8.0));
+        assert_eq!(v.attention_scale, Some(0.25));
+        assert_eq!((v.attn_softcap, v.final_softcap), (Some(2.0), Some(15.0)));
+        assert_eq!((c.layer_window(0), c.layer_window(1)), (Some(8), None));
+        assert_eq!(v.rope_theta_local, None);
+
+        let c = cfg_ok(&fixture("gemma3"));
+        let v = &c.variant;
+        assert_eq!(c.arch, Arch::Gemma3);
+        assert!(c.qk_norm && v.post_norms);
+        assert_eq!((v.attn_softcap, v.final_softcap), (None, None));
+        let windows: Vec<_> = (0..6).map(|l| c.layer_window(l)).collect();
+        assert_eq!(windows, [Some(8), Some(8), Some(8), Some(8), Some(8), None]);
+        assert_eq!((c.rope_theta, v.rope_theta_local), (1e6, Some(1e4)));
+        assert!(c.local_rope(0) && !c.local_rope(5));
+
+        let mut old = fixture("gemma3");
+        let o = old.as_object_mut().unwrap();
+        for k in ["layer_types", "rope_parameters", "_sliding_window_pattern"] {
+            o.remove(k);
+        }
+        o.insert("num_hidden_layers".into(), 12.into());
+        o.insert("sliding_window_pattern".into(), 6.into());
+        o.insert("rope_theta".into(), 1e6.into());
+        o.insert("rope_local_base_freq".into(), 1e4.into());
+        o.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"rope_type": "linear", "factor": 8.0}),
+        );
+        let c = cfg_ok(&old);
+        let globals: Vec<usize> = (0..12).filter(|&l| c.layer_window(l).is_none()).collect();
+        assert_eq!(globals, [5, 11]);
+        assert_eq!(c.variant.rope_linear_factor, Some(8.0));
+        assert_eq!(c.variant.rope_theta_local, Some(1e4));
+        let local = crate::model::config::layer_rope_inv_freq(&c, 4096, 0);
+        let global = crate::model::config::layer_rope_inv_freq(&c, 4096, 5);
+        // the local layers: base 1e4, unscaled; the global ones: base 1e6 over 8
+        assert_eq!(local[0], 1.0);
+        assert_eq!(global[0], 1.0 / 8.0);
+        let d = c.head_dim as f64;
+        assert!((local[1] as f64 - 1e4f64.powf(-2.0 / d)).abs() < 1e-7);
+        assert!((global[1] as f64 - 1e6f64.powf(-2.0 / d) / 8.0).abs() < 1e-8);
+    }
+
     #[test]
     fn config_errors() {
         let mut v = base_json();
@@ -752,7 +933,10 @@ mod tests {
         v["use_sliding_window"] = true.into();
         v["max_window_layers"] = 1.into();
         let e = cfg_err(&v);
-        assert!(e.contains("(128) on 1 of 2 layers is not supported"), "{e}");
+        assert!(
+            e.contains("a sliding window from layer 1 of 2 on is not supported"),
+            "{e}"
+        );
         // every layer windowed: transformers 5's layer_types, and qwen2 from layer 0
         v["max_window_layers"] = 0.into();
         assert_eq!(cfg_ok(&v).sliding_window, Some(128));
@@ -762,6 +946,29 @@ mod tests {
         assert_eq!(cfg_ok(&v).sliding_window, Some(64));
         v["layer_types"] = serde_json::json!(["full_attention", "full_attention"]);
         assert_eq!(cfg_ok(&v).sliding_window, None);
+        // a window pattern that is not "all but every n-th layer"
+        let mut v = base_json();
+        v["num_hidden_layers"] = 4.into();
+        v["sliding_window"] = 64.into();
+        v["layer_types"] = serde_json::json!([
+            "sliding_attention",
+            "full_attention",
+            "full_attention",
+            "sliding_attention"
+        ]);
+        let e = cfg_err(&v);
+        assert!(
+            e.contains("'layer_types' has layer 2 \"full_attention\", out of the pattern"),
+            "{e}"
+        );
+        let mut v = base_json();
+        v["model_type"] = "gemma3".into();
+        v["text_config"] = serde_json::json!({});
+        assert!(cfg_err(&v).contains("Gemma 3 vision-language checkpoint"));
+        let mut v = base_json();
+        v["model_type"] = "gemma2".into();
+        v["hidden_activation"] = "gelu".into();
+        assert!(cfg_err(&v).contains("hidden_activation 'gelu' is not supported"));
         let mut v = base_json();
         v["num_key_value_heads"] = 3.into();
         assert!(cfg_err(&v).contains("not a multiple of num_kv_heads 3"));
@@ -851,7 +1058,7 @@ mod tests {
             .map(|n| {
                 let t = src.load(n).unwrap();
                 let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (hf_tensor_name(n), t.shape, bytes)
+                (hf_tensor_name(src.config().arch, n), t.shape, bytes)
             })
             .collect();
         for (name, shape, bytes) in &datas {

@@ -1,21 +1,27 @@
 //! The llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral with its sliding
-//! window, Qwen2 with its q/k/v biases, Qwen3 with its q/k norms) as a list of ops, top
-//! to bottom:
+//! window, Qwen2 with its q/k/v biases, Qwen3 with its q/k norms, Phi-3, Gemma 2 and 3) as
+//! a list of ops, top to bottom:
 //!
 //! ```text
-//! x = embed(tokens)
+//! x = embed(tokens) * embedding_scale                  // gemma: sqrt(hidden)
 //! for each layer:
 //!     qkv = Wqkv · rmsnorm(x) + bqkv
-//!     x += Wo · attention(rope(headnorm(qkv)), cache)   // headnorm: qwen3's, in RoPE's
-//!                                                        // kernel; keys, values appended
-//!     x += Wdown · (silu(Wgate · xn) * (Wup · xn)),  xn = rmsnorm(x)
-//! logits = lm_head · rmsnorm(x)  (rows that sample only) ; token = sample(logits)
+//!     o = Wo · attention(rope(headnorm(qkv)), cache)   // headnorm: qwen3's and gemma3's,
+//!                                                      // in RoPE's kernel; keys, values
+//!                                                      // appended
+//!     x += o                  (gemma: x += rmsnorm(o), its post-attention norm)
+//!     f = Wdown · (act(Wgate · xn) * (Wup · xn)),  xn = rmsnorm(x)
+//!     x += f                  (gemma: x += rmsnorm(f))
+//! logits = lm_head · rmsnorm(x)  (rows that sample only; gemma2 soft-caps them)
+//! token = sample(logits)
 //! ```
 //!
-//! Attention sees each query's sliding window only, where the model has one (mistral).
-//! q/k/v and gate/up are each one matrix (stacked by rows), so a layer is nine kernels;
-//! at decode with quantized weights the two RMSNorms and SiLU·mul run inside the matmuls
-//! that read them (`ops::matmul_prologue`), so six.
+//! act is SiLU, or gemma's tanh-GELU. Attention sees each query's sliding window only on
+//! the layers that have one, its scores soft-capped where the model says (gemma2).
+//! q/k/v and gate/up are each one matrix (stacked by rows), so a llama layer is nine
+//! kernels; at decode with quantized weights the two RMSNorms and the activation run
+//! inside the matmuls that read them (`ops::matmul_prologue`), so six. Gemma's post-norms
+//! add two.
 
 use super::error::ModelError;
 use super::graph::Graph;
@@ -50,6 +56,8 @@ struct LayerWeights {
     /// `[hidden, heads head_dim]`
     o: WeightMatrix,
     ffn_norm: wgpu::Buffer,
+    /// gemma's norms of the attention's and the MLP's outputs
+    post_norms: Option<(wgpu::Buffer, wgpu::Buffer)>,
     /// `[2 intermediate, hidden]`
     gate_up: WeightMatrix,
     /// `[hidden, intermediate]`
@@ -76,6 +84,13 @@ impl LayerWeights {
             },
             o: g.matrix(w, GraphMatrix::Wo(l), &[h], q)?,
             ffn_norm: g.vector(w, &[t(FfnNorm)], &[h])?,
+            post_norms: match c.variant.post_norms {
+                true => Some((
+                    g.vector(w, &[t(PostAttnNorm)], &[h])?,
+                    g.vector(w, &[t(PostFfnNorm)], &[h])?,
+                )),
+                false => None,
+            },
             gate_up: g.matrix(w, GraphMatrix::GateUp(l), &[inter, inter], h)?,
             down: g.matrix(w, GraphMatrix::Down(l), &[h], inter)?,
         })
@@ -87,14 +102,19 @@ impl LayerWeights {
             tally(bytes, m);
         }
         let head_norms = self.qk_norm.as_ref().map_or(0, |b| b.size());
-        *bytes.entry("f32").or_default() += 2 * hidden as u64 * 4 + head_norms;
+        let post_norms = self
+            .post_norms
+            .as_ref()
+            .map_or(0, |(a, f)| a.size() + f.size());
+        *bytes.entry("f32").or_default() += 2 * hidden as u64 * 4 + head_norms + post_norms;
     }
 }
 
-/// Layer `l`: the attention block, then the MLP block, each added to the residual x.
+/// Layer `l`: the attention block, then the MLP block, each added to the residual x
+/// (through its post-norm where the model has them).
 fn layer(g: &Graph, w: &LayerWeights, l: usize) -> Result<Vec<Box<dyn Op>>, ModelError> {
     let a = &g.act;
-    Ok(vec![
+    let mut ops = vec![
         g.norm_matmul(
             &w.attn_norm,
             &a.x,
@@ -105,10 +125,23 @@ fn layer(g: &Graph, w: &LayerWeights, l: usize) -> Result<Vec<Box<dyn Op>>, Mode
         ),
         g.rope_kv_append(l, w.qk_norm.as_ref()),
         g.attention(l)?,
-        g.matmul_add(&w.o, &a.attn, &a.x),
-        g.norm_matmul(&w.ffn_norm, &a.x, &a.xn, &w.gate_up, None, &a.gate_up),
-        g.silu_mul_matmul_add(&w.down, &a.x),
-    ])
+    ];
+    let ffn_in = |g: &Graph| g.norm_matmul(&w.ffn_norm, &a.x, &a.xn, &w.gate_up, None, &a.gate_up);
+    match (&w.post_norms, &a.branch) {
+        (Some((post_attn, post_ffn)), Some(branch)) => ops.extend([
+            g.matmul(&w.o, None, &a.attn, branch),
+            g.norm_add(post_attn, branch),
+            ffn_in(g),
+            g.gated_matmul(&w.down, branch, false),
+            g.norm_add(post_ffn, branch),
+        ]),
+        _ => ops.extend([
+            g.matmul_add(&w.o, &a.attn, &a.x),
+            ffn_in(g),
+            g.gated_matmul(&w.down, &a.x, true),
+        ]),
+    }
+    Ok(ops)
 }
 
 /// Loads every weight from `w` and lists the model's ops. `progress(done, total, what)`
@@ -153,11 +186,9 @@ pub async fn build(
     if !c.tie_word_embeddings {
         tally(&mut weight_bytes, &lm_head);
     }
-    let head = vec![
-        g.rmsnorm_logit_rows(&final_norm),
-        g.logits(&lm_head),
-        g.sample(),
-    ];
+    let mut head = vec![g.rmsnorm_logit_rows(&final_norm), g.logits(&lm_head)];
+    head.extend(c.variant.final_softcap.map(|cap| g.softcap_logits(cap)));
+    head.push(g.sample());
     step("lm_head");
     Ok(BuiltGraph {
         layers,

@@ -19,6 +19,6 @@ pub mod source;
 pub mod synthetic;
 pub mod weights;
 
-pub use config::{Arch, Llama3RopeScaling, LongRope, ModelConfig};
+pub use config::{Activation, Arch, Llama3RopeScaling, LongRope, ModelConfig, Variant};
 pub use error::ModelError;
 pub use source::{HostTensor, LayerTensor, LoadError, TensorName, TensorSummary, WeightSource};

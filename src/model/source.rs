@@ -37,7 +37,7 @@ pub enum LayerTensor {
     Bk,
     /// `[kv_heads*head_dim]` (qwen2)
     Bv,
-    /// `[head_dim]`, every query head's RMSNorm weights (qwen3)
+    /// `[head_dim]`, every query head's RMSNorm weights (qwen3, gemma3)
     QNorm,
     /// `[head_dim]`, every key head's RMSNorm weights (qwen3)
     KNorm,
@@ -48,14 +48,33 @@ pub enum LayerTensor {
     WGateUp,
     /// `[hidden, heads*head_dim]`
     Wo,
-    /// `[hidden]`
+    /// `[hidden]`, the norm before the MLP (gemma: pre_feedforward_layernorm)
     FfnNorm,
+    /// `[hidden]`, the norm of the attention block's output before the residual add (gemma)
+    PostAttnNorm,
+    /// `[hidden]`, the norm of the MLP's output before the residual add (gemma)
+    PostFfnNorm,
     /// `[intermediate, hidden]`
     WGate,
     /// `[intermediate, hidden]`
     WUp,
     /// `[hidden, intermediate]`
     WDown,
+}
+
+impl TensorName {
+    /// Whether it is an RMSNorm's weights (which gemma's HF files store as w for 1 + w).
+    pub fn is_norm(self) -> bool {
+        use LayerTensor::*;
+        match self {
+            TensorName::FinalNorm => true,
+            TensorName::Layer(_, t) => matches!(
+                t,
+                AttnNorm | FfnNorm | PostAttnNorm | PostFfnNorm | QNorm | KNorm
+            ),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for TensorName {
@@ -90,7 +109,8 @@ pub struct TensorSummary {
 }
 
 /// Every tensor a model of this config has: biases only with `attention_bias`, q/k norms
-/// only with `qk_norm`, lm_head only when embeddings are not tied.
+/// only with `qk_norm`, post-norms only with `variant.post_norms`, lm_head only when
+/// embeddings are not tied.
 pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
     let mut names = vec![TensorName::TokenEmbedding];
     for l in 0..cfg.num_layers {
@@ -103,6 +123,9 @@ pub fn tensor_names(cfg: &ModelConfig) -> Vec<TensorName> {
             layer.extend([QNorm, KNorm]);
         }
         layer.extend([Wo, FfnNorm, WGate, WUp, WDown]);
+        if cfg.variant.post_norms {
+            layer.extend([PostAttnNorm, PostFfnNorm]);
+        }
         names.extend(layer.into_iter().map(|t| TensorName::Layer(l, t)));
     }
     names.push(TensorName::FinalNorm);
@@ -144,7 +167,10 @@ pub fn expected_shape(cfg: &ModelConfig, name: TensorName) -> Vec<usize> {
         TensorName::TokenEmbedding | TensorName::LmHead => vec![cfg.vocab_size, h],
         TensorName::FinalNorm => vec![h],
         TensorName::Layer(_, t) => match t {
-            LayerTensor::AttnNorm | LayerTensor::FfnNorm => vec![h],
+            LayerTensor::AttnNorm
+            | LayerTensor::FfnNorm
+            | LayerTensor::PostAttnNorm
+            | LayerTensor::PostFfnNorm => vec![h],
             LayerTensor::Wq => vec![q, h],
             LayerTensor::Wk | LayerTensor::Wv => vec![kv, h],
             LayerTensor::Bq => vec![q],

@@ -1,7 +1,7 @@
 //! Random-weight models for any attention variant (MHA/GQA/MQA, tied or not, biases), and
 //! writers that turn any [`WeightSource`] into a GGUF file or an HF safetensors directory.
 
-use super::config::{Arch, ModelConfig};
+use super::config::{Arch, ModelConfig, Variant};
 use super::gguf_model::{gguf_tensor_name, llama_cpp_permute_rows};
 use super::hf::hf_tensor_name;
 use super::source::{expected_shape, tensor_names};
@@ -34,6 +34,7 @@ pub fn tiny_config(arch: Arch, num_heads: usize, num_kv_heads: usize, tied: bool
         attention_bias: arch == Arch::Qwen2,
         qk_norm: arch == Arch::Qwen3,
         sliding_window: None,
+        variant: Variant::of_arch(arch, 64),
     }
 }
 
@@ -77,14 +78,7 @@ impl SyntheticModel {
             let shape = expected_shape(&config, name);
             let n: usize = shape.iter().product();
             let data: Vec<f32> = match name {
-                TensorName::FinalNorm
-                | TensorName::Layer(
-                    _,
-                    LayerTensor::AttnNorm
-                    | LayerTensor::FfnNorm
-                    | LayerTensor::QNorm
-                    | LayerTensor::KNorm,
-                ) => (0..n).map(|_| 1.0 + rng.uniform(0.25)).collect(),
+                name if name.is_norm() => (0..n).map(|_| 1.0 + rng.uniform(0.25)).collect(),
                 TensorName::Layer(_, LayerTensor::Bq | LayerTensor::Bk | LayerTensor::Bv) => {
                     (0..n).map(|_| rng.uniform(0.5)).collect()
                 }
@@ -288,16 +282,16 @@ pub fn gguf_builder(
 
 /// The writers here store q/k/v and gate/up as separate tensors, which phi3's files do not.
 fn refuse_fused(src: &dyn WeightSource) -> Result<(), LoadError> {
-    match src.config().arch.fused_tensors() {
-        true => Err(LoadError::new(
-            src.path(),
-            format!(
-                "writing a {} model (fused q/k/v and gate/up) is not supported",
-                src.config().arch.name()
-            ),
-        )),
-        false => Ok(()),
-    }
+    let arch = src.config().arch;
+    let what = match arch {
+        a if a.fused_tensors() => "fused q/k/v and gate/up",
+        a if a.is_gemma() => "gemma's norms, soft-caps and window pattern",
+        _ => return Ok(()),
+    };
+    Err(LoadError::new(
+        src.path(),
+        format!("writing a {} model ({what}) is not supported", arch.name()),
+    ))
 }
 
 /// Writes `src` as a GGUF file (see [`gguf_builder`]).
@@ -365,6 +359,8 @@ pub fn hf_config_json(cfg: &ModelConfig, dtype: HfDtype) -> serde_json::Value {
         (Arch::Qwen2, _) => ("qwen2", "Qwen2ForCausalLM"),
         (Arch::Qwen3, _) => ("qwen3", "Qwen3ForCausalLM"),
         (Arch::Phi3, _) => ("phi3", "Phi3ForCausalLM"),
+        (Arch::Gemma2, _) => ("gemma2", "Gemma2ForCausalLM"),
+        (Arch::Gemma3, _) => ("gemma3_text", "Gemma3ForCausalLM"),
     };
     let torch_dtype = match dtype {
         HfDtype::F32 => "float32",
@@ -439,7 +435,7 @@ pub fn write_hf_dir(
         let path = dir.join(&file);
         total += write_safetensors(&path, src, chunk, dtype)?;
         for n in chunk {
-            weight_map.insert(hf_tensor_name(*n), file.clone().into());
+            weight_map.insert(hf_tensor_name(cfg.arch, *n), file.clone().into());
         }
     }
     if shards > 1 {
@@ -469,7 +465,7 @@ fn write_safetensors(
         let shape = expected_shape(cfg, n);
         let bytes = shape.iter().product::<usize>() * dtype.size();
         header.insert(
-            hf_tensor_name(n),
+            hf_tensor_name(cfg.arch, n),
             serde_json::json!({
                 "dtype": dtype.name(),
                 "shape": shape,

@@ -306,6 +306,8 @@ pub struct AttentionIo<'a> {
     pub pool: &'a LayerPool,
     /// the layer's sliding window: each query sees its last `window` positions only
     pub window: Option<usize>,
+    /// scores soft-capped to ±cap (cap * tanh(score / cap), gemma2), after the scale
+    pub softcap: Option<f32>,
 }
 
 /// What the attention layers of a model share: the per-step parameters (written once per
@@ -626,6 +628,8 @@ impl DecodeAttention {
         );
         let blocks = io.out_blocks.filter(|_| scratch.output_blocks);
         let window = io.window.unwrap_or(0);
+        // a WGSL f32 literal ("2.0", not "2")
+        let softcap = format!("{:?}", io.softcap.unwrap_or(0.0));
         let merge_layout: Arc<SharedLayout> = match blocks {
             Some(_) => gpu.pipelines.layout(
                 "decode_attention_merge_q8",
@@ -662,7 +666,8 @@ impl DecodeAttention {
                 )
                 .constant("VU", plan.value_rows)
                 .constant("SCORES", (2 * WG * plan.group).max(8 * WG))
-                .constant("WINDOW", window);
+                .constant("WINDOW", window)
+                .constant("SOFTCAP", &softcap);
                 let merge_src = with_q8_store(
                     KernelSource::new(
                         "decode_attention_merge",
@@ -674,7 +679,8 @@ impl DecodeAttention {
                 .constant("G", plan.group)
                 .constant("NHB", scratch.head_blocks(v))
                 .constant("VD", kv.value_dim)
-                .constant("WINDOW", window);
+                .constant("WINDOW", window)
+                .constant("SOFTCAP", &softcap);
                 (
                     gpu.pipelines.get_with_layout(&src, Some(&layout)),
                     gpu.pipelines
@@ -720,7 +726,8 @@ impl DecodeAttention {
             .constant("QT", p.queries)
             .constant("BK", p.keys)
             .constant("WG", PREFILL_WG)
-            .constant("WINDOW", window);
+            .constant("WINDOW", window)
+            .constant("SOFTCAP", &softcap);
             let group = super::bind_layout(
                 gpu,
                 &layout,

@@ -1,8 +1,10 @@
-//! SiLU(gate) * up on the fused gate|up activations (shaders/silu_mul.wgsl).
+//! The gated MLP's activation on the fused gate|up activations, act(gate) * up: SiLU
+//! (SwiGLU) or tanh-GELU (GeGLU) (shaders/silu_mul.wgsl).
 
 use super::matmul::{with_q8_store, Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
+use crate::model::config::Activation;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -14,6 +16,7 @@ struct Dims {
 pub struct SiluMul {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     group: wgpu::BindGroup,
+    activation: Activation,
     inter: u32,
     /// also writes 8-bit blocks (steps of at most `VEC_MAX_ROWS` rows)
     blocks: bool,
@@ -41,11 +44,35 @@ impl SiluMul {
         h: &wgpu::Buffer,
         h_blocks: Option<&wgpu::Buffer>,
     ) -> Self {
-        let pipeline = gpu.pipelines.get(&with_q8_store(
-            KernelSource::new("silu_mul", include_str!("../../shaders/silu_mul.wgsl")),
-            4,
-            h_blocks.is_some(),
-        ));
+        Self::gated(
+            gpu,
+            step,
+            Activation::Silu,
+            intermediate,
+            gate_up,
+            h,
+            h_blocks,
+        )
+    }
+
+    /// As `new_with_x_blocks`, with `activation` on the gate.
+    pub fn gated(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        activation: Activation,
+        intermediate: usize,
+        gate_up: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+        h_blocks: Option<&wgpu::Buffer>,
+    ) -> Self {
+        let pipeline = gpu.pipelines.get(
+            &with_q8_store(
+                KernelSource::new("silu_mul", include_str!("../../shaders/silu_mul.wgsl")),
+                4,
+                h_blocks.is_some(),
+            )
+            .constant("GELU", activation == Activation::GeluTanh),
+        );
         let dims = gpu.uniform(
             "silu_mul.dims",
             &Dims {
@@ -59,6 +86,7 @@ impl SiluMul {
         SiluMul {
             pipeline,
             group,
+            activation,
             inter: intermediate as u32,
             blocks: h_blocks.is_some(),
         }
@@ -73,7 +101,10 @@ impl SiluMul {
 
 impl Op for SiluMul {
     fn name(&self) -> &'static str {
-        "silu_mul"
+        match self.activation {
+            Activation::Silu => "silu_mul",
+            Activation::GeluTanh => "gelu_mul",
+        }
     }
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
         pass.set_pipeline(&self.pipeline);
@@ -91,7 +122,75 @@ impl Op for SiluMul {
         Cost {
             bytes_read: 8 * n,
             bytes_written: 4 * n + blocks,
-            flops: 6 * n,
+            flops: match self.activation {
+                Activation::Silu => 6 * n,
+                Activation::GeluTanh => 12 * n,
+            },
+            ..Cost::default()
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SoftcapDims {
+    vocab: u32,
+    cap: f32,
+    _pad: [u32; 2],
+}
+
+/// logits = cap * tanh(logits / cap) on the rows that got logits (gemma2's final
+/// soft-capping), in place (shaders/softcap.wgsl).
+pub struct SoftcapLogits {
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    group: wgpu::BindGroup,
+    vocab: u32,
+}
+
+impl SoftcapLogits {
+    pub fn new(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        vocab: usize,
+        cap: f32,
+        logits: &wgpu::Buffer,
+    ) -> Self {
+        let pipeline = gpu.pipelines.get(&KernelSource::new(
+            "softcap",
+            include_str!("../../shaders/softcap.wgsl"),
+        ));
+        let dims = gpu.uniform(
+            "softcap.dims",
+            &SoftcapDims {
+                vocab: vocab as u32,
+                cap,
+                _pad: [0; 2],
+            },
+        );
+        let group = bind(gpu, &pipeline, "softcap", &[step, &dims, logits]);
+        SoftcapLogits {
+            pipeline,
+            group,
+            vocab: vocab as u32,
+        }
+    }
+}
+
+impl Op for SoftcapLogits {
+    fn name(&self) -> &'static str {
+        "softcap"
+    }
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, s: &StepShape) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.dispatch_workgroups(self.vocab.div_ceil(256), s.n_out_rows, 1);
+    }
+    fn cost(&self, s: &StepShape) -> Cost {
+        let n = s.n_out_rows as u64 * self.vocab as u64;
+        Cost {
+            bytes_read: 4 * n,
+            bytes_written: 4 * n,
+            flops: 8 * n,
             ..Cost::default()
         }
     }

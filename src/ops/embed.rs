@@ -10,10 +10,11 @@ struct Dims {
     hidden4: u32,
     row0: u32,
     rows: u32,
-    _pad: u32,
+    /// the rows are multiplied by it (gemma: sqrt(hidden))
+    scale: f32,
 }
 
-/// x[t, :] = table[tokens[t], :]; one dispatch per part of a split table.
+/// x[t, :] = table[tokens[t], :] (times a scale); one dispatch per part of a split table.
 pub struct Embed {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     groups: Vec<wgpu::BindGroup>,
@@ -30,6 +31,18 @@ impl Embed {
         tokens: &wgpu::Buffer,
         x: &wgpu::Buffer,
     ) -> Self {
+        Self::scaled(gpu, step, table, tokens, x, 1.0)
+    }
+
+    /// x[t, :] = scale * table[tokens[t], :].
+    pub fn scaled(
+        gpu: &GpuContext,
+        step: &wgpu::Buffer,
+        table: &WeightMatrix,
+        tokens: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        scale: f32,
+    ) -> Self {
         let src = KernelSource::new("embed", include_str!("../../shaders/embed.wgsl"))
             .weights(table.format);
         let pipeline = gpu.pipelines.get(&src);
@@ -43,7 +56,7 @@ impl Embed {
                         hidden4: (table.cols / 4) as u32,
                         row0: p.row0 as u32,
                         rows: p.rows as u32,
-                        _pad: 0,
+                        scale,
                     },
                 );
                 bind(

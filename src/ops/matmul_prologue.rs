@@ -13,6 +13,7 @@ use super::matmul::{matvec_q8_source, uses_q8_dot, Dims, Matmul, MatmulMode, Wei
 use super::matmul::{Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{bind_layout, grid_1d, Cost, Op, StepShape};
 use crate::gpu::{BindingKind, GpuContext};
+use crate::model::config::Activation;
 use std::sync::Arc;
 
 /// The most bytes of src (and norm weights) all workgroups of a fused matmul may read
@@ -27,8 +28,8 @@ const FUSE_MAX_REREAD_BYTES: u64 = 4 << 20;
 pub enum Prologue<'a> {
     /// x = src * rsqrt(mean(src^2) + eps) * weight, rows of the matmul's K values
     RmsNorm { weight: &'a wgpu::Buffer, eps: f32 },
-    /// x = silu(gate) * up, src rows being gate|up (2 K values)
-    SiluMul,
+    /// x = act(gate) * up, src rows being gate|up (2 K values)
+    Gated(Activation),
 }
 
 impl Prologue<'_> {
@@ -36,7 +37,7 @@ impl Prologue<'_> {
     fn src_cols(&self, k: usize) -> usize {
         match self {
             Prologue::RmsNorm { .. } => k,
-            Prologue::SiluMul => 2 * k,
+            Prologue::Gated(_) => 2 * k,
         }
     }
 
@@ -44,7 +45,7 @@ impl Prologue<'_> {
     fn weight_bytes(&self, k: usize) -> u64 {
         match self {
             Prologue::RmsNorm { .. } => 4 * k as u64,
-            Prologue::SiluMul => 0,
+            Prologue::Gated(_) => 0,
         }
     }
 }
@@ -100,7 +101,8 @@ impl PrologueMatmul {
         PrologueMatmul {
             name: match prologue {
                 Prologue::RmsNorm { .. } => "rmsnorm_matmul",
-                Prologue::SiluMul => "silu_mul_matmul",
+                Prologue::Gated(Activation::Silu) => "silu_mul_matmul",
+                Prologue::Gated(Activation::GeluTanh) => "gelu_mul_matmul",
             },
             first,
             matmul,
@@ -139,9 +141,9 @@ impl Fused {
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(max_subgroups.min(64))
             .clamp(1, 1024);
-        let (norm, eps, weight) = match prologue {
-            Prologue::RmsNorm { weight, eps } => (true, eps, weight),
-            Prologue::SiluMul => (false, 0.0, m.dummy),
+        let (norm, eps, weight, gelu) = match prologue {
+            Prologue::RmsNorm { weight, eps } => (true, eps, weight, false),
+            Prologue::Gated(act) => (false, 0.0, m.dummy, act == Activation::GeluTanh),
         };
         let x_source = concat!(
             include_str!("../../shaders/q8_pack.wgsl"),
@@ -162,6 +164,7 @@ impl Fused {
                 );
                 let source = source
                     .constant("NORM", norm)
+                    .constant("GELU", gelu)
                     .constant("COLS", m.w.cols)
                     .constant("EPS_BITS", eps.to_bits())
                     .constant("MAX_SUBGROUPS", max_subgroups);

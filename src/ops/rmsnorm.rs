@@ -10,10 +10,11 @@ struct Dims {
     hidden4: u32,
     eps: f32,
     rows_from_logits: u32,
-    _pad: u32,
+    /// 1: y += the normalised row (gemma's post-norms, into the residual stream)
+    accumulate: u32,
 }
 
-/// Which rows an [`RmsNorm`] normalises.
+/// Which rows an [`RmsNorm`] normalises, and whether it adds them to y.
 #[derive(Clone, Copy)]
 pub enum NormRows<'a> {
     /// every token row
@@ -21,6 +22,8 @@ pub enum NormRows<'a> {
     /// the logits rows: row r of y is the activation row `out_rows[r].src_row` (a buffer
     /// of `ops::OutRow`)
     Logits(&'a wgpu::Buffer),
+    /// every token row, added to y (y += x * rsqrt(..) * weight)
+    AddAll,
 }
 
 /// y = x * rsqrt(mean(x^2) + eps) * weight, over all token rows or only the logits rows.
@@ -29,6 +32,8 @@ pub struct RmsNorm {
     group: wgpu::BindGroup,
     hidden: u32,
     logits_rows: bool,
+    /// adds to y
+    accumulate: bool,
     /// also writes 8-bit blocks (steps of at most `VEC_MAX_ROWS` rows)
     blocks: bool,
 }
@@ -64,9 +69,10 @@ impl RmsNorm {
         rows: NormRows<'_>,
     ) -> Self {
         let (logits_rows, out_rows) = match rows {
-            NormRows::All => (false, x), // bound but never read
+            NormRows::All | NormRows::AddAll => (false, x), // bound but never read
             NormRows::Logits(b) => (true, b),
         };
+        let accumulate = matches!(rows, NormRows::AddAll);
         let pipeline = gpu.pipelines.get(&with_q8_store(
             KernelSource::new("rmsnorm", include_str!("../../shaders/rmsnorm.wgsl")),
             6,
@@ -78,7 +84,7 @@ impl RmsNorm {
                 hidden4: (hidden / 4) as u32,
                 eps,
                 rows_from_logits: logits_rows as u32,
-                _pad: 0,
+                accumulate: accumulate as u32,
             },
         );
         let mut buffers = vec![step, &dims, x, weight, y, out_rows];
@@ -89,6 +95,7 @@ impl RmsNorm {
             group,
             hidden: hidden as u32,
             logits_rows,
+            accumulate,
             blocks: y_blocks.is_some(),
         }
     }
@@ -117,10 +124,11 @@ impl Op for RmsNorm {
             true => n / 32 * super::matmul::Q8_BLOCK_BYTES,
             false => 0,
         };
+        let y_read = if self.accumulate { 4 * n } else { 0 };
         Cost {
-            bytes_read: 4 * n + 4 * self.hidden as u64,
+            bytes_read: 4 * n + 4 * self.hidden as u64 + y_read,
             bytes_written: 4 * n + blocks,
-            flops: 4 * n,
+            flops: if self.accumulate { 5 * n } else { 4 * n },
             weight_bytes: 4 * self.hidden as u64,
             kv_bytes: 0,
         }

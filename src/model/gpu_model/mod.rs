@@ -14,7 +14,7 @@ use super::graph::Graph;
 pub use super::options::GpuModelOptions;
 use super::source::WeightSource;
 use super::weights::{FileWeights, RandomWeights, WeightProvider};
-use super::{llama, Arch, ModelConfig};
+use super::{llama, ModelConfig};
 use crate::gpu::quant_layout::QuantType;
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer};
 use crate::kv::{KvLayout, KvPool};
@@ -246,11 +246,8 @@ impl GpuModel {
         let out_rows = out_rows.min(options.max_chunk);
         let kv_layout = options.kv_layout(&cfg);
         let graph = Graph::new(gpu.clone(), &cfg, &options, pool_blocks, out_rows)?;
-        let built = match cfg.arch {
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => {
-                llama::build(&graph, weights, progress).await?
-            }
-        };
+        // every architecture headroom runs is the llama decoder with its variations
+        let built = llama::build(&graph, weights, progress).await?;
         let block_tables: Vec<Vec<u32>> = (0..sequences)
             .map(|s| ((s * n_blocks) as u32..((s + 1) * n_blocks) as u32).collect())
             .collect();
