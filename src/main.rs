@@ -64,6 +64,9 @@ enum BenchCommand {
     /// Speculative decoding (prompt lookup) against plain decoding on the serving engine,
     /// one greedy request at a time: decode tokens/s, acceptance, identical output.
     Speculate(headroom::bench::speculate::BenchSpeculateArgs),
+    /// Write a random-weight GGUF of a model family's real shape (llama.cpp's layout and
+    /// keys, a real file's tokenizer): the file to time headroom and llama.cpp on.
+    WriteModel(headroom::bench::write_model::WriteModelArgs),
 }
 
 #[derive(Args)]
@@ -296,6 +299,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Serve(a),
         } => headroom::bench::serve::run(&a).map_err(Into::into),
+        Command::Bench {
+            what: BenchCommand::WriteModel(a),
+        } => headroom::bench::write_model::run(&a).map_err(Into::into),
         Command::Bench {
             what: BenchCommand::Speculate(a),
         } => headroom::bench::speculate::run(&a).map_err(Into::into),

@@ -8,6 +8,7 @@ pub mod matmul;
 pub mod plot;
 pub mod serve;
 pub mod speculate;
+pub mod write_model;
 
 /// Where a benchmark writes its results besides the table it prints.
 #[derive(clap::Args, Clone, Debug, Default)]

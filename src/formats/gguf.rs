@@ -747,29 +747,66 @@ impl GgufBuilder {
         self
     }
 
-    /// Serializes. Does not validate: tests rely on being able to write bad files.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Writes the metadata and the infos of `tensors` (name, ggml dims, type, bytes) to
+    /// `out`, then each tensor's bytes as `data(i)` makes them, aligned: a file larger
+    /// than memory (a 9B model's random weights) one tensor at a time. The builder's own
+    /// tensors are not written.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn write_streamed(
+        &self,
+        out: &mut impl std::io::Write,
+        tensors: &[(String, Vec<u64>, GgmlType, u64)],
+        mut data: impl FnMut(usize) -> Vec<u8>,
+    ) -> std::io::Result<()> {
+        let align = self.alignment.max(1);
+        let mut head = self.header(tensors.len());
+        let mut offset = 0u64;
+        for (name, dims, ty, bytes) in tensors {
+            put_tensor_info(&mut head, name, dims, *ty, offset);
+            offset = (offset + bytes).next_multiple_of(align);
+        }
+        let mut written = (head.len() as u64).next_multiple_of(align);
+        head.resize(written as usize, 0);
+        out.write_all(&head)?;
+        for (i, (name, _, _, bytes)) in tensors.iter().enumerate() {
+            let chunk = data(i);
+            if chunk.len() as u64 != *bytes {
+                return Err(std::io::Error::other(format!(
+                    "tensor '{name}': {} bytes made, {bytes} declared",
+                    chunk.len()
+                )));
+            }
+            out.write_all(&chunk)?;
+            let end = (written + bytes).next_multiple_of(align);
+            out.write_all(&vec![0u8; (end - written - bytes) as usize])?;
+            written = end;
+        }
+        Ok(())
+    }
+
+    /// The magic, version, counts and metadata.
+    fn header(&self, n_tensors: usize) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&GGUF_MAGIC);
         out.extend_from_slice(&self.version.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(n_tensors as u64).to_le_bytes());
         out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
         for (k, v) in &self.metadata {
             put_string(&mut out, k);
             out.extend_from_slice(&(v.meta_type() as u32).to_le_bytes());
             put_value(&mut out, v);
         }
+        out
+    }
+
+    /// Serializes. Does not validate: tests rely on being able to write bad files.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.header(self.tensors.len());
         let align = self.alignment.max(1);
         let mut offset = 0u64;
         let mut offsets = Vec::new();
         for (name, dims, ty, bytes) in &self.tensors {
-            put_string(&mut out, name);
-            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-            for d in dims {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&ty.id().to_le_bytes());
-            out.extend_from_slice(&offset.to_le_bytes());
+            put_tensor_info(&mut out, name, dims, *ty, offset);
             offsets.push(offset);
             offset = (offset + bytes.len() as u64).next_multiple_of(align);
         }
@@ -781,6 +818,17 @@ impl GgufBuilder {
         }
         out
     }
+}
+
+/// A tensor's info: name, dims (ggml order), type, offset in the data section.
+fn put_tensor_info(out: &mut Vec<u8>, name: &str, dims: &[u64], ty: GgmlType, offset: u64) {
+    put_string(out, name);
+    out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+    for d in dims {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out.extend_from_slice(&ty.id().to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
 }
 
 fn put_string(out: &mut Vec<u8>, s: &str) {
