@@ -14,6 +14,7 @@
 //! | `ops` | one wrapper per WGSL kernel family, each declaring its cost |
 //! | `kv` | the paged KV cache: layout and GPU pool, per-step block tables, the prefix cache |
 //! | `gpu` | adapter, device, limits, buffers, pipelines, bind groups, timers |
+//! | `hub` | `--model hf:ORG/REPO[/FILE.gguf]`: fetching from the Hugging Face Hub into the cache (native only) |
 //! | `formats` | GGUF, safetensors, quantization blocks, file bytes, dates |
 //!
 //! `kv` sits below `ops`: the attention and KV-append kernels read the cache's layout, and
@@ -27,6 +28,8 @@ pub mod bench;
 pub mod engine;
 pub mod formats;
 pub mod gpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hub;
 pub mod kv;
 pub mod metrics;
 pub mod model;

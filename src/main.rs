@@ -40,9 +40,12 @@ enum Command {
     View(headroom::viewer::ViewArgs),
     /// Print a model's config, tensors, dtypes, bytes and KV bytes per token.
     Inspect {
-        /// a GGUF file or a Hugging Face directory
+        /// a GGUF file or a Hugging Face directory (or hf:ORG/REPO[/FILE.gguf][@REVISION])
         path: PathBuf,
     },
+    /// List the models `--model hf:...` fetched: repositories, revisions, files and sizes,
+    /// and where the cache is ($HEADROOM_CACHE, else ~/.cache/headroom/models).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -130,7 +133,9 @@ impl WeightsArg {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// a GGUF file or a Hugging Face directory [default: $HEADROOM_MODEL, else SmolLM2-135M-Instruct in ~/.cache/headroom/models]
+    /// a GGUF file or a Hugging Face directory, or a Hub model fetched into the cache:
+    /// hf:ORG/REPO (safetensors) or hf:ORG/REPO/FILE.gguf, optionally @REVISION [default:
+    /// $HEADROOM_MODEL, else SmolLM2-135M-Instruct in ~/.cache/headroom/models]
     #[arg(long)]
     model: Option<PathBuf>,
     /// GPU to use: part of its name or a backend (vulkan, metal, dx12, gl)
@@ -279,7 +284,14 @@ fn quiet_headless_vulkan_layers() {
 
 fn main() -> ExitCode {
     quiet_headless_vulkan_layers();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let hub_name = match resolve_hub_models(&mut cli.command) {
+        Ok(name) => name,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Generate(a) => run_generate(a),
         Command::Chat(a) => run_chat(a),
@@ -305,8 +317,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Speculate(a),
         } => headroom::bench::speculate::run(&a).map_err(Into::into),
-        Command::Serve(a) => run_serve(a),
+        Command::Serve(a) => run_serve(a, hub_name),
         Command::Inspect { path } => run_inspect(path),
+        Command::List => run_list(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -318,6 +331,58 @@ fn main() -> ExitCode {
 }
 
 type AnyError = Box<dyn std::error::Error>;
+
+/// Every `--model hf:...` (or `HEADROOM_MODEL=hf:...` where `--model` is left out) of the
+/// command, replaced by its local path in the cache, fetched first where needed. Returns
+/// the repository's name ("ORG/REPO") of a fetched safetensors model, for `serve` to call
+/// it by (its snapshot directory is named by a commit).
+fn resolve_hub_models(command: &mut Command) -> Result<Option<String>, AnyError> {
+    let model = match command {
+        Command::Generate(a) => &mut a.model.model,
+        Command::Chat(a) => &mut a.model.model,
+        Command::Serve(a) => &mut a.model.model,
+        Command::Bench {
+            what: BenchCommand::Generate(a),
+        } => &mut a.model.model,
+        Command::Bench {
+            what: BenchCommand::Serve(a),
+        } => &mut a.model,
+        Command::Bench {
+            what: BenchCommand::Speculate(a),
+        } => &mut a.model,
+        Command::View(a) => &mut a.model,
+        Command::Inspect { path } => {
+            let mut model = Some(path.clone());
+            let name = resolve_hub_model(&mut model)?;
+            *path = model.unwrap_or_default();
+            return Ok(name);
+        }
+        _ => return Ok(None),
+    };
+    resolve_hub_model(model)
+}
+
+/// One `--model` value, as [`resolve_hub_models`] does.
+fn resolve_hub_model(model: &mut Option<PathBuf>) -> Result<Option<String>, AnyError> {
+    use headroom::hub::{self, HubConfig, ModelSpec};
+    let text = match model {
+        Some(path) => path.to_string_lossy().into_owned(),
+        None => std::env::var("HEADROOM_MODEL").unwrap_or_default(),
+    };
+    if !ModelSpec::is_spec(&text) {
+        return Ok(None);
+    }
+    let spec = ModelSpec::parse(&text)?;
+    *model = Some(hub::resolve(&spec, &HubConfig::from_env())?);
+    Ok(spec.file.is_none().then_some(spec.repo))
+}
+
+/// `headroom list`.
+fn run_list() -> Result<(), AnyError> {
+    let dir = headroom::hub::default_cache_dir();
+    print!("{}", headroom::hub::describe_cache(&dir)?);
+    Ok(())
+}
 
 /// The kernels this adapter picks from for many token rows, e.g. "matvec, matrix units,
 /// tiled f32, blocked f32 (by shape)".
@@ -488,7 +553,7 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
+fn run_serve(a: ServeArgs, hub_name: Option<String>) -> Result<(), AnyError> {
     use headroom::engine::EngineOptions;
     use headroom::engine::{open_engine, LoadOptions};
     let access = serve_access(&a)?;
@@ -510,10 +575,11 @@ fn run_serve(a: ServeArgs) -> Result<(), AnyError> {
         .model
         .context
         .unwrap_or(cfg.max_position_embeddings.clamp(1, 8192));
-    let model_id = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "headroom".into());
+    let model_id = hub_name.unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "headroom".into())
+    });
     let options = LoadOptions {
         model: path.clone(),
         adapter: a.model.adapter.clone(),

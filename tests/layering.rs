@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The parts, top to bottom (as `src/lib.rs` lists them).
-const PARTS: [&str; 11] = [
+const PARTS: [&str; 12] = [
     "viewer",
     "bench",
     "serve",
@@ -17,6 +17,7 @@ const PARTS: [&str; 11] = [
     "ops",
     "kv",
     "gpu",
+    "hub",
     "formats",
 ];
 
