@@ -90,6 +90,10 @@ struct BenchGenerateArgs {
     /// come from it)
     #[arg(long, default_value_t = 0)]
     draft_tokens: usize,
+    /// speculative decoding with drafts from this model (same tokenizer) instead of prompt
+    /// lookup, up to --draft-tokens a step; the prompt is then a passage of varied text
+    #[arg(long)]
+    draft_model: Option<PathBuf>,
     /// also write the results as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
@@ -217,6 +221,10 @@ struct ServeArgs {
     /// (speculative decoding; 0: off)
     #[arg(long, default_value_t = headroom::engine::DEFAULT_DRAFT_TOKENS)]
     draft_tokens: usize,
+    /// a small model with the same tokenizer whose greedy continuations are the drafts,
+    /// for up to 8 sequences at once (the others draft by prompt lookup)
+    #[arg(long)]
+    draft_model: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -239,6 +247,11 @@ struct SamplingArgs {
     /// (speculative decoding; 0: off)
     #[arg(long, default_value_t = headroom::engine::DEFAULT_DRAFT_TOKENS)]
     draft_tokens: usize,
+    /// a small model with the same tokenizer (a GGUF file or a Hugging Face directory)
+    /// whose greedy continuation is drafted instead of prompt lookup's (up to
+    /// --draft-tokens a step)
+    #[arg(long)]
+    draft_model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -405,6 +418,72 @@ fn gemm_tiers(gpu: &GpuContext) -> String {
 struct Session {
     model: GpuModel,
     tokenizer: headroom::tokenizer::Tokenizer,
+}
+
+/// A draft model beside a session's model (`--draft-model`), on the same GPU.
+struct DraftSession {
+    model: GpuModel,
+    tokenizer: headroom::tokenizer::Tokenizer,
+}
+
+impl DraftSession {
+    /// Its drafter for `target`, checked against the target's vocabulary.
+    fn drafter(&self, target: &Session) -> Result<engine::draft_model::DraftModel<'_>, AnyError> {
+        engine::draft_model::check_same_tokenizer(&self.tokenizer, &target.tokenizer)?;
+        Ok(engine::draft_model::DraftModel::new(
+            &self.model,
+            &target.model,
+        )?)
+    }
+}
+
+/// Loads `path` as a draft model for `target` (the target's context, storage and chunk
+/// options), where one is given.
+fn open_draft(
+    target: &Session,
+    path: Option<&std::path::Path>,
+    args: &ModelArgs,
+    quiet: bool,
+) -> Result<Option<DraftSession>, AnyError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    // an hf: spec is fetched as --model's is
+    let mut resolved = Some(path.to_path_buf());
+    resolve_hub_model(&mut resolved)?;
+    let path = resolved.unwrap_or_default();
+    let files = engine::open(&path)?;
+    let (weights, quantized) = args.weights.storage();
+    let options = GpuModelOptions {
+        weights,
+        quantized,
+        quantize: args.quantize.map(Into::into),
+        kv: args.kv.into(),
+        context: target.model.options.context,
+        max_chunk: args.max_chunk.max(1),
+        ..Default::default()
+    };
+    let model = GpuModel::load(
+        target.model.gpu.clone(),
+        files.weights.as_ref(),
+        options,
+        &mut |_, _, _| {},
+    )?;
+    if !quiet {
+        let c = &model.config;
+        eprintln!(
+            "draft model: {} | {} {} layers, hidden {}, weights {:.1} MiB",
+            path.display(),
+            c.arch.name(),
+            c.num_layers,
+            c.hidden_size,
+            model.weight_bytes as f64 / 1048576.0
+        );
+    }
+    Ok(Some(DraftSession {
+        model,
+        tokenizer: files.tokenizer,
+    }))
 }
 
 /// Opens the model files, the GPU, and uploads the weights, reporting what it chose.
@@ -593,6 +672,13 @@ fn run_serve(a: ServeArgs, hub_name: Option<String>) -> Result<(), AnyError> {
             ..Default::default()
         },
         kv_memory: a.kv_memory,
+        draft_model: {
+            let mut draft = a.draft_model.clone();
+            if draft.is_some() {
+                resolve_hub_model(&mut draft)?;
+            }
+            draft
+        },
         engine: EngineOptions {
             model_id: model_id.clone(),
             max_running: a.max_running.max(1),
@@ -661,9 +747,11 @@ fn run_generate(a: GenerateArgs) -> Result<(), AnyError> {
         stop_ids: s.tokenizer.eos_ids().to_vec(),
         draft_tokens: a.sampling.draft_tokens,
     };
+    let draft = open_draft(&s, a.sampling.draft_model.as_deref(), &a.model, a.json)?;
+    let mut drafter = draft.as_ref().map(|d| d.drafter(&s)).transpose()?;
     let mut decoder = s.tokenizer.stream_decoder(true);
     let stdout = std::io::stdout();
-    let result = engine::generate(&s.model, &req, &mut |id| {
+    let result = engine::generate_drafted(&s.model, drafter.as_mut(), &req, &mut |id| {
         if !a.json {
             let piece = decoder.push(&s.tokenizer, id);
             let mut out = stdout.lock();
@@ -720,6 +808,9 @@ fn print_stats(r: &GenerateResult) {
 
 fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
     let s = open_session(&a.model, false)?;
+    let draft = open_draft(&s, a.sampling.draft_model.as_deref(), &a.model, false)?;
+    // kept across turns: its cache still holds the history the next prompt repeats
+    let mut drafter = draft.as_ref().map(|d| d.drafter(&s)).transpose()?;
     if s.tokenizer.chat_template().is_none() {
         return Err("this model has no chat template; use `headroom generate` instead".into());
     }
@@ -762,7 +853,7 @@ fn run_chat(a: ChatArgs) -> Result<(), AnyError> {
             draft_tokens: a.sampling.draft_tokens,
         };
         let mut decoder = s.tokenizer.stream_decoder(true);
-        let result = match engine::generate(&s.model, &req, &mut |id| {
+        let result = match engine::generate_drafted(&s.model, drafter.as_mut(), &req, &mut |id| {
             print!("{}", decoder.push(&s.tokenizer, id));
             let _ = std::io::stdout().flush();
             true
@@ -790,12 +881,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A passage of varied English for `bench generate --draft-model`, repeated only where the
+/// prompt is longer than it.
+const BENCH_PASSAGE: &str = "The history of computing is a story of people who needed \
+    to count, to measure and to predict. Merchants kept tallies on clay, astronomers built \
+    tables of the planets by hand, and navigators trusted logarithms to cross oceans. In the \
+    nineteenth century Babbage designed engines of brass and gears, and Lovelace wrote what \
+    many call the first program. A century later, wartime codebreakers and ballistics \
+    engineers turned relays and vacuum tubes into machines that could follow instructions \
+    stored in their own memory. Transistors replaced tubes, integrated circuits replaced \
+    boards of transistors, and each decade brought machines that were smaller, cheaper and \
+    faster than the last. ";
+
 fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
     if a.runs == 0 || a.gen_tokens < 2 || a.prompt_tokens == 0 {
         return Err("need --runs >= 1, --gen-tokens >= 2 and --prompt-tokens >= 1".into());
     }
     let s = open_session(&a.model, false)?;
-    let text = "The history of computing is a story of people who needed to count, to measure and to predict. ";
+    let draft = open_draft(&s, a.draft_model.as_deref(), &a.model, false)?;
+    // a draft model is measured on text that does not repeat (prompt lookup would find
+    // the repeated sentence instead)
+    let text = match draft {
+        Some(_) => BENCH_PASSAGE,
+        None => "The history of computing is a story of people who needed to count, to measure and to predict. ",
+    };
     let unit = s.tokenizer.encode(text, false)?;
     let prompt_ids: Vec<u32> = unit.iter().cycle().take(a.prompt_tokens).cloned().collect();
     let req = GenerateRequest {
@@ -812,7 +921,9 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
             // the warm-up run's steps are not counted
             warm_up_host = s.model.host_time();
         }
-        let r = engine::generate(&s.model, &req, &mut |_| true)?;
+        // a fresh draft cache each run, as the target's
+        let mut drafter = draft.as_ref().map(|d| d.drafter(&s)).transpose()?;
+        let r = engine::generate_drafted(&s.model, drafter.as_mut(), &req, &mut |_| true)?;
         if run > 0 {
             eprintln!(
                 "run {run}: prefill {:.1} tok/s, decode {:.1} tok/s, ttft {:.1} ms",
@@ -855,6 +966,10 @@ fn run_bench_generate(a: BenchGenerateArgs) -> Result<(), AnyError> {
         "dispatches_per_decode_step": dispatches,
         "host_us_per_decode_step": host_us,
         "decode_gb_per_s": bytes * decode / 1e9,
+        "draft_model": a.draft_model.as_ref().map(|p| p.display().to_string()),
+        "draft_tokens": a.draft_tokens,
+        "drafted_tokens": results.iter().map(|r| r.drafted_tokens).sum::<usize>(),
+        "accepted_tokens": results.iter().map(|r| r.accepted_tokens).sum::<usize>(),
     });
     println!(
         "decode {decode:.1} tok/s (median of {}) | prefill {prefill:.1} tok/s | ttft {ttft_ms:.1} ms | {:.1} MB and {dispatches} dispatches per decode step -> {:.1} GB/s | host {host_us:.0} us of {:.0} us per step",

@@ -130,6 +130,7 @@ fn native(model: &Path, prompts: &[&str]) -> Vec<Native> {
             ..Default::default()
         },
         kv_memory: None,
+        draft_model: None,
         engine: EngineOptions {
             model_id: "native".into(),
             max_running: 8,

@@ -550,3 +550,55 @@ fn generate_with_drafts_gives_the_ids_of_plain_decoding() {
         drafted.stats
     );
 }
+
+/// `generate` with drafts from a draft model (here the model itself, loaded again with f32
+/// weights: drafts it mostly confirms) gives the ids of plain decoding.
+#[test]
+fn generate_with_a_draft_model_gives_the_ids_of_plain_decoding() {
+    use headroom::engine::draft_model::{check_same_tokenizer, DraftModel};
+    let Some(path) = default_model() else { return };
+    let files = engine::open(&path).unwrap();
+    let options = GpuModelOptions {
+        context: 256,
+        max_chunk: 64,
+        ..Default::default()
+    };
+    let load = |options: GpuModelOptions| {
+        GpuModel::load(gpu(), files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap()
+    };
+    let model = load(options.clone());
+    let draft = load(GpuModelOptions {
+        weights: StorageFormat::F32,
+        quantized: false,
+        ..options
+    });
+    let tok = &files.tokenizer;
+    check_same_tokenizer(tok, tok).unwrap();
+    let text = tok
+        .apply_chat(
+            &[ChatMessage::new("user", "Name three rivers of Europe.")],
+            true,
+        )
+        .unwrap();
+    let req = engine::GenerateRequest {
+        prompt_ids: tok.encode(&text, true).unwrap(),
+        max_tokens: 24,
+        sampling: SamplingParams::default(),
+        stop_ids: tok.eos_ids().to_vec(),
+        draft_tokens: 0,
+    };
+    let plain = engine::generate(&model, &req, &mut |_| true).unwrap();
+    let mut drafter = DraftModel::new(&draft, &model).unwrap();
+    let spec = engine::GenerateRequest {
+        draft_tokens: 4,
+        ..req
+    };
+    let out = engine::generate_drafted(&model, Some(&mut drafter), &spec, &mut |_| true).unwrap();
+    assert_eq!(out.ids, plain.ids);
+    assert_eq!(out.finish, plain.finish);
+    assert!(
+        out.stats.accepted_tokens > out.stats.drafted_tokens / 2,
+        "its own f32 weights drafted for it: {:?}",
+        out.stats
+    );
+}

@@ -295,6 +295,7 @@ fn a_windowed_model_serves_past_its_pool_on_the_blocks_its_window_passed() {
         adapter: None,
         gpu: gpu_options,
         kv_memory: Some(4 * layout.bytes_per_block()),
+        draft_model: None,
         engine: EngineOptions {
             max_running: 1,
             draft_tokens: 0,

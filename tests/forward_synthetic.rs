@@ -946,3 +946,83 @@ fn a_verified_draft_row_draws_with_the_models_distribution() {
     );
     assert!(chi2 < critical, "chi-square {chi2:.1} >= {critical:.1}");
 }
+
+/// Speculative decoding with drafts from a draft model (`engine::draft_model`): greedy
+/// output is plain decoding's whatever the drafts are. A draft model of the target's own
+/// weights is confirmed nearly always; one of other weights and another shape (the same
+/// vocabulary) less often, and the output is the same.
+#[test]
+fn a_draft_model_leaves_greedy_output_unchanged() {
+    use headroom::engine::draft_model::DraftModel;
+    use headroom::engine::{generate, generate_drafted, GenerateRequest};
+    let target_src = SyntheticModel::new(config(Arch::Llama, 6, 2, 16, false), 3).unwrap();
+    let mut other_cfg = config(Arch::Qwen3, 4, 1, 16, true);
+    other_cfg.num_layers = 2;
+    let other_src = SyntheticModel::new(other_cfg, 4).unwrap();
+    let load = |src: &dyn WeightSource| {
+        GpuModel::load(gpu(), src, f32_options(160), &mut |_, _, _| {}).unwrap()
+    };
+    let (target, same, other) = (load(&target_src), load(&target_src), load(&other_src));
+    let req = GenerateRequest {
+        prompt_ids: (0..23).map(|i| (i * 31 + 7) % 300).collect(),
+        max_tokens: 60,
+        sampling: SamplingParams::default(),
+        stop_ids: vec![],
+        draft_tokens: 0,
+    };
+    let plain = generate(&target, &req, &mut |_| true).unwrap();
+    let spec = GenerateRequest {
+        draft_tokens: 5,
+        ..req
+    };
+    let mut rates = Vec::new();
+    for (what, draft) in [("same weights", &same), ("other weights", &other)] {
+        let mut drafter = DraftModel::new(draft, &target).unwrap();
+        let out = generate_drafted(&target, Some(&mut drafter), &spec, &mut |_| true).unwrap();
+        assert_eq!(out.ids, plain.ids, "{what}: the greedy ids");
+        let st = &out.stats;
+        assert!(st.drafted_tokens > 0, "{what}: nothing drafted");
+        let rate = st.accepted_tokens as f64 / st.drafted_tokens as f64;
+        eprintln!(
+            "{what}: {} of {} drafts confirmed",
+            st.accepted_tokens, st.drafted_tokens
+        );
+        rates.push(rate);
+    }
+    assert!(
+        rates[0] >= 0.9,
+        "its own weights confirmed only {:.2}",
+        rates[0]
+    );
+    assert!(rates[1] < rates[0], "acceptance {rates:?}");
+}
+
+/// A draft model reused along a sequence (its cache kept where the sequence still holds
+/// its tokens, rejected drafts rolled back) drafts what a fresh one drafts from the whole
+/// sequence: after confirmations, a rejection, and a sequence cut back before its cache.
+#[test]
+fn a_draft_model_s_cache_follows_the_sequence() {
+    use headroom::engine::draft_model::DraftModel;
+    let src = SyntheticModel::new(config(Arch::Llama, 6, 2, 16, false), 5).unwrap();
+    let load = || GpuModel::load(gpu(), &src, f32_options(128), &mut |_, _, _| {}).unwrap();
+    let (target, reused_model, fresh_model) = (load(), load(), load());
+    let mut reused = DraftModel::new(&reused_model, &target).unwrap();
+    let mut known: Vec<u32> = (0..19).map(|i| (i * 13 + 5) % 300).collect();
+    for round in 0..6 {
+        let got = reused.draft(&known, 4).unwrap();
+        let mut fresh = DraftModel::new(&fresh_model, &target).unwrap();
+        assert_eq!(got, fresh.draft(&known, 4).unwrap(), "round {round}");
+        assert_eq!(got.len(), 4);
+        match round % 3 {
+            // two drafts confirmed and the target's own next token
+            0 => known.extend(got[..2].iter().copied().chain([(got[2] + 1) % 300])),
+            // the first draft rejected
+            1 => known.push((got[0] + 7) % 300),
+            // the sequence cut back before what the cache holds, then a new token
+            _ => {
+                known.truncate(known.len() - 5);
+                known.push(42);
+            }
+        }
+    }
+}

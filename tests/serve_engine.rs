@@ -30,6 +30,7 @@ fn engine_with(kv_memory: u64, max_chunk: usize, prefix_caching: bool) -> Option
             ..Default::default()
         },
         kv_memory: Some(kv_memory),
+        draft_model: None,
         engine: EngineOptions {
             model_id: "smollm2".into(),
             max_running: 8,
@@ -733,5 +734,62 @@ fn speculation_gives_the_greedy_ids_of_plain_decoding() {
             "pool {kv_tokens}: {} of {} drafted tokens confirmed",
             m.draft_accepted_total, m.draft_tokens_total
         );
+    }
+}
+
+/// Speculative decoding with a draft model (here the default model drafting for itself,
+/// so its drafts are mostly kept): greedy requests batched together, beside a sampled
+/// one, and in a pool small enough to preempt them, give the ids they give without
+/// speculation; the drafts come from the model (prompts that do not repeat themselves).
+#[test]
+fn a_draft_model_gives_the_greedy_ids_of_plain_decoding() {
+    for kv_tokens in [8 * 512, 112] {
+        let Some(path) = default_model() else { return };
+        let e = open_engine(&LoadOptions {
+            model: path.clone(),
+            adapter: None,
+            gpu: GpuModelOptions {
+                context: 512,
+                max_chunk: 64,
+                ..Default::default()
+            },
+            kv_memory: Some(kv_tokens as u64 * KV_BYTES_PER_TOKEN),
+            draft_model: Some(path),
+            engine: EngineOptions {
+                model_id: "smollm2".into(),
+                max_running: 8,
+                ..Default::default()
+            },
+        })
+        .expect("engine starts");
+        let n = 16;
+        let greedy: Vec<CompletionRequest> =
+            PROMPTS[..3].iter().map(|p| request(&e, p, n)).collect();
+        let want: Vec<Outcome> = greedy
+            .iter()
+            .map(|r| {
+                let plain = CompletionRequest {
+                    speculate: false,
+                    ..r.clone()
+                };
+                run_all(&e, vec![plain]).remove(0)
+            })
+            .collect();
+        let mut reqs = greedy.clone();
+        reqs.push(sampled(&e, PROMPTS[0], n, 7));
+        let got = run_all(&e, reqs);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.ids, w.ids, "pool of {kv_tokens} tokens, request {i}");
+        }
+        let m = settled(&e);
+        eprintln!(
+            "pool {kv_tokens}: {} of {} drafted tokens confirmed",
+            m.draft_accepted_total, m.draft_tokens_total
+        );
+        assert!(
+            m.draft_accepted_total * 2 > m.draft_tokens_total && m.draft_tokens_total > 0,
+            "the model's own drafts are mostly kept: {m:?}"
+        );
+        assert_eq!(m.kv_blocks_used, 0);
     }
 }

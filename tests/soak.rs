@@ -138,6 +138,7 @@ fn concurrent_clients_get_solo_answers_and_leave_nothing_behind() {
             ..Default::default()
         },
         kv_memory: None,
+        draft_model: None,
         engine: EngineOptions {
             model_id: "smollm2".into(),
             max_running: 16,

@@ -341,6 +341,7 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
             kv_block_size: 16,
         },
         kv_memory: a.kv_memory,
+        draft_model: None,
         engine: EngineOptions {
             model_id: "bench".into(),
             max_running: most,

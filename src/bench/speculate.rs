@@ -159,6 +159,7 @@ pub fn run(a: &BenchSpeculateArgs) -> Result<(), BenchError> {
             kv_block_size: 16,
         },
         kv_memory: None,
+        draft_model: None,
         engine: EngineOptions {
             model_id: "bench".into(),
             max_running: 1,

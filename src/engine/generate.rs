@@ -1,12 +1,13 @@
 //! One sequence from prompt to finish: chunked prefill, then one decode step per token,
 //! sampling on the GPU, steps chained on the GPU and read back a chain at a time; or,
-//! where a sequence's text repeats earlier text, a drafted run of tokens verified
-//! in one step (speculative decoding by prompt lookup).
+//! where a sequence's text repeats earlier text (prompt lookup) or a draft model runs
+//! beside it, a drafted run of tokens verified in one step (speculative decoding).
 
 use crate::ops::sample::SamplingParams;
 #[cfg(not(target_arch = "wasm32"))]
 use {
     super::draft::{accepted, prompt_lookup, DraftPacer},
+    super::draft_model::DraftModel,
     crate::model::gpu_model::{
         GpuModel, ModelError, PartLogits, PendingChain, SequencePart, StepProbe,
         MAX_STEPS_PER_READBACK,
@@ -21,9 +22,9 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// ids that end generation (not included in the output)
     pub stop_ids: Vec<u32>,
-    /// most tokens to draft by prompt lookup and verify in one step (speculative
-    /// decoding, see `engine::draft`; greedy output is unchanged, sampled output keeps its
-    /// distribution; 0: off)
+    /// most tokens to draft (by prompt lookup, or by a draft model where `generate_drafted`
+    /// has one) and verify in one step (speculative decoding, see `engine::draft`; greedy
+    /// output is unchanged, sampled output keeps its distribution; 0: off)
     pub draft_tokens: usize,
 }
 
@@ -94,6 +95,18 @@ impl Drop for InFlight<'_> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn generate(
     model: &GpuModel,
+    req: &GenerateRequest,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<GenerateResult, ModelError> {
+    generate_drafted(model, None, req, on_token)
+}
+
+/// As `generate`, the drafts coming from `draft_model` where there is one (up to
+/// `req.draft_tokens` a step), else from prompt lookup.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn generate_drafted(
+    model: &GpuModel,
+    mut draft_model: Option<&mut DraftModel<'_>>,
     req: &GenerateRequest,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<GenerateResult, ModelError> {
@@ -177,7 +190,10 @@ pub fn generate(
         let room = (req.max_tokens - submitted).min(context - pos);
         if speculate && in_flight.chain.is_none() && room > 1 {
             let want = pacer.next_len().min(room - 1);
-            let draft = prompt_lookup(&known, want);
+            let draft = match draft_model.as_deref_mut() {
+                Some(d) => d.draft(&known, want)?,
+                None => prompt_lookup(&known, want),
+            };
             pacer.looked_up(want, draft.len());
             if !draft.is_empty() {
                 let tokens: Vec<u32> = known[known.len() - 1..]
@@ -238,13 +254,16 @@ pub fn generate(
                 pending.extend(model.finish_chain(chain)?.concat());
                 // a draft is at hand for what is known so far: read the chain in flight
                 // next instead of chaining on, then verify one
-                drain = speculate && {
-                    let verified = known.len();
-                    known.extend(&pending);
-                    let hit = !prompt_lookup(&known, 1).is_empty();
-                    known.truncate(verified);
-                    hit
-                };
+                // (a draft model always has one; while its pacer pauses it, the pause
+                // counts down a chain at a time)
+                drain = speculate
+                    && (draft_model.is_some() || {
+                        let verified = known.len();
+                        known.extend(&pending);
+                        let hit = !prompt_lookup(&known, 1).is_empty();
+                        known.truncate(verified);
+                        hit
+                    });
                 // aim for about 30 ms per chain (from its submission, or from the read
                 // before where it waited behind that chain)
                 let per_step = last_done.max(started).elapsed().as_secs_f64() / count as f64;

@@ -2,10 +2,12 @@
 //! chunked prefill and preemption (`scheduler`), the engine thread that runs steps on a
 //! model (`runner`), stop conditions and streaming, and the one way to open a model
 //! (`open`). `generate` runs a single sequence on a model without the scheduler (the
-//! command line's `generate` and `chat`).
+//! command line's `generate` and `chat`), its drafts by prompt lookup (`draft`) or from a
+//! draft model (`draft_model`).
 
 pub mod api;
 pub mod draft;
+pub mod draft_model;
 mod generate;
 pub mod logprobs;
 mod open;
@@ -15,7 +17,7 @@ pub mod scheduler;
 pub use crate::ops::sample::SamplingParams;
 pub use api::{Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage};
 #[cfg(not(target_arch = "wasm32"))]
-pub use generate::generate;
+pub use generate::{generate, generate_drafted};
 pub use generate::{FinishReason, GenerateRequest, GenerateResult, GenerateStats};
 pub use logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
 pub use open::{
@@ -24,4 +26,6 @@ pub use open::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::{open, open_engine};
-pub use runner::{Engine, EngineOptions, DEFAULT_DRAFT_TOKENS};
+#[cfg(not(target_arch = "wasm32"))]
+pub use runner::Drafter;
+pub use runner::{Engine, EngineOptions, DEFAULT_DRAFT_TOKENS, DRAFT_MODEL_SLOTS};

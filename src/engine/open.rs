@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 #[cfg(not(target_arch = "wasm32"))]
 use {
-    super::runner::Engine, crate::gpu::GpuOptions, crate::model::load::open_model, std::path::Path,
+    super::draft_model::{check_draft_model, check_same_tokenizer},
+    super::runner::{Drafter, Engine, DRAFT_MODEL_SLOTS},
+    crate::gpu::GpuOptions,
+    crate::model::load::open_model,
+    std::path::Path,
 };
 
 /// The default model's file name, as `scripts/fetch-model.sh` stores it.
@@ -149,6 +153,9 @@ pub struct LoadOptions {
     /// at most a quarter of what the adapter's bindings allow and at most 4 GiB
     pub kv_memory: Option<u64>,
     pub engine: EngineOptions,
+    /// a small model with the same tokenizer whose greedy continuations are the drafts
+    /// (speculative decoding; `engine.draft_tokens` a step), else prompt lookup's
+    pub draft_model: Option<PathBuf>,
 }
 
 /// Blocks a pool of `kv_memory` bytes holds (or the default budget, see
@@ -204,14 +211,14 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn open_engine(o: &LoadOptions) -> Result<Engine, ModelError> {
     let o = o.clone();
-    Engine::start(o.engine.clone(), move || {
+    Engine::start_drafted(o.engine.clone(), move || {
         let files = open(&o.model)?;
         let gpu = GpuContext::new_blocking(&GpuOptions {
             adapter: o.adapter.clone(),
             ..Default::default()
         })?;
         let model = crate::gpu::block_on(upload_paged(
-            gpu,
+            gpu.clone(),
             files.weights.as_ref(),
             &o.gpu,
             o.kv_memory,
@@ -219,7 +226,24 @@ pub fn open_engine(o: &LoadOptions) -> Result<Engine, ModelError> {
             o.engine.draft_tokens,
             &mut |_, _, _| {},
         ))?;
-        Ok((model, files.tokenizer))
+        let drafter = match &o.draft_model {
+            Some(path) => {
+                let draft = open(path)?;
+                check_same_tokenizer(&draft.tokenizer, &files.tokenizer)?;
+                let slots = DRAFT_MODEL_SLOTS.min(o.engine.max_running.max(1));
+                let m = GpuModel::load_sequences(
+                    gpu,
+                    draft.weights.as_ref(),
+                    o.gpu.clone(),
+                    slots,
+                    &mut |_, _, _| {},
+                )?;
+                check_draft_model(&m, model.config.vocab_size, model.options.context)?;
+                Some(Drafter::new(m))
+            }
+            None => None,
+        };
+        Ok((model, files.tokenizer, drafter))
     })
 }
 

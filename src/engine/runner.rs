@@ -6,6 +6,8 @@ use super::api::{
     Backend, CompletionRequest, Event, EventSink, MetricsSnapshot, SubmitError, Usage,
 };
 use super::draft::{accepted, prompt_lookup, DraftPacer};
+#[cfg(not(target_arch = "wasm32"))]
+use super::draft_model::DraftState;
 use super::logprobs::{token_logprob, TokenLogprob};
 use super::scheduler::{Scheduler, SeqState, StepLimits, Work};
 use super::FinishReason;
@@ -51,6 +53,64 @@ impl Default for EngineOptions {
 
 /// Draft tokens per step by default: see `EngineOptions::draft_tokens`.
 pub const DEFAULT_DRAFT_TOKENS: usize = 4;
+
+/// Most sequences a draft model keeps a cache for at once (each slot holds a whole
+/// context); the others draft by prompt lookup.
+pub const DRAFT_MODEL_SLOTS: usize = 8;
+
+/// A draft model beside the engine's (`LoadOptions::draft_model`, native only): a cache
+/// slot for each of up to `DRAFT_MODEL_SLOTS` running sequences, handed back when its
+/// sequence leaves the running batch (a preempted one starts its draft cache again).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Drafter {
+    model: GpuModel,
+    /// by sequence (`Live::id`)
+    states: std::collections::HashMap<u64, DraftState>,
+    free: Vec<usize>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drafter {
+    /// `model` (loaded with `GpuModel::load_sequences`), one slot per sequence it holds.
+    pub fn new(model: GpuModel) -> Self {
+        let free = (0..model.sequences()).rev().collect();
+        Drafter {
+            model,
+            states: Default::default(),
+            free,
+        }
+    }
+
+    /// Hands back the slots of sequences not in `running`.
+    fn keep_only(&mut self, running: &[u64]) {
+        let free = &mut self.free;
+        self.states.retain(|id, st| {
+            let keep = running.contains(id);
+            if !keep {
+                free.push(st.slot());
+            }
+            keep
+        });
+    }
+
+    /// Up to `want` greedy drafts after `tokens` for sequence `id`; None where no slot is
+    /// free for it.
+    fn draft(
+        &mut self,
+        id: u64,
+        tokens: &[u32],
+        want: usize,
+    ) -> Result<Option<Vec<u32>>, ModelError> {
+        if !self.states.contains_key(&id) {
+            let Some(slot) = self.free.pop() else {
+                return Ok(None);
+            };
+            self.states.insert(id, DraftState::new(slot));
+        }
+        let state = self.states.get_mut(&id).expect("inserted above");
+        state.draft(&self.model, tokens, want).map(Some)
+    }
+}
 
 /// Step records kept for readers: the most recent ones.
 const KEPT_STEP_RECORDS: usize = 1 << 16;
@@ -108,6 +168,8 @@ struct Pending {
 
 /// A request inside the engine, beside its KV state.
 struct Live {
+    /// unique among the engine's requests
+    id: u64,
     req: CompletionRequest,
     sink: EventSink,
     decoder: StreamDecoder,
@@ -142,12 +204,26 @@ impl Engine {
         options: EngineOptions,
         build: impl FnOnce() -> Result<(GpuModel, Tokenizer), ModelError> + Send + 'static,
     ) -> Result<Engine, ModelError> {
+        Self::start_drafted(options, move || {
+            build().map(|(model, tokenizer)| (model, tokenizer, None))
+        })
+    }
+
+    /// As `start`, `build` also making the draft model that drafts for the model where
+    /// there is one (see [`Drafter`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn start_drafted(
+        options: EngineOptions,
+        build: impl FnOnce() -> Result<(GpuModel, Tokenizer, Option<Drafter>), ModelError>
+            + Send
+            + 'static,
+    ) -> Result<Engine, ModelError> {
         let (tx, rx) = mpsc::unbounded();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("headroom-engine".into())
             .spawn(move || {
-                let (model, tokenizer) = match build() {
+                let (model, tokenizer, drafter) = match build() {
                     Ok(m) => m,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -158,7 +234,8 @@ impl Engine {
                 if ready_tx.send(Ok(shared.clone())).is_err() {
                     return;
                 }
-                let engine = EngineLoop::new(model, shared.clone(), &options);
+                let mut engine = EngineLoop::new(model, shared.clone(), &options);
+                engine.drafter = drafter;
                 // a bug that panics stops the engine with a reason instead of leaving a
                 // server that accepts requests nobody runs
                 let run = std::panic::AssertUnwindSafe(|| crate::gpu::block_on(engine.run(rx)));
@@ -326,6 +403,11 @@ struct EngineLoop {
     totals: MetricsSnapshot,
     kernel_times_every: u64,
     draft_tokens: usize,
+    /// the draft model, where one drafts (else prompt lookup does)
+    #[cfg(not(target_arch = "wasm32"))]
+    drafter: Option<Drafter>,
+    /// the next request's `Live::id`
+    next_id: u64,
 }
 
 impl EngineLoop {
@@ -348,6 +430,9 @@ impl EngineLoop {
             totals,
             kernel_times_every: opts.kernel_times_every,
             draft_tokens: opts.draft_tokens,
+            #[cfg(not(target_arch = "wasm32"))]
+            drafter: None,
+            next_id: 0,
         }
     }
 
@@ -390,7 +475,9 @@ impl EngineLoop {
                     true => vec![None; p.req.prompt_ids.len() - 1],
                     false => Vec::new(),
                 };
+                self.next_id += 1;
                 let live = Live {
+                    id: self.next_id,
                     decoder: StreamDecoder::new(p.req.skip_special),
                     req: p.req,
                     sink: p.sink,
@@ -412,7 +499,7 @@ impl EngineLoop {
 
     /// One scheduled forward pass and what follows from its samples.
     async fn step(&mut self) -> Result<(), ModelError> {
-        self.add_drafts();
+        self.add_drafts()?;
         let mut work = self.sched.schedule();
         if work.is_empty() {
             self.drop_drafts();
@@ -541,13 +628,21 @@ impl EngineLoop {
         Ok(())
     }
 
-    /// Drafts tokens for the sequences about to decode (see `draft`), within what their
-    /// `max_tokens` and the context leave after the next token.
-    fn add_drafts(&mut self) {
+    /// Drafts tokens for the sequences about to decode (by the draft model where there is
+    /// one and it has a slot for the sequence, else by prompt lookup: see `draft`), within
+    /// what their `max_tokens` and the context leave after the next token.
+    fn add_drafts(&mut self) -> Result<(), ModelError> {
         if self.draft_tokens == 0 {
-            return;
+            return Ok(());
         }
         let context = self.shared.context;
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut drafter = self.drafter.as_mut();
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(d) = drafter.as_deref_mut() {
+            let ids: Vec<u64> = self.sched.running.iter().map(|(_, l)| l.id).collect();
+            d.keep_only(&ids);
+        }
         for (s, live) in &mut self.sched.running {
             let req = &live.req;
             if !(s.decoding() && s.draft == 0 && req.speculate)
@@ -560,11 +655,19 @@ impl EngineLoop {
             let room = (req.max_tokens.saturating_sub(s.generated() + 1))
                 .min(context.saturating_sub(s.tokens.len() + 1));
             let want = live.pacer.next_len().min(room);
-            let draft = prompt_lookup(&s.tokens, want);
+            #[cfg(not(target_arch = "wasm32"))]
+            let from_model = match drafter.as_deref_mut() {
+                Some(d) => d.draft(live.id, &s.tokens, want)?,
+                None => None,
+            };
+            #[cfg(target_arch = "wasm32")]
+            let from_model: Option<Vec<u32>> = None;
+            let draft = from_model.unwrap_or_else(|| prompt_lookup(&s.tokens, want));
             live.pacer.looked_up(want, draft.len());
             s.draft = draft.len();
             s.tokens.extend(draft);
         }
+        Ok(())
     }
 
     /// Drops the drafts of sequences the step did not verify.

@@ -69,15 +69,8 @@ impl Arch {
     pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3";
 }
 
-/// The gated MLP's activation: down(act(gate) * up).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub enum Activation {
-    /// SwiGLU (llama)
-    #[default]
-    Silu,
-    /// GeGLU with the tanh approximation of GELU (gemma's `gelu_pytorch_tanh`)
-    GeluTanh,
-}
+/// The gated MLP's activation (its kernel's: `ops::elementwise`).
+pub use crate::ops::elementwise::Activation;
 
 /// Where a family departs from the llama decoder, each off by default (Gemma 2 and 3 turn
 /// most of them on).

@@ -4,7 +4,16 @@
 use super::matmul::{with_q8_store, Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{bind, Cost, Op, StepShape};
 use crate::gpu::{GpuContext, KernelSource};
-use crate::model::config::Activation;
+
+/// The gated MLP's activation: down(act(gate) * up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Activation {
+    /// SwiGLU (llama)
+    #[default]
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (gemma's `gelu_pytorch_tanh`)
+    GeluTanh,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -9,11 +9,11 @@
 //! (larger matmuls, more token rows, float weights, x's blocks over the workgroup memory,
 //! or `GpuFeatures::fused_prologue` off) the two kernels run as before.
 
+use super::elementwise::Activation;
 use super::matmul::{matvec_q8_source, uses_q8_dot, Dims, Matmul, MatmulMode, WeightMatrix};
 use super::matmul::{Q8_BLOCK_BYTES, VEC_MAX_ROWS};
 use super::{bind_layout, grid_1d, Cost, Op, StepShape};
 use crate::gpu::{BindingKind, GpuContext};
-use crate::model::config::Activation;
 use std::sync::Arc;
 
 /// The most bytes of src (and norm weights) all workgroups of a fused matmul may read

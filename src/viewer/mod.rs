@@ -319,6 +319,7 @@ pub fn run(a: &ViewArgs) -> Result<(), String> {
             ..Default::default()
         },
         kv_memory: None,
+        draft_model: None,
         engine: EngineOptions {
             model_id: "viewer".into(),
             max_running: 8,

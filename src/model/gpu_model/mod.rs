@@ -103,6 +103,20 @@ impl GpuModel {
         ))
     }
 
+    /// As `load`, with a KV cache for `sequences` sequences of the whole context each
+    /// (`sequence_table(0..sequences)`): a draft model beside a serving engine's.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_sequences(
+        gpu: Arc<GpuContext>,
+        src: &dyn WeightSource,
+        options: GpuModelOptions,
+        sequences: usize,
+        progress: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<GpuModel, ModelError> {
+        let kv = KvCapacity::Sequences(sequences.max(1));
+        crate::gpu::block_on(Self::load_within_memory(gpu, src, options, kv, progress))
+    }
+
     /// As `load`, with a KV pool of `blocks` blocks that the caller hands out to
     /// sequences step by step (see [`forward`](Self::forward)), and at most `max_batch`
     /// sequences sampled per step (at most `options.max_chunk`). Async: in the browser the
