@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod draft;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod draft_model;
 mod generate;
 pub mod logprobs;

@@ -113,15 +113,11 @@ pub struct StepLimits {
     /// sequence with `prompt_logits`); at least `max_running`
     pub max_out_rows: usize,
     pub prefix_caching: bool,
-    /// the sliding window of every layer (None where any layer sees the whole context):
-    /// blocks wholly before a sequence's window go back to the pool
+    /// the positions before each query a step may read where every layer has a sliding
+    /// window (its window and the kernels' rounding: `GpuModel::kv_window`; None where
+    /// any layer sees the whole context): blocks wholly before them go back to the pool
     pub window: Option<usize>,
 }
-
-/// Positions before a sequence's window that its blocks keep beyond the window itself:
-/// prefill attention loads keys from the window's start rounded down to its key tile
-/// (16 positions; `ops::decode_attention::PrefillPlan`), masked but read.
-const WINDOW_SLACK: usize = 16;
 
 /// The running batch and the queue, over one block pool. `T` is what the engine keeps
 /// per request beside the KV state.
@@ -376,7 +372,7 @@ impl<T> Scheduler<T> {
                 // the next query (position `computed`) sees from computed + 1 - window on,
                 // and later ones from further on (computed only grows: rejected drafts
                 // never counted)
-                let first_seen = (s.computed + 1).saturating_sub(window + WINDOW_SLACK);
+                let first_seen = (s.computed + 1).saturating_sub(window);
                 let passed = (first_seen / bs).min(s.table.len());
                 for k in s.windowed_out..passed {
                     self.pool.release(s.table[k]);
@@ -434,13 +430,15 @@ mod tests {
     }
 
     /// With a window of 8 positions and blocks of 4, a sequence decoding 200 tokens holds
-    /// at most the blocks of its window, the slack and the block being written, whatever
+    /// at most the blocks of its window, the rounding and the block being written, whatever
     /// its length; the passed blocks (full, hashed) stay in the prefix cache; retiring it
     /// returns every block once.
     #[test]
     fn blocks_a_sliding_window_has_passed_go_back_to_the_pool() {
         let mut s = sched(64, 4, 8, 4);
-        s.limits.window = Some(8);
+        // a window of 8 read from 16 positions earlier (prefill tiles' rounding)
+        let reach = 8 + 16;
+        s.limits.window = Some(reach);
         s.waiting.push_back((SeqState::new((0..30).collect()), 0));
         let mut most = 0;
         for t in 0..200 {
@@ -449,10 +447,10 @@ mod tests {
             let live = seq.table.len() - seq.windowed_out;
             most = most.max(live);
             // every block the next query may read is still held
-            let first_seen = (seq.computed + 1).saturating_sub(8 + WINDOW_SLACK);
+            let first_seen = (seq.computed + 1).saturating_sub(reach);
             assert!(seq.windowed_out * 4 <= first_seen, "step {t}");
         }
-        assert!(most <= (8 + WINDOW_SLACK) / 4 + 2, "held {most} blocks");
+        assert!(most <= reach / 4 + 2, "held {most} blocks");
         assert!(s.running[0].0.windowed_out > 40);
         // only the window's blocks are held
         let seq = &s.running[0].0;

@@ -1,9 +1,8 @@
 //! A model file's bytes: memory-mapped from disk, or owned (tests, the browser).
 
-use super::LoadError;
 use std::ops::Deref;
 #[cfg(not(target_arch = "wasm32"))]
-use std::path::Path;
+use {super::LoadError, std::path::Path};
 
 /// The bytes of a model file: memory-mapped, or owned (tests, the browser).
 pub enum FileBytes {

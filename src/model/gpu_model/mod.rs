@@ -13,14 +13,15 @@ pub use super::error::ModelError;
 use super::graph::Graph;
 pub use super::options::GpuModelOptions;
 use super::source::WeightSource;
-use super::weights::{FileWeights, RandomWeights, WeightProvider};
+use super::weights::{FileWeights, WeightProvider};
 use super::{llama, ModelConfig};
-use crate::gpu::quant_layout::QuantType;
 use crate::gpu::{GpuContext, GpuError, ReadbackBuffer};
 use crate::kv::{KvLayout, KvPool};
 use crate::ops::decode_attention::AttentionScratch;
 use crate::ops::Op;
 use std::sync::Arc;
+#[cfg(not(target_arch = "wasm32"))]
+use {super::weights::RandomWeights, crate::gpu::quant_layout::QuantType};
 
 /// How the KV cache is shared among sequences.
 #[derive(Clone, Copy, Debug)]
@@ -330,14 +331,19 @@ impl GpuModel {
         self.max_out_rows
     }
 
-    /// The sliding window every layer attends over, if all have one: a sequence's KV
-    /// blocks before it can go back to the pool.
+    /// The positions before each query that a step may read, where every layer attends
+    /// over a sliding window (the window and the kernels' rounding of its start): a
+    /// sequence's KV blocks before them can go back to the pool.
     pub fn kv_window(&self) -> Option<usize> {
         let c = &self.config;
+        // prefill attention loads keys from a window's start rounded down to its key tile
+        // (masked, but read)
+        let rounding = self.attention.prefill.map_or(0, |p| p.keys);
         (0..c.num_layers)
             .map(|l| c.layer_window(l))
             .try_fold(usize::MAX, |w, lw| lw.map(|lw| w.min(lw)))
             .filter(|_| c.num_layers > 0)
+            .map(|w| w + rounding)
     }
 
     /// Blocks in the KV pool.
