@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # H200 runs of bench/2026-12-01-h200-draft-model: speculative decoding with a draft model
 # (`--draft-model`) in headroom and in llama.cpp (llama-speculative-simple), the same files
-# and prompt, greedy, 4 drafted tokens a step at most, one machine, three back-to-back calls:
-#   bash run.sh a   carry .gl peer .bin/headroom.xz .bin/m.00 .bin/vocab.gguf: starts
-#                   llama.cpp's build (llama-bench, llama-speculative-simple; detached),
-#                   keeps the first half of the default model
+# and prompt, greedy, 4 drafted tokens a step at most, one machine, four back-to-back calls
+# (a call carries at most 64 MiB, the default model is 98 MB):
+#   bash run.sh a   carry .gl peer .bin/headroom.xz .bin/vocab.gguf: starts llama.cpp's
+#                   build (llama-bench, llama-speculative-simple; detached)
+#   bash run.sh m0  carry .bin/m.00: keeps the first half of the default model
 #   bash run.sh b   carry .bin/m.01: the default model (SmolLM2-135M Q4_1) whole, an F16
 #                   copy of it (to_f16.py), a Llama-2-7B-shaped random Q4_0 file with its
 #                   tokenizer (`bench write-model`); headroom generate, each target plain
@@ -34,10 +35,14 @@ a)
         && cmake --build build -j 14 --target llama-bench llama-speculative-simple >> $W/build.log 2>&1; \
         touch $W/build.done" > /dev/null 2>&1 < /dev/null &
     xz -dc .bin/headroom.xz > "$W/headroom"; chmod +x "$W/headroom"
-    cp .bin/m.00 .bin/vocab.gguf "$W/"
+    cp .bin/vocab.gguf "$W/"
     cp -r peer/llama.cpp/gguf-py "$W/gguf-py"
     cp "$HERE/to_f16.py" "$W/"
     ls -la "$W"
+    ;;
+m0)
+    cp .bin/m.00 "$W/"
+    ls -la "$W/m.00"
     ;;
 b)
     cat "$W/m.00" .bin/m.01 > "$W/smollm2-q4_1.gguf"
