@@ -1026,3 +1026,33 @@ fn a_draft_model_s_cache_follows_the_sequence() {
         }
     }
 }
+
+/// A chain whose first step prefills several tokens (its last row draws the first id)
+/// and decodes after it gives the ids of the prefill's forward pass followed by a chain of
+/// decode steps, and the same logits after.
+#[test]
+fn a_chain_may_start_with_a_prefill_chunk() {
+    use headroom::model::gpu_model::{PartLogits, SequencePart};
+    let src = SyntheticModel::new(config(Arch::Llama, 6, 2, 16, false), 9).unwrap();
+    let load = || GpuModel::load(gpu(), &src, f32_options(64), &mut |_, _, _| {}).unwrap();
+    let (a, b) = (load(), load());
+    let prompt: Vec<u32> = (0..9).map(|i| (i * 41 + 3) % 300).collect();
+    let chain = |model: &GpuModel, tokens: &[u32], pos0: usize, steps: usize| -> Vec<u32> {
+        let p = SequencePart {
+            tokens,
+            pos0,
+            table: model.sequence_table(0).unwrap(),
+            sample: Some((SamplingParams::default(), 0)),
+            logits: PartLogits::None,
+        };
+        model.decode_chain(&[p], steps).unwrap().concat()
+    };
+    // a: the prefill alone, then a chain of 5 decode steps
+    let mut want = chain(&a, &prompt, 0, 1);
+    let rest = chain(&a, &want, prompt.len(), 5);
+    want.extend(rest);
+    // b: one chain of 6 steps starting with the prefill
+    let got = chain(&b, &prompt, 0, 6);
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 6);
+}

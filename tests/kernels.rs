@@ -648,7 +648,7 @@ fn random_blocks(r: &mut StdRng, ty: QuantType, blocks: usize, scale: f32) -> Ve
         QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
         QuantType::Q6_K => &[208],
     };
-    let mut bytes: Vec<u8> = (0..blocks * bb).map(|_| r.random()).collect();
+    let mut bytes: Vec<u8> = (0..blocks * bb).map(|_| r.random::<u8>()).collect();
     for b in 0..blocks {
         for &at in fields {
             let v = half::f16::from_f32((r.random::<f32>() * 2.0 - 1.0) * scale);

@@ -12,6 +12,12 @@
 #                   and with SmolLM2 Q4_1 drafting, twice
 #   bash run.sh c   carry .gl: llama-bench tg128 on the targets, llama-speculative-simple on
 #                   the same pairs and prompt
+# Then the draft model's catch-up and drafts in one chain (commit in README.md), a fresh
+# machine, headroom only (llama.cpp's numbers above stand: same files and prompt):
+#   bash run.sh d0  carry .gl .bin/headroom.xz .bin/vocab.gguf .bin/p.aa
+#   bash run.sh d1  carry peer .bin/p.ab
+#   bash run.sh d2  carry .bin/p.ac: the files again, `generate` as in b, and `bench
+#                   generate` (a warm-up run, then 3) plain and drafted
 # The pairs: SmolLM2 F16 drafted by SmolLM2 Q4_1 (the same model: drafts mostly stand, but a
 # 135M target gains nothing from a draft that costs as much a token as itself), and a
 # random 7B drafted by SmolLM2 (drafts never stand: speculation must turn itself off).
@@ -45,7 +51,7 @@ m0)
     ls -la "$W/m.00"
     ;;
 b)
-    cat "$W/m.00" .bin/m.01 > "$W/smollm2-q4_1.gguf"
+    cp .bin/p.ac "$W/"; cat "$W"/p.aa "$W"/p.ab "$W"/p.ac > "$W/smollm2-q4_1.gguf"
     (cd "$W" && PYTHONPATH=gguf-py python3 to_f16.py smollm2-q4_1.gguf smollm2-f16.gguf) > "$R/to_f16.txt" 2>&1
     tail -1 "$R/to_f16.txt"
     "$W/headroom" bench write-model --shape llama2-7b --vocab "$W/vocab.gguf" --out "$W/l7b.gguf" \
@@ -80,5 +86,44 @@ c)
     done
     grep -hE "^\| .*tg128" "$R"/llama_bench_*.txt
     tail -3 "$W/build.log"
+    ;;
+d0)
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$R/gpu_d.txt"
+    xz -dc .bin/headroom.xz > "$W/headroom"; chmod +x "$W/headroom"
+    cp .bin/vocab.gguf .bin/p.aa "$W/"
+    cp "$HERE/to_f16.py" "$W/"
+    ;;
+d1)
+    cp .bin/p.ab "$W/"
+    cp -r peer/llama.cpp/gguf-py "$W/gguf-py"
+    ;;
+d2)
+    cp .bin/p.ac "$W/"; cat "$W"/p.aa "$W"/p.ab "$W"/p.ac > "$W/smollm2-q4_1.gguf"
+    (cd "$W" && PYTHONPATH=gguf-py python3 to_f16.py smollm2-q4_1.gguf smollm2-f16.gguf) > "$R/d_to_f16.txt" 2>&1
+    "$W/headroom" bench write-model --shape llama2-7b --vocab "$W/vocab.gguf" --out "$W/l7b.gguf" \
+        > "$R/d_write_l7b.txt" 2>&1
+    sha256sum "$W"/*.gguf > "$R/d_sha256.txt"
+    for i in 1 2; do
+        for t in smollm2-f16 l7b; do
+            (cd "$W" && ./headroom generate --model $t.gguf --prompt "$PROMPT" --max-tokens 128 \
+                --draft-tokens 0 --json > res/d_gen_${t}_plain_$i.json 2> res/d_gen_${t}_plain_$i.err)
+            (cd "$W" && ./headroom generate --model $t.gguf --prompt "$PROMPT" --max-tokens 128 \
+                --draft-model smollm2-q4_1.gguf --draft-tokens 4 --json \
+                > res/d_gen_${t}_draft_$i.json 2> res/d_gen_${t}_draft_$i.err)
+            for m in plain draft; do
+                echo "$t $m $i: $(python3 -c "import json,sys; d=json.load(open('$R/d_gen_${t}_${m}_$i.json')); print(round(d['decode_tokens_per_s'],1), d['drafted_tokens'], d['accepted_tokens'], len(d['generated_ids']))" 2>&1)"
+            done
+        done
+    done
+    for t in smollm2-f16 l7b; do
+        (cd "$W" && ./headroom bench generate --model $t.gguf --prompt-tokens 64 --gen-tokens 128 \
+            --runs 3 --json res/d_bench_${t}_plain.json > /dev/null 2>&1)
+        (cd "$W" && ./headroom bench generate --model $t.gguf --prompt-tokens 64 --gen-tokens 128 \
+            --runs 3 --draft-model smollm2-q4_1.gguf --draft-tokens 4 \
+            --json res/d_bench_${t}_draft.json > /dev/null 2>&1)
+        for m in plain draft; do
+            echo "bench $t $m: $(python3 -c "import json; d=json.load(open('$R/d_bench_${t}_$m.json')); print(round(d['median_decode_tokens_per_s'],1), d['drafted_tokens'], d['accepted_tokens'])")"
+        done
+    done
     ;;
 esac

@@ -103,12 +103,13 @@ impl DraftState {
     }
 
     /// Up to `k` tokens `m` would generate greedily after `known` (fewer where its
-    /// context ends): the tokens of `known` its cache lacks in prefill chunks, the first
-    /// draft from their last row, the rest in one chain of decode steps.
+    /// context ends): the tokens of `known` its cache lacks, then k decode steps, all in
+    /// one chain with one readback (a catch-up longer than a chunk prefills its earlier
+    /// chunks first).
     pub fn draft(&mut self, m: &GpuModel, known: &[u32], k: usize) -> Result<Vec<u32>, ModelError> {
         let k = k
             .min(m.options.context.saturating_sub(known.len()))
-            .min(MAX_STEPS_PER_READBACK + 1);
+            .min(MAX_STEPS_PER_READBACK);
         if k == 0 || known.is_empty() {
             return Ok(Vec::new());
         }
@@ -123,42 +124,40 @@ impl DraftState {
             .min(known.len() - 1);
         self.cached.truncate(keep);
         let table = m.sequence_table(self.slot)?;
-        let greedy = SamplingParams::default();
-        let mut first = None;
+        let feed = &known[keep..];
+        let last_chunk = feed.len().min(m.options.max_chunk);
+        let (earlier, last) = feed.split_at(feed.len() - last_chunk);
         let mut pos = keep;
-        for chunk in known[keep..].chunks(m.options.max_chunk) {
-            let last = pos + chunk.len() == known.len();
+        for chunk in earlier.chunks(m.options.max_chunk) {
             let part = SequencePart {
                 tokens: chunk,
                 pos0: pos,
                 table,
-                sample: last.then_some((greedy, 0)),
+                sample: None,
                 logits: PartLogits::None,
             };
-            first = m.forward(&[part])?.first().copied();
-            self.cached.extend_from_slice(chunk);
+            m.forward(&[part])?;
             pos += chunk.len();
         }
-        let first = first.ok_or_else(|| {
-            ModelError::Invalid("the draft model's prefill sampled no token".into())
-        })?;
-        let mut drafts = vec![first];
-        if k > 1 {
-            let part = SequencePart {
-                tokens: &drafts,
-                pos0: known.len(),
-                table,
-                sample: Some((greedy, 0)),
-                logits: PartLogits::None,
-            };
-            let chain = m.submit_chain(&[part], k - 1, false)?;
-            let rest = m.finish_chain(chain)?.concat();
-            // the chain fed every draft but the last
-            self.cached.extend_from_slice(&drafts);
-            self.cached
-                .extend_from_slice(&rest[..rest.len().saturating_sub(1)]);
-            drafts.extend(rest);
+        // the last chunk's last row drafts the first token, each later step the next
+        let part = SequencePart {
+            tokens: last,
+            pos0: pos,
+            table,
+            sample: Some((SamplingParams::default(), 0)),
+            logits: PartLogits::None,
+        };
+        let chain = m.submit_chain(&[part], k, false)?;
+        let drafts = m.finish_chain(chain)?.concat();
+        if drafts.len() != k {
+            return Err(ModelError::Invalid(format!(
+                "the draft model's chain of {k} steps sampled {} tokens",
+                drafts.len()
+            )));
         }
+        // the cache now holds the sequence and every draft but the last
+        self.cached.extend_from_slice(feed);
+        self.cached.extend_from_slice(&drafts[..k - 1]);
         Ok(drafts)
     }
 }

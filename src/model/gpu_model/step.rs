@@ -145,9 +145,10 @@ impl GpuModel {
     /// `steps` forward passes submitted back to back with one readback at the end, so the
     /// host never waits between them. The first runs `parts`; each later one decodes,
     /// for every part, the token the step before sampled for it, one position further and
-    /// as the next draw. So from the second step on every part must be a single sampled
-    /// token (a decode row); any parts may make up a one-step chain. Returns the sampled
-    /// ids of each step.
+    /// as the next draw. So in a chain of several steps every part samples: the first
+    /// step's parts may be prefill chunks (their last rows draw the first ids), later
+    /// steps decode one token a part; any parts may make up a one-step chain. Returns the
+    /// sampled ids of each step.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn decode_chain(
         &self,
@@ -177,13 +178,17 @@ impl GpuModel {
                 "a chain takes 1..={MAX_STEPS_PER_READBACK} steps, got {steps}"
             )));
         }
+        // the first step's parts may be prefill chunks (their last rows sample), unless
+        // the chain continues in place; every later step decodes one token a part
         if (steps > 1 || in_place)
             && parts
                 .iter()
-                .any(|p| p.tokens.len() != 1 || p.sample.is_none())
+                .any(|p| p.sample.is_none() || (in_place && p.tokens.len() != 1))
         {
             return Err(ModelError::Invalid(
-                "a chain of steps takes one sampled token per part".into(),
+                "a chain of steps samples every part, and continues in place from one token \
+                 a part"
+                    .into(),
             ));
         }
         if parts.iter().any(|p| p.logits.every_row()) {
@@ -229,13 +234,16 @@ impl GpuModel {
         }
         let mut submission = self.gpu.queue.submit([enc.finish()]);
         for k in 1..steps {
-            // the ids sampled into rows 0..n are this step's inputs, in place
-            let next: Vec<QueryRow> = first
-                .rows
+            // the ids sampled into rows 0..n are this step's inputs, in place: part i's
+            // at row i, one position past its last
+            let next: Vec<QueryRow> = parts
                 .iter()
-                .map(|r| QueryRow {
-                    context_len: r.context_len + k as u32,
-                    ..*r
+                .enumerate()
+                .map(|(i, p)| QueryRow {
+                    context_len: (p.pos0 + p.tokens.len() + k) as u32,
+                    table: p.table,
+                    q_row: i as u32,
+                    out_row: i as u32,
                 })
                 .collect();
             let outs: Vec<OutRow> = parts
@@ -247,6 +255,7 @@ impl GpuModel {
             let (max_context, query_tiles) = self.write_rows(&next, &outs);
             let step = PreparedStep {
                 shape: StepShape {
+                    n_tokens: next.len() as u32,
                     max_context,
                     query_tiles,
                     ..first.shape
