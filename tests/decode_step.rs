@@ -173,12 +173,18 @@ fn batch_rows_match_each_sequence_run_alone() {
     for (s, steps) in want.iter().enumerate() {
         assert_eq!([first[0][s], second[0][s]], [steps[0].1, steps[1].1], "{s}");
     }
-    // a chain takes single sampled tokens only
+    // a chain of several steps samples every part, and one that continues in place takes
+    // one token a part
+    let unsampled = [SequencePart {
+        sample: None,
+        ..parts[0]
+    }];
+    assert!(batch.decode_chain(&unsampled, 2).is_err());
     let prefill = [SequencePart {
         tokens: &prompts[0],
         ..parts[0]
     }];
-    assert!(batch.decode_chain(&prefill, 2).is_err());
+    assert!(batch.submit_chain(&prefill, 1, true).is_err());
 }
 
 /// A batch that is a prefix of the sequences, in any context order, and a batch of one.

@@ -110,6 +110,12 @@ fn build_every_variant(g: &Arc<GpuContext>) {
     // the bandwidth probes (copy, read and fill kernels)
     headroom::metrics::probe::probe_copy_bandwidth(g, 1 << 16).unwrap();
     headroom::metrics::probe::probe_read_bandwidth(g, 1 << 16).unwrap();
+    let once = headroom::metrics::probe::ProbeOptions {
+        warmup: 0,
+        runs: 1,
+        ..Default::default()
+    };
+    headroom::metrics::probe::probe_fma_rate(g, &once).unwrap();
 }
 
 /// The WGSL of every pipeline the engine builds on lavapipe, with subgroups (and unpacked

@@ -229,7 +229,7 @@ fn telemetry_counts_confirmed_draft_tokens() {
     t.metrics.draft_accepted_total = 30;
     let h = Harness::builder()
         .with_size([1400.0, 900.0])
-        .build_ui_state(|ui, t: &mut Telemetry| t.ui(ui, None, Some(true)), t);
+        .build_ui_state(|ui, t: &mut Telemetry| t.ui(ui, None, None, Some(true)), t);
     assert!(h
         .query_all_by_label_contains("speculative drafts: 30 of 40 tokens confirmed (75%)")
         .next()
@@ -237,11 +237,87 @@ fn telemetry_counts_confirmed_draft_tokens() {
     let h = Harness::builder()
         .with_size([1400.0, 900.0])
         .build_ui_state(
-            |ui, t: &mut Telemetry| t.ui(ui, None, Some(true)),
+            |ui, t: &mut Telemetry| t.ui(ui, None, None, Some(true)),
             Telemetry::default(),
         );
     assert!(h
         .query_all_by_label_contains("speculative drafts")
         .next()
         .is_none());
+}
+
+/// The telemetry tab places the latest profiled step's kernel families on the roofline:
+/// under the probed roofs, each family's intensity, rate, what bounds it and how much of
+/// that roof it reaches, in words beside the chart.
+#[test]
+fn telemetry_puts_a_profiled_step_on_the_roofline() {
+    use headroom::metrics::roofline::Roofs;
+    use headroom::metrics::{StepRecord, Traffic};
+    use headroom::model::gpu_model::KernelTime;
+    use headroom::viewer::telemetry::Telemetry;
+    let mut t = Telemetry::default();
+    t.steps.push_back(StepRecord {
+        index: 7,
+        at_s: 1.0,
+        seconds: 0.004,
+        running: 1,
+        sampled: 1,
+        prefill_tokens: 0,
+        rows: 1,
+        traffic: Traffic::default(),
+        gpu_s: Some(0.003),
+        kernels: vec![
+            // 2 GB and 2 GFLOP in 1 ms: 1 FLOP/byte at 2 000 GB/s, half the 4 000 GB/s roof
+            KernelTime {
+                family: "matmul",
+                seconds: 1e-3,
+                bytes: 2_000_000_000,
+                flops: 2_000_000_000,
+            },
+            // 100 FLOPs a byte at 50 000 GFLOP/s, under the 60 000 GFLOP/s flat roof
+            KernelTime {
+                family: "gemm",
+                seconds: 2e-3,
+                bytes: 1_000_000_000,
+                flops: 100_000_000_000,
+            },
+        ],
+    });
+    let roofs = Roofs {
+        gbps: 4000.0,
+        gflops: 60_000.0,
+    };
+    let h = Harness::builder()
+        .with_size([1400.0, 1400.0])
+        .build_ui_state(
+            move |ui, t: &mut Telemetry| t.ui(ui, Some(4000.0), Some(roofs), Some(true)),
+            t,
+        );
+    for text in [
+        "roofline of one profiled step (log-log)",
+        "step 7 (1 rows) on the roofline",
+        "they meet at 15.0 FLOPs per byte",
+    ] {
+        assert!(
+            h.query_all_by_label_contains(text).next().is_some(),
+            "{text}"
+        );
+    }
+    // the table: matmul at 1 FLOP/byte, 2 000 GFLOP/s, memory-bound at 50% of its roof;
+    // gemm at 100, arithmetic-bound at 83%
+    for cell in [
+        "1.00",
+        "2000.0",
+        "memory",
+        "50%",
+        "100.00",
+        "50000.0",
+        "arithmetic",
+        "83%",
+    ] {
+        assert!(
+            h.query_all_by_label(cell).next().is_some(),
+            "table cell {cell}"
+        );
+    }
 }

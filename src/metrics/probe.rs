@@ -398,6 +398,81 @@ impl ProbeKernels {
     }
 }
 
+/// The arithmetic roof, as [`probe_fma_rate_async`] measures it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FmaProbe {
+    /// floating-point operations per run (a fused multiply-add counts 2)
+    pub flops: u64,
+    /// median seconds per run
+    pub seconds: f64,
+    /// flops / seconds / 1e9
+    pub gflops: f64,
+    pub source: TimingSource,
+}
+
+/// FMA iterations of each thread of shaders/fma_probe.wgsl.
+const FMA_ITERS: u32 = 1024;
+
+/// The f32 fused multiply-add rate (shaders/fma_probe.wgsl: independent chains of vec4
+/// FMAs in every thread, no memory traffic to speak of): the flat roof of the roofline.
+/// The grid grows fourfold from 64 workgroups until a run takes 2 ms (a large GPU), or
+/// until 16 384 workgroups; a CPU adapter stops at the first size that takes that long.
+pub async fn probe_fma_rate_async(
+    gpu: &GpuContext,
+    opts: &ProbeOptions,
+) -> Result<FmaProbe, GpuError> {
+    let src = KernelSource::new("fma_probe", include_str!("../../shaders/fma_probe.wgsl"))
+        .constant("ITERS", FMA_ITERS);
+    let pipeline = gpu.pipelines.get(&src);
+    let timer = timer_for(gpu, opts);
+    let mut groups = 64u32;
+    loop {
+        let threads = groups as u64 * WG as u64;
+        let out = gpu.storage("fma probe", threads * 16)?;
+        let layout = pipeline.get_bind_group_layout(0);
+        let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("fma probe"),
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: out.as_entire_binding(),
+            }],
+        });
+        let (x, y) = grid(gpu, groups, max_grid_x(gpu))?;
+        let m = timer
+            .measure_async(
+                gpu,
+                "fma probe",
+                opts.warmup,
+                opts.runs,
+                opts.reps_per_sample,
+                &mut |pass| {
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bg, &[]);
+                    pass.dispatch_workgroups(x, y, 1);
+                },
+            )
+            .await?;
+        out.destroy();
+        let flops = threads * FMA_ITERS as u64 * 32;
+        if m.median_s >= 2e-3 || groups >= 16384 {
+            return Ok(FmaProbe {
+                flops,
+                seconds: m.median_s,
+                gflops: flops as f64 / m.median_s / 1e9,
+                source: m.source,
+            });
+        }
+        groups *= 4;
+    }
+}
+
+/// [`probe_fma_rate_async`], blocking.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn probe_fma_rate(gpu: &GpuContext, opts: &ProbeOptions) -> Result<FmaProbe, GpuError> {
+    crate::gpu::block_on(probe_fma_rate_async(gpu, opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,5 +728,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The FMA probe's kernel computes the chains it is credited with (each thread's vec4
+    /// is the CPU's recurrence, so no FMA was cut away), and the probe reports a positive
+    /// rate over the FLOPs it ran.
+    #[test]
+    fn the_fma_probe_runs_the_work_it_counts() {
+        let (g, _serial) = gpu();
+        let src = KernelSource::new("fma_probe", include_str!("../../shaders/fma_probe.wgsl"))
+            .constant("ITERS", 37);
+        let pipeline = g.pipelines.get(&src);
+        let threads = 2 * WG as usize;
+        let out = g.storage("fma out", threads as u64 * 16).unwrap();
+        let bg = g.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: out.as_entire_binding(),
+            }],
+        });
+        let mut enc = g.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(2, 1, 1);
+        }
+        g.queue.submit([enc.finish()]);
+        let got = g.read_f32(&out, threads * 4).unwrap();
+        for id in [0usize, 1, 300, threads - 1] {
+            let seed = (id % 1024) as f32 * 1e-4;
+            let start = [seed, 0.25, 0.5, 0.75];
+            let mut sum = [0f32; 4];
+            for off in [0.0, 0.125, 0.0625, 0.03125] {
+                for (lane, s) in sum.iter_mut().enumerate() {
+                    let mut v = start[lane] + off;
+                    for _ in 0..37 {
+                        v = v.mul_add(0.9999, 0.0001);
+                    }
+                    *s += v;
+                }
+            }
+            for lane in 0..4 {
+                let (a, b) = (got[id * 4 + lane], sum[lane]);
+                assert!((a - b).abs() <= 1e-5, "thread {id} lane {lane}: {a} vs {b}");
+            }
+        }
+        let opts = ProbeOptions {
+            warmup: 1,
+            runs: 2,
+            ..Default::default()
+        };
+        let p = probe_fma_rate(&g, &opts).unwrap();
+        assert_eq!(p.flops % (FMA_ITERS as u64 * 32 * WG as u64), 0);
+        assert!(p.gflops.is_finite() && p.gflops > 0.0, "{p:?}");
+        assert!((p.gflops - p.flops as f64 / p.seconds / 1e9).abs() < 1e-6 * p.gflops);
     }
 }

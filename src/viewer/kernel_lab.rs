@@ -8,7 +8,7 @@ use crate::gpu::timing::GpuTimer;
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::metrics::attention::AttentionShape;
 use crate::metrics::attention_lab::{measure_async, AttentionResult, Shape};
-use crate::metrics::probe::{probe_copy_bandwidth_async, ProbeOptions};
+use crate::metrics::probe::{probe_copy_bandwidth_async, probe_fma_rate_async, ProbeOptions};
 use futures_channel::mpsc as jobs_channel;
 use futures_util::StreamExt;
 use std::sync::mpsc;
@@ -33,6 +33,8 @@ pub struct LabOptions {
 pub struct LabDevice {
     pub adapter: String,
     pub copy_gbps: f64,
+    /// the probed f32 FMA rate (the roofline's flat roof); None where the probe failed
+    pub fma_gflops: Option<f64>,
     /// whether times come from GPU timestamps or the wall clock
     pub timing: &'static str,
     /// true for a software (CPU) adapter such as lavapipe
@@ -157,10 +159,12 @@ async fn lab_loop(
             return;
         }
     };
+    let fma = probe_fma_rate_async(&gpu, &ProbeOptions::default()).await;
     let timer = GpuTimer::new(&gpu, 64);
     let device = LabDevice {
         adapter: gpu.adapter_name(),
         copy_gbps: probe.gbps_read_write,
+        fma_gflops: fma.ok().map(|f| f.gflops),
         timing: timer.source().name(),
         cpu_adapter,
     };

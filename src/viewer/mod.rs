@@ -11,6 +11,7 @@ pub mod kernel_lab;
 pub mod session;
 pub mod telemetry;
 
+use crate::metrics::roofline::Roofs;
 use attention_map::AttentionTab;
 use explorer::Explorer;
 use generate::GenerateTab;
@@ -211,9 +212,16 @@ impl ViewerApp {
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
             Tab::Generate => self.generate.ui(ui, &self.engine),
             Tab::Telemetry => {
-                let peak = self.explorer.device.as_ref().map(|d| d.copy_gbps);
+                let device = self.explorer.device.as_ref();
+                let peak = device.map(|d| d.copy_gbps);
+                let roofs = device.and_then(|d| {
+                    d.fma_gflops.map(|gflops| Roofs {
+                        gbps: d.copy_gbps,
+                        gflops,
+                    })
+                });
                 let ts = self.timestamps();
-                egui::ScrollArea::vertical().show(ui, |ui| self.telemetry.ui(ui, peak, ts));
+                egui::ScrollArea::vertical().show(ui, |ui| self.telemetry.ui(ui, peak, roofs, ts));
             }
             Tab::Explorer => self.explorer.ui(ui),
             Tab::Attention => {

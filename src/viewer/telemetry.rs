@@ -1,14 +1,17 @@
 //! Live telemetry of the running engine, from its step records: tokens/s, memory traffic
 //! (the kernels' declared bytes over their GPU time from timestamps) against the probed
 //! copy bandwidth, bytes per token split into weights / KV cache / activations, GPU time
-//! per kernel family, and the KV pool.
+//! per kernel family, the kernel families on the roofline, and the KV pool.
 
 use crate::engine::Engine;
 use crate::engine::MetricsSnapshot;
+use crate::metrics::roofline::{roofline_points, Roofs};
 use crate::metrics::units::fmt_bytes;
 use crate::metrics::{bin_steps, Bin, StepRecord};
 use egui::{Color32, RichText};
-use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot};
+use egui_plot::{
+    uniform_grid_spacer, Bar, BarChart, GridMark, HLine, Legend, Line, MarkerShape, Plot, Points,
+};
 use std::collections::VecDeque;
 
 /// Seconds of history kept and plotted.
@@ -73,7 +76,13 @@ impl Telemetry {
         self.steps.iter().rev().find(|s| !s.kernels.is_empty())
     }
 
-    pub fn ui(&self, ui: &mut egui::Ui, peak_gbps: Option<f64>, timestamps: Option<bool>) {
+    pub fn ui(
+        &self,
+        ui: &mut egui::Ui,
+        peak_gbps: Option<f64>,
+        roofs: Option<Roofs>,
+        timestamps: Option<bool>,
+    ) {
         let steps: Vec<StepRecord> = self.steps.iter().cloned().collect();
         let bins = bin_steps(&steps);
         // the newest bin is still filling: leave it out of rates
@@ -201,6 +210,16 @@ impl Telemetry {
         ui.horizontal(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(half);
+                self.roofline(ui, height + 60.0, roofs, timestamps);
+            });
+            ui.vertical(|ui| {
+                ui.set_width(half);
+                self.roofline_table(ui, roofs);
+            });
+        });
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(half);
                 ui.label(RichText::new(format!(
                     "KV cache blocks: {} used · {} cached (reusable prefixes) · {} free of {} ({} tokens each, {} per token)",
                     m.kv_blocks_used,
@@ -268,9 +287,13 @@ impl Telemetry {
             })
             .collect();
         let total: f64 = step.kernels.iter().map(|k| k.seconds).sum();
+        let names: Vec<&'static str> = step.kernels.iter().map(|k| k.family).collect();
         Plot::new("kernels")
             .height(height - 40.0)
-            .y_axis_label("µs")
+            .y_axis_label("GPU time, µs")
+            .x_axis_label("kernel family")
+            .x_grid_spacer(uniform_grid_spacer(|_| [1.0, 1.0, 1.0]))
+            .x_axis_formatter(move |mark: GridMark, _| family_at(&names, mark.value))
             .show_x(false)
             .show(ui, |p| {
                 p.bar_chart(BarChart::new("µs", bars).color(Color32::from_rgb(150, 120, 220)))
@@ -296,10 +319,174 @@ impl Telemetry {
     }
 }
 
+impl Telemetry {
+    /// The latest profiled step's kernel families on the roofline: log-log axes of FLOPs
+    /// per byte against GFLOP/s, under the copy-bandwidth roof and the FMA roof.
+    fn roofline(&self, ui: &mut egui::Ui, height: f32, roofs: Option<Roofs>, ts: Option<bool>) {
+        ui.label(RichText::new("roofline of one profiled step (log-log)").strong());
+        let (Some(step), Some(roofs)) = (self.latest_kernel_profile(), roofs) else {
+            ui.label(match (ts, roofs) {
+                (Some(false), _) => {
+                    "no timestamp queries on this adapter: kernels cannot be placed"
+                }
+                (_, None) => "probing the roofs (copy bandwidth, FMA rate)…",
+                _ => "waiting for a profiled step (every 8th step times each kernel)",
+            });
+            return;
+        };
+        let points = roofline_points(&step.kernels);
+        // the axes span the points and the ridge, a decade beyond on each side
+        let xs = points.iter().map(|p| p.intensity).chain([roofs.ridge()]);
+        let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(x), h.max(x)));
+        let (x0, x1) = ((lo / 10.0).log10().floor(), (hi * 10.0).log10().ceil());
+        let memory_roof: Vec<[f64; 2]> = [x0, roofs.ridge().log10()]
+            .iter()
+            .map(|&x| [x, roofs.attainable(10f64.powf(x)).log10()])
+            .collect();
+        let flat_roof = vec![
+            [roofs.ridge().log10(), roofs.gflops.log10()],
+            [x1, roofs.gflops.log10()],
+        ];
+        let decades = uniform_grid_spacer(|_| [1.0, 1.0, 1.0]);
+        let decades_y = uniform_grid_spacer(|_| [1.0, 1.0, 1.0]);
+        Plot::new("roofline")
+            .height(height)
+            .legend(Legend::default())
+            .x_axis_label("arithmetic intensity, FLOPs per byte (log)")
+            .y_axis_label("GFLOP/s (log)")
+            .x_grid_spacer(decades)
+            .y_grid_spacer(decades_y)
+            .x_axis_formatter(|m: GridMark, _| decade_label(m.value))
+            .y_axis_formatter(|m: GridMark, _| decade_label(m.value))
+            .show(ui, |p| {
+                p.line(
+                    Line::new(
+                        format!("copy bandwidth {:.0} GB/s", roofs.gbps),
+                        memory_roof,
+                    )
+                    .color(Color32::GRAY),
+                );
+                p.line(
+                    Line::new(format!("FMA rate {:.0} GFLOP/s", roofs.gflops), flat_roof)
+                        .color(Color32::LIGHT_GRAY),
+                );
+                for (i, k) in points.iter().enumerate() {
+                    p.points(
+                        Points::new(k.family, vec![[k.intensity.log10(), k.gflops.log10()]])
+                            .radius(5.0)
+                            .shape(MarkerShape::Circle)
+                            .color(family_color(i)),
+                    );
+                }
+            });
+    }
+
+    /// Each family's place on the roofline in words: what bounds it and how much of that
+    /// roof it reaches.
+    fn roofline_table(&self, ui: &mut egui::Ui, roofs: Option<Roofs>) {
+        let (Some(step), Some(roofs)) = (self.latest_kernel_profile(), roofs) else {
+            return;
+        };
+        ui.label(
+            RichText::new(format!(
+                "step {} ({} rows) on the roofline",
+                step.index, step.rows
+            ))
+            .strong(),
+        );
+        ui.label(format!(
+            "roofs: copy {:.0} GB/s, FMA {:.0} GFLOP/s; they meet at {:.1} FLOPs per byte",
+            roofs.gbps,
+            roofs.gflops,
+            roofs.ridge()
+        ));
+        egui::Grid::new("roofline_table")
+            .striped(true)
+            .show(ui, |ui| {
+                for h in [
+                    "family",
+                    "time",
+                    "FLOPs/byte",
+                    "GFLOP/s",
+                    "GB/s",
+                    "bound by",
+                    "of roof",
+                ] {
+                    ui.label(RichText::new(h).strong());
+                }
+                ui.end_row();
+                for k in roofline_points(&step.kernels) {
+                    ui.label(k.family);
+                    ui.label(format!("{:.0}%", 100.0 * k.share));
+                    ui.label(format!("{:.2}", k.intensity));
+                    ui.label(format!("{:.1}", k.gflops));
+                    ui.label(format!("{:.1}", k.gbps));
+                    ui.label(match k.intensity < roofs.ridge() {
+                        true => "memory",
+                        false => "arithmetic",
+                    });
+                    ui.label(format!("{:.0}%", 100.0 * k.of_roof(&roofs)));
+                    ui.end_row();
+                }
+            });
+    }
+}
+
+/// The family at bar position `x` of the kernel chart (blank between bars).
+fn family_at(names: &[&str], x: f64) -> String {
+    let i = x.round();
+    match (x - i).abs() < 1e-6 && i >= 0.0 {
+        true => names
+            .get(i as usize)
+            .map_or(String::new(), |n| n.to_string()),
+        false => String::new(),
+    }
+}
+
+/// 10^x as a short number: 0.01, 0.1, 1, 10, 100, 1k, 10k, 100k, 1M.
+fn decade_label(x: f64) -> String {
+    let v = 10f64.powf(x.round());
+    match v {
+        v if v >= 1e6 => format!("{}M", v / 1e6),
+        v if v >= 1e3 => format!("{}k", v / 1e3),
+        v if v >= 1.0 => format!("{v}"),
+        v => format!("{v:.prec$}", prec = (-x.round()) as usize),
+    }
+}
+
+/// A color per family, told apart on a dark background.
+fn family_color(i: usize) -> Color32 {
+    const COLORS: [Color32; 8] = [
+        Color32::from_rgb(86, 156, 214),
+        Color32::from_rgb(220, 140, 60),
+        Color32::from_rgb(120, 190, 100),
+        Color32::from_rgb(230, 80, 80),
+        Color32::from_rgb(150, 120, 220),
+        Color32::from_rgb(200, 200, 90),
+        Color32::from_rgb(90, 200, 200),
+        Color32::from_rgb(220, 120, 180),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::Traffic;
+
+    #[test]
+    fn axis_labels_name_families_and_decades() {
+        let names = ["embed", "matmul", "attention"];
+        assert_eq!(family_at(&names, 1.0), "matmul");
+        assert_eq!(family_at(&names, 0.5), "");
+        assert_eq!(family_at(&names, 3.0), "");
+        assert_eq!(family_at(&names, -1.0), "");
+        let labels: Vec<String> = [-2.0, -1.0, 0.0, 1.0, 3.0, 4.0, 6.0]
+            .iter()
+            .map(|&x| decade_label(x))
+            .collect();
+        assert_eq!(labels, ["0.01", "0.1", "1", "10", "1k", "10k", "1M"]);
+    }
 
     fn step(at_s: f64, sampled: usize, gpu_s: Option<f64>) -> StepRecord {
         StepRecord {

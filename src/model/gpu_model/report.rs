@@ -17,13 +17,15 @@ pub struct StepProbe {
     pub attention_of: Option<usize>,
 }
 
-/// GPU time and declared traffic of one kernel family in a step.
+/// GPU time and declared traffic and arithmetic of one kernel family in a step.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct KernelTime {
     /// the op's name: embed, rmsnorm, matmul, rope_kv, attention, silu_mul, sample
     pub family: &'static str,
     pub seconds: f64,
     pub bytes: u64,
+    /// floating-point operations the ops declare (a multiply-add counts 2)
+    pub flops: u64,
 }
 
 /// The last row of a part attending over its context: softmax weights for every layer and
@@ -434,15 +436,18 @@ fn kernel_times(
         let op = range.start;
         let family = ops[op].name();
         let bytes: u64 = costs[range.clone()].iter().map(Cost::bytes).sum();
+        let flops: u64 = costs[range.clone()].iter().map(|c| c.flops).sum();
         match out.iter_mut().find(|k| k.family == family) {
             Some(k) => {
                 k.seconds += t;
                 k.bytes += bytes;
+                k.flops += flops;
             }
             None => out.push(KernelTime {
                 family,
                 seconds: t,
                 bytes,
+                flops,
             }),
         }
     }
