@@ -420,6 +420,21 @@ struct Session {
     tokenizer: headroom::tokenizer::Tokenizer,
 }
 
+/// How `--weights`, `--kv`, `--quantize` and `--max-chunk` store a model on the GPU, with a
+/// KV cache of `context` positions.
+fn gpu_options(args: &ModelArgs, context: usize) -> GpuModelOptions {
+    let (weights, quantized) = args.weights.storage();
+    GpuModelOptions {
+        weights,
+        quantized,
+        quantize: args.quantize.map(Into::into),
+        kv: args.kv.into(),
+        context,
+        max_chunk: args.max_chunk.max(1),
+        ..Default::default()
+    }
+}
+
 /// A draft model beside a session's model (`--draft-model`), on the same GPU.
 struct DraftSession {
     model: GpuModel,
@@ -453,16 +468,7 @@ fn open_draft(
     resolve_hub_model(&mut resolved)?;
     let path = resolved.unwrap_or_default();
     let files = engine::open(&path)?;
-    let (weights, quantized) = args.weights.storage();
-    let options = GpuModelOptions {
-        weights,
-        quantized,
-        quantize: args.quantize.map(Into::into),
-        kv: args.kv.into(),
-        context: target.model.options.context,
-        max_chunk: args.max_chunk.max(1),
-        ..Default::default()
-    };
+    let options = gpu_options(args, target.model.options.context);
     let model = GpuModel::load(
         target.model.gpu.clone(),
         files.weights.as_ref(),
@@ -508,16 +514,7 @@ fn open_session(args: &ModelArgs, quiet: bool) -> Result<Session, AnyError> {
     let context = args
         .context
         .unwrap_or(cfg.max_position_embeddings.clamp(1, 4096));
-    let (weights, quantized) = args.weights.storage();
-    let options = GpuModelOptions {
-        weights,
-        quantized,
-        quantize: args.quantize.map(Into::into),
-        kv: args.kv.into(),
-        context,
-        max_chunk: args.max_chunk.max(1),
-        ..Default::default()
-    };
+    let options = gpu_options(args, context);
     if !quiet {
         eprintln!(
             "adapter: {} | weights {} · KV cache {} · f32 math (shader-f16: {}, subgroups: {}, timestamps: {}) · prefill matmuls: {}",

@@ -514,22 +514,11 @@ fn generate_with_drafts_gives_the_ids_of_plain_decoding() {
     };
     let model = GpuModel::load(gpu(), files.weights.as_ref(), options, &mut |_, _, _| {}).unwrap();
     let tok = &files.tokenizer;
-    let text = tok
-        .apply_chat(
-            &[ChatMessage::new(
-                "user",
-                "Copy this list: apples, pears, plums, cherries, grapes, lemons, limes.",
-            )],
-            true,
-        )
-        .unwrap();
-    let req = engine::GenerateRequest {
-        prompt_ids: tok.encode(&text, true).unwrap(),
-        max_tokens: 20,
-        sampling: SamplingParams::default(),
-        stop_ids: tok.eos_ids().to_vec(),
-        draft_tokens: 0,
-    };
+    let req = greedy_chat_request(
+        tok,
+        "Copy this list: apples, pears, plums, cherries, grapes, lemons, limes.",
+        20,
+    );
     let plain = engine::generate(&model, &req, &mut |_| true).unwrap();
     let drafted = engine::generate(
         &model,
@@ -574,19 +563,7 @@ fn generate_with_a_draft_model_gives_the_ids_of_plain_decoding() {
     });
     let tok = &files.tokenizer;
     check_same_tokenizer(tok, tok).unwrap();
-    let text = tok
-        .apply_chat(
-            &[ChatMessage::new("user", "Name three rivers of Europe.")],
-            true,
-        )
-        .unwrap();
-    let req = engine::GenerateRequest {
-        prompt_ids: tok.encode(&text, true).unwrap(),
-        max_tokens: 24,
-        sampling: SamplingParams::default(),
-        stop_ids: tok.eos_ids().to_vec(),
-        draft_tokens: 0,
-    };
+    let req = greedy_chat_request(tok, "Name three rivers of Europe.", 24);
     let plain = engine::generate(&model, &req, &mut |_| true).unwrap();
     let mut drafter = DraftModel::new(&draft, &model).unwrap();
     let spec = engine::GenerateRequest {
@@ -601,4 +578,23 @@ fn generate_with_a_draft_model_gives_the_ids_of_plain_decoding() {
         "its own f32 weights drafted for it: {:?}",
         out.stats
     );
+}
+
+/// `message` as the user's turn of the model's chat, greedy, up to `max_tokens`, stopping
+/// at its end-of-turn tokens, without speculation.
+fn greedy_chat_request(
+    tok: &headroom::tokenizer::Tokenizer,
+    message: &str,
+    max_tokens: usize,
+) -> engine::GenerateRequest {
+    let text = tok
+        .apply_chat(&[ChatMessage::new("user", message)], true)
+        .unwrap();
+    engine::GenerateRequest {
+        prompt_ids: tok.encode(&text, true).unwrap(),
+        max_tokens,
+        sampling: SamplingParams::default(),
+        stop_ids: tok.eos_ids().to_vec(),
+        draft_tokens: 0,
+    }
 }

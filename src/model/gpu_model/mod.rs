@@ -95,13 +95,7 @@ impl GpuModel {
         options: GpuModelOptions,
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<GpuModel, ModelError> {
-        crate::gpu::block_on(Self::load_within_memory(
-            gpu,
-            src,
-            options,
-            KvCapacity::Sequences(1),
-            progress,
-        ))
+        Self::load_sequences(gpu, src, options, 1, progress)
     }
 
     /// As `load`, with a KV cache for `sequences` sequences of the whole context each
