@@ -340,13 +340,22 @@ pub fn rope_inv_freq(cfg: &ModelConfig, context: usize) -> Vec<f32> {
     }
 }
 
-/// The RoPE inverse frequencies of layer `layer`: the local base's, unscaled, on gemma3's
-/// windowed layers; `rope_inv_freq`'s elsewhere.
+/// The RoPE inverse frequencies of layer `layer`: the local base's on gemma3's windowed
+/// layers (`local_rope_inv_freq`); `rope_inv_freq`'s elsewhere.
 pub fn layer_rope_inv_freq(cfg: &ModelConfig, context: usize, layer: usize) -> Vec<f32> {
-    match (cfg.local_rope(layer), cfg.variant.rope_theta_local) {
-        (true, Some(theta)) => plain_inv_freq(theta, cfg.head_dim),
-        _ => rope_inv_freq(cfg, context),
+    match local_rope_inv_freq(cfg).filter(|_| cfg.local_rope(layer)) {
+        Some(local) => local,
+        None => rope_inv_freq(cfg, context),
     }
+}
+
+/// The windowed layers' own RoPE frequencies (the local base, unscaled), where any layer
+/// uses them (gemma3).
+pub fn local_rope_inv_freq(cfg: &ModelConfig) -> Option<Vec<f32>> {
+    let theta = cfg.variant.rope_theta_local?;
+    (0..cfg.num_layers)
+        .any(|l| cfg.local_rope(l))
+        .then(|| plain_inv_freq(theta, cfg.head_dim))
 }
 
 /// `theta^(-2i/head_dim)` for i < head_dim / 2.

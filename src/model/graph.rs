@@ -8,7 +8,8 @@ use super::options::GpuModelOptions;
 use super::weights::{GraphMatrix, WeightProvider};
 use crate::gpu::{GpuContext, StorageFormat};
 use crate::kv::{KvLayout, KvPool};
-use crate::model::config::{layer_rope_inv_freq, rope_attention_factor, ModelConfig};
+use crate::model::config::ModelConfig;
+use crate::model::config::{local_rope_inv_freq, rope_attention_factor, rope_inv_freq};
 use crate::model::source::TensorName;
 use crate::ops::decode_attention::{AttentionIo, AttentionScratch, DecodeAttention};
 use crate::ops::elementwise::{SiluMul, SoftcapLogits};
@@ -138,16 +139,10 @@ impl Graph {
             )?
             .with_output_blocks(x_blocks_on),
         );
-        let inv_freq = |label, layer| {
-            let freq = layer_rope_inv_freq(cfg, context, layer);
-            gpu.storage_init(label, bytemuck::cast_slice(&freq))
-        };
-        let global_layer = (0..cfg.num_layers)
-            .find(|&l| !cfg.local_rope(l))
-            .unwrap_or(0);
-        let rope_inv_freq = inv_freq("rope_inv_freq", global_layer)?;
-        let rope_inv_freq_local = match (0..cfg.num_layers).find(|&l| cfg.local_rope(l)) {
-            Some(l) => Some(inv_freq("rope_inv_freq_local", l)?),
+        let upload = |label, freq: Vec<f32>| gpu.storage_init(label, bytemuck::cast_slice(&freq));
+        let rope_inv_freq = upload("rope_inv_freq", rope_inv_freq(cfg, context))?;
+        let rope_inv_freq_local = match local_rope_inv_freq(cfg) {
+            Some(freq) => Some(upload("rope_inv_freq_local", freq)?),
             None => None,
         };
         let no_bias = gpu.storage("no_bias", 16)?;
