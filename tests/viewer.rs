@@ -104,8 +104,8 @@ fn explorer_shows_the_cost_model_and_the_measured_kernels() {
     assert!((m.token_s() - m.result.median_us * 1e-6 * 30.0 / 2.0).abs() < 1e-12);
 }
 
-#[test]
-fn every_tab_renders_without_a_model_and_says_why() {
+/// The viewer whose model failed to load, two frames in, on the generate tab.
+fn app_without_model() -> Harness<'static, ViewerApp> {
     let mut explorer = Explorer::new(small_lab());
     explorer.context = 256;
     let app = ViewerApp::new(
@@ -118,6 +118,12 @@ fn every_tab_renders_without_a_model_and_says_why() {
         .with_size([1400.0, 900.0])
         .build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app);
     h.run_steps(2);
+    h
+}
+
+#[test]
+fn every_tab_renders_without_a_model_and_says_why() {
+    let mut h = app_without_model();
     assert!(shown(&h, "no model: no such file: /nowhere.gguf"));
     for tab in Tab::ALL {
         h.get_by_label(tab.name()).click();
@@ -319,5 +325,134 @@ fn telemetry_puts_a_profiled_step_on_the_roofline() {
             h.query_all_by_label(cell).next().is_some(),
             "table cell {cell}"
         );
+    }
+}
+
+/// Every text the harness's last frame painted (widgets, plot axes, legends), with its font.
+fn painted<S>(h: &Harness<'_, S>) -> Vec<(String, egui::FontId)> {
+    fn walk(shape: &egui::Shape, out: &mut Vec<(String, egui::FontId)>) {
+        match shape {
+            egui::Shape::Vec(shapes) => shapes.iter().for_each(|s| walk(s, out)),
+            egui::Shape::Text(t) => {
+                let job = &t.galley.job;
+                for section in &job.sections {
+                    let r = &section.byte_range;
+                    let text = job.text[r.start.0..r.end.0].to_string();
+                    out.push((text, section.format.font_id.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for clipped in &h.output().shapes {
+        walk(&clipped.shape, &mut out);
+    }
+    out
+}
+
+/// The characters of `texts` the fonts have no glyph for (egui draws those as a box).
+fn missing_glyphs<S>(h: &Harness<'_, S>, texts: &[(String, egui::FontId)]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (text, font) in texts {
+        for c in text.chars().filter(|c| !c.is_whitespace()) {
+            if !h.ctx.fonts_mut(|f| f.has_glyph(font, c)) {
+                missing.push(format!("{c:?} (U+{:04X}) in {text:?}", c as u32));
+            }
+        }
+    }
+    missing
+}
+
+/// Nothing the viewer paints falls back to the replacement glyph, on every tab and on the
+/// telemetry charts with data on them (two bursts of steps with an idle stretch between,
+/// a profiled step); every chart's axes say what they measure, the context axis in tokens
+/// on a log scale.
+#[test]
+fn every_painted_character_has_a_glyph_and_every_axis_its_unit() {
+    use headroom::metrics::roofline::Roofs;
+    use headroom::metrics::{StepRecord, Traffic};
+    use headroom::model::gpu_model::KernelTime;
+    use headroom::viewer::telemetry::Telemetry;
+
+    let mut h = app_without_model();
+    let mut seen = Vec::new();
+    for tab in Tab::ALL {
+        h.get_by_label(tab.name()).click();
+        h.run_steps(2);
+        let texts = painted(&h);
+        assert!(!texts.is_empty(), "{} painted no text", tab.name());
+        let missing = missing_glyphs(&h, &texts);
+        assert!(missing.is_empty(), "{}: {missing:?}", tab.name());
+        seen.extend(texts);
+    }
+    let has = |seen: &[(String, egui::FontId)], s: &str| seen.iter().any(|(t, _)| t == s);
+    for axis in ["context, tokens (log scale)", "µs per token (log scale)"] {
+        assert!(has(&seen, axis), "explorer axis {axis:?}");
+    }
+    // the context axis's ticks are token counts: 2^8 .. 2^17 as 256 .. 128K
+    assert!(
+        has(&seen, "1K") || has(&seen, "16K"),
+        "context ticks in tokens"
+    );
+
+    // telemetry with two bursts of decode steps 3 s apart, the last one profiled
+    let mut t = Telemetry::default();
+    let step = |index: u64, at_s: f64, kernels: Vec<KernelTime>| StepRecord {
+        index,
+        at_s,
+        seconds: 0.004,
+        running: 1,
+        sampled: 1,
+        prefill_tokens: 0,
+        rows: 1,
+        traffic: Traffic {
+            weight_bytes: 2 << 20,
+            kv_bytes: 1 << 20,
+            activation_bytes: 1 << 10,
+        },
+        gpu_s: Some(0.003),
+        kernels,
+    };
+    let mut index = 0;
+    for burst in [0.0, 4.0] {
+        for k in 0..12 {
+            t.steps
+                .push_back(step(index, burst + 0.1 + 0.1 * k as f64, Vec::new()));
+            index += 1;
+        }
+    }
+    let profile = vec![KernelTime {
+        family: "matmul",
+        seconds: 1e-3,
+        bytes: 2_000_000_000,
+        flops: 2_000_000_000,
+    }];
+    t.steps.push_back(step(index, 5.4, profile));
+    let roofs = Roofs {
+        gbps: 4000.0,
+        gflops: 60_000.0,
+    };
+    let h = Harness::builder()
+        .with_size([1400.0, 1400.0])
+        .build_ui_state(
+            move |ui, t: &mut Telemetry| t.ui(ui, Some(4000.0), Some(roofs), Some(true)),
+            t,
+        );
+    let texts = painted(&h);
+    let missing = missing_glyphs(&h, &texts);
+    assert!(missing.is_empty(), "telemetry: {missing:?}");
+    for axis in [
+        "time, s",
+        "tokens/s",
+        "GB/s",
+        "MiB per token row",
+        "GPU time, µs",
+        "kernel family",
+        "arithmetic intensity, FLOPs per byte (log)",
+        "GFLOP/s (log)",
+        "blocks",
+    ] {
+        assert!(has(&texts, axis), "telemetry axis {axis:?}");
     }
 }

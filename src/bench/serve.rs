@@ -98,8 +98,13 @@ pub struct Throughput {
     /// the same per sequence
     pub per_sequence_tokens_per_s: f64,
     pub decode_steps: usize,
-    /// mean step time of those steps
+    /// mean step time of those steps (host wall clock: from the schedule to the samples
+    /// handed on)
     pub step_ms: f64,
+    /// the GPU's share of it: the mean of those steps' timestamped compute passes, where
+    /// the adapter has timestamps (the rest is the host's: preparing, recording and
+    /// submitting the step, reading its samples back, handing them on)
+    pub gpu_ms: Option<f64>,
     /// all generated tokens over the whole run, first submit to last token
     pub end_to_end_tokens_per_s: f64,
     pub peak_kv_blocks: usize,
@@ -255,10 +260,18 @@ fn measure_throughput(
         } else {
             1e3 * secs / steps.len() as f64
         },
+        gpu_ms: mean_gpu_ms(&steps),
         end_to_end_tokens_per_s: generated as f64 / (last - t0).as_secs_f64().max(1e-9),
         peak_kv_blocks: peak_blocks,
         peak_kv_mib: (peak_blocks as u64 * bytes_per_block) as f64 / (1u64 << 20) as f64,
     })
+}
+
+/// The mean GPU time of `steps` in ms, where every one of them has it.
+fn mean_gpu_ms(steps: &[StepRecord]) -> Option<f64> {
+    let times: Option<Vec<f64>> = steps.iter().map(|s| s.gpu_s).collect();
+    let times = times.filter(|t| !t.is_empty())?;
+    Some(1e3 * times.iter().sum::<f64>() / times.len() as f64)
 }
 
 fn measure_ttft(
@@ -364,19 +377,28 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
     finish(submit(&e, request(ids.take(a.prompt_tokens), 8))?)?;
 
     println!(
-        "{:>11} {:>14} {:>12} {:>8} {:>9} {:>12} {:>10}",
-        "concurrent", "decode tok/s", "per seq", "steps", "step ms", "e2e tok/s", "KV MiB"
+        "{:>11} {:>14} {:>12} {:>8} {:>9} {:>8} {:>12} {:>10}",
+        "concurrent",
+        "decode tok/s",
+        "per seq",
+        "steps",
+        "step ms",
+        "GPU ms",
+        "e2e tok/s",
+        "KV MiB"
     );
     let mut throughput = Vec::new();
     for &c in &levels {
         let t = measure_throughput(&e, c, a, &mut ids, bytes_per_block)?;
+        let gpu_ms = t.gpu_ms.map_or("-".to_string(), |g| format!("{g:.2}"));
         println!(
-            "{:>11} {:>14.1} {:>12.1} {:>8} {:>9.2} {:>12.1} {:>10.1}",
+            "{:>11} {:>14.1} {:>12.1} {:>8} {:>9.2} {:>8} {:>12.1} {:>10.1}",
             t.concurrency,
             t.decode_tokens_per_s,
             t.per_sequence_tokens_per_s,
             t.decode_steps,
             t.step_ms,
+            gpu_ms,
             t.end_to_end_tokens_per_s,
             t.peak_kv_mib
         );
@@ -418,15 +440,16 @@ pub fn run(a: &BenchServeArgs) -> Result<(), BenchError> {
     );
 
     if let Some(p) = &a.out.csv {
-        let mut s = String::from("concurrency,decode_tokens_per_s,per_sequence_tokens_per_s,decode_steps,step_ms,end_to_end_tokens_per_s,peak_kv_mib\n");
+        let mut s = String::from("concurrency,decode_tokens_per_s,per_sequence_tokens_per_s,decode_steps,step_ms,gpu_ms,end_to_end_tokens_per_s,peak_kv_mib\n");
         for t in &throughput {
             s += &format!(
-                "{},{:.2},{:.2},{},{:.4},{:.2},{:.2}\n",
+                "{},{:.2},{:.2},{},{:.4},{},{:.2},{:.2}\n",
                 t.concurrency,
                 t.decode_tokens_per_s,
                 t.per_sequence_tokens_per_s,
                 t.decode_steps,
                 t.step_ms,
+                t.gpu_ms.map_or(String::new(), |g| format!("{g:.4}")),
                 t.end_to_end_tokens_per_s,
                 t.peak_kv_mib
             );

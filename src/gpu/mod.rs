@@ -126,6 +126,12 @@ pub struct GpuOptions {
     /// not on CPU adapters, where the host and the "GPU" share the cores (lavapipe decoded
     /// 15% slower with it). `HEADROOM_PIPELINED_CHAINS=0|1` overrides both.
     pub pipelined_chains: Option<bool>,
+    /// Whether a reported step (the serving engine's) goes to the GPU in growing runs of
+    /// kernels, each submitted once recorded, so that the GPU starts while the host still
+    /// encodes the rest (`model::gpu_model::report`), instead of in one submission. None:
+    /// on GPUs, not on CPU adapters (where the host and the "GPU" share the cores);
+    /// `HEADROOM_EARLY_SUBMITS=0|1` overrides both. For benchmarks.
+    pub early_submits: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +197,8 @@ pub struct GpuFeatures {
     pub matvec_rows: Option<u32>,
     /// `GpuOptions::pipelined_chains`
     pub pipelined_chains: bool,
+    /// `GpuOptions::early_submits`
+    pub early_submits: bool,
     /// `GpuOptions::loop_bounding`
     pub loop_bounding: bool,
     /// `GpuOptions::index_clamping`
@@ -422,6 +430,9 @@ impl GpuContext {
             dequant_slice_bytes: options.dequant_slice_bytes.unwrap_or(64 << 20),
             coop_staged: env_switch("HEADROOM_COOP_STAGED")?.or(options.coop_staged),
             coop_few: env_switch("HEADROOM_COOP_FEW")?.or(options.coop_few),
+            early_submits: env_switch("HEADROOM_EARLY_SUBMITS")?
+                .or(options.early_submits)
+                .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
             pipelined_chains: env_switch("HEADROOM_PIPELINED_CHAINS")?
                 .or(options.pipelined_chains)
                 .unwrap_or(info.device_type != wgpu::DeviceType::Cpu),

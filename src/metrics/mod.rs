@@ -13,4 +13,4 @@ pub mod roofline;
 pub mod steps;
 pub mod units;
 
-pub use steps::{bin_steps, Bin, StepRecord, Traffic, BIN_S};
+pub use steps::{bin_steps, contiguous_runs, Bin, StepRecord, Traffic, BIN_S};

@@ -117,3 +117,57 @@ pub fn bin_steps(steps: &[StepRecord]) -> Vec<Bin> {
     }
     bins
 }
+
+/// The runs of `bins` (index ranges) whose bins follow one another without an empty bin
+/// between them: a chart draws each run as its own line, so an idle stretch shows as a gap
+/// rather than a line through it.
+pub fn contiguous_runs(bins: &[Bin]) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, b) in bins.iter().enumerate() {
+        let follows = i > 0 && b.at_s - bins[i - 1].at_s < 1.5 * BIN_S;
+        match runs.last_mut() {
+            Some(r) if follows => r.end = i + 1,
+            _ => runs.push(i..i + 1),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bin_at(at_s: f64) -> Bin {
+        Bin {
+            at_s,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runs_break_where_a_bin_is_missing() {
+        let bins: Vec<Bin> = [0.0, 0.5, 1.0, 3.0, 3.5, 10.0]
+            .into_iter()
+            .map(bin_at)
+            .collect();
+        assert_eq!(contiguous_runs(&bins), vec![0..3, 3..5, 5..6]);
+        assert!(contiguous_runs(&[]).is_empty());
+        // from steps: an idle second between two bursts
+        let step = |at_s| StepRecord {
+            index: 0,
+            at_s,
+            seconds: 0.01,
+            running: 1,
+            sampled: 1,
+            prefill_tokens: 0,
+            rows: 1,
+            traffic: Traffic::default(),
+            gpu_s: None,
+            kernels: Vec::new(),
+        };
+        let steps: Vec<StepRecord> = [0.1, 0.2, 0.6, 2.1, 2.2].into_iter().map(step).collect();
+        let bins = bin_steps(&steps);
+        assert_eq!(bins.len(), 3);
+        assert_eq!(contiguous_runs(&bins), vec![0..2, 2..3]);
+    }
+}

@@ -8,7 +8,7 @@ use crate::metrics::attention_lab::AttentionResult;
 use crate::metrics::presets::PRESETS;
 use crate::metrics::units::{fmt_bytes, fmt_seconds};
 use egui::{Color32, RichText};
-use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
+use egui_plot::{uniform_grid_spacer, GridMark, Legend, Line, MarkerShape, Plot, Points};
 
 /// Contexts of the sweep and of the prediction chart.
 pub const SWEEP_CONTEXTS: [usize; 6] = [512, 1024, 2048, 4096, 8192, 16384];
@@ -523,9 +523,15 @@ impl Explorer {
         Plot::new("explorer_chart")
             .height(260.0)
             .legend(Legend::default())
-            .x_axis_label("context (log2 tokens)")
-            .y_axis_label("µs per token (log10)")
-            .y_axis_formatter(|mark, _| format!("{:.0}", 10f64.powf(mark.value)))
+            .x_axis_label("context, tokens (log scale)")
+            .y_axis_label("µs per token (log scale)")
+            .x_grid_spacer(uniform_grid_spacer(|_| [1.0, 2.0, 4.0]))
+            .y_grid_spacer(uniform_grid_spacer(|_| [1.0, 1.0, 1.0]))
+            .x_axis_formatter(|mark: GridMark, _| tokens_label(mark.value))
+            // the contexts the lines span, before any are drawn
+            .include_x(7.0)
+            .include_x(17.0)
+            .y_axis_formatter(|mark: GridMark, _| decade_label(mark.value))
             .show(ui, |plot| {
                 for (v, colour) in variants.iter().zip(colours) {
                     let name = v.kind.label();
@@ -563,5 +569,26 @@ impl Explorer {
         if gbps.is_none() {
             ui.label("Predictions appear once the bandwidth probe has run (press Run).");
         }
+    }
+}
+
+/// A tick of the context axis (log2 of tokens): the token count, in K from 1 024.
+pub fn tokens_label(log2: f64) -> String {
+    let n = 2f64.powf(log2.round());
+    match n {
+        n if n >= 1024.0 => format!("{}K", n / 1024.0),
+        n => format!("{n}"),
+    }
+}
+
+/// A tick of a log10 axis: the decade's value as a short number (0.01, 0.1, 1, 10, 1k,
+/// 10k, 1M).
+pub fn decade_label(log10: f64) -> String {
+    let v = 10f64.powf(log10.round());
+    match v {
+        v if v >= 1e6 => format!("{}M", v / 1e6),
+        v if v >= 1e3 => format!("{}k", v / 1e3),
+        v if v >= 1.0 => format!("{v}"),
+        v => format!("{v:.prec$}", prec = (-log10.round()) as usize),
     }
 }

@@ -7,7 +7,8 @@ use crate::engine::Engine;
 use crate::engine::MetricsSnapshot;
 use crate::metrics::roofline::{roofline_points, Roofs};
 use crate::metrics::units::fmt_bytes;
-use crate::metrics::{bin_steps, Bin, StepRecord};
+use crate::metrics::{bin_steps, contiguous_runs, Bin, StepRecord};
+use crate::viewer::explorer::decade_label;
 use egui::{Color32, RichText};
 use egui_plot::{
     uniform_grid_spacer, Bar, BarChart, GridMark, HLine, Legend, Line, MarkerShape, Plot, Points,
@@ -127,23 +128,18 @@ impl Telemetry {
             ui.vertical(|ui| {
                 ui.set_width(half);
                 ui.label(RichText::new("tokens/s (per 0.5 s)").strong());
-                let decode: Vec<[f64; 2]> = done
-                    .iter()
-                    .map(|b| [b.at_s, b.decode_tokens_per_s()])
-                    .collect();
-                let prefill: Vec<[f64; 2]> = done
-                    .iter()
-                    .map(|b| [b.at_s, b.prefill_tokens_per_s()])
-                    .collect();
                 Plot::new("tokens_per_s")
                     .height(height)
                     .legend(Legend::default())
-                    .x_axis_label("s")
+                    .x_axis_label("time, s")
+                    .y_axis_label("tokens/s")
                     .show(ui, |p| {
-                        p.line(Line::new("decode", decode).color(Color32::from_rgb(86, 156, 214)));
-                        p.line(
-                            Line::new("prefill", prefill).color(Color32::from_rgb(220, 140, 60)),
-                        );
+                        binned_lines(p, done, "decode", Color32::from_rgb(86, 156, 214), |b| {
+                            Some(b.decode_tokens_per_s())
+                        });
+                        binned_lines(p, done, "prefill", Color32::from_rgb(220, 140, 60), |b| {
+                            Some(b.prefill_tokens_per_s())
+                        });
                     });
             });
             ui.vertical(|ui| {
@@ -153,18 +149,18 @@ impl Telemetry {
                     None => "memory traffic, GB/s (probing the peak…)".into(),
                 };
                 ui.label(RichText::new(title).strong());
-                let gbps: Vec<[f64; 2]> = done
-                    .iter()
-                    .filter_map(|b| b.gbps().map(|g| [b.at_s, g]))
-                    .collect();
                 Plot::new("traffic")
                     .height(height)
                     .legend(Legend::default())
-                    .x_axis_label("s")
+                    .x_axis_label("time, s")
+                    .y_axis_label("GB/s")
                     .show(ui, |p| {
-                        p.line(
-                            Line::new("declared bytes / GPU time", gbps)
-                                .color(Color32::from_rgb(120, 190, 100)),
+                        binned_lines(
+                            p,
+                            done,
+                            "declared bytes / GPU time",
+                            Color32::from_rgb(120, 190, 100),
+                            Bin::gbps,
                         );
                         if let Some(g) = peak_gbps {
                             p.hline(HLine::new("probed copy bandwidth", g).color(Color32::GRAY));
@@ -176,29 +172,28 @@ impl Telemetry {
             ui.vertical(|ui| {
                 ui.set_width(half);
                 ui.label(RichText::new("bytes per token row, by what they are").strong());
-                let per = |f: fn(&Bin) -> u64| -> Vec<[f64; 2]> {
-                    done.iter()
-                        .filter(|b| b.rows > 0)
-                        .map(|b| [b.at_s, f(b) as f64 / b.rows as f64 / (1 << 20) as f64])
-                        .collect()
-                };
+                // MiB per token row of each bin's bytes of one kind
+                fn per(b: &Bin, bytes: u64) -> Option<f64> {
+                    (b.rows > 0).then(|| bytes as f64 / b.rows as f64 / (1 << 20) as f64)
+                }
                 Plot::new("bytes_per_token")
                     .height(height)
                     .legend(Legend::default())
-                    .x_axis_label("s")
-                    .y_axis_label("MiB")
+                    .x_axis_label("time, s")
+                    .y_axis_label("MiB per token row")
                     .show(ui, |p| {
-                        p.line(
-                            Line::new("weights", per(|b| b.traffic.weight_bytes))
-                                .color(Color32::from_rgb(86, 156, 214)),
-                        );
-                        p.line(
-                            Line::new("KV cache", per(|b| b.traffic.kv_bytes))
-                                .color(Color32::from_rgb(230, 80, 80)),
-                        );
-                        p.line(
-                            Line::new("activations", per(|b| b.traffic.activation_bytes))
-                                .color(Color32::from_rgb(200, 200, 90)),
+                        binned_lines(p, done, "weights", Color32::from_rgb(86, 156, 214), |b| {
+                            per(b, b.traffic.weight_bytes)
+                        });
+                        binned_lines(p, done, "KV cache", Color32::from_rgb(230, 80, 80), |b| {
+                            per(b, b.traffic.kv_bytes)
+                        });
+                        binned_lines(
+                            p,
+                            done,
+                            "activations",
+                            Color32::from_rgb(200, 200, 90),
+                            |b| per(b, b.traffic.activation_bytes),
                         );
                     });
             });
@@ -234,6 +229,8 @@ impl Telemetry {
                 Plot::new("kv_blocks")
                     .height(140.0)
                     .legend(Legend::default())
+                    .x_axis_label("time, s")
+                    .y_axis_label("blocks")
                     .show(ui, |p| {
                         p.line(Line::new("used", used));
                         p.line(Line::new("cached", cached));
@@ -443,14 +440,22 @@ fn family_at(names: &[&str], x: f64) -> String {
     }
 }
 
-/// 10^x as a short number: 0.01, 0.1, 1, 10, 100, 1k, 10k, 100k, 1M.
-fn decade_label(x: f64) -> String {
-    let v = 10f64.powf(x.round());
-    match v {
-        v if v >= 1e6 => format!("{}M", v / 1e6),
-        v if v >= 1e3 => format!("{}k", v / 1e3),
-        v if v >= 1.0 => format!("{v}"),
-        v => format!("{v:.prec$}", prec = (-x.round()) as usize),
+/// `value` of each bin that has one, drawn as one line per run of consecutive bins
+/// (`contiguous_runs`), all named `name` (the legend shows them as one): an idle stretch
+/// is a gap, not a line through it.
+fn binned_lines(
+    p: &mut egui_plot::PlotUi<'_>,
+    bins: &[Bin],
+    name: &str,
+    color: Color32,
+    value: impl Fn(&Bin) -> Option<f64>,
+) {
+    for run in contiguous_runs(bins) {
+        let points: Vec<[f64; 2]> = bins[run]
+            .iter()
+            .filter_map(|b| value(b).map(|v| [b.at_s, v]))
+            .collect();
+        p.line(Line::new(name, points).color(color));
     }
 }
 
