@@ -252,27 +252,60 @@ fn telemetry_counts_confirmed_draft_tokens() {
         .is_none());
 }
 
-/// The telemetry tab places the latest profiled step's kernel families on the roofline:
-/// under the probed roofs, each family's intensity, rate, what bounds it and how much of
-/// that roof it reaches, in words beside the chart.
-#[test]
-fn telemetry_puts_a_profiled_step_on_the_roofline() {
-    use headroom::metrics::roofline::Roofs;
-    use headroom::metrics::{StepRecord, Traffic};
-    use headroom::model::gpu_model::KernelTime;
-    use headroom::viewer::telemetry::Telemetry;
-    let mut t = Telemetry::default();
-    t.steps.push_back(StepRecord {
-        index: 7,
-        at_s: 1.0,
+/// A one-token decode step of 4 ms (3 ms on the GPU) ending at `at_s`, with `traffic`
+/// and, for a profiled step, its `kernels`.
+fn decode_step(
+    index: u64,
+    at_s: f64,
+    traffic: headroom::metrics::Traffic,
+    kernels: Vec<headroom::model::gpu_model::KernelTime>,
+) -> headroom::metrics::StepRecord {
+    headroom::metrics::StepRecord {
+        index,
+        at_s,
         seconds: 0.004,
         running: 1,
         sampled: 1,
         prefill_tokens: 0,
         rows: 1,
-        traffic: Traffic::default(),
+        traffic,
         gpu_s: Some(0.003),
-        kernels: vec![
+        kernels,
+    }
+}
+
+/// The telemetry tab of `t` under roofs of 4 000 GB/s and 60 000 GFLOP/s (the copy probe
+/// saying 4 000 GB/s too), on an adapter with timestamps.
+fn telemetry_harness(
+    t: headroom::viewer::telemetry::Telemetry,
+) -> Harness<'static, headroom::viewer::telemetry::Telemetry> {
+    use headroom::viewer::telemetry::Telemetry;
+    let roofs = headroom::metrics::roofline::Roofs {
+        gbps: 4000.0,
+        gflops: 60_000.0,
+    };
+    Harness::builder()
+        .with_size([1400.0, 1400.0])
+        .build_ui_state(
+            move |ui, t: &mut Telemetry| t.ui(ui, Some(4000.0), Some(roofs), Some(true)),
+            t,
+        )
+}
+
+/// The telemetry tab places the latest profiled step's kernel families on the roofline:
+/// under the probed roofs, each family's intensity, rate, what bounds it and how much of
+/// that roof it reaches, in words beside the chart.
+#[test]
+fn telemetry_puts_a_profiled_step_on_the_roofline() {
+    use headroom::metrics::Traffic;
+    use headroom::model::gpu_model::KernelTime;
+    use headroom::viewer::telemetry::Telemetry;
+    let mut t = Telemetry::default();
+    t.steps.push_back(decode_step(
+        7,
+        1.0,
+        Traffic::default(),
+        vec![
             // 2 GB and 2 GFLOP in 1 ms: 1 FLOP/byte at 2 000 GB/s, half the 4 000 GB/s roof
             KernelTime {
                 family: "matmul",
@@ -288,17 +321,8 @@ fn telemetry_puts_a_profiled_step_on_the_roofline() {
                 flops: 100_000_000_000,
             },
         ],
-    });
-    let roofs = Roofs {
-        gbps: 4000.0,
-        gflops: 60_000.0,
-    };
-    let h = Harness::builder()
-        .with_size([1400.0, 1400.0])
-        .build_ui_state(
-            move |ui, t: &mut Telemetry| t.ui(ui, Some(4000.0), Some(roofs), Some(true)),
-            t,
-        );
+    ));
+    let h = telemetry_harness(t);
     for text in [
         "roofline of one profiled step (log-log)",
         "step 7 (1 rows) on the roofline",
@@ -370,8 +394,7 @@ fn missing_glyphs<S>(h: &Harness<'_, S>, texts: &[(String, egui::FontId)]) -> Ve
 /// on a log scale.
 #[test]
 fn every_painted_character_has_a_glyph_and_every_axis_its_unit() {
-    use headroom::metrics::roofline::Roofs;
-    use headroom::metrics::{StepRecord, Traffic};
+    use headroom::metrics::Traffic;
     use headroom::model::gpu_model::KernelTime;
     use headroom::viewer::telemetry::Telemetry;
 
@@ -398,22 +421,12 @@ fn every_painted_character_has_a_glyph_and_every_axis_its_unit() {
 
     // telemetry with two bursts of decode steps 3 s apart, the last one profiled
     let mut t = Telemetry::default();
-    let step = |index: u64, at_s: f64, kernels: Vec<KernelTime>| StepRecord {
-        index,
-        at_s,
-        seconds: 0.004,
-        running: 1,
-        sampled: 1,
-        prefill_tokens: 0,
-        rows: 1,
-        traffic: Traffic {
-            weight_bytes: 2 << 20,
-            kv_bytes: 1 << 20,
-            activation_bytes: 1 << 10,
-        },
-        gpu_s: Some(0.003),
-        kernels,
+    let traffic = Traffic {
+        weight_bytes: 2 << 20,
+        kv_bytes: 1 << 20,
+        activation_bytes: 1 << 10,
     };
+    let step = |index, at_s, kernels| decode_step(index, at_s, traffic, kernels);
     let mut index = 0;
     for burst in [0.0, 4.0] {
         for k in 0..12 {
@@ -429,16 +442,7 @@ fn every_painted_character_has_a_glyph_and_every_axis_its_unit() {
         flops: 2_000_000_000,
     }];
     t.steps.push_back(step(index, 5.4, profile));
-    let roofs = Roofs {
-        gbps: 4000.0,
-        gflops: 60_000.0,
-    };
-    let h = Harness::builder()
-        .with_size([1400.0, 1400.0])
-        .build_ui_state(
-            move |ui, t: &mut Telemetry| t.ui(ui, Some(4000.0), Some(roofs), Some(true)),
-            t,
-        );
+    let h = telemetry_harness(t);
     let texts = painted(&h);
     let missing = missing_glyphs(&h, &texts);
     assert!(missing.is_empty(), "telemetry: {missing:?}");

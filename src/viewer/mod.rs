@@ -5,6 +5,7 @@
 //! and the kernel lab run on their own threads; the UI only polls them.
 
 pub mod attention_map;
+pub mod axis;
 pub mod explorer;
 pub mod generate;
 pub mod kernel_lab;

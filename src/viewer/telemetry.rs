@@ -3,12 +3,12 @@
 //! copy bandwidth, bytes per token split into weights / KV cache / activations, GPU time
 //! per kernel family, the kernel families on the roofline, and the KV pool.
 
+use super::axis::decade_label;
 use crate::engine::Engine;
 use crate::engine::MetricsSnapshot;
 use crate::metrics::roofline::{roofline_points, Roofs};
 use crate::metrics::units::fmt_bytes;
 use crate::metrics::{bin_steps, contiguous_runs, Bin, StepRecord};
-use crate::viewer::explorer::decade_label;
 use egui::{Color32, RichText};
 use egui_plot::{
     uniform_grid_spacer, Bar, BarChart, GridMark, HLine, Legend, Line, MarkerShape, Plot, Points,
@@ -440,7 +440,7 @@ fn family_at(names: &[&str], x: f64) -> String {
     }
 }
 
-/// `value` of each bin that has one, drawn as one line per run of consecutive bins
+/// `value` of each bin, drawn as one line per run of consecutive bins that have one
 /// (`contiguous_runs`), all named `name` (the legend shows them as one): an idle stretch
 /// is a gap, not a line through it.
 fn binned_lines(
@@ -451,11 +451,16 @@ fn binned_lines(
     value: impl Fn(&Bin) -> Option<f64>,
 ) {
     for run in contiguous_runs(bins) {
-        let points: Vec<[f64; 2]> = bins[run]
-            .iter()
-            .filter_map(|b| value(b).map(|v| [b.at_s, v]))
-            .collect();
-        p.line(Line::new(name, points).color(color));
+        // a bin without a value (no timed steps) breaks the line as a missing bin does
+        for segment in bins[run].split(|b| value(b).is_none()) {
+            let points: Vec<[f64; 2]> = segment
+                .iter()
+                .filter_map(|b| value(b).map(|v| [b.at_s, v]))
+                .collect();
+            if !points.is_empty() {
+                p.line(Line::new(name, points).color(color));
+            }
+        }
     }
 }
 
